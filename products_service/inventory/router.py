@@ -1,0 +1,5 @@
+"""inventory routes (to be written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/inventory", tags=["inventory"])

@@ -1,0 +1,77 @@
+"""products_service: catalog, warehouses, inventory ledger and stock reservations (port 8000)."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from common.app import API_PREFIX, attach_database, install_common, seed_first_admin
+from common.auth.router import router as auth_router
+from common.auth.router import users_router
+from common.settings import ProductsSettings, get_products_settings
+from products_service.categories.router import router as categories_router
+from products_service.inventory.router import router as inventory_router
+from products_service.products.router import router as products_router
+from products_service.reservations.router import router as reservations_router
+from products_service.reservations.service import expire_due_reservations
+from products_service.warehouses.router import router as warehouses_router
+
+logger = logging.getLogger(__name__)
+
+
+async def _sweep_expired_reservations(app: FastAPI, every: float) -> None:
+    """Return the stock of expired reservations; every replica may run this safely."""
+    while True:
+        try:
+            await asyncio.to_thread(expire_due_reservations, sessions=app.state.sessionmaker)
+        except Exception:
+            logger.exception("reservation sweep failed; retrying")
+        await asyncio.sleep(every)
+
+
+def create_app(settings: ProductsSettings | None = None) -> FastAPI:
+    """Build the products app; tests pass their own settings."""
+    settings = settings or get_products_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        seed_first_admin(app)
+        sweeper = asyncio.create_task(
+            _sweep_expired_reservations(app, settings.reservation_sweep_seconds)
+        )
+        yield
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Products service",
+        version="1.0.0",
+        summary="Catalog, warehouses, inventory ledger and stock reservations.",
+        description=(
+            "Log in with `POST /api/v1/auth/login` (or the **Authorize** button), then send "
+            "`Authorization: Bearer <token>`. Money is a decimal string, times are ISO 8601 "
+            "with an offset, lists take `limit`/`offset`/`sort` and answer with `total`."
+        ),
+        lifespan=lifespan,
+    )
+    attach_database(app, settings)
+    install_common(app, settings)
+    for router in (
+        auth_router,
+        users_router,
+        categories_router,
+        products_router,
+        warehouses_router,
+        inventory_router,
+        reservations_router,
+    ):
+        app.include_router(router, prefix=API_PREFIX)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,5 @@
+"""products routes (to be written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/products", tags=["products"])

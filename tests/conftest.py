@@ -1,0 +1,269 @@
+"""Test fixtures: a private database in the real MariaDB/MySQL, the app, users and live servers.
+
+The server comes from SHOP_TEST_MYSQL_URL (default: the local MariaDB as root). Where none
+answers but a Docker engine does, testcontainers starts a MySQL 8. Each pytest process
+gets its own database, built with the Alembic history, and drops it at the end.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, delete, text, update
+from sqlalchemy.engine import make_url
+
+from common import migrate
+from common.auth.security import create_access_token, hash_password
+from common.db import make_sessionmaker
+from common.models import Base, Role, User, Warehouse
+from common.settings import ProductsSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "admin-test-pass"
+PASSWORD = "correct-horse-battery"
+
+
+def _mysql_server_url() -> Iterator[str]:
+    url = os.environ.get("SHOP_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
+    try:
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+        yield url
+        return
+    except Exception as exc:
+        local_error = exc
+    try:
+        from testcontainers.mysql import MySqlContainer
+    except ImportError:  # pragma: no cover
+        raise RuntimeError(f"No MySQL/MariaDB at {url}: {local_error}") from local_error
+    try:
+        container = MySqlContainer("mysql:8.0", username="root", password="test")
+        container.start()
+    except Exception as exc:  # no Docker engine either
+        raise RuntimeError(
+            f"No MySQL/MariaDB at {url} ({local_error}) and no Docker engine for "
+            f"testcontainers ({exc}). Start MariaDB or set SHOP_TEST_MYSQL_URL."
+        ) from exc
+    try:
+        host, port = container.get_container_host_ip(), container.get_exposed_port(3306)
+        yield f"mysql+pymysql://root:test@{host}:{port}"
+    finally:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database migrated to head, dropped when the session ends."""
+    for server_url in _mysql_server_url():
+        name = f"shop_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        try:
+            migrate.upgrade(url)
+            yield url
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> ProductsSettings:
+    return ProductsSettings(
+        environment="test",
+        database_url=database_url,
+        jwt_secret=TEST_JWT_SECRET,
+        first_admin_email=ADMIN_EMAIL,
+        first_admin_password=ADMIN_PASSWORD,
+        reservation_sweep_seconds=0.5,
+    )
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    from common.db import make_engine
+
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def users(engine: Engine) -> dict[Role, User]:
+    """One active user per role, created once per session."""
+    made: dict[Role, User] = {}
+    with make_sessionmaker(engine)() as session:
+        for role in Role:
+            user = User(
+                email=f"{role.value}-user@example.com",
+                full_name=role.value.title(),
+                hashed_password=hash_password(PASSWORD),
+                role=role,
+                is_active=True,
+            )
+            session.add(user)
+            session.flush()
+            made[role] = user
+        session.commit()
+    return made
+
+
+def _bearer(user: User, settings: ProductsSettings) -> dict[str, str]:
+    token, _ = create_access_token(user_id=user.id, role=user.role, settings=settings)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def admin_headers(users: dict[Role, User], settings: ProductsSettings) -> dict[str, str]:
+    return _bearer(users[Role.ADMIN], settings)
+
+
+@pytest.fixture(scope="session")
+def manager_headers(users: dict[Role, User], settings: ProductsSettings) -> dict[str, str]:
+    return _bearer(users[Role.MANAGER], settings)
+
+
+@pytest.fixture(scope="session")
+def viewer_headers(users: dict[Role, User], settings: ProductsSettings) -> dict[str, str]:
+    return _bearer(users[Role.VIEWER], settings)
+
+
+@pytest.fixture(scope="session")
+def products_app(settings: ProductsSettings) -> Any:
+    from products_service.main import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+def client(products_app: Any, users: dict[Role, User]) -> Iterator[TestClient]:
+    """The products app called in-process through its ASGI interface (lifespan included)."""
+    with TestClient(products_app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+KEEP_TABLES = {"users", "alembic_version"}
+
+
+@pytest.fixture(autouse=True)
+def clean_database(request: pytest.FixtureRequest) -> None:
+    """Each test starts from the migrated state: no catalog, stock or sales; users kept."""
+    if "database_url" not in request.fixturenames:
+        return
+    engine: Engine = request.getfixturevalue("engine")
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            if table.name in KEEP_TABLES:
+                continue
+            if table.name == "warehouses":
+                connection.execute(delete(table).where(table.c.code != "MAIN"))
+            else:
+                connection.execute(delete(table))
+        connection.execute(
+            update(Warehouse).values(is_active=True, is_default=True, name="Main warehouse")
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """A real uvicorn process on loopback, for tests that need real concurrency or crashes."""
+
+    def __init__(self, module: str, env: dict[str, str], workers: int = 1) -> None:
+        self.module = module
+        self.env = env
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = REPO_ROOT / "var" / f"test-{module.split('.')[0]}-{self.port}.log"
+
+    def start(self, timeout: float = 30) -> None:
+        self.log.parent.mkdir(exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            self.module,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--log-level",
+            "warning",
+        ]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                cmd, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.module} exited; see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.module} did not answer within {timeout}s; see {self.log}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process and self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def service_env(settings: ProductsSettings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
+    env.update(
+        SHOP_ENVIRONMENT="test",
+        SHOP_DATABASE_URL=settings.database_url,
+        SHOP_JWT_SECRET=TEST_JWT_SECRET,
+        SHOP_FIRST_ADMIN_EMAIL=ADMIN_EMAIL,
+        SHOP_FIRST_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def live_products(settings: ProductsSettings, users: dict[Role, User]) -> Iterator[LiveServer]:
+    """products_service running in its own process (2 workers) against the test database."""
+    server = LiveServer(
+        "products_service.main:app",
+        service_env(settings, SHOP_RESERVATION_SWEEP_SECONDS="0.5"),
+        workers=2,
+    )
+    server.start()
+    yield server
+    server.stop()
