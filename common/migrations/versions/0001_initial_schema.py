@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 23:49:06.654961
+Create Date: 2026-11-21 23:50:57.822875
 """
 
 from collections.abc import Sequence

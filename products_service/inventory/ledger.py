@@ -1,0 +1,125 @@
+"""The two primitives every stock change goes through: lock level rows, append a movement.
+
+Rules that hold here for every caller:
+- level rows are locked (SELECT ... FOR UPDATE) in one stable order, (product_id,
+  warehouse_id), so two multi-line operations cannot deadlock on each other;
+- a movement changes ``on_hand`` by its signed quantity and appends one ledger row with
+  the level it left, so the ledger of a level always sums to its ``on_hand``;
+- ``on_hand`` never goes below zero nor below what is reserved.
+"""
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from common.errors import InsufficientStock
+from common.models import MovementType, StockLevel, StockMovement
+
+LevelKey = tuple[int, int]  # (product_id, warehouse_id)
+
+
+def ensure_levels(session: Session, keys: Iterable[LevelKey]) -> None:
+    """Create missing level rows at zero; concurrent creators of the same row do not clash."""
+    rows = [{"product_id": p, "warehouse_id": w, "on_hand": 0, "reserved": 0} for p, w in keys]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        stmt = sqlite_insert(StockLevel).values(rows).on_conflict_do_nothing()
+        session.execute(stmt)
+    else:
+        ins = mysql_insert(StockLevel).values(rows)
+        session.execute(ins.on_duplicate_key_update(product_id=ins.inserted.product_id))
+
+
+def lock_levels(session: Session, keys: Iterable[LevelKey]) -> dict[LevelKey, StockLevel]:
+    """Lock (creating at zero if missing) the level rows for these keys, in stable order."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    existing = set(
+        session.execute(
+            select(StockLevel.product_id, StockLevel.warehouse_id).where(
+                StockLevel.product_id.in_({p for p, _ in wanted})
+            )
+        ).tuples()
+    )
+    ensure_levels(session, [k for k in wanted if k not in existing])
+    locked: dict[LevelKey, StockLevel] = {}
+    for product_id, warehouse_id in wanted:
+        level = session.scalars(
+            select(StockLevel)
+            .where(StockLevel.product_id == product_id, StockLevel.warehouse_id == warehouse_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+        locked[(product_id, warehouse_id)] = level
+    return locked
+
+
+def lock_product_levels(session: Session, product_ids: Iterable[int]) -> list[StockLevel]:
+    """Lock every existing level row of these products, ordered by (product, warehouse)."""
+    ids = sorted(set(product_ids))
+    if not ids:
+        return []
+    return list(
+        session.scalars(
+            select(StockLevel)
+            .where(StockLevel.product_id.in_(ids))
+            .order_by(StockLevel.product_id, StockLevel.warehouse_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def record_movement(
+    session: Session,
+    level: StockLevel,
+    *,
+    movement_type: MovementType,
+    quantity: int,
+    reason: str = "",
+    reference: str | None = None,
+    actor_id: int | None = None,
+    release_reserved: int = 0,
+) -> StockMovement:
+    """Apply a signed quantity to a locked level and append its ledger row.
+
+    ``release_reserved`` also lowers ``reserved`` by that much in the same step; a sale
+    commit uses it to turn held stock into sold stock.
+    """
+    if quantity == 0:
+        raise ValueError("a movement must change stock")
+    new_on_hand = level.on_hand + quantity
+    new_reserved = level.reserved - release_reserved
+    if new_on_hand < 0 or new_reserved < 0 or new_reserved > new_on_hand:
+        available = level.on_hand - level.reserved
+        raise InsufficientStock(
+            f"Only {available} of product {level.product_id} available in warehouse "
+            f"{level.warehouse_id}; cannot remove {-quantity}",
+            product_id=level.product_id,
+            warehouse_id=level.warehouse_id,
+            requested=-quantity,
+            available=available,
+            on_hand=level.on_hand,
+            reserved=level.reserved,
+        )
+    level.on_hand = new_on_hand
+    level.reserved = new_reserved
+    movement = StockMovement(
+        product_id=level.product_id,
+        warehouse_id=level.warehouse_id,
+        movement_type=movement_type,
+        quantity=quantity,
+        on_hand_after=new_on_hand,
+        reason=reason,
+        reference=reference,
+        actor_id=actor_id,
+    )
+    session.add(movement)
+    session.flush()
+    return movement
