@@ -15,6 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
 
+# MySQL/MariaDB: 1213 deadlock, 1205 lock wait timeout.
+LOCK_CONFLICT_CODES = {1213, 1205}
+
 
 class AppError(Exception):
     """Base of every error a service raises on purpose."""
@@ -149,7 +152,16 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(OperationalError)
-    async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+    async def _database_error(_request: Request, exc: OperationalError) -> JSONResponse:
+        code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+        if code in LOCK_CONFLICT_CODES:
+            # The transaction was rolled back whole; the same request may simply be retried.
+            logger.warning("lock conflict (%s): %s", code, exc.orig)
+            return JSONResponse(
+                {"error": "database_busy", "detail": "The database was busy; retry the request"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
         logger.error("database error: %s", exc)
         return JSONResponse(
             {"error": "database_unavailable", "detail": "The database is unavailable; retry later"},
