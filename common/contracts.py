@@ -8,10 +8,22 @@ Paths (under products_service's ``/api/v1``):
 - ``POST /reservations/{id}/commit``   -> 200 ReservationRead (status ``committed``)
 - ``POST /reservations/{id}/release``  -> 200 ReservationRead (status ``released``)
 - ``GET  /reservations/{id}``          -> 200 ReservationRead
+- ``GET  /reservations``               -> 200 Page[ReservationRead] (``status``, ``reference``)
 
 Reserve is idempotent on ``idempotency_key``: a retry with the same key and body returns
-the first reservation (200) and changes nothing; the same key with another body is a 422.
-Commit and release are idempotent on the reservation's state.
+the first reservation (200, in its current status) and changes nothing; the same key with
+another body is a 422 ``idempotency_key_reused``. A refused reserve (4xx) stores nothing,
+so its key may be used again. Lines are numbered by their 1-based position in the request
+(``line_no``); every error about lines names them in a ``lines`` list: 404 ``not_found``
+(unknown product or warehouse), 409 ``invalid_state`` (product not active or archived,
+warehouse inactive), 409 ``insufficient_stock`` (InsufficientStockBody).
+
+Commit and release are idempotent on the reservation's state: committing a committed one
+and releasing a released or expired one answer 200 and change nothing; committing a
+released one and releasing a committed one are 409 ``invalid_state``. An expired
+reservation (its TTL passed and its stock went back) is still committed if that stock is
+free at its warehouses, else 409 InsufficientStockBody; an active one past its TTL that
+was not yet swept is committed as held.
 """
 
 from datetime import datetime
@@ -57,7 +69,7 @@ class ReserveRequest(BaseModel):
 
 
 class ReservedLine(BaseModel):
-    """One allocation: a request line may be split over several warehouses."""
+    """One allocation: a request line may be split over several warehouses (same line_no)."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -80,6 +92,9 @@ class ReservationRead(BaseModel):
 
 
 class ShortLine(BaseModel):
+    """A line that cannot be served: ``available`` is what was left for it after the lines
+    before it (lines naming a warehouse count first); ``warehouse_id`` is the one it named."""
+
     line_no: int
     product_id: int
     warehouse_id: int | None

@@ -170,6 +170,8 @@ def clean_database(request: pytest.FixtureRequest) -> None:
         for table in reversed(Base.metadata.sorted_tables):
             if table.name in KEEP_TABLES:
                 continue
+            if table.name == "categories":  # self-referencing: unlink before deleting
+                connection.execute(update(table).values(parent_id=None))
             if table.name == "warehouses":
                 connection.execute(delete(table).where(table.c.code != "MAIN"))
             else:

@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, status
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from common.auth import service
@@ -23,26 +24,32 @@ def _client_address(request: Request) -> str:
 
 def _token_answer(
     request: Request, session: SessionDep, settings: SettingsDep, email: str, password: str
-) -> TokenRead:
-    token, claims, user = service.login(
-        session=session,
-        sessions=request.app.state.sessionmaker,
-        email=email,
-        password=password,
-        client=_client_address(request),
-        settings=settings,
-    )
+) -> TokenRead | JSONResponse:
+    try:
+        token, claims, user = service.login(
+            session=session,
+            email=email,
+            password=password,
+            client=_client_address(request),
+            settings=settings,
+        )
+    except service.InvalidCredentials as exc:
+        # Answered, not raised: raising would roll back the recorded failed attempt.
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
     return TokenRead(
         access_token=token, expires_at=claims.expires_at, user=UserRead.model_validate(user)
     )
 
 
 @router.post(
-    "/login", summary="Log in with email and password", responses=error_responses(401, 422, 429)
+    "/login",
+    summary="Log in with email and password",
+    response_model=TokenRead,
+    responses=error_responses(401, 422, 429),
 )
 def login(
     body: LoginRequest, request: Request, session: SessionDep, settings: SettingsDep
-) -> TokenRead:
+) -> TokenRead | JSONResponse:
     """Exchange credentials for a bearer token. Repeated failures are throttled (429)."""
     return _token_answer(request, session, settings, body.email, body.password)
 
@@ -50,6 +57,7 @@ def login(
 @router.post(
     "/token",
     summary="Log in (OAuth2 password form, used by Swagger's Authorize)",
+    response_model=TokenRead,
     responses=error_responses(401, 422, 429),
 )
 def token(
@@ -58,7 +66,7 @@ def token(
     settings: SettingsDep,
     username: Annotated[str, Form(description="The user's email")],
     password: Annotated[str, Form()],
-) -> TokenRead:
+) -> TokenRead | JSONResponse:
     """The same as /login, as an OAuth2 password-grant form."""
     body = LoginRequest(email=username, password=password)
     return _token_answer(request, session, settings, body.email, body.password)

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from common.auth.schemas import UserCreate, UserUpdate
 from common.auth.security import TokenClaims, create_access_token, hash_password, verify_password
@@ -36,33 +36,38 @@ def _check_throttle(
             )
 
 
+class InvalidCredentials(Unauthorized):
+    """Wrong email or password. Its attempt row is in the session: the caller must commit it."""
+
+
 def login(
     *,
     session: Session,
-    sessions: sessionmaker[Session],
     email: str,
     password: str,
     client: str,
     settings: CommonSettings,
 ) -> tuple[str, TokenClaims, User]:
-    """Check the credentials and sign a token; failures are recorded even though we raise."""
+    """Check the credentials and sign a token.
+
+    A failure adds its attempt to the session and raises InvalidCredentials; the caller
+    answers 401 without rolling back, so the attempt counts towards the throttle.
+    """
     account = email.strip().lower()
     _check_throttle(session=session, account=account, client=client, settings=settings)
     user = session.scalar(select(User).where(User.email == account))
     ok = verify_password(password, user.hashed_password if user else None)
     if not ok or user is None or not user.is_active:
-        # Its own transaction: the request's own one is rolled back by the 401.
-        with sessions() as record:
-            record.add(LoginAttempt(account=account, client=client))
-            record.execute(
-                delete(LoginAttempt).where(
-                    LoginAttempt.account == account,
-                    LoginAttempt.attempted_at
-                    < utcnow() - timedelta(seconds=settings.login_window_seconds),
-                )
+        session.add(LoginAttempt(account=account, client=client))
+        session.execute(
+            delete(LoginAttempt).where(
+                LoginAttempt.account == account,
+                LoginAttempt.attempted_at
+                < utcnow() - timedelta(seconds=settings.login_window_seconds),
             )
-            record.commit()
-        raise Unauthorized("Incorrect email or password")
+        )
+        session.flush()
+        raise InvalidCredentials("Incorrect email or password")
     session.execute(delete(LoginAttempt).where(LoginAttempt.account == account))
     token, claims = create_access_token(user_id=user.id, role=user.role, settings=settings)
     return token, claims, user

@@ -40,13 +40,14 @@ def lock_levels(session: Session, keys: Iterable[LevelKey]) -> dict[LevelKey, St
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    existing = set(
-        session.execute(
+    existing = {
+        (row.product_id, row.warehouse_id)
+        for row in session.execute(
             select(StockLevel.product_id, StockLevel.warehouse_id).where(
                 StockLevel.product_id.in_({p for p, _ in wanted})
             )
-        ).tuples()
-    )
+        )
+    }
     ensure_levels(session, [k for k in wanted if k not in existing])
     locked: dict[LevelKey, StockLevel] = {}
     for product_id, warehouse_id in wanted:

@@ -1,5 +1,450 @@
-"""inventory routes (to be written)."""
+"""Inventory routes: stock operations, transfers, levels, the ledger, low stock and the check.
 
-from fastapi import APIRouter
+Every stock-changing POST takes an optional ``Idempotency-Key`` header: a retry with the
+same key and body gets the first answer (``Idempotent-Replayed: true``) and changes nothing.
+"""
 
-router = APIRouter(prefix="/inventory", tags=["inventory"])
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel
+from sqlalchemy.orm import Session
+
+from common.auth.dependencies import CurrentUser, ManagerUser
+from common.db import SessionDep
+from common.errors import error_responses
+from common.idempotency import IdempotencyKey, claim, remember
+from common.models import MovementType, TransferStatus
+from common.pagination import Page, PageDep, parse_sort
+from products_service.inventory import repository, service
+from products_service.inventory.schemas import (
+    AdjustmentCreate,
+    CountCreate,
+    DamageCreate,
+    LedgerCheckRead,
+    LowStockRead,
+    MovementRead,
+    ReceiptCreate,
+    ReturnCreate,
+    StockChangeRead,
+    StockLevelRead,
+    TransferCreate,
+    TransferRead,
+)
+
+router = APIRouter(prefix="/inventory", tags=["inventory"], responses=error_responses(401))
+
+WRITE_ERRORS = error_responses(403, 404, 409, 422, 503)
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+def _once(
+    *,
+    session: Session,
+    response: Response,
+    key: str | None,
+    scope: str,
+    payload: Any,
+    work: Callable[[], tuple[int, Answer]],
+) -> Answer | JSONResponse:
+    """Do the work once per Idempotency-Key; a retry replays the stored first answer."""
+    if key is not None:
+        replay = claim(session, scope=scope, key=key, payload=payload)
+        if replay is not None:
+            return replay.response()
+    status_code, answer = work()
+    response.status_code = status_code
+    if key is not None:
+        remember(session, scope=scope, key=key, status_code=status_code, body=answer)
+    return answer
+
+
+def _created(answer: Answer) -> tuple[int, Answer]:
+    return status.HTTP_201_CREATED, answer
+
+
+# --- stock operations ------------------------------------------------------------------
+
+
+@router.post(
+    "/receipts",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StockChangeRead,
+    summary="Receive stock",
+    responses=WRITE_ERRORS,
+)
+def receive_stock(
+    body: ReceiptCreate,
+    principal: ManagerUser,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> StockChangeRead | JSONResponse:
+    """Add arriving stock (ledger `receipt`); 409 for an archived product or inactive warehouse."""
+    return _once(
+        session=session,
+        response=response,
+        key=idempotency_key,
+        scope="inventory.receipt",
+        payload=body,
+        work=lambda: _created(service.receive(session=session, data=body, actor_id=principal.id)),
+    )
+
+
+@router.post(
+    "/adjustments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StockChangeRead,
+    summary="Adjust stock by a signed quantity",
+    responses=WRITE_ERRORS,
+)
+def adjust_stock(
+    body: AdjustmentCreate,
+    principal: ManagerUser,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> StockChangeRead | JSONResponse:
+    """Correct on-hand stock with a reason (ledger `adjustment`); 409 below zero or reserved."""
+    return _once(
+        session=session,
+        response=response,
+        key=idempotency_key,
+        scope="inventory.adjustment",
+        payload=body,
+        work=lambda: _created(service.adjust(session=session, data=body, actor_id=principal.id)),
+    )
+
+
+@router.post(
+    "/counts",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StockChangeRead,
+    summary="Record a stock count",
+    responses={
+        200: {"description": "The count matched on-hand stock; nothing was recorded"},
+        **WRITE_ERRORS,
+    },
+)
+def count_stock(
+    body: CountCreate,
+    principal: ManagerUser,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> StockChangeRead | JSONResponse:
+    """Set on-hand to the counted quantity (ledger `count_correction` of the difference)."""
+
+    def work() -> tuple[int, StockChangeRead]:
+        answer = service.count(session=session, data=body, actor_id=principal.id)
+        return (status.HTTP_201_CREATED if answer.recorded else status.HTTP_200_OK), answer
+
+    return _once(
+        session=session,
+        response=response,
+        key=idempotency_key,
+        scope="inventory.count",
+        payload=body,
+        work=work,
+    )
+
+
+@router.post(
+    "/damages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StockChangeRead,
+    summary="Write off damaged stock",
+    responses=WRITE_ERRORS,
+)
+def damage_stock(
+    body: DamageCreate,
+    principal: ManagerUser,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> StockChangeRead | JSONResponse:
+    """Remove damaged units with a reason (ledger `damage`); 409 beyond available stock."""
+    return _once(
+        session=session,
+        response=response,
+        key=idempotency_key,
+        scope="inventory.damage",
+        payload=body,
+        work=lambda: _created(service.damage(session=session, data=body, actor_id=principal.id)),
+    )
+
+
+@router.post(
+    "/returns",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StockChangeRead,
+    summary="Take back returned stock",
+    responses=WRITE_ERRORS,
+)
+def return_stock(
+    body: ReturnCreate,
+    principal: ManagerUser,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> StockChangeRead | JSONResponse:
+    """Put customer-returned units back on the shelf (ledger `return`)."""
+    return _once(
+        session=session,
+        response=response,
+        key=idempotency_key,
+        scope="inventory.return",
+        payload=body,
+        work=lambda: _created(
+            service.return_stock(session=session, data=body, actor_id=principal.id)
+        ),
+    )
+
+
+# --- transfers -------------------------------------------------------------------------
+
+
+@router.post(
+    "/transfers",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TransferRead,
+    summary="Start a transfer between warehouses",
+    responses=WRITE_ERRORS,
+)
+def create_transfer(
+    body: TransferCreate,
+    principal: ManagerUser,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> TransferRead | JSONResponse:
+    """Take stock off the source now (`transfer_out`); it is in transit, sellable nowhere."""
+
+    def work() -> tuple[int, TransferRead]:
+        transfer = service.create_transfer(session=session, data=body, actor_id=principal.id)
+        return status.HTTP_201_CREATED, TransferRead.model_validate(transfer)
+
+    return _once(
+        session=session,
+        response=response,
+        key=idempotency_key,
+        scope="inventory.transfer",
+        payload=body,
+        work=work,
+    )
+
+
+@router.get("/transfers", summary="List transfers")
+def list_transfers(
+    _user: CurrentUser,
+    session: SessionDep,
+    page: PageDep,
+    status_filter: Annotated[TransferStatus | None, Query(alias="status")] = None,
+    product_id: Annotated[int | None, Query(gt=0)] = None,
+    warehouse_id: Annotated[
+        int | None, Query(gt=0, description="Transfers from or to this warehouse")
+    ] = None,
+    sort: Annotated[str | None, Query(description="created_at or id; '-' for descending")] = None,
+) -> Page[TransferRead]:
+    """Transfers, newest first, filtered by status, product or warehouse."""
+    order_by = parse_sort(sort, repository.TRANSFER_SORT, "-created_at,-id")
+    transfers, total = service.list_transfers(
+        session=session,
+        status=status_filter,
+        product_id=product_id,
+        warehouse_id=warehouse_id,
+        page=page,
+        order_by=order_by,
+    )
+    return Page(
+        items=[TransferRead.model_validate(t) for t in transfers],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/transfers/{transfer_id}", summary="Get a transfer", responses=error_responses(404))
+def get_transfer(transfer_id: int, _user: CurrentUser, session: SessionDep) -> TransferRead:
+    """One transfer by id."""
+    return TransferRead.model_validate(
+        service.get_transfer(session=session, transfer_id=transfer_id)
+    )
+
+
+@router.post(
+    "/transfers/{transfer_id}/complete",
+    response_model=TransferRead,
+    summary="Complete a transfer",
+    responses=WRITE_ERRORS,
+)
+def complete_transfer(
+    transfer_id: int,
+    principal: ManagerUser,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> TransferRead | JSONResponse:
+    """Put the stock on the destination shelf (`transfer_in`); 409 unless in transit."""
+
+    def work() -> tuple[int, TransferRead]:
+        transfer = service.complete_transfer(
+            session=session, transfer_id=transfer_id, actor_id=principal.id
+        )
+        return status.HTTP_200_OK, TransferRead.model_validate(transfer)
+
+    return _once(
+        session=session,
+        response=response,
+        key=idempotency_key,
+        scope="inventory.transfer.complete",
+        payload={"transfer_id": transfer_id},
+        work=work,
+    )
+
+
+@router.post(
+    "/transfers/{transfer_id}/cancel",
+    response_model=TransferRead,
+    summary="Cancel a transfer",
+    responses=WRITE_ERRORS,
+)
+def cancel_transfer(
+    transfer_id: int,
+    principal: ManagerUser,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> TransferRead | JSONResponse:
+    """Return the stock to the source shelf (`transfer_in`, "transfer cancelled")."""
+
+    def work() -> tuple[int, TransferRead]:
+        transfer = service.cancel_transfer(
+            session=session, transfer_id=transfer_id, actor_id=principal.id
+        )
+        return status.HTTP_200_OK, TransferRead.model_validate(transfer)
+
+    return _once(
+        session=session,
+        response=response,
+        key=idempotency_key,
+        scope="inventory.transfer.cancel",
+        payload={"transfer_id": transfer_id},
+        work=work,
+    )
+
+
+# --- reads -----------------------------------------------------------------------------
+
+
+@router.get("/levels", summary="List stock levels")
+def list_levels(
+    _user: CurrentUser,
+    session: SessionDep,
+    page: PageDep,
+    product_id: Annotated[int | None, Query(gt=0)] = None,
+    warehouse_id: Annotated[int | None, Query(gt=0)] = None,
+    sort: Annotated[
+        str | None,
+        Query(description="product_id, warehouse_id, on_hand, available or updated_at"),
+    ] = None,
+) -> Page[StockLevelRead]:
+    """On-hand, reserved and available stock per product and warehouse."""
+    order_by = parse_sort(sort, repository.LEVEL_SORT, "product_id,warehouse_id")
+    items, total = service.list_levels(
+        session=session,
+        product_id=product_id,
+        warehouse_id=warehouse_id,
+        page=page,
+        order_by=order_by,
+    )
+    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get(
+    "/products/{product_id}/movements",
+    summary="A product's stock ledger",
+    responses=error_responses(400, 404, 422),
+)
+def list_movements(
+    product_id: int,
+    _user: CurrentUser,
+    session: SessionDep,
+    page: PageDep,
+    warehouse_id: Annotated[int | None, Query(gt=0)] = None,
+    movement_types: Annotated[
+        list[MovementType] | None,
+        Query(alias="type", description="Repeat to match several types"),
+    ] = None,
+    created_from: Annotated[
+        AwareDatetime | None,
+        Query(alias="from", description="Inclusive, ISO 8601 with an offset"),
+    ] = None,
+    created_to: Annotated[
+        AwareDatetime | None,
+        Query(alias="to", description="Exclusive, ISO 8601 with an offset"),
+    ] = None,
+    sort: Annotated[str | None, Query(description="created_at or id; '-' for descending")] = None,
+) -> Page[MovementRead]:
+    """Every movement of a product with the level it left and who made it; newest first."""
+    order_by = parse_sort(sort, repository.MOVEMENT_SORT, "-created_at,-id")
+    items, total = service.list_movements(
+        session=session,
+        product_id=product_id,
+        warehouse_id=warehouse_id,
+        types=movement_types or [],
+        created_from=created_from,
+        created_to=created_to,
+        page=page,
+        order_by=order_by,
+    )
+    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/low-stock", summary="Products low on stock", responses=error_responses(404, 422))
+def list_low_stock(
+    _user: CurrentUser,
+    session: SessionDep,
+    page: PageDep,
+    threshold: Annotated[
+        int | None,
+        Query(ge=0, description="Use this threshold instead of each product's own"),
+    ] = None,
+    warehouse_id: Annotated[
+        int | None,
+        Query(gt=0, description="Only this warehouse's stock; default: all active warehouses"),
+    ] = None,
+    category_id: Annotated[
+        int | None, Query(gt=0, description="This category and its subcategories")
+    ] = None,
+    include_ok: Annotated[
+        bool, Query(description="Also list products above their threshold (health 'ok')")
+    ] = False,
+) -> Page[LowStockRead]:
+    """Unarchived products whose available stock is at or below the threshold, most urgent first.
+
+    Health: `out` (available <= 0), `critical` (<= half the threshold), `low` (<= threshold),
+    `ok` (above it). Stock in transit counts nowhere.
+    """
+    items, total = service.list_low_stock(
+        session=session,
+        threshold=threshold,
+        warehouse_id=warehouse_id,
+        category_id=category_id,
+        include_ok=include_ok,
+        page=page,
+    )
+    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/ledger-check", summary="Prove the stock invariants")
+def ledger_check(_user: CurrentUser, session: SessionDep, request: Request) -> LedgerCheckRead:
+    """For every level: ledger sum == on_hand == last on_hand_after, reserved == active holds."""
+    # Its own session: the check compares several queries, so it needs one snapshot. The
+    # request's transaction (it only read the caller) ends first: on SQLite it holds the
+    # write lock, which the snapshot session would otherwise wait on forever.
+    session.commit()
+    with service.snapshot_session(request.app.state.sessionmaker) as snapshot:
+        return service.check_ledger(session=snapshot)

@@ -1,5 +1,71 @@
-"""warehouses routes (to be written)."""
+"""Warehouses: create, list, get, update (including which one is the default)."""
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter(prefix="/warehouses", tags=["warehouses"])
+from fastapi import APIRouter, Query, status
+
+from common.auth.dependencies import CurrentUser, ManagerUser
+from common.db import SessionDep
+from common.errors import error_responses
+from common.pagination import Page, PageDep
+from products_service.warehouses import service
+from products_service.warehouses.schemas import WarehouseCreate, WarehouseRead, WarehouseUpdate
+
+router = APIRouter(prefix="/warehouses", tags=["warehouses"], responses=error_responses(401, 422))
+
+SORT_HELP = "Comma-separated fields, '-' for descending: code, name, created_at"
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a warehouse",
+    responses=error_responses(403, 409, 422),
+)
+def create_warehouse(
+    body: WarehouseCreate, _user: ManagerUser, session: SessionDep
+) -> WarehouseRead:
+    """Add a warehouse with a unique code; is_default=true moves the default to it."""
+    return WarehouseRead.model_validate(service.create_warehouse(session=session, data=body))
+
+
+@router.get("", summary="List warehouses", responses=error_responses(400, 422))
+def list_warehouses(
+    _user: CurrentUser,
+    session: SessionDep,
+    page: PageDep,
+    sort: Annotated[str | None, Query(description=SORT_HELP, examples=["name"])] = None,
+    include_inactive: Annotated[bool, Query(description="Also list inactive ones")] = False,
+) -> Page[WarehouseRead]:
+    """Active warehouses by code, unless told otherwise."""
+    items, total = service.list_warehouses(
+        session=session, page=page, sort=sort, include_inactive=include_inactive
+    )
+    return Page(
+        items=[WarehouseRead.model_validate(w) for w in items],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/{warehouse_id}", summary="Get a warehouse", responses=error_responses(404))
+def get_warehouse(warehouse_id: int, _user: CurrentUser, session: SessionDep) -> WarehouseRead:
+    """One warehouse by id, active or not."""
+    return WarehouseRead.model_validate(
+        service.get_warehouse(session=session, warehouse_id=warehouse_id)
+    )
+
+
+@router.patch(
+    "/{warehouse_id}",
+    summary="Update a warehouse",
+    responses=error_responses(403, 404, 409, 422),
+)
+def update_warehouse(
+    warehouse_id: int, body: WarehouseUpdate, _user: ManagerUser, session: SessionDep
+) -> WarehouseRead:
+    """Change name, address, active flag or default; the default cannot be deactivated (409)."""
+    return WarehouseRead.model_validate(
+        service.update_warehouse(session=session, warehouse_id=warehouse_id, data=body)
+    )

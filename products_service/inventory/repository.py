@@ -1,0 +1,289 @@
+"""Every SQL query of the inventory domain (stock changes themselves go through ledger.py)."""
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy.orm import Session
+
+from common.models import (
+    Category,
+    MovementType,
+    Product,
+    Reservation,
+    ReservationLine,
+    ReservationStatus,
+    StockLevel,
+    StockMovement,
+    Transfer,
+    TransferStatus,
+    User,
+    Warehouse,
+)
+from common.pagination import PageParams, paginate
+from products_service.inventory.ledger import LevelKey
+
+# --- lookups ---------------------------------------------------------------------------
+
+
+def get_product(session: Session, product_id: int) -> Product | None:
+    return session.get(Product, product_id)
+
+
+def get_warehouse(session: Session, warehouse_id: int) -> Warehouse | None:
+    return session.get(Warehouse, warehouse_id)
+
+
+def get_category(session: Session, category_id: int) -> Category | None:
+    return session.get(Category, category_id)
+
+
+def get_level(session: Session, product_id: int, warehouse_id: int) -> StockLevel | None:
+    return session.scalar(
+        select(StockLevel).where(
+            StockLevel.product_id == product_id, StockLevel.warehouse_id == warehouse_id
+        )
+    )
+
+
+# --- transfers -------------------------------------------------------------------------
+
+
+def add_transfer(session: Session, transfer: Transfer) -> Transfer:
+    session.add(transfer)
+    session.flush()
+    return transfer
+
+
+def lock_transfer(session: Session, transfer_id: int) -> Transfer | None:
+    """The transfer row, locked, so two completes or cancels of it run one after the other."""
+    return session.scalar(
+        select(Transfer)
+        .where(Transfer.id == transfer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def get_transfer(session: Session, transfer_id: int) -> Transfer | None:
+    return session.get(Transfer, transfer_id)
+
+
+TRANSFER_SORT = {"created_at": Transfer.created_at, "id": Transfer.id}
+
+
+def list_transfers(
+    session: Session,
+    *,
+    status: TransferStatus | None,
+    product_id: int | None,
+    warehouse_id: int | None,
+    page: PageParams,
+    order_by: list[Any],
+) -> tuple[list[Transfer], int]:
+    stmt = select(Transfer)
+    if status is not None:
+        stmt = stmt.where(Transfer.status == status)
+    if product_id is not None:
+        stmt = stmt.where(Transfer.product_id == product_id)
+    if warehouse_id is not None:
+        stmt = stmt.where(
+            or_(
+                Transfer.from_warehouse_id == warehouse_id, Transfer.to_warehouse_id == warehouse_id
+            )
+        )
+    rows, total = paginate(session, stmt, page, order_by)
+    return [row[0] for row in rows], total
+
+
+# --- ledger and levels -----------------------------------------------------------------
+
+MOVEMENT_SORT = {"created_at": StockMovement.created_at, "id": StockMovement.id}
+
+
+def list_movements(
+    session: Session,
+    *,
+    product_id: int,
+    warehouse_id: int | None,
+    types: Collection[MovementType],
+    created_from: datetime | None,
+    created_to: datetime | None,
+    page: PageParams,
+    order_by: list[Any],
+) -> tuple[list[StockMovement], int]:
+    """One page of a product's ledger."""
+    stmt = select(StockMovement).where(StockMovement.product_id == product_id)
+    if warehouse_id is not None:
+        stmt = stmt.where(StockMovement.warehouse_id == warehouse_id)
+    if types:
+        stmt = stmt.where(StockMovement.movement_type.in_(list(types)))
+    if created_from is not None:
+        stmt = stmt.where(StockMovement.created_at >= created_from)
+    if created_to is not None:
+        stmt = stmt.where(StockMovement.created_at < created_to)
+    rows, total = paginate(session, stmt, page, order_by)
+    return [row[0] for row in rows], total
+
+
+def user_emails(session: Session, user_ids: Collection[int | None]) -> dict[int, str]:
+    """Emails of these users, in one query."""
+    ids = {i for i in user_ids if i is not None}
+    if not ids:
+        return {}
+    rows = session.execute(select(User.id, User.email).where(User.id.in_(ids)))
+    return {user_id: email for user_id, email in rows}
+
+
+LEVEL_SORT = {
+    "product_id": StockLevel.product_id,
+    "warehouse_id": StockLevel.warehouse_id,
+    "on_hand": StockLevel.on_hand,
+    "available": StockLevel.on_hand - StockLevel.reserved,
+    "updated_at": StockLevel.updated_at,
+}
+
+
+def list_levels(
+    session: Session,
+    *,
+    product_id: int | None,
+    warehouse_id: int | None,
+    page: PageParams,
+    order_by: list[Any],
+) -> tuple[list[StockLevel], int]:
+    stmt = select(StockLevel)
+    if product_id is not None:
+        stmt = stmt.where(StockLevel.product_id == product_id)
+    if warehouse_id is not None:
+        stmt = stmt.where(StockLevel.warehouse_id == warehouse_id)
+    rows, total = paginate(session, stmt, page, [*order_by, StockLevel.id.asc()])
+    return [row[0] for row in rows], total
+
+
+# --- low stock -------------------------------------------------------------------------
+
+
+def list_low_stock(
+    session: Session,
+    *,
+    threshold: int | None,
+    warehouse_id: int | None,
+    category_id: int | None,
+    include_ok: bool,
+    page: PageParams,
+) -> tuple[list[Any], int]:
+    """Unarchived products by total available stock against their threshold, most urgent first.
+
+    Without ``warehouse_id`` only active warehouses count; with it, that warehouse alone.
+    Products with no level row at all count as zero.
+    """
+    levels = select(StockLevel.product_id, StockLevel.on_hand, StockLevel.reserved).join(
+        Warehouse, Warehouse.id == StockLevel.warehouse_id
+    )
+    if warehouse_id is not None:
+        levels = levels.where(StockLevel.warehouse_id == warehouse_id)
+    else:
+        levels = levels.where(Warehouse.is_active.is_(True))
+    stock = levels.subquery("stock")
+
+    on_hand = func.coalesce(func.sum(stock.c.on_hand), 0)
+    reserved = func.coalesce(func.sum(stock.c.reserved), 0)
+    available = on_hand - reserved
+    limit = literal(threshold) if threshold is not None else Product.low_stock_threshold
+    rank = case(
+        (available <= 0, 0),
+        (available * 2 <= limit, 1),
+        (available <= limit, 2),
+        else_=3,
+    )
+    stmt = (
+        select(
+            Product.id.label("product_id"),
+            Product.sku,
+            Product.name,
+            Product.category_id,
+            on_hand.label("on_hand"),
+            reserved.label("reserved"),
+            available.label("available"),
+            limit.label("threshold"),
+            rank.label("rank"),
+        )
+        .outerjoin(stock, stock.c.product_id == Product.id)
+        .where(Product.archived_at.is_(None))
+        .group_by(
+            Product.id,
+            Product.sku,
+            Product.name,
+            Product.category_id,
+            Product.low_stock_threshold,
+        )
+    )
+    if category_id is not None:
+        # A category's subtree: itself and every category whose path passes through it.
+        subtree = select(Category.id).where(
+            or_(Category.id == category_id, Category.path.like(f"%/{category_id}/%"))
+        )
+        stmt = stmt.where(Product.category_id.in_(subtree))
+    if not include_ok:
+        stmt = stmt.having(available <= limit)
+    return paginate(session, stmt, page, [rank.asc(), available.asc(), Product.id.asc()])
+
+
+# --- ledger check ----------------------------------------------------------------------
+
+
+def level_rows(session: Session) -> dict[LevelKey, tuple[int, int]]:
+    """(on_hand, reserved) of every level row."""
+    rows = session.execute(
+        select(
+            StockLevel.product_id, StockLevel.warehouse_id, StockLevel.on_hand, StockLevel.reserved
+        )
+    )
+    return {(p, w): (on_hand, reserved) for p, w, on_hand, reserved in rows}
+
+
+def ledger_sums(session: Session) -> dict[LevelKey, int]:
+    """Sum of the ledger per (product, warehouse)."""
+    rows = session.execute(
+        select(
+            StockMovement.product_id, StockMovement.warehouse_id, func.sum(StockMovement.quantity)
+        ).group_by(StockMovement.product_id, StockMovement.warehouse_id)
+    )
+    return {(p, w): int(total) for p, w, total in rows}
+
+
+def last_on_hand_after(session: Session) -> dict[LevelKey, int]:
+    """The level the newest movement of each (product, warehouse) left behind."""
+    newest = (
+        select(func.max(StockMovement.id).label("id"))
+        .group_by(StockMovement.product_id, StockMovement.warehouse_id)
+        .subquery("newest")
+    )
+    rows = session.execute(
+        select(
+            StockMovement.product_id, StockMovement.warehouse_id, StockMovement.on_hand_after
+        ).join(newest, newest.c.id == StockMovement.id)
+    )
+    return {(p, w): after for p, w, after in rows}
+
+
+def active_reserved_sums(session: Session) -> dict[LevelKey, int]:
+    """Quantity held by active reservations per (product, warehouse)."""
+    rows = session.execute(
+        select(
+            ReservationLine.product_id,
+            ReservationLine.warehouse_id,
+            func.sum(ReservationLine.quantity),
+        )
+        .join(
+            Reservation,
+            and_(
+                Reservation.id == ReservationLine.reservation_id,
+                Reservation.status == ReservationStatus.ACTIVE,
+            ),
+        )
+        .group_by(ReservationLine.product_id, ReservationLine.warehouse_id)
+    )
+    return {(p, w): int(total) for p, w, total in rows}

@@ -1,0 +1,527 @@
+"""Inventory rules: what each stock operation may do, transfers, the ledger and its check.
+
+Every change locks its level rows through ``ledger.lock_levels`` and writes through
+``ledger.record_movement``, so the ledger of a level always sums to its ``on_hand``.
+"""
+
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from common.db import utcnow
+from common.errors import Conflict, InsufficientStock, InvalidState, NotFound
+from common.models import (
+    MovementType,
+    Product,
+    StockLevel,
+    StockMovement,
+    Transfer,
+    TransferStatus,
+    Warehouse,
+)
+from common.pagination import PageParams
+from products_service.inventory import repository
+from products_service.inventory.ledger import lock_levels, record_movement
+from products_service.inventory.schemas import (
+    AdjustmentCreate,
+    CountCreate,
+    DamageCreate,
+    LedgerCheckRead,
+    LedgerMismatch,
+    LowStockRead,
+    MovementRead,
+    ReceiptCreate,
+    ReturnCreate,
+    StockChangeRead,
+    StockHealth,
+    StockLevelRead,
+    TransferCreate,
+)
+
+CANCELLED_REASON = "transfer cancelled"
+
+# --- lookups ---------------------------------------------------------------------------
+
+
+def get_product(*, session: Session, product_id: int, field: str = "product_id") -> Product:
+    product = repository.get_product(session, product_id)
+    if product is None:
+        raise NotFound(
+            f"Product {product_id} not found", resource="product", id=product_id, field=field
+        )
+    return product
+
+
+def get_warehouse(*, session: Session, warehouse_id: int, field: str = "warehouse_id") -> Warehouse:
+    warehouse = repository.get_warehouse(session, warehouse_id)
+    if warehouse is None:
+        raise NotFound(
+            f"Warehouse {warehouse_id} not found",
+            resource="warehouse",
+            id=warehouse_id,
+            field=field,
+        )
+    return warehouse
+
+
+def _require_active(warehouse: Warehouse, *, field: str, action: str) -> None:
+    if not warehouse.is_active:
+        raise Conflict(
+            f"Warehouse {warehouse.id} ({warehouse.code}) is inactive and cannot {action}; "
+            "reactivate it first",
+            field=field,
+            warehouse_id=warehouse.id,
+        )
+
+
+def _require_not_archived(product: Product, *, action: str) -> None:
+    if product.archived_at is not None:
+        raise Conflict(
+            f"Product {product.id} ({product.sku}) is archived and cannot {action}",
+            field="product_id",
+            product_id=product.id,
+        )
+
+
+# --- answers ---------------------------------------------------------------------------
+
+
+def level_read(level: StockLevel) -> StockLevelRead:
+    return StockLevelRead.model_validate(level)
+
+
+def movement_read(movement: StockMovement, actor_email: str | None) -> MovementRead:
+    return MovementRead(
+        id=movement.id,
+        product_id=movement.product_id,
+        warehouse_id=movement.warehouse_id,
+        type=movement.movement_type,
+        quantity=movement.quantity,
+        on_hand_after=movement.on_hand_after,
+        reason=movement.reason,
+        reference=movement.reference,
+        actor_id=movement.actor_id,
+        actor_email=actor_email,
+        created_at=movement.created_at,
+    )
+
+
+def _change(
+    session: Session, level: StockLevel, movement: StockMovement | None, detail: str
+) -> StockChangeRead:
+    session.flush()  # level.updated_at is set by the UPDATE
+    emails = repository.user_emails(session, [movement.actor_id] if movement else [])
+    return StockChangeRead(
+        recorded=movement is not None,
+        detail=detail,
+        movement=movement_read(movement, emails.get(movement.actor_id or 0)) if movement else None,
+        level=level_read(level),
+    )
+
+
+@dataclass(frozen=True)
+class _Target:
+    product: Product
+    warehouse: Warehouse
+
+
+def _target(session: Session, product_id: int, warehouse_id: int) -> _Target:
+    return _Target(
+        product=get_product(session=session, product_id=product_id),
+        warehouse=get_warehouse(session=session, warehouse_id=warehouse_id),
+    )
+
+
+def _lock_one(session: Session, product_id: int, warehouse_id: int) -> StockLevel:
+    return lock_levels(session, [(product_id, warehouse_id)])[(product_id, warehouse_id)]
+
+
+# --- single-level operations ------------------------------------------------------------
+
+
+def receive(*, session: Session, data: ReceiptCreate, actor_id: int) -> StockChangeRead:
+    """Stock arriving; refused for an archived product or an inactive warehouse."""
+    target = _target(session, data.product_id, data.warehouse_id)
+    _require_not_archived(target.product, action="receive stock")
+    _require_active(target.warehouse, field="warehouse_id", action="receive stock")
+    level = _lock_one(session, data.product_id, data.warehouse_id)
+    movement = record_movement(
+        session,
+        level,
+        movement_type=MovementType.RECEIPT,
+        quantity=data.quantity,
+        reason=data.reason,
+        reference=data.reference,
+        actor_id=actor_id,
+    )
+    return _change(session, level, movement, f"Received {data.quantity}")
+
+
+def adjust(*, session: Session, data: AdjustmentCreate, actor_id: int) -> StockChangeRead:
+    """A signed correction; never below zero nor below what is reserved."""
+    _target(session, data.product_id, data.warehouse_id)
+    level = _lock_one(session, data.product_id, data.warehouse_id)
+    movement = record_movement(
+        session,
+        level,
+        movement_type=MovementType.ADJUSTMENT,
+        quantity=data.quantity,
+        reason=data.reason,
+        reference=data.reference,
+        actor_id=actor_id,
+    )
+    return _change(session, level, movement, f"Adjusted by {data.quantity:+d}")
+
+
+def count(*, session: Session, data: CountCreate, actor_id: int) -> StockChangeRead:
+    """Set on_hand to what was counted, recording the difference; a match records nothing."""
+    _target(session, data.product_id, data.warehouse_id)
+    level = _lock_one(session, data.product_id, data.warehouse_id)
+    if data.counted_quantity < level.reserved:
+        raise InsufficientStock(
+            f"Counted {data.counted_quantity} of product {level.product_id} in warehouse "
+            f"{level.warehouse_id}, but {level.reserved} are reserved; release or commit "
+            "those reservations before recording this count",
+            product_id=level.product_id,
+            warehouse_id=level.warehouse_id,
+            counted_quantity=data.counted_quantity,
+            on_hand=level.on_hand,
+            reserved=level.reserved,
+            available=level.available,
+        )
+    delta = data.counted_quantity - level.on_hand
+    if delta == 0:
+        return _change(
+            session,
+            level,
+            None,
+            f"Count matches on hand ({level.on_hand}); nothing was recorded",
+        )
+    movement = record_movement(
+        session,
+        level,
+        movement_type=MovementType.COUNT_CORRECTION,
+        quantity=delta,
+        reason=data.reason,
+        reference=data.reference,
+        actor_id=actor_id,
+    )
+    return _change(
+        session,
+        level,
+        movement,
+        f"Count of {data.counted_quantity} corrected on hand by {delta:+d}",
+    )
+
+
+def damage(*, session: Session, data: DamageCreate, actor_id: int) -> StockChangeRead:
+    """Write units off; only available (unreserved) units can be written off."""
+    _target(session, data.product_id, data.warehouse_id)
+    level = _lock_one(session, data.product_id, data.warehouse_id)
+    movement = record_movement(
+        session,
+        level,
+        movement_type=MovementType.DAMAGE,
+        quantity=-data.quantity,
+        reason=data.reason,
+        reference=data.reference,
+        actor_id=actor_id,
+    )
+    return _change(session, level, movement, f"Wrote off {data.quantity} as damaged")
+
+
+def return_stock(*, session: Session, data: ReturnCreate, actor_id: int) -> StockChangeRead:
+    """Units returned by a customer go back on the shelf; archived products included."""
+    target = _target(session, data.product_id, data.warehouse_id)
+    _require_active(target.warehouse, field="warehouse_id", action="take returns")
+    level = _lock_one(session, data.product_id, data.warehouse_id)
+    movement = record_movement(
+        session,
+        level,
+        movement_type=MovementType.RETURN,
+        quantity=data.quantity,
+        reason=data.reason,
+        reference=data.reference,
+        actor_id=actor_id,
+    )
+    return _change(session, level, movement, f"Returned {data.quantity}")
+
+
+# --- transfers -------------------------------------------------------------------------
+
+
+def _transfer_reference(transfer: Transfer) -> str:
+    return f"transfer:{transfer.id}"
+
+
+def create_transfer(*, session: Session, data: TransferCreate, actor_id: int) -> Transfer:
+    """Take the stock off the source shelf now; it is in transit until completed or cancelled."""
+    get_product(session=session, product_id=data.product_id)
+    get_warehouse(session=session, warehouse_id=data.from_warehouse_id, field="from_warehouse_id")
+    destination = get_warehouse(
+        session=session, warehouse_id=data.to_warehouse_id, field="to_warehouse_id"
+    )
+    _require_active(destination, field="to_warehouse_id", action="receive a transfer")
+    level = _lock_one(session, data.product_id, data.from_warehouse_id)
+    transfer = repository.add_transfer(
+        session,
+        Transfer(
+            product_id=data.product_id,
+            from_warehouse_id=data.from_warehouse_id,
+            to_warehouse_id=data.to_warehouse_id,
+            quantity=data.quantity,
+            status=TransferStatus.IN_TRANSIT,
+            note=data.note,
+            created_by_id=actor_id,
+        ),
+    )
+    record_movement(
+        session,
+        level,
+        movement_type=MovementType.TRANSFER_OUT,
+        quantity=-data.quantity,
+        reason=data.note or f"transfer to warehouse {data.to_warehouse_id}",
+        reference=_transfer_reference(transfer),
+        actor_id=actor_id,
+    )
+    return transfer
+
+
+def get_transfer(*, session: Session, transfer_id: int) -> Transfer:
+    transfer = repository.get_transfer(session, transfer_id)
+    if transfer is None:
+        raise NotFound(f"Transfer {transfer_id} not found", resource="transfer", id=transfer_id)
+    return transfer
+
+
+def _lock_in_transit(session: Session, transfer_id: int, action: str) -> Transfer:
+    transfer = repository.lock_transfer(session, transfer_id)
+    if transfer is None:
+        raise NotFound(f"Transfer {transfer_id} not found", resource="transfer", id=transfer_id)
+    if transfer.status != TransferStatus.IN_TRANSIT:
+        raise InvalidState(
+            f"Transfer {transfer_id} is {transfer.status.value}; only an in_transit transfer "
+            f"can be {action}",
+            transfer_id=transfer_id,
+            status=transfer.status.value,
+        )
+    return transfer
+
+
+def complete_transfer(*, session: Session, transfer_id: int, actor_id: int) -> Transfer:
+    """Put the stock on the destination shelf."""
+    transfer = _lock_in_transit(session, transfer_id, "completed")
+    level = _lock_one(session, transfer.product_id, transfer.to_warehouse_id)
+    record_movement(
+        session,
+        level,
+        movement_type=MovementType.TRANSFER_IN,
+        quantity=transfer.quantity,
+        reason=f"transfer from warehouse {transfer.from_warehouse_id}",
+        reference=_transfer_reference(transfer),
+        actor_id=actor_id,
+    )
+    transfer.status = TransferStatus.COMPLETED
+    transfer.completed_at = utcnow()
+    session.flush()
+    return transfer
+
+
+def cancel_transfer(*, session: Session, transfer_id: int, actor_id: int) -> Transfer:
+    """Put the stock back on the source shelf."""
+    transfer = _lock_in_transit(session, transfer_id, "cancelled")
+    level = _lock_one(session, transfer.product_id, transfer.from_warehouse_id)
+    record_movement(
+        session,
+        level,
+        movement_type=MovementType.TRANSFER_IN,
+        quantity=transfer.quantity,
+        reason=CANCELLED_REASON,
+        reference=_transfer_reference(transfer),
+        actor_id=actor_id,
+    )
+    transfer.status = TransferStatus.CANCELLED
+    transfer.cancelled_at = utcnow()
+    session.flush()
+    return transfer
+
+
+def list_transfers(
+    *,
+    session: Session,
+    status: TransferStatus | None,
+    product_id: int | None,
+    warehouse_id: int | None,
+    page: PageParams,
+    order_by: list[Any],
+) -> tuple[list[Transfer], int]:
+    return repository.list_transfers(
+        session,
+        status=status,
+        product_id=product_id,
+        warehouse_id=warehouse_id,
+        page=page,
+        order_by=order_by,
+    )
+
+
+# --- reads -----------------------------------------------------------------------------
+
+
+def list_movements(
+    *,
+    session: Session,
+    product_id: int,
+    warehouse_id: int | None,
+    types: Collection[MovementType],
+    created_from: datetime | None,
+    created_to: datetime | None,
+    page: PageParams,
+    order_by: list[Any],
+) -> tuple[list[MovementRead], int]:
+    """A product's ledger, newest first unless sorted otherwise."""
+    get_product(session=session, product_id=product_id)
+    if warehouse_id is not None:
+        get_warehouse(session=session, warehouse_id=warehouse_id)
+    rows, total = repository.list_movements(
+        session,
+        product_id=product_id,
+        warehouse_id=warehouse_id,
+        types=types,
+        created_from=created_from,
+        created_to=created_to,
+        page=page,
+        order_by=order_by,
+    )
+    emails = repository.user_emails(session, [m.actor_id for m in rows])
+    return [movement_read(m, emails.get(m.actor_id or 0)) for m in rows], total
+
+
+def list_levels(
+    *,
+    session: Session,
+    product_id: int | None,
+    warehouse_id: int | None,
+    page: PageParams,
+    order_by: list[Any],
+) -> tuple[list[StockLevelRead], int]:
+    levels, total = repository.list_levels(
+        session, product_id=product_id, warehouse_id=warehouse_id, page=page, order_by=order_by
+    )
+    return [level_read(level) for level in levels], total
+
+
+def list_low_stock(
+    *,
+    session: Session,
+    threshold: int | None,
+    warehouse_id: int | None,
+    category_id: int | None,
+    include_ok: bool,
+    page: PageParams,
+) -> tuple[list[LowStockRead], int]:
+    """Products at or below their threshold (or the one given), most urgent first."""
+    if warehouse_id is not None:
+        get_warehouse(session=session, warehouse_id=warehouse_id)
+    if category_id is not None and repository.get_category(session, category_id) is None:
+        raise NotFound(
+            f"Category {category_id} not found",
+            resource="category",
+            id=category_id,
+            field="category_id",
+        )
+    rows, total = repository.list_low_stock(
+        session,
+        threshold=threshold,
+        warehouse_id=warehouse_id,
+        category_id=category_id,
+        include_ok=include_ok,
+        page=page,
+    )
+    health = list(StockHealth)
+    items = [
+        LowStockRead(
+            product_id=row.product_id,
+            sku=row.sku,
+            name=row.name,
+            category_id=row.category_id,
+            on_hand=int(row.on_hand),
+            reserved=int(row.reserved),
+            available=int(row.available),
+            threshold=int(row.threshold),
+            health=health[int(row.rank)],
+        )
+        for row in rows
+    ]
+    return items, total
+
+
+# --- the ledger check ------------------------------------------------------------------
+
+
+@contextmanager
+def snapshot_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A read-only session whose queries all see one consistent snapshot of the database.
+
+    The app's connections run READ COMMITTED, where each statement sees the latest
+    commits; the check compares several queries with each other, so on MySQL/MariaDB it
+    runs REPEATABLE READ (one snapshot for the whole transaction). SQLite's transaction
+    is already one snapshot.
+    """
+    with sessions() as session:
+        if session.get_bind().dialect.name in ("mysql", "mariadb"):
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+def check_ledger(*, session: Session) -> LedgerCheckRead:
+    """Prove the stock invariants for every level row, with one grouped query per fact."""
+    levels = repository.level_rows(session)
+    sums = repository.ledger_sums(session)
+    last_after = repository.last_on_hand_after(session)
+    active = repository.active_reserved_sums(session)
+
+    mismatches: list[LedgerMismatch] = []
+    for key in sorted(set(levels) | set(sums) | set(active)):
+        problems: list[str] = []
+        if key in levels:
+            on_hand, reserved = levels[key]
+        else:
+            on_hand, reserved = 0, 0
+            problems.append("ledger rows or reservations exist but there is no level row")
+        ledger_sum = sums.get(key, 0)
+        active_reserved = active.get(key, 0)
+        after = last_after.get(key)
+        if ledger_sum != on_hand:
+            problems.append(f"ledger sums to {ledger_sum} but on_hand is {on_hand}")
+        if after is not None and after != on_hand:
+            problems.append(f"last movement left {after} but on_hand is {on_hand}")
+        if reserved != active_reserved:
+            problems.append(
+                f"reserved is {reserved} but active reservations hold {active_reserved}"
+            )
+        if not 0 <= reserved <= on_hand:
+            problems.append(f"reserved {reserved} is outside 0..on_hand ({on_hand})")
+        if on_hand < 0:
+            problems.append(f"on_hand {on_hand} is negative")
+        if problems:
+            mismatches.append(
+                LedgerMismatch(
+                    product_id=key[0],
+                    warehouse_id=key[1],
+                    on_hand=on_hand,
+                    ledger_sum=ledger_sum,
+                    reserved=reserved,
+                    active_reserved=active_reserved,
+                    last_on_hand_after=after,
+                    problems=problems,
+                )
+            )
+    return LedgerCheckRead(ok=not mismatches, levels_checked=len(levels), mismatches=mismatches)

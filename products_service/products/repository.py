@@ -1,0 +1,120 @@
+"""SQL for products: lookups, per-warehouse stock and the filtered, sorted list."""
+
+from typing import Any
+
+from sqlalchemy import Row, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from common.models import Category, Product, StockLevel, Warehouse
+from common.pagination import PageParams, paginate
+from products_service.products.schemas import ProductFilters
+
+# Stock summed per product; a product without level rows has none, so it counts as 0.
+_stock = (
+    select(
+        StockLevel.product_id.label("product_id"),
+        func.sum(StockLevel.on_hand).label("on_hand"),
+        func.sum(StockLevel.reserved).label("reserved"),
+    )
+    .group_by(StockLevel.product_id)
+    .subquery("stock")
+)
+_on_hand = func.coalesce(_stock.c.on_hand, 0)
+_reserved = func.coalesce(_stock.c.reserved, 0)
+_available = _on_hand - _reserved
+
+SORT_COLUMNS: dict[str, Any] = {
+    "name": Product.name,
+    "sku": Product.sku,
+    "price": Product.price,
+    "cost_price": Product.cost_price,
+    "created_at": Product.created_at,
+    "stock": _available,
+}
+
+
+def get(session: Session, product_id: int) -> Product | None:
+    return session.get(Product, product_id)
+
+
+def get_by_sku(session: Session, sku: str) -> Product | None:
+    return session.scalar(select(Product).where(Product.sku == sku))
+
+
+def sku_taken(session: Session, sku: str, *, exclude_id: int | None = None) -> bool:
+    stmt = select(Product.id).where(Product.sku == sku)
+    if exclude_id is not None:
+        stmt = stmt.where(Product.id != exclude_id)
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def stock_by_warehouse(session: Session, product_id: int) -> list[Row[Any]]:
+    """The product's level rows with their warehouse, by warehouse code."""
+    stmt = (
+        select(
+            Warehouse.id.label("warehouse_id"),
+            Warehouse.code.label("warehouse_code"),
+            Warehouse.name.label("warehouse_name"),
+            StockLevel.on_hand,
+            StockLevel.reserved,
+        )
+        .join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
+        .where(StockLevel.product_id == product_id)
+        .order_by(Warehouse.code)
+    )
+    return list(session.execute(stmt))
+
+
+def list_page(
+    session: Session,
+    *,
+    filters: ProductFilters,
+    subtree_path: str | None,
+    page: PageParams,
+    order_by: list[Any],
+) -> tuple[list[Any], int]:
+    """Rows of (Product, Category or None, on_hand, reserved, available), and the total."""
+    category = aliased(Category, name="category")
+    stmt = (
+        select(
+            Product,
+            category,
+            _on_hand.label("on_hand"),
+            _reserved.label("reserved"),
+            _available.label("available"),
+        )
+        .outerjoin(_stock, _stock.c.product_id == Product.id)
+        .outerjoin(category, category.id == Product.category_id)
+    )
+    if filters.q and filters.q.strip():
+        needle = filters.q.strip().lower()
+        stmt = stmt.where(
+            or_(
+                *(
+                    func.lower(column).contains(needle, autoescape=True)
+                    for column in (Product.name, Product.sku, Product.description)
+                )
+            )
+        )
+    if subtree_path is not None:
+        subtree = aliased(Category, name="subtree")
+        stmt = stmt.where(
+            Product.category_id.in_(
+                select(subtree.id).where(subtree.path.startswith(subtree_path, autoescape=True))
+            )
+        )
+    if filters.status is not None:
+        stmt = stmt.where(Product.status == filters.status)
+    if filters.min_price is not None:
+        stmt = stmt.where(Product.price >= filters.min_price)
+    if filters.max_price is not None:
+        stmt = stmt.where(Product.price <= filters.max_price)
+    if filters.created_from is not None:
+        stmt = stmt.where(Product.created_at >= filters.created_from)
+    if filters.created_to is not None:
+        stmt = stmt.where(Product.created_at <= filters.created_to)
+    if filters.low_stock_only:
+        stmt = stmt.where(_available <= Product.low_stock_threshold)
+    if not filters.include_archived:
+        stmt = stmt.where(Product.archived_at.is_(None))
+    return paginate(session, stmt, page, [*order_by, Product.id.asc()])

@@ -1,0 +1,175 @@
+"""Product rules: unique SKUs, usable categories, archiving, and the stock each one holds."""
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from common.db import utcnow
+from common.errors import Conflict, NotFound, Unprocessable
+from common.models import Category, Product
+from common.pagination import PageParams, parse_sort
+from products_service.categories import repository as categories
+from products_service.products import repository
+from products_service.products.schemas import (
+    ProductCreate,
+    ProductFilters,
+    ProductUpdate,
+    StockTotals,
+    WarehouseStock,
+)
+
+
+@dataclass(frozen=True)
+class ProductView:
+    """A product with its category and its stock per warehouse."""
+
+    product: Product
+    category: Category | None
+    stock: list[WarehouseStock]
+
+
+@dataclass(frozen=True)
+class ProductListRow:
+    product: Product
+    category: Category | None
+    totals: StockTotals
+
+
+def _sku_conflict(sku: str) -> Conflict:
+    return Conflict(f"A product with SKU {sku!r} already exists", field="sku")
+
+
+def _flush(session: Session, sku: str) -> None:
+    """Flush, turning a lost race on the unique SKU into the same 409 as the pre-check."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if "sku" in str(exc.orig):
+            raise _sku_conflict(sku) from exc
+        raise
+
+
+def _usable_category(session: Session, category_id: int) -> Category:
+    """The category a product is put in must exist and be active.
+
+    Its row is share-locked so it cannot be archived before this product is saved.
+    """
+    category = categories.get(session, category_id, lock="share")
+    if category is None:
+        raise Unprocessable(f"Category {category_id} does not exist", field="category_id")
+    if category.archived_at is not None:
+        raise Unprocessable(
+            f"Category {category_id} is archived; choose an active category",
+            field="category_id",
+        )
+    return category
+
+
+def _view(session: Session, product: Product) -> ProductView:
+    category = (
+        categories.get(session, product.category_id) if product.category_id is not None else None
+    )
+    stock = [
+        WarehouseStock(
+            warehouse_id=row.warehouse_id,
+            warehouse_code=row.warehouse_code,
+            warehouse_name=row.warehouse_name,
+            on_hand=row.on_hand,
+            reserved=row.reserved,
+            available=row.on_hand - row.reserved,
+        )
+        for row in repository.stock_by_warehouse(session, product.id)
+    ]
+    return ProductView(product=product, category=category, stock=stock)
+
+
+def _get(session: Session, product_id: int) -> Product:
+    product = repository.get(session, product_id)
+    if product is None:
+        raise NotFound(f"Product {product_id} not found", resource="product", id=product_id)
+    return product
+
+
+def get_product(*, session: Session, product_id: int) -> ProductView:
+    return _view(session, _get(session, product_id))
+
+
+def get_product_by_sku(*, session: Session, sku: str) -> ProductView:
+    product = repository.get_by_sku(session, sku.strip())
+    if product is None:
+        raise NotFound(f"Product with SKU {sku!r} not found", resource="product", sku=sku)
+    return _view(session, product)
+
+
+def create_product(*, session: Session, data: ProductCreate) -> ProductView:
+    if data.category_id is not None:
+        _usable_category(session, data.category_id)
+    if repository.sku_taken(session, data.sku):
+        raise _sku_conflict(data.sku)
+    product = Product(**data.model_dump())
+    session.add(product)
+    _flush(session, data.sku)
+    return _view(session, product)
+
+
+def update_product(*, session: Session, product_id: int, data: ProductUpdate) -> ProductView:
+    """Change the fields sent; a new SKU must be unused and a new category active."""
+    product = _get(session, product_id)
+    changes = data.model_dump(exclude_unset=True)
+    new_category = changes.get("category_id")
+    if new_category is not None and new_category != product.category_id:
+        _usable_category(session, new_category)
+    sku = changes.get("sku")
+    if sku is not None and repository.sku_taken(session, sku, exclude_id=product.id):
+        raise _sku_conflict(sku)
+    for field, value in changes.items():
+        setattr(product, field, value)
+    _flush(session, product.sku)
+    return _view(session, product)
+
+
+def archive_product(*, session: Session, product_id: int) -> ProductView:
+    """Hide it from the default list; its stock is left as it is."""
+    product = _get(session, product_id)
+    if product.archived_at is None:
+        product.archived_at = utcnow()
+        session.flush()
+    return _view(session, product)
+
+
+def restore_product(*, session: Session, product_id: int) -> ProductView:
+    product = _get(session, product_id)
+    if product.archived_at is not None:
+        product.archived_at = None
+        session.flush()
+    return _view(session, product)
+
+
+def list_products(
+    *, session: Session, filters: ProductFilters, sort: str | None, page: PageParams
+) -> tuple[list[ProductListRow], int]:
+    """One page of products matching the filters, with stock totals; newest first by default."""
+    order_by = parse_sort(sort, repository.SORT_COLUMNS, default="-created_at")
+    subtree_path = None
+    if filters.category_id is not None:
+        root = categories.get(session, filters.category_id)
+        if root is None:
+            raise Unprocessable(
+                f"Category {filters.category_id} does not exist", field="category_id"
+            )
+        subtree_path = root.path
+    rows, total = repository.list_page(
+        session, filters=filters, subtree_path=subtree_path, page=page, order_by=order_by
+    )
+    items = [
+        ProductListRow(
+            product=row[0],
+            category=row[1],
+            totals=StockTotals(
+                on_hand=int(row.on_hand), reserved=int(row.reserved), available=int(row.available)
+            ),
+        )
+        for row in rows
+    ]
+    return items, total

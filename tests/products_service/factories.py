@@ -1,0 +1,178 @@
+"""Test data written straight to the database (each call in its own committed transaction).
+
+Stock goes through the ledger primitives, so the ledger of every level sums to its on_hand
+just as it would through the API.
+"""
+
+import itertools
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
+
+from sqlalchemy import Engine, func, select
+
+from common.db import make_sessionmaker, utcnow
+from common.models import (
+    MovementType,
+    Product,
+    ProductStatus,
+    Reservation,
+    ReservationLine,
+    ReservationStatus,
+    StockLevel,
+    StockMovement,
+    Warehouse,
+)
+from products_service.inventory.ledger import lock_levels, record_movement
+
+_sequence = itertools.count(1)
+
+
+def main_warehouse_id(engine: Engine) -> int:
+    """The default warehouse every test database starts with."""
+    with make_sessionmaker(engine)() as session:
+        return session.scalars(select(Warehouse.id).where(Warehouse.code == "MAIN")).one()
+
+
+def create_warehouse(engine: Engine, *, is_active: bool = True, code: str | None = None) -> int:
+    n = next(_sequence)
+    with make_sessionmaker(engine)() as session:
+        warehouse = Warehouse(
+            code=code or f"WH{n}", name=f"Warehouse {n}", is_active=is_active, is_default=False
+        )
+        session.add(warehouse)
+        session.commit()
+        return warehouse.id
+
+
+def receive_stock(
+    engine: Engine, *, product_id: int, warehouse_id: int, quantity: int, reference: str = "seed"
+) -> None:
+    """A receipt movement: on_hand goes up and the ledger records it."""
+    with make_sessionmaker(engine)() as session:
+        level = lock_levels(session, [(product_id, warehouse_id)])[(product_id, warehouse_id)]
+        record_movement(
+            session,
+            level,
+            movement_type=MovementType.RECEIPT,
+            quantity=quantity,
+            reference=reference,
+        )
+        session.commit()
+
+
+def create_product(
+    engine: Engine,
+    *,
+    stock: Mapping[int, int] | None = None,
+    status: ProductStatus = ProductStatus.ACTIVE,
+    archived: bool = False,
+) -> int:
+    """A product, with ``stock`` received per warehouse id."""
+    n = next(_sequence)
+    with make_sessionmaker(engine)() as session:
+        product = Product(
+            sku=f"SKU-{n}",
+            name=f"Product {n}",
+            price=Decimal("19.90"),
+            cost_price=Decimal("7.25"),
+            status=status,
+            archived_at=utcnow() if archived else None,
+        )
+        session.add(product)
+        session.commit()
+        product_id = product.id
+    for warehouse_id, quantity in (stock or {}).items():
+        receive_stock(engine, product_id=product_id, warehouse_id=warehouse_id, quantity=quantity)
+    return product_id
+
+
+class Level(NamedTuple):
+    on_hand: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+def level(engine: Engine, product_id: int, warehouse_id: int) -> Level:
+    """The level row as committed now (zero when there is none)."""
+    with make_sessionmaker(engine)() as session:
+        row = session.scalar(
+            select(StockLevel).where(
+                StockLevel.product_id == product_id, StockLevel.warehouse_id == warehouse_id
+            )
+        )
+        return Level(row.on_hand, row.reserved) if row else Level(0, 0)
+
+
+def movements(engine: Engine, product_id: int, movement_type: MovementType) -> list[StockMovement]:
+    with make_sessionmaker(engine)() as session:
+        return list(
+            session.scalars(
+                select(StockMovement)
+                .where(
+                    StockMovement.product_id == product_id,
+                    StockMovement.movement_type == movement_type,
+                )
+                .order_by(StockMovement.id)
+            )
+        )
+
+
+def set_reservation_expiry(engine: Engine, reservation_id: int, expires_at: datetime) -> None:
+    with make_sessionmaker(engine)() as session:
+        session.get_one(Reservation, reservation_id).expires_at = expires_at
+        session.commit()
+
+
+def reservation_status(engine: Engine, reservation_id: int) -> ReservationStatus:
+    with make_sessionmaker(engine)() as session:
+        return session.get_one(Reservation, reservation_id).status
+
+
+def ledger_problems(engine: Engine) -> list[str]:
+    """Every broken stock invariant, described; empty when the books balance.
+
+    For each level: its movements sum to on_hand, 0 <= reserved <= on_hand, and reserved
+    equals what active reservations hold there.
+    """
+    with make_sessionmaker(engine)() as session:
+        ledger: dict[str, int] = dict(
+            session.execute(
+                select(
+                    func.concat(StockMovement.product_id, ":", StockMovement.warehouse_id),
+                    func.sum(StockMovement.quantity),
+                ).group_by(StockMovement.product_id, StockMovement.warehouse_id)
+            ).all()
+        )
+        held: dict[str, int] = dict(
+            session.execute(
+                select(
+                    func.concat(ReservationLine.product_id, ":", ReservationLine.warehouse_id),
+                    func.sum(ReservationLine.quantity),
+                )
+                .join(Reservation, Reservation.id == ReservationLine.reservation_id)
+                .where(Reservation.status == ReservationStatus.ACTIVE)
+                .group_by(ReservationLine.product_id, ReservationLine.warehouse_id)
+            ).all()
+        )
+        problems = []
+        levels = session.scalars(select(StockLevel)).all()
+        for row in levels:
+            key = f"{row.product_id}:{row.warehouse_id}"
+            summed = int(ledger.pop(key, 0))
+            if summed != row.on_hand:
+                problems.append(f"{key}: ledger sums to {summed}, on_hand is {row.on_hand}")
+            if not 0 <= row.reserved <= row.on_hand:
+                problems.append(f"{key}: reserved {row.reserved} outside 0..{row.on_hand}")
+            holding = int(held.pop(key, 0))
+            if holding != row.reserved:
+                problems.append(
+                    f"{key}: active reservations hold {holding}, reserved {row.reserved}"
+                )
+        problems += [f"{key}: movements without a level row" for key in ledger]
+        problems += [f"{key}: reservations without a level row" for key in held]
+        return problems
