@@ -77,6 +77,14 @@ class ProductsSettings(CommonSettings):
     reservation_max_ttl_seconds: int = Field(default=3600, gt=0)
 
 
+class SalesSettings(CommonSettings):
+    """sales_service: where products_service answers, and how patiently to call it."""
+
+    products_service_url: str = "http://127.0.0.1:8000"
+    products_timeout_seconds: float = Field(default=5.0, gt=0)
+    products_retries: int = Field(default=2, ge=0, le=5)
+
+
 @lru_cache
 def get_products_settings() -> ProductsSettings:
     return ProductsSettings()

@@ -94,3 +94,26 @@ def test_bad_user_input_names_the_field(client: TestClient, admin_headers: dict)
     assert response.status_code == 422
     fields = {f["field"] for f in response.json()["fields"]}
     assert fields == {"body.email", "body.password"}
+
+
+def test_failed_logins_are_throttled_per_client_address(client: TestClient, settings) -> None:
+    original = settings.login_max_failures_per_client
+    settings.login_max_failures_per_client = 3
+    try:
+        for n in range(3):  # three different accounts, one address
+            assert login(client, f"guess-{n}@example.com", "wrong-password")[0] == 401
+        status, body = login(client, "viewer-user@example.com", PASSWORD)
+        assert status == 429
+        assert "this address" in body["detail"]
+    finally:
+        settings.login_max_failures_per_client = original
+
+
+def test_throttle_is_shared_by_separate_app_instances(client: TestClient, settings) -> None:
+    """Failures recorded through one process count in another (they share the database)."""
+    from products_service.main import create_app
+
+    for _ in range(5):
+        assert login(client, "manager-user@example.com", "wrong-password")[0] == 401
+    with TestClient(create_app(settings)) as other_process:
+        assert login(other_process, "manager-user@example.com", PASSWORD)[0] == 429
