@@ -295,3 +295,153 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[dict[str, object]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+# --- sales (written by sales_service only) ----------------------------------------------
+
+
+class SaleStatus(enum.StrEnum):
+    COMPLETED = "completed"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    CANCELLED = "cancelled"
+
+
+class StockSync(enum.StrEnum):
+    """Whether products_service has applied this record's stock effect yet."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class RefundKind(enum.StrEnum):
+    REFUND = "refund"
+    CANCELLATION = "cancellation"
+
+
+class SalesChannel(TimestampMixin, Base):
+    __tablename__ = "sales_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Sale(Base):
+    """One order. Money columns are exact; net figures subtract what was refunded."""
+
+    __tablename__ = "sales"
+    __table_args__ = (
+        Index("ix_sales_sold_at", "sold_at"),
+        Index("ix_sales_channel_sold_at", "channel_id", "sold_at"),
+        Index("ix_sales_stock_sync", "stock_sync", "id"),
+        CheckConstraint("units > 0", name="units_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("sales_channels.id", ondelete="RESTRICT"))
+    status: Mapped[SaleStatus] = mapped_column(_enum(SaleStatus), default=SaleStatus.COMPLETED)
+    sold_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    units: Mapped[int] = mapped_column(Integer)
+    total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    cost_total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    refunded_units: Mapped[int] = mapped_column(Integer, default=0)
+    refunded_total: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"))
+    refunded_cost: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"))
+    note: Mapped[str] = mapped_column(String(500), default="")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64), default="")
+    reservation_id: Mapped[int | None] = mapped_column(Integer)
+    stock_sync: Mapped[StockSync] = mapped_column(_enum(StockSync), default=StockSync.PENDING)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    lines: Mapped[list["SaleLine"]] = relationship(
+        lazy="raise", order_by="SaleLine.line_no", cascade="all, delete-orphan"
+    )
+
+
+class SaleLine(Base):
+    """A sold product with its price, cost and category as they were at the moment of sale."""
+
+    __tablename__ = "sale_lines"
+    __table_args__ = (
+        UniqueConstraint("sale_id", "line_no"),
+        Index("ix_sale_lines_product_sale", "product_id", "sale_id"),
+        Index("ix_sale_lines_category_sale", "category_id", "sale_id"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint(
+            "refunded_quantity >= 0 AND refunded_quantity <= quantity", name="refund_within_sold"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sale_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("sales.id", ondelete="CASCADE")
+    )
+    line_no: Mapped[int] = mapped_column(Integer)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"))
+    sku: Mapped[str] = mapped_column(String(64))
+    product_name: Mapped[str] = mapped_column(String(200))
+    category_id: Mapped[int | None] = mapped_column(
+        ForeignKey("categories.id", ondelete="SET NULL")
+    )
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(MONEY)
+    unit_cost: Mapped[Decimal] = mapped_column(MONEY)
+    line_total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    line_cost: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    refunded_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    refunded_total: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"))
+    refunded_cost: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"))
+    # Where the stock came from, as products_service allocated it: [{"warehouse_id", "quantity"}].
+    allocations: Mapped[list[dict[str, int]]] = mapped_column(JSON, default=list)
+
+
+class SaleRefund(Base):
+    """Stock and money coming back for some or all lines of a sale (a cancellation is all)."""
+
+    __tablename__ = "sale_refunds"
+    __table_args__ = (Index("ix_sale_refunds_stock_sync", "stock_sync", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sale_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("sales.id", ondelete="CASCADE"),
+        index=True,
+    )
+    kind: Mapped[RefundKind] = mapped_column(_enum(RefundKind))
+    units: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64), default="")
+    stock_sync: Mapped[StockSync] = mapped_column(_enum(StockSync), default=StockSync.PENDING)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    lines: Mapped[list["SaleRefundLine"]] = relationship(
+        lazy="raise", order_by="SaleRefundLine.id", cascade="all, delete-orphan"
+    )
+
+
+class SaleRefundLine(Base):
+    __tablename__ = "sale_refund_lines"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    refund_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("sale_refunds.id", ondelete="CASCADE"),
+        index=True,
+    )
+    sale_line_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("sale_lines.id")
+    )
+    quantity: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    cost: Mapped[Decimal] = mapped_column(Numeric(14, 2))
