@@ -1,6 +1,7 @@
 """What both FastAPI apps share: database wiring, error handling, CORS, health and readiness."""
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -45,8 +46,15 @@ def seed_first_admin(app: FastAPI) -> None:
         logger.info("first admin was created by another process")
 
 
-def install_common(app: FastAPI, settings: CommonSettings) -> None:
-    """Error handlers, CORS and the /health and /ready probes."""
+def install_common(
+    app: FastAPI,
+    settings: CommonSettings,
+    dependencies: Mapping[str, Callable[[FastAPI], bool]] | None = None,
+) -> None:
+    """Error handlers, CORS and the /health and /ready probes.
+
+    ``dependencies`` are extra readiness checks by name (e.g. the products_service).
+    """
     install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,
@@ -66,23 +74,32 @@ def install_common(app: FastAPI, settings: CommonSettings) -> None:
     @probes.get(
         "/ready",
         summary="Readiness: the database answers",
-        responses={503: {"description": "The database is unreachable"}},
+        responses={503: {"description": "The database or a called service is unreachable"}},
     )
     def ready(request: Request) -> Any:
-        """Ok when a query reaches the database; 503 naming what failed otherwise."""
+        """Ok when the database (and every service this one calls) answers; 503 naming what
+        does not otherwise."""
+        checks: dict[str, str] = {}
         try:
             with request.app.state.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
+            checks["database"] = "ok"
         except Exception as exc:  # any driver error means not ready
-            logger.warning("readiness check failed: %s", exc)
+            logger.warning("readiness: database unreachable: %s", exc)
+            checks["database"] = "unavailable"
+        for name, check in (dependencies or {}).items():
+            checks[name] = "ok" if check(request.app) else "unavailable"
+        down = [name for name, state in checks.items() if state != "ok"]
+        if down:
             return JSONResponse(
                 {
                     "status": "unavailable",
-                    "error": "database_unavailable",
-                    "detail": "The database is unreachable",
+                    "error": "dependency_unavailable",
+                    "detail": f"Unavailable: {', '.join(down)}",
+                    **checks,
                 },
                 status_code=503,
             )
-        return {"status": "ok", "database": "ok"}
+        return {"status": "ok", **checks}
 
     app.include_router(probes)

@@ -83,8 +83,14 @@ class SalesSettings(CommonSettings):
     products_service_url: str = "http://127.0.0.1:8000"
     products_timeout_seconds: float = Field(default=5.0, gt=0)
     products_retries: int = Field(default=2, ge=0, le=5)
+    stock_sync_seconds: float = Field(default=5.0, gt=0)
 
 
 @lru_cache
 def get_products_settings() -> ProductsSettings:
     return ProductsSettings()
+
+
+@lru_cache
+def get_sales_settings() -> SalesSettings:
+    return SalesSettings()

@@ -25,7 +25,7 @@ from common import migrate
 from common.auth.security import create_access_token, hash_password
 from common.db import make_sessionmaker
 from common.models import Base, Role, User, Warehouse
-from common.settings import ProductsSettings
+from common.settings import ProductsSettings, SalesSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
@@ -266,6 +266,58 @@ def live_products(settings: ProductsSettings, users: dict[Role, User]) -> Iterat
         service_env(settings, SHOP_RESERVATION_SWEEP_SECONDS="0.5"),
         workers=2,
     )
+    server.start()
+    yield server
+    server.stop()
+
+
+# --- sales_service ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sales_settings(settings: ProductsSettings, live_products: LiveServer) -> SalesSettings:
+    """Sales settings on the same test database, calling the live products_service."""
+    return SalesSettings(
+        environment="test",
+        database_url=settings.database_url,
+        jwt_secret=TEST_JWT_SECRET,
+        first_admin_email=ADMIN_EMAIL,
+        first_admin_password=ADMIN_PASSWORD,
+        products_service_url=live_products.url,
+        products_timeout_seconds=10,
+        stock_sync_seconds=0.5,
+    )
+
+
+@pytest.fixture(scope="session")
+def sales_app(sales_settings: SalesSettings) -> Any:
+    from sales_service.main import create_app
+
+    return create_app(sales_settings)
+
+
+@pytest.fixture(scope="session")
+def sales_client(sales_app: Any, users: dict[Role, User]) -> Iterator[TestClient]:
+    """sales_service in-process; its calls to products_service go over real HTTP."""
+    with TestClient(sales_app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def sales_env(settings: ProductsSettings, products_url: str, **extra: str) -> dict[str, str]:
+    return service_env(
+        settings,
+        SHOP_PRODUCTS_SERVICE_URL=products_url,
+        SHOP_STOCK_SYNC_SECONDS="0.5",
+        **extra,
+    )
+
+
+@pytest.fixture(scope="session")
+def live_sales(
+    settings: ProductsSettings, live_products: LiveServer, users: dict[Role, User]
+) -> Iterator[LiveServer]:
+    """sales_service in its own process (2 workers), calling live_products over loopback."""
+    server = LiveServer("sales_service.main:app", sales_env(settings, live_products.url), workers=2)
     server.start()
     yield server
     server.stop()

@@ -1,0 +1,42 @@
+"""Sales channel bodies."""
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+ChannelCode = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$"),
+    Field(min_length=1, max_length=40, description="Lowercase letters, digits and hyphens"),
+]
+ChannelName = Annotated[
+    str, StringConstraints(strip_whitespace=True), Field(min_length=1, max_length=120)
+]
+
+
+class ChannelCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"code": "amazon", "name": "Amazon"}]}
+    )
+
+    code: ChannelCode
+    name: ChannelName
+    is_active: bool = True
+
+
+class ChannelUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: ChannelName | None = None
+    is_active: bool | None = None
+
+
+class ChannelRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    code: str
+    name: str
+    is_active: bool
+    created_at: datetime

@@ -1,0 +1,39 @@
+"""Sales channel rules: unique codes, updates."""
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from common.errors import Conflict, NotFound
+from common.models import SalesChannel
+from sales_service.channels import repository
+from sales_service.channels.schemas import ChannelCreate, ChannelUpdate
+
+
+def get_channel(*, session: Session, channel_id: int) -> SalesChannel:
+    channel = repository.get(session, channel_id)
+    if channel is None:
+        raise NotFound(f"Sales channel {channel_id} not found", resource="channel", id=channel_id)
+    return channel
+
+
+def create_channel(*, session: Session, data: ChannelCreate) -> SalesChannel:
+    duplicate = Conflict(f"A channel with code {data.code!r} already exists", field="code")
+    if repository.id_for_code(session, data.code) is not None:
+        raise duplicate
+    channel = SalesChannel(code=data.code, name=data.name, is_active=data.is_active)
+    session.add(channel)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise duplicate from exc
+    return channel
+
+
+def update_channel(*, session: Session, channel_id: int, data: ChannelUpdate) -> SalesChannel:
+    channel = get_channel(session=session, channel_id=channel_id)
+    for field, value in data.model_dump(exclude_unset=True).items():
+        if value is not None:
+            setattr(channel, field, value)
+    session.flush()
+    return channel

@@ -1,0 +1,77 @@
+"""sales_service: records sales across the two services and analyses revenue (port 8001)."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from common.app import API_PREFIX, attach_database, install_common, seed_first_admin
+from common.auth.router import router as auth_router
+from common.settings import SalesSettings, get_sales_settings
+from sales_service.channels.router import router as channels_router
+from sales_service.clients.products import ProductsClient
+from sales_service.reports.router import router as reports_router
+from sales_service.sales.router import router as sales_router
+from sales_service.stock_sync import ensure_service_user, sync_pending
+
+logger = logging.getLogger(__name__)
+
+
+async def _sync_loop(app: FastAPI, settings: SalesSettings) -> None:
+    while True:
+        await asyncio.sleep(settings.stock_sync_seconds)
+        try:
+            await asyncio.to_thread(
+                sync_pending,
+                sessions=app.state.sessionmaker,
+                products_client=app.state.products_client,
+                settings=settings,
+                service_user_id=app.state.service_user_id,
+            )
+        except Exception:
+            logger.exception("stock sync failed; retrying")
+
+
+def create_app(settings: SalesSettings | None = None) -> FastAPI:
+    """Build the sales app; tests pass their own settings."""
+    settings = settings or get_sales_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        seed_first_admin(app)
+        app.state.service_user_id = ensure_service_user(app.state.sessionmaker)
+        sync = asyncio.create_task(_sync_loop(app, settings))
+        yield
+        sync.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sync
+        app.state.products_client.close()
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Sales service",
+        version="1.0.0",
+        summary="Records sales (reserving stock in products_service) and analyses revenue.",
+        description=(
+            "Log in with `POST /api/v1/auth/login` (or the **Authorize** button); the same "
+            "token works on products_service. Money is a decimal string, times are ISO 8601 "
+            "with an offset, lists take `limit`/`offset`/`sort` and answer with `total`."
+        ),
+        lifespan=lifespan,
+    )
+    attach_database(app, settings)
+    app.state.products_client = ProductsClient(
+        settings.products_service_url,
+        timeout_seconds=settings.products_timeout_seconds,
+        retries=settings.products_retries,
+    )
+    install_common(app, settings, {"products_service": lambda a: a.state.products_client.ready()})
+    for router in (auth_router, channels_router, sales_router, reports_router):
+        app.include_router(router, prefix=API_PREFIX)
+    return app
+
+
+app = create_app()

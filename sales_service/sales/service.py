@@ -1,0 +1,262 @@
+"""Recording a sale across the two services: reserve -> record -> commit.
+
+This is the one place where a request spans several transactions, because it spans two
+services and must hold no database lock while it waits on the other one (on the embedded
+SQLite file both services share, a held write lock would block products_service itself):
+
+1. read and validate (channel, products, prices), then end that read transaction;
+2. reserve every line in products_service (all or nothing; idempotent on the sale's key);
+3. write the sale with its snapshots and commit; if that fails, release the reservation;
+4. commit the reservation (its stock becomes ``sale`` ledger movements) and mark the sale
+   ``stock_sync=done``. If products_service cannot be reached now, the sale stays
+   ``pending`` and the background sync (sales_service/stock_sync.py) retries until it lands.
+
+A process that dies after 2 leaves a reservation that expires and returns its stock; one
+that dies after 3 leaves a pending sale that the sync commits on restart.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from common.contracts import ReservationRead, ReserveLine, ReserveRequest
+from common.db import utcnow
+from common.errors import AppError, IdempotencyKeyReused, NotFound, Unprocessable
+from common.idempotency import request_hash
+from common.models import Product, ProductStatus, Sale, SaleLine, SalesChannel, StockSync
+from sales_service.clients.products import ProductsClient
+from sales_service.reports import rollups
+from sales_service.sales import repository
+from sales_service.sales.schemas import SaleCreate
+
+logger = logging.getLogger(__name__)
+CENT = Decimal("0.01")
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who records the sale; their token is forwarded so ledger rows name them."""
+
+    user_id: int
+    token: str
+    request_id: str = ""
+
+
+def _resolve_channel(session: Session, data: SaleCreate) -> SalesChannel:
+    if data.channel_id is not None:
+        channel = repository.channels_by_id(session, [data.channel_id]).get(data.channel_id)
+        field, named = "channel_id", str(data.channel_id)
+    else:
+        channel = repository.channel_by_code(session, data.channel_code or "")
+        field, named = "channel_code", repr(data.channel_code)
+    if channel is None:
+        raise Unprocessable(f"Unknown sales channel {named}", field=field)
+    if not channel.is_active:
+        raise Unprocessable(f"Sales channel {named} is inactive", field=field)
+    return channel
+
+
+def _check_products(session: Session, data: SaleCreate) -> dict[int, Product]:
+    """Every line names an existing, active, unarchived product; else one 422 naming each."""
+    products = repository.products_by_id(session, {line.product_id for line in data.lines})
+    problems = []
+    for line_no, line in enumerate(data.lines, start=1):
+        product = products.get(line.product_id)
+        if product is None:
+            reason = "unknown product"
+        elif product.archived_at is not None:
+            reason = "product is archived"
+        elif product.status is not ProductStatus.ACTIVE:
+            reason = f"product is {product.status.value}"
+        else:
+            continue
+        problems.append({"line_no": line_no, "product_id": line.product_id, "reason": reason})
+    if problems:
+        summary = "; ".join(
+            f"line {p['line_no']} (product {p['product_id']}): {p['reason']}" for p in problems
+        )
+        raise Unprocessable(f"Cannot sell: {summary}", lines=problems)
+    return products
+
+
+def _build_sale(
+    data: SaleCreate,
+    channel: SalesChannel,
+    products: dict[int, Product],
+    reservation: ReservationRead,
+    *,
+    key: str | None,
+    digest: str,
+    actor_id: int,
+) -> Sale:
+    sold_at = data.sold_at or utcnow()
+    allocations: dict[int, list[dict[str, int]]] = {}
+    for held in reservation.lines:
+        allocations.setdefault(held.line_no, []).append(
+            {"warehouse_id": held.warehouse_id, "quantity": held.quantity}
+        )
+    lines = []
+    for line_no, line in enumerate(data.lines, start=1):
+        product = products[line.product_id]
+        unit_price = (line.unit_price if line.unit_price is not None else product.price).quantize(
+            CENT
+        )
+        unit_cost = product.cost_price.quantize(CENT)
+        lines.append(
+            SaleLine(
+                line_no=line_no,
+                product_id=product.id,
+                sku=product.sku,
+                product_name=product.name,
+                category_id=product.category_id,
+                quantity=line.quantity,
+                unit_price=unit_price,
+                unit_cost=unit_cost,
+                line_total=unit_price * line.quantity,
+                line_cost=unit_cost * line.quantity,
+                refunded_quantity=0,
+                refunded_total=Decimal("0.00"),
+                refunded_cost=Decimal("0.00"),
+                allocations=allocations.get(line_no, []),
+            )
+        )
+    return Sale(
+        number=f"T-{uuid.uuid4().hex[:28]}",  # replaced by S-<id> once the id is known
+        channel_id=channel.id,
+        sold_at=sold_at,
+        units=sum(line.quantity for line in lines),
+        total=sum((line.line_total for line in lines), Decimal("0.00")),
+        cost_total=sum((line.line_cost for line in lines), Decimal("0.00")),
+        refunded_units=0,
+        refunded_total=Decimal("0.00"),
+        refunded_cost=Decimal("0.00"),
+        note=data.note,
+        idempotency_key=key,
+        request_hash=digest,
+        reservation_id=reservation.id,
+        stock_sync=StockSync.PENDING,
+        created_by_id=actor_id,
+        lines=lines,
+    )
+
+
+def _replay(existing: Sale, digest: str) -> Sale:
+    if existing.request_hash != digest:
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key {existing.idempotency_key!r} was already used for sale "
+            f"{existing.number} with a different request body",
+            field="Idempotency-Key",
+            sale_id=existing.id,
+        )
+    return existing
+
+
+def record_sale(
+    *,
+    session: Session,
+    data: SaleCreate,
+    key: str | None,
+    caller: Caller,
+    products_client: ProductsClient,
+) -> tuple[Sale, bool]:
+    """Record the sale (see the module docstring); returns it and whether it is new."""
+    digest = request_hash(data.model_dump(mode="json"))
+    if key is not None:
+        existing = repository.find_by_key(session, key)
+        if existing is not None:
+            return _replay(existing, digest), False
+    if data.sold_at is not None and data.sold_at > utcnow() + FUTURE_TOLERANCE:
+        raise Unprocessable("sold_at is in the future", field="body.sold_at")
+    channel = _resolve_channel(session, data)
+    products = _check_products(session, data)
+    session.commit()  # step 1 done: hold nothing while products_service works
+
+    reservation = products_client.reserve(
+        ReserveRequest(
+            idempotency_key=f"sale:{key or uuid.uuid4().hex}",
+            reference=f"sale:{key}" if key else "sale",
+            lines=[
+                ReserveLine(product_id=ln.product_id, quantity=ln.quantity) for ln in data.lines
+            ],
+        ),
+        token=caller.token,
+        request_id=caller.request_id,
+    )
+
+    sale = _build_sale(
+        data, channel, products, reservation, key=key, digest=digest, actor_id=caller.user_id
+    )
+    try:
+        repository.add_sale(session, sale)
+        rollups.record_sale(session, sale)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        existing = repository.find_by_key(session, key) if key is not None else None
+        if existing is None:
+            _release_quietly(products_client, reservation.id, caller)
+            raise
+        # A concurrent request with the same key recorded it first; both share one reservation.
+        return _replay(existing, digest), False
+    except BaseException:
+        session.rollback()
+        _release_quietly(products_client, reservation.id, caller)
+        raise
+
+    commit_stock(
+        session=session,
+        sale=sale,
+        products_client=products_client,
+        token=caller.token,
+        request_id=caller.request_id,
+    )
+    return sale, True
+
+
+def commit_stock(
+    *,
+    session: Session,
+    sale: Sale,
+    products_client: ProductsClient,
+    token: str,
+    request_id: str = "",
+) -> None:
+    """Turn the sale's reservation into ledger sales; leaves it pending if that fails now."""
+    if sale.reservation_id is None or sale.stock_sync is not StockSync.PENDING:
+        return
+    try:
+        products_client.commit(sale.reservation_id, token=token, request_id=request_id)
+    except AppError as exc:
+        if exc.status_code >= 500:
+            logger.warning("sale %s: stock commit deferred: %s", sale.id, exc.detail)
+            return
+        # The reservation can no longer be committed (e.g. it expired and the stock was sold).
+        logger.error("sale %s: stock commit refused: %s", sale.id, exc.detail)
+        sale.stock_sync = StockSync.FAILED
+        session.commit()
+        return
+    sale.stock_sync = StockSync.DONE
+    session.commit()
+
+
+def _release_quietly(products_client: ProductsClient, reservation_id: int, caller: Caller) -> None:
+    """Best effort: if this fails too, the reservation's expiry returns the stock."""
+    try:
+        products_client.release(reservation_id, token=caller.token, request_id=caller.request_id)
+    except AppError as exc:
+        logger.warning(
+            "could not release reservation %s (it will expire): %s", reservation_id, exc.detail
+        )
+
+
+def get_sale(*, session: Session, sale_id: int) -> Sale:
+    sale = repository.get_with_lines(session, sale_id)
+    if sale is None:
+        raise NotFound(f"Sale {sale_id} not found", resource="sale", id=sale_id)
+    return sale
