@@ -30,17 +30,28 @@ def concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "1", path)
 
 
-def test_the_app_has_routes_to_check(products_app: Any) -> None:
-    assert len(api_routes(products_app)) >= 10
+SERVICES = ["products", "sales"]
+
+
+@pytest.fixture(params=SERVICES)
+def service(request: pytest.FixtureRequest) -> tuple[Any, TestClient]:
+    """(app, client) of each service in turn."""
+    if request.param == "products":
+        return request.getfixturevalue("products_app"), request.getfixturevalue("client")
+    return request.getfixturevalue("sales_app"), request.getfixturevalue("sales_client")
+
+
+def test_each_app_has_routes_to_check(service: tuple[Any, TestClient]) -> None:
+    app, _ = service
+    assert len(api_routes(app)) >= 5
 
 
 @pytest.mark.parametrize("role_headers", ["none", "garbage"])
-def test_every_route_needs_a_token(
-    client: TestClient, products_app: Any, role_headers: str
-) -> None:
+def test_every_route_needs_a_token(service: tuple[Any, TestClient], role_headers: str) -> None:
+    app, client = service
     headers = {} if role_headers == "none" else {"Authorization": "Bearer not.a.token"}
     failures = []
-    for method, path in api_routes(products_app):
+    for method, path in api_routes(app):
         if (method, path) in PUBLIC:
             continue
         response = client.request(method, concrete(path), headers=headers, json={})
@@ -49,9 +60,10 @@ def test_every_route_needs_a_token(
     assert failures == []
 
 
-def test_viewer_cannot_write(client: TestClient, products_app: Any, viewer_headers: dict) -> None:
+def test_viewer_cannot_write(service: tuple[Any, TestClient], viewer_headers: dict) -> None:
+    app, client = service
     failures = []
-    for method, path in api_routes(products_app):
+    for method, path in api_routes(app):
         if method not in WRITE_METHODS or (method, path) in PUBLIC | ANY_USER_WRITES:
             continue
         response = client.request(method, concrete(path), headers=viewer_headers, json={})
@@ -70,7 +82,8 @@ def test_only_admin_manages_users(
         assert response.status_code == 403, (method, path)
 
 
-def test_swagger_and_openapi_are_public(client: TestClient) -> None:
+def test_swagger_and_openapi_are_public(service: tuple[Any, TestClient]) -> None:
+    _, client = service
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]

@@ -55,6 +55,10 @@ def get_principal(
     user = session.get(User, claims.user_id)
     if user is None or not user.is_active:
         raise Unauthorized("User is inactive or no longer exists")
+    # End this read now: FastAPI runs the route in another worker-thread hop, and a request
+    # holding a pooled connection while it waits for a thread can starve the pool under load
+    # (on SQLite it would also hold the write lock). The route's work starts a fresh transaction.
+    session.commit()
     return Principal(user=user, claims=claims)
 
 

@@ -440,11 +440,9 @@ def list_low_stock(
 
 
 @router.get("/ledger-check", summary="Prove the stock invariants")
-def ledger_check(_user: CurrentUser, session: SessionDep, request: Request) -> LedgerCheckRead:
+def ledger_check(_user: CurrentUser, request: Request) -> LedgerCheckRead:
     """For every level: ledger sum == on_hand == last on_hand_after, reserved == active holds."""
-    # Its own session: the check compares several queries, so it needs one snapshot. The
-    # request's transaction (it only read the caller) ends first: on SQLite it holds the
-    # write lock, which the snapshot session would otherwise wait on forever.
-    session.commit()
+    # Its own session: the check compares several queries, so it needs one snapshot (the
+    # caller's lookup already ended its transaction, so nothing is held meanwhile).
     with service.snapshot_session(request.app.state.sessionmaker) as snapshot:
         return service.check_ledger(session=snapshot)

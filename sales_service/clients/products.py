@@ -1,16 +1,24 @@
 """The one typed client sales_service uses to call products_service.
 
-One instance per process (connection reuse), a timeout on every call, and bounded retries.
-Every call it makes is idempotent by the contract (reserve by its key, commit and release by
-the reservation's state), so retrying after a timeout cannot reserve or sell twice.
+One instance per process (connection reuse, at most ``max_connections`` calls in flight), a
+timeout on every attempt and a time budget on every call, and bounded retries. Every call it
+makes is idempotent by the contract (reserve by its key, commit and release by the
+reservation's state, stock returns by their Idempotency-Key), so retrying after a timeout
+cannot reserve, sell or return twice.
+
+Time bounds: one attempt waits at most ``timeout_seconds`` (connecting at most 2 s of
+that); a call, retries and back-off included, never takes longer than ``budget_seconds``
+(default twice the timeout): a later attempt only gets what is left of it, and none is made
+when too little is.
 """
 
 import logging
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 from fastapi import Depends, Request
+from pydantic import ValidationError
 
 from common.contracts import (
     RESERVATIONS_PATH,
@@ -23,6 +31,12 @@ from common.errors import AppError, InsufficientStock, InvalidState, UpstreamUna
 logger = logging.getLogger(__name__)
 UPSTREAM = "products_service"
 RETRY_STATUSES = {502, 503, 504}
+CONNECT_TIMEOUT_SECONDS = 2.0
+MIN_ATTEMPT_SECONDS = 0.05  # less than this left of the budget: do not start another attempt
+# Calls in flight from one process at most; more wait for a connection (within the attempt's
+# timeout). A bulkhead: a burst of sales queues here instead of piling onto products_service
+# beyond what its workers and database pool can serve at once.
+MAX_CONNECTIONS = 16
 
 
 class ProductsClient:
@@ -35,17 +49,27 @@ class ProductsClient:
         timeout_seconds: float = 5.0,
         retries: int = 2,
         backoff_seconds: float = 0.1,
+        budget_seconds: float | None = None,
+        max_connections: int = MAX_CONNECTIONS,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout_seconds = timeout_seconds
         self.retries = retries
         self.backoff_seconds = backoff_seconds
+        self.budget_seconds = budget_seconds if budget_seconds is not None else 2 * timeout_seconds
         self._http = httpx.Client(
             base_url=self.base_url,
-            timeout=httpx.Timeout(timeout_seconds, connect=min(2.0, timeout_seconds)),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=64),
+            timeout=self._timeout(timeout_seconds),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
             transport=transport,
         )
+
+    @staticmethod
+    def _timeout(seconds: float) -> httpx.Timeout:
+        return httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT_SECONDS, seconds))
 
     def close(self) -> None:
         self._http.close()
@@ -57,17 +81,19 @@ class ProductsClient:
         body = self._call(
             "POST", RESERVATIONS_PATH, token, request_id, json=request.model_dump(mode="json")
         )
-        return ReservationRead.model_validate(body)
+        return _parse(ReservationRead, body)
 
     def commit(self, reservation_id: int, *, token: str, request_id: str = "") -> ReservationRead:
+        """Turn the reservation into ledger sales (idempotent: committed stays committed)."""
         body = self._call("POST", f"{RESERVATIONS_PATH}/{reservation_id}/commit", token, request_id)
-        return ReservationRead.model_validate(body)
+        return _parse(ReservationRead, body)
 
     def release(self, reservation_id: int, *, token: str, request_id: str = "") -> ReservationRead:
+        """Give the held stock back (idempotent: released or expired stays so)."""
         body = self._call(
             "POST", f"{RESERVATIONS_PATH}/{reservation_id}/release", token, request_id
         )
-        return ReservationRead.model_validate(body)
+        return _parse(ReservationRead, body)
 
     def ready(self) -> bool:
         """True when products_service answers its readiness probe."""
@@ -77,17 +103,39 @@ class ProductsClient:
             return False
 
     def _call(
-        self, method: str, path: str, token: str, request_id: str, json: Any = None
+        self,
+        method: str,
+        path: str,
+        token: str,
+        request_id: str,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"}
+        """One call, retried on transport errors, timeouts and 502/503/504 within the budget."""
+        headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
         if request_id:
             headers["X-Request-ID"] = request_id
-        last_problem = ""
+        deadline = time.monotonic() + self.budget_seconds
+        last_problem = "was not called (no time left)"
+        attempts = 0
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff_seconds * (3 ** (attempt - 1)))
+                pause = self.backoff_seconds * (3 ** (attempt - 1))
+                if deadline - time.monotonic() < pause + MIN_ATTEMPT_SECONDS:
+                    break
+                time.sleep(pause)
+            left = deadline - time.monotonic()
+            if left < MIN_ATTEMPT_SECONDS:
+                break
+            attempts += 1
             try:
-                response = self._http.request(method, path, json=json, headers=headers)
+                response = self._http.request(
+                    method,
+                    path,
+                    json=json,
+                    headers=headers,
+                    timeout=self._timeout(min(self.timeout_seconds, left)),
+                )
             except httpx.TimeoutException:
                 last_problem = "did not answer in time"
                 continue
@@ -99,11 +147,9 @@ class ProductsClient:
                 continue
             return self._result(response)
         logger.warning(
-            "%s %s %s %s after %d attempts", UPSTREAM, method, path, last_problem, self.retries + 1
+            "%s %s %s %s after %d attempts", UPSTREAM, method, path, last_problem, attempts
         )
-        raise UpstreamUnavailable(
-            f"{UPSTREAM} {last_problem}; nothing was recorded", upstream=UPSTREAM
-        )
+        raise UpstreamUnavailable(f"{UPSTREAM} {last_problem}", upstream=UPSTREAM)
 
     @staticmethod
     def _result(response: httpx.Response) -> dict[str, Any]:
@@ -111,14 +157,20 @@ class ProductsClient:
             body: dict[str, Any] = response.json()
         except ValueError:
             body = {}
+        if not isinstance(body, dict):
+            body = {}
         if response.is_success:
             return body
         code, detail = body.get("error", ""), body.get("detail", response.text[:200])
         if response.status_code == 409 and code == "insufficient_stock" and "lines" in body:
-            short = InsufficientStockBody.model_validate(body)
+            short = _parse(InsufficientStockBody, body)
             raise InsufficientStock(short.detail, lines=[s.model_dump() for s in short.lines])
         if response.status_code == 409:
-            raise InvalidState(detail, upstream=UPSTREAM)
+            raise InvalidState(
+                detail,
+                upstream=UPSTREAM,
+                **{k: v for k, v in body.items() if k not in ("error", "detail")},
+            )
         if response.status_code in (401, 403):
             error = AppError(detail, upstream=UPSTREAM)
             error.status_code, error.code = response.status_code, code or "forbidden"
@@ -132,6 +184,20 @@ class ProductsClient:
             error.status_code, error.code = response.status_code, code or "bad_request"
             raise error
         raise UpstreamUnavailable(f"{UPSTREAM} answered {response.status_code}", upstream=UPSTREAM)
+
+
+Model = TypeVar("Model", ReservationRead, InsufficientStockBody)
+
+
+def _parse(model: type[Model], body: dict[str, Any]) -> Model:
+    """The answer as the contract says it is; anything else is the upstream's fault (503)."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        logger.error("%s answered outside the contract: %s", UPSTREAM, exc)
+        raise UpstreamUnavailable(
+            f"{UPSTREAM} answered outside the contract", upstream=UPSTREAM
+        ) from exc
 
 
 def get_products_client(request: Request) -> ProductsClient:

@@ -5,31 +5,58 @@ services and must hold no database lock while it waits on the other one (on the 
 SQLite file both services share, a held write lock would block products_service itself):
 
 1. read and validate (channel, products, prices), then end that read transaction;
-2. reserve every line in products_service (all or nothing; idempotent on the sale's key);
+2. reserve every line in products_service (all or nothing). The reservation's key is new
+   for each attempt at recording a sale, so the reservation belongs to this request alone:
+   the client's own retries of the call reuse it, but no other request ever relies on it;
 3. write the sale with its snapshots and commit; if that fails, release the reservation;
 4. commit the reservation (its stock becomes ``sale`` ledger movements) and mark the sale
-   ``stock_sync=done``. If products_service cannot be reached now, the sale stays
-   ``pending`` and the background sync (sales_service/stock_sync.py) retries until it lands.
+   ``stock_sync=done``. If products_service cannot take it now, the sale stays ``pending``
+   and the background sync (sales_service/stock_sync.py) retries until it lands. Only a
+   definitive refusal (the reservation was released, or it expired and its stock was sold
+   meanwhile) marks the sale ``failed``: the sale stands, its stock was never taken, and
+   someone must look at it.
+
+Two requests with the same Idempotency-Key may run at once (a client retrying before its
+first answer arrived). Each reserves for itself; the unique key on ``sales`` lets one write
+the sale, and the other, on finding it, releases its own reservation and answers with that
+sale. So a retry never takes stock twice, and never releases stock the sale relies on.
 
 A process that dies after 2 leaves a reservation that expires and returns its stock; one
-that dies after 3 leaves a pending sale that the sync commits on restart.
+that dies after 3 leaves a pending sale that the sync commits on restart (products_service
+still commits an expired reservation when its stock is free).
 """
 
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
+from typing import NoReturn
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from common.contracts import ReservationRead, ReserveLine, ReserveRequest
 from common.db import utcnow
-from common.errors import AppError, IdempotencyKeyReused, NotFound, Unprocessable
+from common.errors import (
+    AppError,
+    IdempotencyKeyReused,
+    NotFound,
+    Unprocessable,
+    UpstreamUnavailable,
+)
 from common.idempotency import request_hash
-from common.models import Product, ProductStatus, Sale, SaleLine, SalesChannel, StockSync
-from sales_service.clients.products import ProductsClient
+from common.models import (
+    Product,
+    ProductStatus,
+    ReservationStatus,
+    Sale,
+    SaleLine,
+    SalesChannel,
+    StockSync,
+)
+from sales_service.clients.products import UPSTREAM, ProductsClient
 from sales_service.reports import rollups
 from sales_service.sales import repository
 from sales_service.sales.schemas import SaleCreate
@@ -37,6 +64,7 @@ from sales_service.sales.schemas import SaleCreate
 logger = logging.getLogger(__name__)
 CENT = Decimal("0.01")
 FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_REFERENCE_LENGTH = 120  # products_service's reservation reference column
 
 
 @dataclass(frozen=True)
@@ -46,6 +74,13 @@ class Caller:
     user_id: int
     token: str
     request_id: str = ""
+
+
+class SaleNotRecorded(AppError):
+    """Writing the sale failed after its stock was reserved; the reservation was released."""
+
+    status_code = 500
+    code = "sale_not_recorded"
 
 
 def _resolve_channel(session: Session, data: SaleCreate) -> SalesChannel:
@@ -85,6 +120,16 @@ def _check_products(session: Session, data: SaleCreate) -> dict[int, Product]:
     return products
 
 
+def _reference(key: str | None) -> str:
+    """What products_service writes on the ledger rows: the sale's key when there is one."""
+    if key is None:
+        return "sale"
+    reference = f"sale:{key}"
+    if len(reference) <= MAX_REFERENCE_LENGTH:
+        return reference
+    return f"sale:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
 def _build_sale(
     data: SaleCreate,
     channel: SalesChannel,
@@ -95,7 +140,8 @@ def _build_sale(
     digest: str,
     actor_id: int,
 ) -> Sale:
-    sold_at = data.sold_at or utcnow()
+    # Stored in UTC, and answered so: the instant the caller named, not its offset.
+    sold_at = (data.sold_at or utcnow()).astimezone(UTC)
     allocations: dict[int, list[dict[str, int]]] = {}
     for held in reservation.lines:
         allocations.setdefault(held.line_no, []).append(
@@ -157,6 +203,36 @@ def _replay(existing: Sale, digest: str) -> Sale:
     return existing
 
 
+def _reserve(
+    data: SaleCreate, key: str | None, caller: Caller, products_client: ProductsClient
+) -> ReservationRead:
+    """Hold the stock of every line under a key of this attempt's own (see the module doc)."""
+    try:
+        reservation = products_client.reserve(
+            ReserveRequest(
+                idempotency_key=f"sale:{uuid.uuid4().hex}",
+                reference=_reference(key),
+                lines=[
+                    ReserveLine(product_id=ln.product_id, quantity=ln.quantity) for ln in data.lines
+                ],
+            ),
+            token=caller.token,
+            request_id=caller.request_id,
+        )
+    except UpstreamUnavailable as exc:
+        raise UpstreamUnavailable(
+            f"Could not reserve stock: {exc.detail}; nothing was recorded", **exc.context
+        ) from exc
+    if reservation.status is not ReservationStatus.ACTIVE:
+        # Only when a retried reserve was answered after the TTL passed: nothing is held.
+        raise UpstreamUnavailable(
+            f"{UPSTREAM} held the stock too late (reservation {reservation.id} is "
+            f"{reservation.status.value}); nothing was recorded",
+            upstream=UPSTREAM,
+        )
+    return reservation
+
+
 def record_sale(
     *,
     session: Session,
@@ -177,17 +253,7 @@ def record_sale(
     products = _check_products(session, data)
     session.commit()  # step 1 done: hold nothing while products_service works
 
-    reservation = products_client.reserve(
-        ReserveRequest(
-            idempotency_key=f"sale:{key or uuid.uuid4().hex}",
-            reference=f"sale:{key}" if key else "sale",
-            lines=[
-                ReserveLine(product_id=ln.product_id, quantity=ln.quantity) for ln in data.lines
-            ],
-        ),
-        token=caller.token,
-        request_id=caller.request_id,
-    )
+    reservation = _reserve(data, key, caller, products_client)
 
     sale = _build_sale(
         data, channel, products, reservation, key=key, digest=digest, actor_id=caller.user_id
@@ -195,19 +261,30 @@ def record_sale(
     try:
         repository.add_sale(session, sale)
         rollups.record_sale(session, sale)
+    except Exception as exc:
+        session.rollback()
+        _release_quietly(products_client, reservation.id, caller)  # ours alone, see above
+        # A request with the same key wrote its sale first (our insert waited for its commit).
+        twin = (
+            repository.find_by_key(session, key)
+            if key is not None and isinstance(exc, IntegrityError)
+            else None
+        )
+        if twin is not None:
+            return _replay(twin, digest), False
+        _raise_not_recorded(exc, reservation.id)
+    sale_id = sale.id
+    try:
         session.commit()
-    except IntegrityError:
+    except Exception as exc:
         session.rollback()
-        existing = repository.find_by_key(session, key) if key is not None else None
-        if existing is None:
-            _release_quietly(products_client, reservation.id, caller)
+        if _sale_was_written(session, sale_id) is not False:
+            # The COMMIT landed although its answer was lost (or we cannot tell): keep the
+            # stock held; the sync commits it, or it expires if there is no sale after all.
+            logger.warning("sale %s: commit answer lost; leaving its stock held", sale_id)
             raise
-        # A concurrent request with the same key recorded it first; both share one reservation.
-        return _replay(existing, digest), False
-    except BaseException:
-        session.rollback()
         _release_quietly(products_client, reservation.id, caller)
-        raise
+        _raise_not_recorded(exc, reservation.id)
 
     commit_stock(
         session=session,
@@ -219,6 +296,34 @@ def record_sale(
     return sale, True
 
 
+def _sale_was_written(session: Session, sale_id: int) -> bool | None:
+    """Whether the sale row exists after a failed COMMIT; None when that cannot be told."""
+    try:
+        found = repository.get_with_lines(session, sale_id) is not None
+        session.commit()
+        return found
+    except Exception:
+        session.rollback()
+        return None
+
+
+def _raise_not_recorded(exc: Exception, reservation_id: int) -> NoReturn:
+    """Re-raise a write failure, in the one error shape, saying the stock was let go."""
+    logger.error("sale not recorded; reservation %s released: %s", reservation_id, exc)
+    if isinstance(exc, AppError | OperationalError):
+        raise exc  # already mapped (e.g. 503 database_busy, which a client may retry)
+    raise SaleNotRecorded(
+        "The sale could not be written; its stock reservation was released and nothing "
+        "was recorded",
+        reservation_id=reservation_id,
+    ) from exc
+
+
+# 409: the reservation was released, or it expired and its stock is gone; 404: it is gone.
+# Repeating the commit cannot change these answers.
+DEFINITIVE_REFUSALS = {404, 409}
+
+
 def commit_stock(
     *,
     session: Session,
@@ -227,17 +332,27 @@ def commit_stock(
     token: str,
     request_id: str = "",
 ) -> None:
-    """Turn the sale's reservation into ledger sales; leaves it pending if that fails now."""
+    """Turn the sale's reservation into ledger sales; leaves it pending if that fails now.
+
+    Unreachable, slow, 5xx, or refusing this caller's token (401/403, e.g. it expired
+    meanwhile): the sale stays ``pending`` and the sync retries with its own credential.
+    A definitive refusal (404/409) marks it ``failed``: the sale stands, its stock was not
+    taken, and only a person can settle it.
+    """
     if sale.reservation_id is None or sale.stock_sync is not StockSync.PENDING:
         return
     try:
         products_client.commit(sale.reservation_id, token=token, request_id=request_id)
     except AppError as exc:
-        if exc.status_code >= 500:
+        if exc.status_code not in DEFINITIVE_REFUSALS:
             logger.warning("sale %s: stock commit deferred: %s", sale.id, exc.detail)
             return
-        # The reservation can no longer be committed (e.g. it expired and the stock was sold).
-        logger.error("sale %s: stock commit refused: %s", sale.id, exc.detail)
+        logger.error(
+            "sale %s: stock commit refused, marked failed: %s %s",
+            sale.id,
+            exc.code,
+            exc.detail,
+        )
         sale.stock_sync = StockSync.FAILED
         session.commit()
         return

@@ -1,0 +1,298 @@
+"""Fixtures for proving the sale path: private servers a test may stop, freeze or kill.
+
+``short_products`` is a products_service whose reservations live 3 s (swept every 0.3 s);
+``short_sales`` is a sales_service calling it with short timeouts and a fast stock sync.
+Both run in their own process group, so SIGKILL, SIGSTOP and SIGCONT reach every worker,
+and both are brought back up (same port) before each test that uses them. They live for one
+test module, so their pooled connections are gone before the next module's load tests.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select
+
+from common.db import make_sessionmaker
+from common.models import (
+    Reservation,
+    ReservationLine,
+    ReservationStatus,
+    Role,
+    Sale,
+    SaleLine,
+    SalesChannel,
+    StockSync,
+    User,
+)
+from common.settings import ProductsSettings
+from tests.conftest import REPO_ROOT, LiveServer, service_env
+from tests.products_service.factories import ledger_problems, level
+
+T = TypeVar("T")
+RESERVATION_TTL_SECONDS = 3
+SALES_TIMEOUT_SECONDS = 2.5
+SALES_RETRIES = 3  # unbounded, 4 timed-out attempts would take 4 x 2.5 s + back-off = 11.3 s
+CONCURRENT_SALES = 32
+# More pooled connections than requests in flight (plus the background loops): a request
+# holds its connection from authentication on, so a smaller pool can starve the threads.
+POOL = {"SHOP_DATABASE_POOL_SIZE": "10", "SHOP_DATABASE_MAX_OVERFLOW": "35"}
+
+
+class RestartableServer(LiveServer):
+    """A LiveServer in its own process group: stop, kill, freeze and thaw it whole."""
+
+    paused = False
+
+    def start(self, timeout: float = 30) -> None:
+        self.log.parent.mkdir(exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            self.module,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--log-level",
+            "warning",
+        ]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                cmd,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.paused = False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.module} exited; see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.module} did not answer within {timeout}s; see {self.log}")
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _signal(self, signum: int) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signum)
+
+    def stop(self, kill: bool = False) -> None:
+        if not self.running:
+            return
+        assert self.process is not None
+        if self.paused:
+            self.resume()
+        self._signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self.process.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are still accepted by the kernel, but nothing answers."""
+        self._signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+        self.paused = False
+
+    def ensure_up(self) -> None:
+        if self.paused:
+            self.resume()
+        if not self.running:
+            self.start()
+
+
+@pytest.fixture(scope="module")
+def _short_products_server(
+    settings: ProductsSettings, users: dict[Role, User]
+) -> Iterator[RestartableServer]:
+    server = RestartableServer(
+        "products_service.main:app",
+        service_env(
+            settings,
+            SHOP_RESERVATION_DEFAULT_TTL_SECONDS=str(RESERVATION_TTL_SECONDS),
+            SHOP_RESERVATION_SWEEP_SECONDS="0.3",
+            **POOL,
+        ),
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def _short_sales_server(
+    settings: ProductsSettings, _short_products_server: RestartableServer
+) -> Iterator[RestartableServer]:
+    server = RestartableServer(
+        "sales_service.main:app",
+        service_env(
+            settings,
+            SHOP_PRODUCTS_SERVICE_URL=_short_products_server.url,
+            SHOP_PRODUCTS_TIMEOUT_SECONDS=str(SALES_TIMEOUT_SECONDS),
+            SHOP_PRODUCTS_RETRIES=str(SALES_RETRIES),
+            SHOP_STOCK_SYNC_SECONDS="0.3",
+            **POOL,
+        ),
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def short_products(_short_products_server: RestartableServer) -> RestartableServer:
+    """products_service with 3 s reservations, up when the test starts."""
+    _short_products_server.ensure_up()
+    return _short_products_server
+
+
+@pytest.fixture
+def short_sales(
+    _short_sales_server: RestartableServer, short_products: RestartableServer
+) -> RestartableServer:
+    """sales_service calling ``short_products`` (2.5 s per attempt, 3 retries, 5 s budget)."""
+    _short_sales_server.ensure_up()
+    return _short_sales_server
+
+
+# --- data and checks --------------------------------------------------------------------
+
+
+def create_channel(engine: Engine, code: str = "web-store", *, is_active: bool = True) -> int:
+    with make_sessionmaker(engine)() as session:
+        channel = SalesChannel(code=code, name=code.title(), is_active=is_active)
+        session.add(channel)
+        session.commit()
+        return channel.id
+
+
+@pytest.fixture
+def channel(engine: Engine) -> str:
+    """An active channel's code."""
+    create_channel(engine, "web-store")
+    return "web-store"
+
+
+def sale_count(engine: Engine) -> int:
+    with make_sessionmaker(engine)() as session:
+        return session.scalar(select(func.count()).select_from(Sale)) or 0
+
+
+def reservation_statuses(engine: Engine, product_id: int | None = None) -> dict[str, int]:
+    """How many reservations (touching this product, if named) are in each status."""
+    with make_sessionmaker(engine)() as session:
+        stmt = select(Reservation.status, func.count(func.distinct(Reservation.id)))
+        if product_id is not None:
+            stmt = stmt.join(ReservationLine).where(ReservationLine.product_id == product_id)
+        rows = session.execute(stmt.group_by(Reservation.status)).all()
+        return {status.value: count for status, count in rows}
+
+
+def sold_units(engine: Engine, product_id: int) -> dict[str, int]:
+    """Units of this product in recorded sales, by the sale's stock_sync state."""
+    with make_sessionmaker(engine)() as session:
+        rows = session.execute(
+            select(Sale.stock_sync, func.sum(SaleLine.quantity))
+            .join(SaleLine, SaleLine.sale_id == Sale.id)
+            .where(SaleLine.product_id == product_id)
+            .group_by(Sale.stock_sync)
+        ).all()
+        return {state.value: int(units) for state, units in rows}
+
+
+def stock_problems(engine: Engine, product_id: int, warehouse_id: int, initial: int) -> list[str]:
+    """What still stops the books from balancing for this product (empty when settled):
+    every unit is on the shelf or in a recorded sale whose stock was taken, nothing is held,
+    no sale is left pending or failed, and every ledger sums to its level."""
+    now = level(engine, product_id, warehouse_id)
+    units = sold_units(engine, product_id)
+    problems = []
+    active = reservation_statuses(engine, product_id).get(ReservationStatus.ACTIVE.value, 0)
+    if active:
+        problems.append(f"{active} reservations still active")
+    if now.reserved:
+        problems.append(f"{now.reserved} units still reserved")
+    for state in (StockSync.PENDING, StockSync.FAILED):
+        if units.get(state.value):
+            problems.append(f"{units[state.value]} units in sales with stock_sync={state.value}")
+    done = units.get(StockSync.DONE.value, 0)
+    if initial != now.on_hand + done:
+        problems.append(f"initial {initial} != on_hand {now.on_hand} + sold (done) {done}")
+    return problems + ledger_problems(engine)
+
+
+def wait_until_settled(
+    engine: Engine,
+    product_id: int,
+    warehouse_id: int,
+    initial: int,
+    *,
+    within: float = 40,
+    stable_for: float = 0,
+) -> None:
+    """Poll until stock_problems() is empty (and stays so for ``stable_for`` seconds, for a
+    late request may still hold stock); fail with what is still wrong at the deadline."""
+    deadline = time.monotonic() + within
+    settled_since: float | None = None
+    while True:
+        problems = stock_problems(engine, product_id, warehouse_id, initial)
+        now = time.monotonic()
+        if problems:
+            settled_since = None
+        elif settled_since is None:
+            settled_since = now
+        if settled_since is not None and now - settled_since >= stable_for:
+            return
+        if now > deadline:
+            break
+        time.sleep(0.2)
+    assert problems == [], f"not settled after {within}s: {problems}"
+    raise AssertionError(f"settled for less than {stable_for}s within {within}s")
+
+
+def all_at_once(calls: Sequence[Callable[[], T]], workers: int = 50) -> list[T]:
+    """Run the calls from many threads released together; results in order."""
+    go = threading.Event()
+
+    def run(call: Callable[[], T]) -> T:
+        go.wait(timeout=30)
+        return call()
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(calls))) as pool:
+        futures = [pool.submit(run, call) for call in calls]
+        go.set()
+        return [f.result() for f in futures]
+
+
+def sale_body(channel_code: str, *lines: tuple[int, int], **extra: Any) -> dict[str, Any]:
+    return {
+        "channel_code": channel_code,
+        "lines": [{"product_id": p, "quantity": q} for p, q in lines],
+        **extra,
+    }

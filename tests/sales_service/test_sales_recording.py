@@ -1,0 +1,426 @@
+"""Recording sales: validation, prices and totals, times, and the rules under concurrency.
+
+Validation and arithmetic go through the in-process sales app (its calls to products_service
+go over real HTTP to ``live_products``); the concurrency tests send real requests from many
+threads to ``live_sales`` (2 uvicorn workers) calling ``live_products`` (2 workers).
+"""
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from common.db import make_sessionmaker
+from common.models import MovementType, ProductStatus, Reservation, Sale, StockSync
+from tests.conftest import LiveServer
+from tests.products_service.factories import (
+    create_product,
+    ledger_problems,
+    level,
+    main_warehouse_id,
+    movements,
+)
+from tests.sales_service.conftest import (
+    all_at_once,
+    create_channel,
+    reservation_statuses,
+    sale_body,
+    sale_count,
+)
+
+SALES = "/api/v1/sales"
+
+
+@pytest.fixture
+def main(engine: Engine) -> int:
+    return main_warehouse_id(engine)
+
+
+@pytest.fixture
+def http(live_sales: LiveServer, manager_headers: dict[str, str]) -> Iterator[httpx.Client]:
+    limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
+    with httpx.Client(
+        base_url=live_sales.url, headers=manager_headers, timeout=60, limits=limits
+    ) as client:
+        yield client
+
+
+def nothing_written(engine: Engine, *product_ids: int, main: int, stock: int) -> None:
+    """No sale, no reservation, stock untouched, books balanced."""
+    assert sale_count(engine) == 0
+    assert reservation_statuses(engine) == {}
+    for product_id in product_ids:
+        assert level(engine, product_id, main) == (stock, 0)
+    assert ledger_problems(engine) == []
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def test_each_invalid_request_is_refused_naming_its_line_or_field_and_writes_nothing(
+    sales_client: TestClient, engine: Engine, manager_headers: dict[str, str], main: int
+) -> None:
+    good = create_product(engine, stock={main: 10})
+    inactive = create_product(engine, stock={main: 10}, status=ProductStatus.INACTIVE)
+    draft = create_product(engine, stock={main: 10}, status=ProductStatus.DRAFT)
+    archived = create_product(engine, stock={main: 10}, archived=True)
+    active_channel = create_channel(engine, "web-store")
+    closed_channel = create_channel(engine, "old-shop", is_active=False)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+
+    def lines(*pairs: tuple[int, int]) -> list[dict[str, int]]:
+        return [{"product_id": p, "quantity": q} for p, q in pairs]
+
+    # (body, status, error code, what the answer must name)
+    cases: list[tuple[dict[str, Any], int, str, list[str]]] = [
+        (
+            {"channel_id": active_channel, "lines": lines((good, 1), (inactive, 1))},
+            422,
+            "unprocessable",
+            ["line 2", f"product {inactive}", "inactive"],
+        ),
+        (
+            {"channel_id": active_channel, "lines": lines((draft, 1))},
+            422,
+            "unprocessable",
+            ["line 1", "draft"],
+        ),
+        (
+            {"channel_id": active_channel, "lines": lines((good, 2), (archived, 1))},
+            422,
+            "unprocessable",
+            ["line 2", "archived"],
+        ),
+        (
+            {"channel_id": active_channel, "lines": lines((good, 1), (good, 1), (999_999, 1))},
+            422,
+            "unprocessable",
+            ["line 3", "product 999999", "unknown product"],
+        ),
+        (
+            {"channel_code": "no-such-channel", "lines": lines((good, 1))},
+            422,
+            "unprocessable",
+            ["channel_code", "no-such-channel"],
+        ),
+        (
+            {"channel_id": 999_999, "lines": lines((good, 1))},
+            422,
+            "unprocessable",
+            ["channel_id", "999999"],
+        ),
+        (
+            {"channel_id": closed_channel, "lines": lines((good, 1))},
+            422,
+            "unprocessable",
+            ["channel_id", "inactive"],
+        ),
+        (
+            {"channel_id": active_channel, "lines": lines((good, 1), (good, 0))},
+            422,
+            "validation_error",
+            ["body.lines.1.quantity"],
+        ),
+        (
+            {"channel_id": active_channel, "lines": lines((good, -3))},
+            422,
+            "validation_error",
+            ["body.lines.0.quantity"],
+        ),
+        (
+            {"channel_id": active_channel, "channel_code": "web-store", "lines": lines((good, 1))},
+            422,
+            "validation_error",
+            ["channel_id", "channel_code"],
+        ),
+        (
+            {"lines": lines((good, 1))},
+            422,
+            "validation_error",
+            ["channel_id", "channel_code"],
+        ),
+        (
+            {"channel_id": active_channel, "sold_at": tomorrow, "lines": lines((good, 1))},
+            422,
+            "unprocessable",
+            ["sold_at", "future"],
+        ),
+        (
+            {"channel_id": active_channel, "lines": []},
+            422,
+            "validation_error",
+            ["body.lines"],
+        ),
+    ]
+    for body, status, code, named in cases:
+        answer = sales_client.post(
+            SALES, json=body, headers={**manager_headers, "Idempotency-Key": uuid.uuid4().hex}
+        )
+        assert answer.status_code == status, (body, answer.text)
+        assert answer.json()["error"] == code, (body, answer.text)
+        text = answer.text
+        for word in named:
+            assert word in text, (word, body, text)
+    # Line-level errors also list the lines in a machine-readable form.
+    answer = sales_client.post(
+        SALES,
+        json={"channel_id": active_channel, "lines": lines((good, 1), (inactive, 1))},
+        headers=manager_headers,
+    )
+    assert answer.json()["lines"] == [
+        {"line_no": 2, "product_id": inactive, "reason": "product is inactive"}
+    ]
+    nothing_written(engine, good, inactive, draft, archived, main=main, stock=10)
+
+
+def test_a_viewer_may_not_record_a_sale(
+    sales_client: TestClient, engine: Engine, viewer_headers: dict[str, str], main: int
+) -> None:
+    product = create_product(engine, stock={main: 5})
+    create_channel(engine, "web-store")
+    answer = sales_client.post(
+        SALES, json=sale_body("web-store", (product, 1)), headers=viewer_headers
+    )
+    assert answer.status_code == 403
+    nothing_written(engine, product, main=main, stock=5)
+
+
+# --- prices, totals, times --------------------------------------------------------------
+
+
+def test_prices_default_or_override_and_multi_line_totals_are_exact(
+    sales_client: TestClient, engine: Engine, manager_headers: dict[str, str], main: int
+) -> None:
+    # Factory products cost 7.25 and sell at 19.90.
+    a = create_product(engine, stock={main: 50})
+    b = create_product(engine, stock={main: 50})
+    create_channel(engine, "retail")
+    answer = sales_client.post(
+        SALES,
+        json={
+            "channel_code": "retail",
+            "lines": [
+                {"product_id": a, "quantity": 3},
+                {"product_id": b, "quantity": 7, "unit_price": "0.10"},
+                {"product_id": a, "quantity": 1, "unit_price": "17.5"},
+            ],
+        },
+        headers=manager_headers,
+    )
+    assert answer.status_code == 201, answer.text
+    sale = answer.json()
+    assert [(ln["line_no"], ln["unit_price"], ln["line_total"]) for ln in sale["lines"]] == [
+        (1, "19.90", "59.70"),
+        (2, "0.10", "0.70"),
+        (3, "17.50", "17.50"),
+    ]
+    assert {ln["unit_cost"] for ln in sale["lines"]} == {"7.25"}
+    assert sale["total"] == "77.90"  # 59.70 + 0.70 + 17.50: no float drift
+    assert sale["cost_total"] == "79.75"  # 11 units x 7.25
+    assert sale["units"] == 11
+    assert sale["net_total"] == "77.90"
+    assert sale["stock_sync"] == "done"
+    assert sale["channel"]["code"] == "retail"
+    assert sale["number"] == f"S-{sale['id']:08d}"
+    assert level(engine, a, main) == (46, 0)
+    assert level(engine, b, main) == (43, 0)
+
+    with make_sessionmaker(engine)() as session:
+        row = session.get_one(Sale, sale["id"])
+        assert (row.total, row.cost_total) == (Decimal("77.90"), Decimal("79.75"))
+    fetched = sales_client.get(f"{SALES}/{sale['id']}", headers=manager_headers).json()
+    assert fetched["total"] == "77.90" and fetched["lines"] == sale["lines"]
+    assert ledger_problems(engine) == []
+
+
+def test_sold_at_given_with_an_offset_is_the_same_instant_returned_in_utc(
+    sales_client: TestClient, engine: Engine, manager_headers: dict[str, str], main: int
+) -> None:
+    product = create_product(engine, stock={main: 5})
+    create_channel(engine, "web-store")
+    given = "2024-03-10T09:30:15.250000-05:00"  # an import of a past sale, New York time
+    answer = sales_client.post(
+        SALES,
+        json=sale_body("web-store", (product, 1), sold_at=given),
+        headers=manager_headers,
+    )
+    assert answer.status_code == 201, answer.text
+    returned = datetime.fromisoformat(answer.json()["sold_at"])
+    assert returned == datetime.fromisoformat(given)
+    assert returned.utcoffset() == timedelta(0)
+    assert returned == datetime(2024, 3, 10, 14, 30, 15, 250000, tzinfo=UTC)
+    with make_sessionmaker(engine)() as session:
+        stored = session.get_one(Sale, answer.json()["id"]).sold_at
+    assert stored == datetime(2024, 3, 10, 14, 30, 15, 250000, tzinfo=UTC)
+
+    # A naive time (no offset) is refused rather than guessed.
+    naive = sales_client.post(
+        SALES,
+        json=sale_body("web-store", (product, 1), sold_at="2024-03-10T09:30:00"),
+        headers=manager_headers,
+    )
+    assert naive.status_code == 422 and "sold_at" in naive.text
+
+
+def test_a_sale_without_sold_at_is_stamped_now(
+    sales_client: TestClient, engine: Engine, manager_headers: dict[str, str], main: int
+) -> None:
+    product = create_product(engine, stock={main: 5})
+    create_channel(engine, "web-store")
+    before = datetime.now(UTC)
+    answer = sales_client.post(
+        SALES, json=sale_body("web-store", (product, 2)), headers=manager_headers
+    )
+    after = datetime.now(UTC)
+    assert answer.status_code == 201, answer.text
+    assert before <= datetime.fromisoformat(answer.json()["sold_at"]) <= after
+
+
+# --- shortage ---------------------------------------------------------------------------
+
+
+def test_a_multi_line_sale_with_one_short_line_reserves_and_records_nothing(
+    sales_client: TestClient, engine: Engine, manager_headers: dict[str, str], main: int
+) -> None:
+    plenty = create_product(engine, stock={main: 100})
+    scarce = create_product(engine, stock={main: 2})
+    create_channel(engine, "web-store")
+    answer = sales_client.post(
+        SALES,
+        json=sale_body("web-store", (plenty, 5), (scarce, 3), (plenty, 1)),
+        headers=manager_headers,
+    )
+    assert answer.status_code == 409, answer.text
+    body = answer.json()
+    assert body["error"] == "insufficient_stock"
+    assert "line 2" in body["detail"]
+    assert body["lines"] == [
+        {"line_no": 2, "product_id": scarce, "warehouse_id": None, "requested": 3, "available": 2}
+    ]
+    nothing_written(engine, plenty, main=main, stock=100)
+    assert level(engine, scarce, main) == (2, 0)
+
+
+def test_200_concurrent_buyers_of_50_units_make_exactly_50_sales(
+    http: httpx.Client,
+    live_products: LiveServer,
+    engine: Engine,
+    manager_headers: dict[str, str],
+    main: int,
+) -> None:
+    product = create_product(engine, stock={main: 50})
+    create_channel(engine, "web-store")
+
+    def buy(i: int) -> Callable[[], httpx.Response]:
+        return lambda: http.post(
+            SALES,
+            json=sale_body("web-store", (product, 1)),
+            headers={"Idempotency-Key": f"buyer-{i}-{uuid.uuid4().hex}"},
+        )
+
+    answers = all_at_once([buy(i) for i in range(200)], workers=200)
+    outcomes = Counter(
+        (
+            a.status_code,
+            a.json().get("error") if "json" in a.headers.get("content-type", "") else a.text[:60],
+        )
+        for a in answers
+    )
+    assert Counter(a.status_code for a in answers) == {201: 50, 409: 150}, outcomes
+    for refused in (a for a in answers if a.status_code == 409):
+        body = refused.json()
+        assert body["error"] == "insufficient_stock"
+        assert body["lines"] == [
+            {
+                "line_no": 1,
+                "product_id": product,
+                "warehouse_id": None,
+                "requested": 1,
+                "available": 0,
+            }
+        ]
+    sold = [a.json() for a in answers if a.status_code == 201]
+    assert len({s["id"] for s in sold}) == 50
+    assert {s["stock_sync"] for s in sold} == {"done"}
+    assert sale_count(engine) == 50
+    assert level(engine, product, main) == (0, 0)
+    sales_moves = movements(engine, product, MovementType.SALE)
+    assert len(sales_moves) == 50
+    assert sorted(m.on_hand_after for m in sales_moves) == list(range(50))
+    assert reservation_statuses(engine, product) == {"committed": 50}
+    check = httpx.get(f"{live_products.url}/api/v1/inventory/ledger-check", headers=manager_headers)
+    assert check.status_code == 200 and check.json()["ok"] is True, check.text
+    assert ledger_problems(engine) == []
+
+
+# --- idempotency ------------------------------------------------------------------------
+
+
+def test_one_key_sent_ten_times_some_at_once_records_one_sale(
+    http: httpx.Client, engine: Engine, main: int
+) -> None:
+    a = create_product(engine, stock={main: 30})
+    b = create_product(engine, stock={main: 30})
+    create_channel(engine, "web-store")
+    body = sale_body("web-store", (a, 2), (b, 1))
+    key = {"Idempotency-Key": f"till-7-{uuid.uuid4().hex}"}
+
+    def send() -> httpx.Response:
+        return http.post(SALES, json=body, headers=key)
+
+    answers = all_at_once([send] * 7)  # seven at once: one writes, six share its sale
+    answers += [send() for _ in range(3)]  # then three retries, one after another
+    assert all(a.status_code == 201 for a in answers), [a.text for a in answers]
+    replayed = [a.headers.get("Idempotent-Replayed") == "true" for a in answers]
+    assert replayed.count(False) == 1  # the one that recorded it
+    assert all(replayed[7:])
+    assert len({a.json()["id"] for a in answers}) == 1
+
+    assert sale_count(engine) == 1
+    assert len(movements(engine, a, MovementType.SALE)) == 1
+    assert len(movements(engine, b, MovementType.SALE)) == 1
+    assert level(engine, a, main) == (28, 0)
+    assert level(engine, b, main) == (29, 0)
+    # Racing duplicates each held stock for a moment; only the winner's was committed, each
+    # loser released its own (nothing was left active to expire).
+    statuses = reservation_statuses(engine)
+    assert statuses.get("committed") == 1
+    assert set(statuses) <= {"committed", "released"}
+    with make_sessionmaker(engine)() as session:
+        sale = session.scalars(select(Sale)).one()
+        assert sale.stock_sync is StockSync.DONE
+        committed = session.get_one(Reservation, sale.reservation_id)
+        assert committed.status.value == "committed"
+    assert ledger_problems(engine) == []
+
+    other = http.post(SALES, json=sale_body("web-store", (a, 3)), headers=key)
+    assert other.status_code == 422
+    assert other.json()["error"] == "idempotency_key_reused"
+    assert other.json()["sale_id"] == answers[0].json()["id"]
+    assert sale_count(engine) == 1
+    assert level(engine, a, main) == (28, 0)
+
+
+def test_a_long_idempotency_key_still_records_the_sale(
+    sales_client: TestClient, engine: Engine, manager_headers: dict[str, str], main: int
+) -> None:
+    """Keys may be 200 characters; the ledger reference they become must still fit."""
+    product = create_product(engine, stock={main: 5})
+    create_channel(engine, "web-store")
+    key = "k" * 200
+    headers = {**manager_headers, "Idempotency-Key": key}
+    first = sales_client.post(SALES, json=sale_body("web-store", (product, 1)), headers=headers)
+    assert first.status_code == 201, first.text
+    again = sales_client.post(SALES, json=sale_body("web-store", (product, 1)), headers=headers)
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert level(engine, product, main) == (4, 0)
+    (move,) = movements(engine, product, MovementType.SALE)
+    assert move.reference is not None and move.reference.startswith("sale:")
