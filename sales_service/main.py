@@ -13,9 +13,10 @@ from common.auth.router import router as auth_router
 from common.settings import SalesSettings, get_sales_settings
 from sales_service.channels.router import router as channels_router
 from sales_service.clients.products import ProductsClient
+from sales_service.refunds.router import router as refunds_router
 from sales_service.reports.router import router as reports_router
 from sales_service.sales.router import router as sales_router
-from sales_service.stock_sync import ensure_service_user, sync_pending
+from sales_service.stock_sync import ensure_service_user, sync_pending, sync_pending_refunds
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +24,18 @@ logger = logging.getLogger(__name__)
 async def _sync_loop(app: FastAPI, settings: SalesSettings) -> None:
     while True:
         await asyncio.sleep(settings.stock_sync_seconds)
-        try:
-            await asyncio.to_thread(
-                sync_pending,
-                sessions=app.state.sessionmaker,
-                products_client=app.state.products_client,
-                settings=settings,
-                service_user_id=app.state.service_user_id,
-            )
-        except Exception:
-            logger.exception("stock sync failed; retrying")
+        # Sales first: a refund's stock goes back only after its sale's stock was taken.
+        for sync in (sync_pending, sync_pending_refunds):
+            try:
+                await asyncio.to_thread(
+                    sync,
+                    sessions=app.state.sessionmaker,
+                    products_client=app.state.products_client,
+                    settings=settings,
+                    service_user_id=app.state.service_user_id,
+                )
+            except Exception:
+                logger.exception("%s failed; retrying", sync.__name__)
 
 
 def create_app(settings: SalesSettings | None = None) -> FastAPI:
@@ -69,7 +72,7 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
         retries=settings.products_retries,
     )
     install_common(app, settings, {"products_service": lambda a: a.state.products_client.ready()})
-    for router in (auth_router, channels_router, sales_router, reports_router):
+    for router in (auth_router, channels_router, sales_router, refunds_router, reports_router):
         app.include_router(router, prefix=API_PREFIX)
     return app
 

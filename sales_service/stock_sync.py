@@ -1,8 +1,11 @@
 """Background sync: finish stock effects that products_service could not take at the time.
 
 A sale whose reservation commit did not land (products_service down, the process killed
-after writing the sale) stays ``stock_sync=pending``; this loop commits it. Every call is
-idempotent in products_service, so running it in several replicas at once is harmless.
+after writing the sale) stays ``stock_sync=pending``; this loop commits it. A refund or
+cancellation whose stock returns did not all land stays pending too; this loop returns it,
+after the sale's own commit (sales are synced first, and a refund waits while its sale is
+pending). Every call is idempotent in products_service, so running it in several replicas
+at once is harmless.
 """
 
 import logging
@@ -16,6 +19,8 @@ from common.db import utcnow
 from common.models import Role, StockSync, User
 from common.settings import CommonSettings
 from sales_service.clients.products import ProductsClient
+from sales_service.refunds import repository as refunds_repository
+from sales_service.refunds.service import sync_refund
 from sales_service.sales import repository
 from sales_service.sales.service import commit_stock
 
@@ -62,12 +67,46 @@ def sync_pending(
     cutoff = utcnow() - timedelta(seconds=min_age_seconds)
     done = 0
     with sessions() as session:
-        for sale in repository.pending_stock_sales(session, limit=BATCH):
-            if sale.created_at > cutoff:
-                continue  # its own request is probably still finishing it
+        # Its own request is probably still finishing a sale younger than the cutoff.
+        due = [
+            s
+            for s in repository.pending_stock_sales(session, limit=BATCH)
+            if s.created_at <= cutoff
+        ]
+        session.commit()  # hold no transaction (on SQLite: no write lock) while calling products
+        for sale in due:
             commit_stock(session=session, sale=sale, products_client=products_client, token=token)
             done += sale.stock_sync is StockSync.DONE
-        session.commit()
     if done:
         logger.info("stock sync committed %d pending sales", done)
+    return done
+
+
+def sync_pending_refunds(
+    *,
+    sessions: sessionmaker[Session],
+    products_client: ProductsClient,
+    settings: CommonSettings,
+    service_user_id: int,
+    min_age_seconds: float = 2.0,
+) -> int:
+    """Return the stock of pending refunds older than ``min_age_seconds``; returns how many."""
+    token, _ = create_access_token(user_id=service_user_id, role=Role.MANAGER, settings=settings)
+    cutoff = utcnow() - timedelta(seconds=min_age_seconds)
+    done = 0
+    with sessions() as session:
+        refund_ids = refunds_repository.pending_refund_ids(
+            session, created_before=cutoff, limit=BATCH
+        )
+        session.commit()  # each refund reads, commits, then calls products_service holding nothing
+        for refund_id in refund_ids:
+            state = sync_refund(
+                session=session,
+                refund_id=refund_id,
+                products_client=products_client,
+                token=token,
+            )
+            done += state is StockSync.DONE
+    if done:
+        logger.info("stock sync returned the stock of %d pending refunds", done)
     return done

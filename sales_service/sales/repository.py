@@ -1,11 +1,14 @@
-"""SQL for sales: lookups by key, and the catalog rows a sale snapshots."""
+"""SQL for sales: lookups by key, the catalog rows a sale snapshots, listing and export."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Row, Select, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from common.models import Product, Sale, SaleLine, SalesChannel, StockSync
+from common.models import Category, Product, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
 
 
 def find_by_key(session: Session, key: str) -> Sale | None:
@@ -61,3 +64,105 @@ def pending_stock_sales(session: Session, *, limit: int) -> list[Sale]:
 
 def lines_of(session: Session, sale_id: int) -> list[SaleLine]:
     return list(session.scalars(select(SaleLine).where(SaleLine.sale_id == sale_id)))
+
+
+# --- listing and export -----------------------------------------------------------------
+
+SALE_SORT: dict[str, Any] = {
+    "sold_at": Sale.sold_at,
+    "total": Sale.total,
+    "number": Sale.number,
+    "created_at": Sale.created_at,
+}
+
+
+@dataclass(frozen=True)
+class SaleFilters:
+    """Which sales a list or export covers; every filter given must hold (AND)."""
+
+    sold_from: datetime | None = None  # inclusive
+    sold_to: datetime | None = None  # exclusive
+    product_ids: Sequence[int] = ()  # sales with a line of any of these products
+    category_path: str | None = None  # sales with a line in this category's subtree
+    channel_ids: Sequence[int] = ()
+    statuses: Sequence[SaleStatus] = ()
+
+
+def category_path(session: Session, category_id: int) -> str | None:
+    """The category's materialised path ("/1/5/"), which prefixes its whole subtree's."""
+    return session.scalar(select(Category.path).where(Category.id == category_id))
+
+
+AnySelect = TypeVar("AnySelect", bound=Select[*tuple[Any, ...]])
+
+
+def _filtered(stmt: AnySelect, filters: SaleFilters) -> AnySelect:
+    if filters.sold_from is not None:
+        stmt = stmt.where(Sale.sold_at >= filters.sold_from)
+    if filters.sold_to is not None:
+        stmt = stmt.where(Sale.sold_at < filters.sold_to)
+    if filters.channel_ids:
+        stmt = stmt.where(Sale.channel_id.in_(filters.channel_ids))
+    if filters.statuses:
+        stmt = stmt.where(Sale.status.in_(filters.statuses))
+    if filters.product_ids:
+        stmt = stmt.where(
+            select(SaleLine.id)
+            .where(SaleLine.sale_id == Sale.id, SaleLine.product_id.in_(filters.product_ids))
+            .correlate(Sale)  # not sale_lines: the export joins them in the outer query too
+            .exists()
+        )
+    if filters.category_path is not None:
+        subtree = select(Category.id).where(Category.path.like(f"{filters.category_path}%"))
+        stmt = stmt.where(
+            select(SaleLine.id)
+            .where(SaleLine.sale_id == Sale.id, SaleLine.category_id.in_(subtree))
+            .correlate(Sale)
+            .exists()
+        )
+    return stmt
+
+
+def list_query(filters: SaleFilters) -> Select[Sale]:
+    """Matching sales, their lines loaded with one extra query per page."""
+    return _filtered(select(Sale).options(selectinload(Sale.lines)), filters)
+
+
+EXPORT_COLUMNS = (
+    Sale.number,
+    Sale.sold_at,
+    SalesChannel.code.label("channel"),
+    Sale.status,
+    SaleLine.line_no,
+    SaleLine.sku,
+    SaleLine.product_name,
+    SaleLine.category_id,
+    SaleLine.quantity,
+    SaleLine.unit_price,
+    SaleLine.line_total,
+    SaleLine.refunded_quantity,
+    SaleLine.refunded_total,
+)
+
+
+def export_query(filters: SaleFilters, order_by: list[Any]) -> Select[*tuple[Any, ...]]:
+    """One row per line of every matching sale, in the list's order, lines in line order."""
+    stmt = (
+        select(*EXPORT_COLUMNS)
+        .join(SaleLine, SaleLine.sale_id == Sale.id)
+        .join(SalesChannel, SalesChannel.id == Sale.channel_id)
+    )
+    return _filtered(stmt, filters).order_by(*order_by, SaleLine.line_no)
+
+
+def stream_export(
+    sessions: sessionmaker[Session], stmt: Select[*tuple[Any, ...]], *, batch: int = 1000
+) -> Iterator[Sequence[Row[Any]]]:
+    """The rows of ``stmt`` in batches, read through a server-side cursor on its own session.
+
+    Only one batch is in memory at a time, however many rows match. The session is the
+    caller's to not share: it lives as long as the iteration (e.g. a streamed response).
+    """
+    with sessions() as session:
+        result = session.execute(stmt.execution_options(stream_results=True, yield_per=batch))
+        yield from result.partitions()

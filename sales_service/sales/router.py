@@ -1,15 +1,26 @@
-"""Sales: record, read, list and export; cancel and refund."""
+"""Sales: record, read, list and export (refunds and cancellations: sales_service/refunds)."""
 
-from typing import Annotated
+import csv
+import io
+import itertools
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
+from sqlalchemy import Select
+from sqlalchemy.orm import Session, sessionmaker
 
 from common.auth.dependencies import CurrentUser, ManagerUser, oauth2_scheme
 from common.db import SessionDep
-from common.errors import error_responses
+from common.errors import Unprocessable, error_responses
 from common.idempotency import IdempotencyKey
-from common.models import Sale, SalesChannel
+from common.models import Sale, SalesChannel, SaleStatus
 from common.observability import current_request_id
+from common.pagination import Page, PageDep, paginate, parse_sort
 from sales_service.clients.products import ProductsClientDep
 from sales_service.sales import repository, service
 from sales_service.sales.schemas import ChannelRef, SaleCreate, SaleRead
@@ -68,6 +79,167 @@ def record_sale(
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return read_sale(session, sale)
+
+
+def sale_filters(
+    session: SessionDep,
+    sold_from: Annotated[
+        AwareDatetime | None,
+        Query(description="Sold at or after this time (inclusive), ISO 8601 with an offset"),
+    ] = None,
+    sold_to: Annotated[
+        AwareDatetime | None,
+        Query(description="Sold before this time (exclusive), ISO 8601 with an offset"),
+    ] = None,
+    product_id: Annotated[
+        list[int] | None,
+        Query(description="Sales with a line of this product; repeat for any of several"),
+    ] = None,
+    category_id: Annotated[
+        int | None,
+        Query(gt=0, description="Sales with a line in this category or any subcategory"),
+    ] = None,
+    channel_id: Annotated[list[int] | None, Query(description="Repeat for any of several")] = None,
+    statuses: Annotated[
+        list[SaleStatus] | None, Query(alias="status", description="Repeat for any of several")
+    ] = None,
+) -> repository.SaleFilters:
+    """The filters shared by the sales list and its CSV export."""
+    if sold_from is not None and sold_to is not None and sold_to <= sold_from:
+        raise Unprocessable("sold_to must be later than sold_from", field="sold_to")
+    path = None
+    if category_id is not None:
+        # The snapshot on each line names the category as it was when sold; the subtree is
+        # taken from the category tree as it is now.
+        path = repository.category_path(session, category_id)
+        if path is None:
+            raise Unprocessable(f"Unknown category {category_id}", field="category_id")
+    return repository.SaleFilters(
+        sold_from=sold_from,
+        sold_to=sold_to,
+        product_ids=product_id or (),
+        category_path=path,
+        channel_ids=channel_id or (),
+        statuses=statuses or (),
+    )
+
+
+SaleFiltersDep = Annotated[repository.SaleFilters, Depends(sale_filters)]
+SortParam = Annotated[
+    str | None,
+    Query(description="sold_at, total, number or created_at, '-' for descending; default -sold_at"),
+]
+DEFAULT_SORT = "-sold_at"
+
+
+def _order(sort: str | None) -> list[Any]:
+    """The requested order, then the id in the first field's direction so pages are stable."""
+    clauses = parse_sort(sort, repository.SALE_SORT, DEFAULT_SORT)
+    descending = (sort or DEFAULT_SORT).strip().startswith("-")
+    return [*clauses, Sale.id.desc() if descending else Sale.id.asc()]
+
+
+@router.get("", summary="List sales", responses=error_responses(400, 422))
+def list_sales(
+    _user: CurrentUser,
+    session: SessionDep,
+    page: PageDep,
+    filters: SaleFiltersDep,
+    sort: SortParam = None,
+) -> Page[SaleRead]:
+    """Sales with their lines, newest first, filtered by time, product, category, channel
+    and status (each repeatable filter matches any of its values; different filters all
+    have to hold)."""
+    rows, total = paginate(session, repository.list_query(filters), page, _order(sort))
+    sales = [row[0] for row in rows]
+    channels = repository.channels_by_id(session, {sale.channel_id for sale in sales})
+    return Page(
+        items=[sale_read(sale, channels[sale.channel_id]) for sale in sales],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+EXPORT_HEADER = (
+    "number",
+    "sold_at",
+    "channel",
+    "status",
+    "line_no",
+    "sku",
+    "product_name",
+    "category_id",
+    "quantity",
+    "unit_price",
+    "line_total",
+    "refunded_quantity",
+    "refunded_total",
+)
+
+
+def _csv_cell(value: Any) -> Any:
+    """Times in ISO 8601 with their offset, money as a plain decimal, nothing as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, SaleStatus):
+        return value.value
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def _csv_chunks(sessions: sessionmaker[Session], stmt: Select[*tuple[Any, ...]]) -> Iterator[str]:
+    """The header, then one chunk of CSV per batch of rows read from the database."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(EXPORT_HEADER)
+    for rows in repository.stream_export(sessions, stmt):
+        writer.writerows([_csv_cell(value) for value in row] for row in rows)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+@router.get(
+    "/export.csv",
+    summary="Export sales as CSV",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "One row per sale line"},
+        **error_responses(400, 422),
+    },
+)
+def export_sales(
+    request: Request,
+    _user: CurrentUser,
+    session: SessionDep,
+    filters: SaleFiltersDep,
+    sort: SortParam = None,
+) -> StreamingResponse:
+    """The lines of every sale the same filters list, one CSV row each, streamed.
+
+    Columns: number, sold_at (ISO 8601, UTC offset), channel (code), status, line_no, sku,
+    product_name, category_id, quantity, unit_price, line_total, refunded_quantity,
+    refunded_total; money as plain decimals. Rows are read through a server-side cursor, so
+    any number of them streams without being held in memory.
+    """
+    stmt = repository.export_query(filters, _order(sort))
+    # The rows are read by their own session while the response streams; end this request's
+    # transaction first (on the embedded SQLite file it would hold the write lock).
+    session.commit()
+    chunks = _csv_chunks(request.app.state.sessionmaker, stmt)
+    # Run the query and read the first batch now, so a failure is an error answer rather
+    # than a 200 with a cut-off file.
+    first = next(chunks)
+    return StreamingResponse(
+        itertools.chain([first], chunks),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": "attachment; filename=sales.csv"},
+    )
 
 
 @router.get("/{sale_id}", summary="Get a sale", responses=error_responses(404))
