@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format migrate check-ledger clean
+.PHONY: install run stop status test lint format migrate check-ledger seed clean
 
 install: $(STAMP)
 
@@ -13,8 +13,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: install  ## migrate the configured (default: embedded SQLite) database and serve
+run: install  ## migrate, load demo data once, start both services (./docker-manager.sh start)
 	scripts/run-local.sh
+
+stop:  ## stop both services (./docker-manager.sh stop)
+	./docker-manager.sh stop
+
+status:  ## is each service up? (./docker-manager.sh status)
+	./docker-manager.sh status
 
 test: install  ## lint, type-check and run every test against the local MariaDB
 	scripts/test.sh
@@ -34,5 +40,9 @@ migrate: install
 check-ledger: install
 	$(PY) -m products_service.cli check-ledger
 
-clean:
+seed: install  ## load the demo data (again) into the configured database
+	./docker-manager.sh seed
+
+clean:  ## stop the services, then remove the venv, var/ (with the SQLite database) and caches
+	./docker-manager.sh stop
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

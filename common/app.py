@@ -1,4 +1,5 @@
-"""What both FastAPI apps share: database wiring, error handling, CORS, health and readiness."""
+"""What both FastAPI apps share: database wiring, error handling, CORS, health, readiness,
+request ids, structured logs and metrics."""
 
 import logging
 from collections.abc import Callable, Mapping
@@ -13,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from common.auth.service import ensure_admin
 from common.db import make_engine, make_sessionmaker
 from common.errors import install_error_handlers
+from common.observability import REQUEST_ID_HEADER, configure_logging, install_observability
 from common.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -51,10 +53,11 @@ def install_common(
     settings: CommonSettings,
     dependencies: Mapping[str, Callable[[FastAPI], bool]] | None = None,
 ) -> None:
-    """Error handlers, CORS and the /health and /ready probes.
+    """Logging, error handlers, CORS, request ids, /metrics and the /health and /ready probes.
 
     ``dependencies`` are extra readiness checks by name (e.g. the products_service).
     """
+    configure_logging()
     install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,
@@ -62,8 +65,10 @@ def install_common(
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["Retry-After", "Idempotency-Key"],
+        expose_headers=["Retry-After", "Idempotency-Key", REQUEST_ID_HEADER],
     )
+    # Added after CORS, so it wraps it: preflights get an id and are counted too.
+    install_observability(app)
     probes = APIRouter(tags=["health"])
 
     @probes.get("/health", summary="Liveness: the process answers")

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Migrate the configured database (default: the embedded SQLite file var/shop.db) and
-# serve products_service on :8000 in the foreground.
+# README's first command (`make run`, which installs first): migrate the configured database
+# (default: the embedded SQLite file var/shop.db), load the demo data once (when the
+# generator exists and the catalog is still empty), then start both services in the
+# background with ./docker-manager.sh, which says where they answer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${VENV:-.venv}
-mkdir -p var
-"$VENV/bin/python" -m products_service.cli migrate
-echo "products_service: http://127.0.0.1:8000  (Swagger: http://127.0.0.1:8000/docs)"
-echo "log in as ${SHOP_FIRST_ADMIN_EMAIL:-admin@example.com} / ${SHOP_FIRST_ADMIN_PASSWORD:-admin-change-me}"
-exec "$VENV/bin/uvicorn" products_service.main:app --host "${SHOP_HOST:-127.0.0.1}" --port 8000
+# Demo data is a convenience: if it cannot be loaded, say so loudly and start anyway (the
+# generator loads in one transaction, so a failure leaves nothing half-written).
+if ! ./docker-manager.sh seed --once; then
+  echo "warning: the demo data could not be loaded (see above); starting without it" >&2
+fi
+./docker-manager.sh start
