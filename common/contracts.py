@@ -29,9 +29,9 @@ was not yet swept is committed as held.
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from common.models import ReservationStatus
+from common.models import MovementType, ReservationStatus
 
 RESERVATIONS_PATH = "/api/v1/reservations"
 MAX_RESERVATION_LINES = 200
@@ -108,3 +108,71 @@ class InsufficientStockBody(BaseModel):
     error: str = "insufficient_stock"
     detail: str
     lines: list[ShortLine]
+
+
+# --- stock returns (refunds and cancellations put units back on a shelf) ---------------------
+#
+# ``POST /inventory/returns`` with an ``Idempotency-Key`` header: ReturnCreate -> 201
+# StockChangeRead (one ledger ``return`` movement). A retry with the same key and body gets
+# the first answer and moves stock once; the same key with another body is a 422.
+
+RETURNS_PATH = "/api/v1/inventory/returns"
+MAX_QUANTITY = 1_000_000
+
+Id = Annotated[int, Field(gt=0)]
+Quantity = Annotated[int, Field(gt=0, le=MAX_QUANTITY, description="Units, a positive integer")]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+
+
+class ReturnCreate(BaseModel):
+    """Units a customer brought back, put back on the shelf."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"product_id": 1, "warehouse_id": 1, "quantity": 1, "reference": "S-42"}]
+        },
+    )
+
+    product_id: Id
+    warehouse_id: Id
+    quantity: Quantity
+    reference: Reference = Field(description="e.g. the order or RMA number")
+    reason: Reason = ""
+
+
+class StockLevelRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    product_id: int
+    warehouse_id: int
+    on_hand: int
+    reserved: int
+    available: int
+    updated_at: datetime
+
+
+class MovementRead(BaseModel):
+    """One ledger row."""
+
+    id: int
+    product_id: int
+    warehouse_id: int
+    type: MovementType
+    quantity: int
+    on_hand_after: int
+    reason: str
+    reference: str | None
+    actor_id: int | None
+    actor_email: str | None
+    created_at: datetime
+
+
+class StockChangeRead(BaseModel):
+    """What a stock operation did: the ledger row it wrote (if any) and the level it left."""
+
+    recorded: bool = Field(description="False when there was nothing to record (a matching count)")
+    detail: str
+    movement: MovementRead | None
+    level: StockLevelRead

@@ -6,17 +6,24 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from common.models import MovementType, TransferStatus
+from common.contracts import (  # the part of the contract sales_service relies on
+    MAX_QUANTITY,
+    Id,
+    MovementRead,
+    Quantity,
+    Reason,
+    Reference,
+    ReturnCreate,
+    StockChangeRead,
+    StockLevelRead,
+)
+from common.models import TransferStatus
 
-MAX_QUANTITY = 1_000_000
+__all__ = ["MovementRead", "ReturnCreate", "StockChangeRead", "StockLevelRead"]
 
-Id = Annotated[int, Field(gt=0)]
-Quantity = Annotated[int, Field(gt=0, le=MAX_QUANTITY, description="Units, a positive integer")]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 RequiredReason = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
 ]
-Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 
 
 class _StockRequest(BaseModel):
@@ -91,56 +98,6 @@ class DamageCreate(_StockRequest):
             "examples": [{"product_id": 1, "warehouse_id": 1, "quantity": 1, "reason": "dropped"}]
         }
     )
-
-
-class ReturnCreate(_StockRequest):
-    """Units a customer brought back, put back on the shelf."""
-
-    quantity: Quantity
-    reference: Reference = Field(description="e.g. the order or RMA number")
-    reason: Reason = ""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"product_id": 1, "warehouse_id": 1, "quantity": 1, "reference": "S-42"}]
-        }
-    )
-
-
-class StockLevelRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    product_id: int
-    warehouse_id: int
-    on_hand: int
-    reserved: int
-    available: int
-    updated_at: datetime
-
-
-class MovementRead(BaseModel):
-    """One ledger row."""
-
-    id: int
-    product_id: int
-    warehouse_id: int
-    type: MovementType
-    quantity: int
-    on_hand_after: int
-    reason: str
-    reference: str | None
-    actor_id: int | None
-    actor_email: str | None
-    created_at: datetime
-
-
-class StockChangeRead(BaseModel):
-    """What a stock operation did: the ledger row it wrote (if any) and the level it left."""
-
-    recorded: bool = Field(description="False when there was nothing to record (a matching count)")
-    detail: str
-    movement: MovementRead | None
-    level: StockLevelRead
 
 
 class TransferCreate(BaseModel):

@@ -22,9 +22,12 @@ from pydantic import ValidationError
 
 from common.contracts import (
     RESERVATIONS_PATH,
+    RETURNS_PATH,
     InsufficientStockBody,
     ReservationRead,
     ReserveRequest,
+    ReturnCreate,
+    StockChangeRead,
 )
 from common.errors import AppError, InsufficientStock, InvalidState, UpstreamUnavailable
 
@@ -94,6 +97,20 @@ class ProductsClient:
             "POST", f"{RESERVATIONS_PATH}/{reservation_id}/release", token, request_id
         )
         return _parse(ReservationRead, body)
+
+    def return_stock(
+        self, body: ReturnCreate, *, key: str, token: str, request_id: str = ""
+    ) -> StockChangeRead:
+        """Put units back on a shelf as one ``return`` movement; once per key, however retried."""
+        answer = self._call(
+            "POST",
+            RETURNS_PATH,
+            token,
+            request_id,
+            json=body.model_dump(mode="json"),
+            headers={"Idempotency-Key": key},
+        )
+        return _parse(StockChangeRead, answer)
 
     def ready(self) -> bool:
         """True when products_service answers its readiness probe."""
@@ -186,7 +203,7 @@ class ProductsClient:
         raise UpstreamUnavailable(f"{UPSTREAM} answered {response.status_code}", upstream=UPSTREAM)
 
 
-Model = TypeVar("Model", ReservationRead, InsufficientStockBody)
+Model = TypeVar("Model", ReservationRead, InsufficientStockBody, StockChangeRead)
 
 
 def _parse(model: type[Model], body: dict[str, Any]) -> Model:

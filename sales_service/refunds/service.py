@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common.contracts import ReturnCreate
 from common.errors import AppError, IdempotencyKeyReused, InvalidState, NotFound, Unprocessable
 from common.idempotency import request_hash
 from common.models import (
@@ -38,7 +39,6 @@ from common.models import (
     StockSync,
 )
 from common.pagination import PageParams
-from sales_service.clients import inventory
 from sales_service.clients.products import ProductsClient
 from sales_service.refunds import repository
 from sales_service.refunds.schemas import RefundLineCreate
@@ -315,13 +315,14 @@ def return_stock(
     session.commit()  # hold nothing while products_service works
     try:
         for item in plan:
-            inventory.return_stock(
-                products_client,
-                product_id=item.product_id,
-                warehouse_id=item.warehouse_id,
-                quantity=item.quantity,
-                reference=sale.number,
-                reason=f"{refund.kind.value} #{refund.id}",
+            products_client.return_stock(
+                ReturnCreate(
+                    product_id=item.product_id,
+                    warehouse_id=item.warehouse_id,
+                    quantity=item.quantity,
+                    reference=sale.number,
+                    reason=f"{refund.kind.value} #{refund.id}",
+                ),
                 key=f"refund:{refund.id}:{item.sale_line_id}:{item.warehouse_id}",
                 token=token,
                 request_id=request_id,
