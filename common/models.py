@@ -445,3 +445,115 @@ class SaleRefundLine(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     cost: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+
+
+# --- report rollups (written by sales_service only, in each sale's and refund's transaction) ---
+
+# Reports ask "the newest change to any sale?"; refunds touch old sales, so this is not max(id).
+Index("ix_sales_updated_at", Sale.updated_at)
+
+ROLLUP_MONEY = Numeric(18, 2)
+
+
+class ReportSalesRollup(Base):
+    """Net sales per UTC block and channel, split over a few shards so no row is hot.
+
+    ``grain`` is the block length (see sales_service/reports/rollups.py); ``orders`` counts
+    the sales with at least one unit not refunded.
+    """
+
+    __tablename__ = "report_sales_rollups"
+
+    grain: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    orders: Mapped[int] = mapped_column(BigInteger, default=0)
+    units: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue: Mapped[Decimal] = mapped_column(ROLLUP_MONEY, default=Decimal("0.00"))
+    cost: Mapped[Decimal] = mapped_column(ROLLUP_MONEY, default=Decimal("0.00"))
+
+
+class ReportProductRollup(Base):
+    """Net sales per UTC hour/day/month/year, product, channel and the line's category snapshot.
+
+    ``category_key`` is the snapshot category id, 0 for none; ``orders`` counts the sales
+    that hold the product with at least one unit not refunded.
+    """
+
+    __tablename__ = "report_product_rollups"
+    __table_args__ = (
+        Index("ix_report_product_rollups_product", "product_id", "grain", "bucket_start"),
+    )
+
+    grain: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    product_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    channel_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    category_key: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    orders: Mapped[int] = mapped_column(BigInteger, default=0)
+    units: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue: Mapped[Decimal] = mapped_column(ROLLUP_MONEY, default=Decimal("0.00"))
+    cost: Mapped[Decimal] = mapped_column(ROLLUP_MONEY, default=Decimal("0.00"))
+
+
+class ReportProductTotal(Base):
+    """Net sales per UTC hour/day/week/month/year and product, over all channels.
+
+    The same sums as report_product_rollups without the channel and category split, so a
+    product ranking over a month reads about a thirtieth of the rows.
+    """
+
+    __tablename__ = "report_product_totals"
+    __table_args__ = (
+        Index("ix_report_product_totals_product", "product_id", "grain", "bucket_start"),
+    )
+
+    grain: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    product_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    orders: Mapped[int] = mapped_column(BigInteger, default=0)
+    units: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue: Mapped[Decimal] = mapped_column(ROLLUP_MONEY, default=Decimal("0.00"))
+    cost: Mapped[Decimal] = mapped_column(ROLLUP_MONEY, default=Decimal("0.00"))
+
+
+class ReportCategoryRollup(Base):
+    """Net sales per UTC day/month/year (subtrees also per hour), category, channel, shard.
+
+    ``scope`` 0 holds the lines of exactly that category; scope 1 holds those of the
+    category and every subcategory below it (per the category paths recorded in
+    report_category_paths), so ``orders`` there counts each sale once per subtree. Subtrees
+    are also kept per UTC hour for all channels together, with channel_id 0.
+    """
+
+    __tablename__ = "report_category_rollups"
+    __table_args__ = (
+        Index(
+            "ix_report_category_rollups_category", "category_key", "scope", "grain", "bucket_start"
+        ),
+    )
+
+    grain: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    scope: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    category_key: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    channel_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    orders: Mapped[int] = mapped_column(BigInteger, default=0)
+    units: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue: Mapped[Decimal] = mapped_column(ROLLUP_MONEY, default=Decimal("0.00"))
+    cost: Mapped[Decimal] = mapped_column(ROLLUP_MONEY, default=Decimal("0.00"))
+
+
+class ReportCategoryPath(Base):
+    """The path each category had when the rollups first counted it under its ancestors.
+
+    A category whose current path differs (it moved) or that is gone makes the category
+    rollups stale: reports then read raw rows until the rollups are rebuilt.
+    """
+
+    __tablename__ = "report_category_paths"
+
+    category_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    path: Mapped[str] = mapped_column(String(255))

@@ -1,16 +1,575 @@
-"""Hooks that keep report rollups current in the same transaction as each sale or refund.
+"""Report rollups: exact net sums kept current in the same transaction as each sale or refund.
 
-Called by the sales service after it has flushed the sale (or refund) and before it commits.
+Four tables (models in common/models.py) hold the net figures defined in
+sales_service/reports/service.py, summed per block of UTC time:
+
+- ``report_sales_rollups``: per 15-minute, hour, day, month and year block, channel and
+  shard. Any calendar period of any zone starts and ends on a 15-minute boundary in UTC
+  (offsets such as +05:30 and +05:45 exist), so a period is a handful of these blocks.
+- ``report_product_rollups``: per UTC hour, day, month and year, product, channel and the
+  line's category snapshot; ``orders`` counts the sales holding that product.
+- ``report_product_totals``: the same per UTC hour, day, week (from Monday), month and year
+  and product only, for rankings and velocities over all channels.
+- ``report_category_rollups``: per UTC day, month and year, category, channel and shard;
+  scope 0 counts the lines of exactly that category, scope 1 those of its whole subtree (as
+  the category paths were when counted: see ``report_category_paths``). Subtrees are also
+  kept per UTC hour, for all channels together (channel_id 0), so that a category's series
+  in a zone whose days do not start at 00:00 UTC needs no raw rows.
+
+A period of a zone is cut into the largest whole blocks these grains have, and what is left
+is read from the raw rows: nothing for unfiltered or per-channel figures; for products and
+category subtrees, the part of an hour left where a zone's periods start at half past (e.g.
+Asia/Kolkata); for categories with a channel filter or split, which have no hourly blocks,
+up to a day at each end of each period.
+
+Every block row is only ever changed by adding the change a sale or refund made, with one
+``INSERT ... ON DUPLICATE KEY UPDATE x = x + new`` per table. No row is locked by every
+sale: rows are per channel and shard (sale id % SHARDS), or per product, so concurrent sales
+of one channel in one quarter hour spread over SHARDS rows. Each statement writes its rows in
+primary-key order and the tables are always written in the same order, so two sales cannot
+deadlock on them.
+
+``rebuild_rollups`` recomputes all of them from the raw rows with INSERT ... SELECT ... GROUP BY
+(used after bulk loads and to repair; run it while no sale is being recorded). Tests prove
+that the hooks and the rebuild give the same rows.
 """
 
+import calendar
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, text
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import Session
 
-from common.models import Sale, SaleRefund
+from common.db import UTCDateTime
+from common.models import (
+    Category,
+    ReportCategoryPath,
+    ReportCategoryRollup,
+    ReportProductRollup,
+    ReportProductTotal,
+    ReportSalesRollup,
+    Sale,
+    SaleLine,
+    SaleRefund,
+)
+
+QUARTER_HOUR, HOUR, DAY, MONTH, YEAR, WEEK = 1, 2, 3, 4, 5, 6
+ALL_GRAINS = (QUARTER_HOUR, HOUR, DAY, MONTH, YEAR)
+PRODUCT_GRAINS = (HOUR, DAY, MONTH, YEAR)
+TOTAL_GRAINS = (HOUR, DAY, WEEK, MONTH, YEAR)  # finest first; weeks are UTC, from Monday
+COARSE_GRAINS = (DAY, MONTH, YEAR)
+ALL_CHANNELS = 0  # category rows per hour are not split by channel (see the module docstring)
+SHARDS = 4
+SCOPE_SELF, SCOPE_TREE = 0, 1
+UNCATEGORIZED = 0
+ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
+
+SALES_TABLE: Table = ReportSalesRollup.__table__  # type: ignore[assignment]
+PRODUCT_TABLE: Table = ReportProductRollup.__table__  # type: ignore[assignment]
+TOTALS_TABLE: Table = ReportProductTotal.__table__  # type: ignore[assignment]
+CATEGORY_TABLE: Table = ReportCategoryRollup.__table__  # type: ignore[assignment]
+PATHS_TABLE: Table = ReportCategoryPath.__table__  # type: ignore[assignment]
+ROLLUP_TABLES = (SALES_TABLE, PRODUCT_TABLE, TOTALS_TABLE, CATEGORY_TABLE)
+MEASURES = ("orders", "units", "revenue", "cost")
+
+
+# --- UTC blocks -------------------------------------------------------------------------
+
+
+def grain_floor(grain: int, moment: datetime) -> datetime:
+    """The start of the UTC block of this grain that holds ``moment`` (aware, in UTC)."""
+    t = moment.astimezone(UTC)
+    if grain == QUARTER_HOUR:
+        return t.replace(minute=t.minute - t.minute % 15, second=0, microsecond=0)
+    if grain == HOUR:
+        return t.replace(minute=0, second=0, microsecond=0)
+    if grain == DAY:
+        return t.replace(hour=0, minute=0, second=0, microsecond=0)
+    if grain == WEEK:
+        midnight = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        return midnight - timedelta(days=midnight.weekday())
+    if grain == MONTH:
+        return t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if grain == YEAR:
+        return t.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    raise ValueError(f"unknown grain {grain}")
+
+
+def grain_next(grain: int, start: datetime) -> datetime:
+    """The start of the block after the one starting at ``start``."""
+    if grain == QUARTER_HOUR:
+        return start + timedelta(minutes=15)
+    if grain == HOUR:
+        return start + timedelta(hours=1)
+    if grain == DAY:
+        return start + timedelta(days=1)
+    if grain == WEEK:
+        return start + timedelta(days=7)
+    if grain == MONTH:
+        days = calendar.monthrange(start.year, start.month)[1]
+        return start + timedelta(days=days)
+    if grain == YEAR:
+        return start.replace(year=start.year + 1)
+    raise ValueError(f"unknown grain {grain}")
+
+
+def grain_ceil(grain: int, moment: datetime) -> datetime:
+    floor = grain_floor(grain, moment)
+    return floor if floor == moment else grain_next(grain, floor)
+
+
+# --- what one sale contributes ----------------------------------------------------------
+
+
+@dataclass
+class Measures:
+    """Net sums; ``orders`` counts sales (see the report definitions)."""
+
+    orders: int = 0
+    units: int = 0
+    revenue: Decimal = ZERO
+    cost: Decimal = ZERO
+
+    def add(self, other: "Measures", sign: int = 1) -> None:
+        self.orders += sign * other.orders
+        self.units += sign * other.units
+        self.revenue += sign * other.revenue
+        self.cost += sign * other.cost
+
+    def is_zero(self) -> bool:
+        return not (self.orders or self.units or self.revenue or self.cost)
+
+
+@dataclass(frozen=True)
+class LineState:
+    """One sale line's net figures at some moment."""
+
+    product_id: int
+    category_id: int | None
+    units: int
+    revenue: Decimal
+    cost: Decimal
+
+
+def ancestry(path: str | None, category_id: int) -> list[int]:
+    """Ids from the root down to the category itself, read from a path such as "/1/5/9/"."""
+    ids = [int(part) for part in (path or "").split("/") if part]
+    return ids if ids and ids[-1] == category_id else [*ids, category_id]
+
+
+Key = tuple[Table, tuple[Any, ...]]
+
+
+def contributions(
+    *,
+    sale_id: int,
+    channel_id: int,
+    sold_at: datetime,
+    lines: Sequence[LineState],
+    paths: dict[int, str],
+) -> dict[Key, Measures]:
+    """Every rollup row one sale adds to, and what it adds, given its lines' net state."""
+    shard = sale_id % SHARDS
+    out: dict[Key, Measures] = defaultdict(Measures)
+    live: set[Key] = set()  # keys holding a line with units left: the sale is an order there
+
+    def put(key: Key, line: LineState) -> None:
+        measures = out[key]
+        measures.units += line.units
+        measures.revenue += line.revenue
+        measures.cost += line.cost
+        if line.units > 0:
+            live.add(key)
+
+    for line in lines:
+        category = line.category_id if line.category_id is not None else UNCATEGORIZED
+        nodes = ancestry(paths.get(category), category) if category != UNCATEGORIZED else [category]
+        for grain in ALL_GRAINS:
+            put((SALES_TABLE, (grain, grain_floor(grain, sold_at), channel_id, shard)), line)
+        for grain in PRODUCT_GRAINS:
+            bucket = grain_floor(grain, sold_at)
+            put((PRODUCT_TABLE, (grain, bucket, line.product_id, channel_id, category)), line)
+        for grain in TOTAL_GRAINS:
+            put((TOTALS_TABLE, (grain, grain_floor(grain, sold_at), line.product_id)), line)
+        for grain in COARSE_GRAINS:
+            bucket = grain_floor(grain, sold_at)
+            put((CATEGORY_TABLE, (grain, bucket, SCOPE_SELF, category, channel_id, shard)), line)
+            for node in nodes:
+                put((CATEGORY_TABLE, (grain, bucket, SCOPE_TREE, node, channel_id, shard)), line)
+        hour = grain_floor(HOUR, sold_at)
+        for node in nodes:
+            put((CATEGORY_TABLE, (HOUR, hour, SCOPE_TREE, node, ALL_CHANNELS, shard)), line)
+    for key in live:
+        out[key].orders = 1
+    return dict(out)
+
+
+def cents(amount: Decimal) -> Decimal:
+    """What a DECIMAL(.., 2) column stores for this amount (rounded half away from zero)."""
+    return Decimal(amount).quantize(CENT, ROUND_HALF_UP)
+
+
+def _state(line: SaleLine) -> LineState:
+    return LineState(
+        product_id=line.product_id,
+        category_id=line.category_id,
+        units=line.quantity - line.refunded_quantity,
+        revenue=cents(line.line_total) - cents(line.refunded_total),
+        cost=cents(line.line_cost) - cents(line.refunded_cost),
+    )
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def _pk(table: Table) -> list[str]:
+    return [c.name for c in table.primary_key.columns]
+
+
+def _dialect(session: Session | Connection) -> str:
+    if isinstance(session, Connection):
+        return session.dialect.name
+    return session.get_bind().dialect.name
+
+
+def _upsert(session: Session | Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Add each row's measures to the stored row with the same key (creating it if new)."""
+    if not rows:
+        return
+    key_names = _pk(table)
+    rows.sort(key=lambda r: tuple(r[k] for k in key_names))
+    dialect = _dialect(session)
+    if dialect in ("mysql", "mariadb"):
+        my = mysql.insert(table).values(rows)
+        stmt: Any = my.on_duplicate_key_update({m: table.c[m] + my.inserted[m] for m in MEASURES})
+    elif dialect == "sqlite":
+        lite = sqlite.insert(table).values(rows)
+        stmt = lite.on_conflict_do_update(
+            index_elements=key_names, set_={m: table.c[m] + lite.excluded[m] for m in MEASURES}
+        )
+    else:  # pragma: no cover - the project runs on MySQL/MariaDB or SQLite
+        raise NotImplementedError(f"rollups do not support {dialect}")
+    session.execute(stmt)
+
+
+def apply(session: Session, deltas: dict[Key, Measures]) -> None:
+    """Add the deltas to their rollup rows, table by table in a fixed order."""
+    for table in ROLLUP_TABLES:
+        names = _pk(table)
+        rows = [
+            {
+                **dict(zip(names, key, strict=True)),
+                "orders": d.orders,
+                "units": d.units,
+                "revenue": d.revenue,
+                "cost": d.cost,
+            }
+            for (t, key), d in deltas.items()
+            if t is table and not d.is_zero()
+        ]
+        _upsert(session, table, rows)
+
+
+def _category_paths(session: Session, lines: Iterable[SaleLine]) -> dict[int, str]:
+    """The current paths of the lines' categories, recorded once for the staleness check."""
+    ids = {line.category_id for line in lines if line.category_id is not None}
+    if not ids:
+        return {}
+    paths = {
+        row.id: row.path
+        for row in session.execute(select(Category.id, Category.path).where(Category.id.in_(ids)))
+    }
+    records = [{"category_id": cid, "path": path} for cid, path in sorted(paths.items())]
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        session.execute(sqlite.insert(PATHS_TABLE).values(records).on_conflict_do_nothing())
+    else:
+        # IGNORE: an existing row only gets a shared lock, so sales never queue on it.
+        session.execute(insert(PATHS_TABLE).values(records).prefix_with("IGNORE"))
+    return paths
 
 
 def record_sale(session: Session, sale: Sale) -> None:
-    """A new sale (lines loaded) was written."""
+    """A new sale (lines loaded) was written: add it to every rollup it belongs to."""
+    paths = _category_paths(session, sale.lines)
+    apply(
+        session,
+        contributions(
+            sale_id=sale.id,
+            channel_id=sale.channel_id,
+            sold_at=sale.sold_at,
+            lines=[_state(line) for line in sale.lines],
+            paths=paths,
+        ),
+    )
 
 
 def record_refund(session: Session, sale: Sale, refund: SaleRefund) -> None:
-    """A refund or cancellation (lines loaded) was written for this sale."""
+    """A refund or cancellation (lines loaded) was written for this sale.
+
+    ``sale.lines`` already carry the refund in their refunded figures; the refund's lines say
+    how much of each came back now, so the state before it is after + refund.
+    """
+    returned: dict[int, tuple[int, Decimal, Decimal]] = {}
+    for refund_line in refund.lines:
+        units, amount, cost = returned.get(refund_line.sale_line_id, (0, ZERO, ZERO))
+        returned[refund_line.sale_line_id] = (
+            units + refund_line.quantity,
+            amount + cents(refund_line.amount),
+            cost + cents(refund_line.cost),
+        )
+    after = [_state(line) for line in sale.lines]
+    before = []
+    for line, state in zip(sale.lines, after, strict=True):
+        units, amount, cost = returned.get(line.id, (0, ZERO, ZERO))
+        before.append(
+            LineState(
+                product_id=state.product_id,
+                category_id=state.category_id,
+                units=state.units + units,
+                revenue=state.revenue + amount,
+                cost=state.cost + cost,
+            )
+        )
+    paths = _category_paths(session, sale.lines)
+    deltas = contributions(
+        sale_id=sale.id, channel_id=sale.channel_id, sold_at=sale.sold_at, lines=after, paths=paths
+    )
+    undone = contributions(
+        sale_id=sale.id, channel_id=sale.channel_id, sold_at=sale.sold_at, lines=before, paths=paths
+    )
+    for key, measures in undone.items():
+        deltas.setdefault(key, Measures()).add(measures, -1)
+    apply(session, deltas)
+
+
+def category_rollups_stale(session: Session) -> bool:
+    """True when a counted category has since moved or gone: its subtree sums are then old."""
+    stmt = (
+        select(PATHS_TABLE.c.category_id)
+        .select_from(
+            PATHS_TABLE.outerjoin(Category.__table__, Category.id == PATHS_TABLE.c.category_id)
+        )
+        .where((Category.id.is_(None)) | (Category.path != PATHS_TABLE.c.path))
+        .limit(1)
+    )
+    return session.execute(stmt).first() is not None
+
+
+# --- rebuilding from the raw rows --------------------------------------------------------
+
+_MYSQL_FLOORS = {
+    QUARTER_HOUR: "(CAST(DATE_FORMAT({c}, '%Y-%m-%d %H:00:00') AS DATETIME)"
+    " + INTERVAL (MINUTE({c}) DIV 15 * 15) MINUTE)",
+    HOUR: "CAST(DATE_FORMAT({c}, '%Y-%m-%d %H:00:00') AS DATETIME)",
+    DAY: "CAST(DATE({c}) AS DATETIME)",
+    WEEK: "CAST(DATE({c}) - INTERVAL WEEKDAY({c}) DAY AS DATETIME)",
+    MONTH: "CAST(DATE_FORMAT({c}, '%Y-%m-01') AS DATETIME)",
+    YEAR: "CAST(DATE_FORMAT({c}, '%Y-01-01') AS DATETIME)",
+}
+# SQLite keeps datetimes as text in SQLAlchemy's format; keys must match it to the character.
+_SQLITE_FLOORS = {
+    QUARTER_HOUR: "(strftime('%Y-%m-%d %H:', {c}) || printf('%02d', "
+    "CAST(strftime('%M', {c}) AS INTEGER) / 15 * 15) || '\\:00.000000')",  # \: is a colon
+    HOUR: "strftime('%Y-%m-%d %H:00:00.000000', {c})",
+    DAY: "strftime('%Y-%m-%d 00:00:00.000000', {c})",
+    WEEK: "strftime('%Y-%m-%d 00:00:00.000000', {c}, "
+    "'-' || ((CAST(strftime('%w', {c}) AS INTEGER) + 6) % 7) || ' days')",
+    MONTH: "strftime('%Y-%m-01 00:00:00.000000', {c})",
+    YEAR: "strftime('%Y-01-01 00:00:00.000000', {c})",
+}
+
+
+def floor_sql(dialect: str, grain: int, column: str) -> str:
+    """SQL for the start of the UTC block of ``grain`` holding the naive-UTC ``column``."""
+    floors = _SQLITE_FLOORS if dialect == "sqlite" else _MYSQL_FLOORS
+    return floors[grain].format(c=column)
+
+
+def _months(first: datetime, last: datetime) -> Iterator[tuple[datetime, datetime]]:
+    start = grain_floor(MONTH, first)
+    while start <= last:
+        end = grain_next(MONTH, start)
+        yield start, end
+        start = end
+
+
+def rebuild_rollups(
+    connection: Connection, *, engine: Engine | None = None, workers: int = 1
+) -> None:
+    """Recompute every rollup row from sales and sale_lines (month by month).
+
+    Runs in the caller's transaction (pass an AUTOCOMMIT connection to commit each step).
+    Each month's lines are joined to their sales once, into a temporary table, and every
+    rollup is summed from there. With ``engine`` and ``workers`` > 1 (and an AUTOCOMMIT
+    ``connection``), months are summed on that many connections at once.
+    """
+    dialect = connection.dialect.name
+    for table in (*ROLLUP_TABLES, PATHS_TABLE):
+        connection.execute(delete(table))
+    categories = {r.id: r.path for r in connection.execute(select(Category.id, Category.path))}
+    if categories:
+        connection.execute(
+            insert(PATHS_TABLE), [{"category_id": k, "path": v} for k, v in categories.items()]
+        )
+    bounds = connection.execute(text("SELECT MIN(sold_at), MAX(sold_at) FROM sales")).one()
+    months: list[tuple[datetime, datetime]] = []
+    if bounds[0] is not None:
+        first, last = (v if isinstance(v, datetime) else datetime.fromisoformat(v) for v in bounds)
+        months = list(_months(first.replace(tzinfo=UTC), last.replace(tzinfo=UTC)))
+
+    def sum_months(target: Connection, chosen: list[tuple[datetime, datetime]]) -> None:
+        _create_work_tables(target, categories)
+        for start, end in chosen:
+            _rebuild_month(target, dialect, start, end)
+        drop = _drop_temporary(target)
+        target.execute(text(f"{drop} report_tmp_lines"))
+        target.execute(text(f"{drop} report_tmp_ancestors"))
+
+    if engine is None or workers <= 1 or dialect == "sqlite":
+        sum_months(connection, months)
+    else:
+
+        def worker(chosen: list[tuple[datetime, datetime]]) -> None:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as own:
+                sum_months(own, chosen)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(worker, [months[n::workers] for n in range(workers)]))
+    for finer, coarser in ((QUARTER_HOUR, HOUR), (HOUR, DAY), (DAY, MONTH), (MONTH, YEAR)):
+        _roll_up(connection, dialect, SALES_TABLE, finer, coarser)
+    for finer, coarser in ((HOUR, DAY), (DAY, MONTH), (MONTH, YEAR)):
+        _roll_up(connection, dialect, PRODUCT_TABLE, finer, coarser)
+    # a sale holds a product under one channel and one category: its orders add up across them
+    connection.execute(
+        text(
+            f"INSERT INTO report_product_totals (grain, bucket_start, product_id, "  # noqa: S608
+            f"orders, units, revenue, cost) SELECT {HOUR}, bucket_start, product_id, "
+            f"SUM(orders), SUM(units), SUM(revenue), SUM(cost) FROM report_product_rollups "
+            f"WHERE grain = {HOUR} GROUP BY bucket_start, product_id"
+        )
+    )
+    for finer, coarser in ((HOUR, DAY), (DAY, WEEK), (DAY, MONTH), (MONTH, YEAR)):
+        _roll_up(connection, dialect, TOTALS_TABLE, finer, coarser)
+    for finer, coarser in ((DAY, MONTH), (MONTH, YEAR)):
+        _roll_up(connection, dialect, CATEGORY_TABLE, finer, coarser)
+
+
+def _drop_temporary(connection: Connection) -> str:
+    # MySQL commits the open transaction on a plain DROP TABLE, not on DROP TEMPORARY TABLE
+    return "DROP TABLE" if connection.dialect.name == "sqlite" else "DROP TEMPORARY TABLE"
+
+
+def _create_work_tables(connection: Connection, categories: dict[int, str]) -> None:
+    """This connection's temporary tables: category ancestors, and one month's lines."""
+    moment = "DATETIME" if connection.dialect.name == "sqlite" else "DATETIME(6)"
+    drop = _drop_temporary(connection)
+    for ddl in (
+        f"{drop} IF EXISTS report_tmp_ancestors",
+        f"{drop} IF EXISTS report_tmp_lines",
+        "CREATE TEMPORARY TABLE report_tmp_ancestors (category_id INTEGER NOT NULL, "
+        "node_id INTEGER NOT NULL, PRIMARY KEY (category_id, node_id))",
+        f"CREATE TEMPORARY TABLE report_tmp_lines (sale_id BIGINT NOT NULL, "
+        f"quarter {moment} NOT NULL, hour {moment} NOT NULL, day {moment} NOT NULL, "
+        f"channel_id INTEGER NOT NULL, "
+        f"shard INTEGER NOT NULL, product_id INTEGER NOT NULL, category_key INTEGER NOT NULL, "
+        f"live INTEGER NOT NULL, units BIGINT NOT NULL, revenue DECIMAL(18, 2) NOT NULL, "
+        f"cost DECIMAL(18, 2) NOT NULL)",
+    ):
+        connection.execute(text(ddl))
+    pairs = {(cid, node) for cid, path in categories.items() for node in ancestry(path, cid)}
+    pairs.add((UNCATEGORIZED, UNCATEGORIZED))
+    connection.execute(
+        text("INSERT INTO report_tmp_ancestors (category_id, node_id) VALUES (:c, :n)"),
+        [{"c": c, "n": n} for c, n in sorted(pairs)],
+    )
+
+
+_ORDERS_SUMS = (
+    "COUNT(DISTINCT CASE WHEN t.live = 1 THEN t.sale_id END), "
+    "SUM(t.units), SUM(t.revenue), SUM(t.cost)"
+)
+
+
+def _rebuild_month(connection: Connection, dialect: str, start: datetime, end: datetime) -> None:
+    # Every piece of these statements is a constant of this module; only :start/:end vary.
+    quarter = floor_sql(dialect, QUARTER_HOUR, "s.sold_at")
+    hour = floor_sql(dialect, HOUR, "s.sold_at")
+    day = floor_sql(dialect, DAY, "s.sold_at")
+    # sales first: the month is a range of ix_sales_sold_at, each line found by its sale id
+    straight = "" if dialect == "sqlite" else "STRAIGHT_JOIN "
+    connection.execute(text("DELETE FROM report_tmp_lines"))
+    connection.execute(
+        _timed(
+            f"INSERT INTO report_tmp_lines SELECT {straight}s.id, {quarter}, {hour}, {day}, "  # noqa: S608
+            f"s.channel_id, s.id % {SHARDS}, l.product_id, COALESCE(l.category_id, 0), "
+            f"CASE WHEN l.quantity > l.refunded_quantity THEN 1 ELSE 0 END, "
+            f"l.quantity - l.refunded_quantity, l.line_total - l.refunded_total, "
+            f"l.line_cost - l.refunded_cost "
+            f"FROM sales s JOIN sale_lines l ON l.sale_id = s.id "
+            f"WHERE s.sold_at >= :start AND s.sold_at < :end"
+        ),
+        {"start": start, "end": end},
+    )
+    statements = [
+        f"INSERT INTO report_sales_rollups "  # noqa: S608
+        f"(grain, bucket_start, channel_id, shard, orders, units, revenue, cost) "
+        f"SELECT {QUARTER_HOUR}, t.quarter, t.channel_id, t.shard, {_ORDERS_SUMS} "
+        f"FROM report_tmp_lines t GROUP BY t.quarter, t.channel_id, t.shard",
+        f"INSERT INTO report_product_rollups "  # noqa: S608
+        f"(grain, bucket_start, product_id, channel_id, category_key, "
+        f"orders, units, revenue, cost) "
+        f"SELECT {HOUR}, t.hour, t.product_id, t.channel_id, t.category_key, {_ORDERS_SUMS} "
+        f"FROM report_tmp_lines t GROUP BY t.hour, t.product_id, t.channel_id, t.category_key",
+        f"INSERT INTO report_category_rollups "  # noqa: S608
+        f"(grain, bucket_start, scope, category_key, channel_id, shard, "
+        f"orders, units, revenue, cost) "
+        f"SELECT {DAY}, t.day, {SCOPE_SELF}, t.category_key, t.channel_id, t.shard, "
+        f"{_ORDERS_SUMS} FROM report_tmp_lines t "
+        f"GROUP BY t.day, t.category_key, t.channel_id, t.shard",
+        f"INSERT INTO report_category_rollups "  # noqa: S608
+        f"(grain, bucket_start, scope, category_key, channel_id, shard, "
+        f"orders, units, revenue, cost) "
+        f"SELECT {straight}{DAY}, t.day, {SCOPE_TREE}, a.node_id, t.channel_id, t.shard, "
+        f"{_ORDERS_SUMS} FROM report_tmp_lines t "
+        f"JOIN report_tmp_ancestors a ON a.category_id = t.category_key "
+        f"GROUP BY t.day, a.node_id, t.channel_id, t.shard",
+        f"INSERT INTO report_category_rollups "  # noqa: S608
+        f"(grain, bucket_start, scope, category_key, channel_id, shard, "
+        f"orders, units, revenue, cost) "
+        f"SELECT {straight}{HOUR}, t.hour, {SCOPE_TREE}, a.node_id, {ALL_CHANNELS}, t.shard, "
+        f"{_ORDERS_SUMS} FROM report_tmp_lines t "
+        f"JOIN report_tmp_ancestors a ON a.category_id = t.category_key "
+        f"GROUP BY t.hour, a.node_id, t.shard",
+    ]
+    for statement in statements:
+        connection.execute(text(statement))
+
+
+def _timed(statement: str) -> Any:
+    """The statement with :start and :end bound as UTC datetimes (SQLite keeps them as text)."""
+    return text(statement).bindparams(
+        bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime())
+    )
+
+
+def _roll_up(connection: Connection, dialect: str, table: Table, finer: int, coarser: int) -> None:
+    dims = [c for c in _pk(table) if c not in ("grain", "bucket_start")]
+    floor = floor_sql(dialect, coarser, "bucket_start")
+    columns, measures = ", ".join(dims), ", ".join(MEASURES)
+    connection.execute(
+        text(
+            f"INSERT INTO {table.name} (grain, bucket_start, {columns}, {measures}) "  # noqa: S608
+            f"SELECT {coarser}, {floor}, {columns}, "
+            f"SUM(orders), SUM(units), SUM(revenue), SUM(cost) FROM {table.name} "
+            f"WHERE grain = {finer} GROUP BY {floor}, {columns}"
+        )
+    )

@@ -1,5 +1,307 @@
-"""Revenue reports (to be written)."""
+"""Revenue reports: series, comparison, breakdown, summary KPIs and inventory insight.
 
-from fastapi import APIRouter
+Every figure is net of refunds and cancellations and attributed to the sale's ``sold_at``;
+see sales_service/reports/service.py for the one set of definitions.
+"""
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from typing import Annotated, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from common.auth.dependencies import CurrentUser, SettingsDep
+from common.db import SessionDep
+from common.errors import Unprocessable, error_responses
+from sales_service.reports import service
+from sales_service.reports.schemas import (
+    Breakdown,
+    Comparison,
+    InventoryInsight,
+    RevenueSeries,
+    Summary,
+)
+from sales_service.reports.service import (
+    Against,
+    CategoryRollup,
+    Dimension,
+    Filters,
+    Grouping,
+    Period,
+    SortKey,
+    Weekday,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+DEFINITIONS = (
+    "\n\nFigures: revenue = sum(line_total - refunded_total), units = sum(quantity - "
+    "refunded_quantity), cost = sum(line_cost - refunded_cost), margin = revenue - cost, "
+    "over the lines matching the filters; orders = sales with at least one matching line "
+    "that still has a unit not refunded; average order value = revenue / orders. A sale and "
+    "its refunds count in the period of its sold_at. `from`/`to` are dates in `timezone`, "
+    "both included."
+)
+
+
+def with_definitions(route: Callable[P, R]) -> Callable[P, R]:
+    """Append the figure definitions to the route's docstring (its OpenAPI description)."""
+    route.__doc__ = (route.__doc__ or "") + DEFINITIONS
+    return route
+
+
+router = APIRouter(prefix="/reports", tags=["reports"], responses=error_responses(401, 422))
+
+
+def get_report_session(request: Request, session: SessionDep) -> Iterator[Session]:
+    """A read-only session on one consistent snapshot, so the figures and the watermark agree.
+
+    The request's own session runs at READ COMMITTED, where each statement may see newer
+    commits; a report makes several reads that must add up. SQLite transactions are already
+    one snapshot (and a second one would wait for the first's lock), so there it is the same.
+    """
+    engine = request.app.state.engine
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        yield session
+        return
+    connection = engine.connect().execution_options(isolation_level="REPEATABLE READ")
+    try:
+        with Session(bind=connection) as snapshot:
+            yield snapshot
+            snapshot.rollback()
+    finally:
+        connection.close()
+
+
+ReportSession = Annotated[Session, Depends(get_report_session, scope="function")]
+
+From = Annotated[
+    date | None,
+    Query(alias="from", description="First day, in `timezone` (default: 29 days before `to`)"),
+]
+To = Annotated[
+    date | None,
+    Query(alias="to", description="Last day included, in `timezone` (default: today there)"),
+]
+Timezone = Annotated[
+    str | None,
+    Query(
+        description="IANA zone for dates and periods (default: the store's)",
+        examples=["Europe/Berlin"],
+    ),
+]
+ProductIds = Annotated[list[int] | None, Query(alias="product_id", description="Repeatable")]
+CategoryIds = Annotated[
+    list[int] | None,
+    Query(alias="category_id", description="Repeatable; each includes its subcategories"),
+]
+ChannelIds = Annotated[list[int] | None, Query(alias="channel_id", description="Repeatable")]
+Rollup = Annotated[
+    CategoryRollup,
+    Query(description="Category rows: `top_level` rolls subcategories into their top parent"),
+]
+ParentId = Annotated[
+    int | None,
+    Query(
+        description="Category rows: this category's own sales plus one row per child "
+        "(subcategories rolled up into it)"
+    ),
+]
+
+
+def _zone(timezone: str | None, settings: SettingsDep) -> ZoneInfo:
+    return service.resolve_zone(timezone or settings.store_timezone)
+
+
+def _filters(
+    product_ids: list[int] | None, category_ids: list[int] | None, channel_ids: list[int] | None
+) -> Filters:
+    return Filters(
+        product_ids=tuple(sorted(set(product_ids or []))),
+        category_ids=tuple(sorted(set(category_ids or []))),
+        channel_ids=tuple(sorted(set(channel_ids or []))),
+    )
+
+
+@router.get("/revenue", summary="Revenue series by period")
+@with_definitions
+def revenue(
+    _user: CurrentUser,
+    session: ReportSession,
+    settings: SettingsDep,
+    period: Annotated[Period, Query(description="Calendar period of each bucket")] = Period.DAY,
+    from_date: From = None,
+    to_date: To = None,
+    timezone: Timezone = None,
+    week_start: Annotated[Weekday, Query(description="First day of a week")] = Weekday.MONDAY,
+    product_ids: ProductIds = None,
+    category_ids: CategoryIds = None,
+    channel_ids: ChannelIds = None,
+) -> RevenueSeries:
+    """Revenue, units, orders, average order value and margin per day, week, month, quarter or
+    year of the zone, with each bucket's start and end, empty buckets as zeros, and totals.
+
+    A series has at most 1100 buckets (e.g. three years of days)."""
+    zone = _zone(timezone, settings)
+    rng = service.resolve_range(from_date, to_date, zone)
+    return RevenueSeries.model_validate(
+        service.revenue_series(
+            session=session,
+            rng=rng,
+            period=period,
+            week_start=week_start,
+            filters=_filters(product_ids, category_ids, channel_ids),
+        )
+    )
+
+
+@router.get("/compare", summary="Compare two periods")
+@with_definitions
+def compare(
+    _user: CurrentUser,
+    session: ReportSession,
+    settings: SettingsDep,
+    from_date: From = None,
+    to_date: To = None,
+    timezone: Timezone = None,
+    against: Annotated[
+        Against,
+        Query(
+            description="previous_period: as many days just before; previous_year: the same "
+            "dates a year earlier (29 Feb -> 28 Feb); custom: against_from..against_to"
+        ),
+    ] = Against.PREVIOUS_PERIOD,
+    against_from: Annotated[date | None, Query(description="With against=custom")] = None,
+    against_to: Annotated[date | None, Query(description="With against=custom")] = None,
+    group_by: Annotated[
+        Dimension | None, Query(description="Also compare per product, category or channel")
+    ] = None,
+    category_rollup: Rollup = CategoryRollup.NONE,
+    parent_id: ParentId = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Groups returned")] = 50,
+    product_ids: ProductIds = None,
+    category_ids: CategoryIds = None,
+    channel_ids: ChannelIds = None,
+) -> Comparison:
+    """Each figure for both periods with the difference and the percentage change (null, not
+    an error, where the base is zero), overall and optionally per group."""
+    zone = _zone(timezone, settings)
+    rng = service.resolve_range(from_date, to_date, zone)
+    custom = None
+    if against_from is not None or against_to is not None:
+        if against_from is None or against_to is None:
+            raise Unprocessable("Give both against_from and against_to", field="query.against_from")
+        custom = service.resolve_range(
+            against_from, against_to, zone, names=("against_from", "against_to")
+        )
+    return Comparison.model_validate(
+        service.compare(
+            session=session,
+            rng=rng,
+            against=against,
+            custom=custom,
+            grouping=Grouping(group_by, category_rollup, parent_id),
+            filters=_filters(product_ids, category_ids, channel_ids),
+            limit=limit,
+        )
+    )
+
+
+@router.get("/breakdown", summary="Top products, categories or channels")
+@with_definitions
+def breakdown(
+    _user: CurrentUser,
+    session: ReportSession,
+    settings: SettingsDep,
+    by: Annotated[Dimension, Query(description="What each row is")] = Dimension.PRODUCT,
+    from_date: From = None,
+    to_date: To = None,
+    timezone: Timezone = None,
+    category_rollup: Rollup = CategoryRollup.NONE,
+    parent_id: ParentId = None,
+    sort: Annotated[
+        SortKey, Query(description="Figure to rank by; a leading '-' ranks highest first")
+    ] = SortKey.REVENUE,
+    limit: Annotated[int, Query(ge=1, le=500, description="Top N rows")] = 10,
+    product_ids: ProductIds = None,
+    category_ids: CategoryIds = None,
+    channel_ids: ChannelIds = None,
+) -> Breakdown:
+    """Figures per product, category (its own sales, or with subcategories rolled up into the
+    top-level category or into the children of `parent_id`) or channel, the top `limit` rows
+    by revenue, units or margin, with the totals of the whole range.
+
+    A row's orders are the orders holding it, so rows may add up to more than the total."""
+    zone = _zone(timezone, settings)
+    rng = service.resolve_range(from_date, to_date, zone)
+    return Breakdown.model_validate(
+        service.breakdown(
+            session=session,
+            rng=rng,
+            grouping=Grouping(by, category_rollup, parent_id),
+            filters=_filters(product_ids, category_ids, channel_ids),
+            sort=sort,
+            limit=limit,
+        )
+    )
+
+
+@router.get("/summary", summary="Summary KPIs against the previous period")
+@with_definitions
+def summary(
+    _user: CurrentUser,
+    session: ReportSession,
+    settings: SettingsDep,
+    from_date: From = None,
+    to_date: To = None,
+    timezone: Timezone = None,
+    product_ids: ProductIds = None,
+    category_ids: CategoryIds = None,
+    channel_ids: ChannelIds = None,
+) -> Summary:
+    """Revenue, cost, margin, margin %, units, orders, average order value, units per order
+    and revenue per day for the range and for the same number of days just before it."""
+    zone = _zone(timezone, settings)
+    rng = service.resolve_range(from_date, to_date, zone)
+    return Summary.model_validate(
+        service.summary(
+            session=session, rng=rng, filters=_filters(product_ids, category_ids, channel_ids)
+        )
+    )
+
+
+@router.get("/inventory-insight", summary="Sales velocity, days of cover and stock-out dates")
+@with_definitions
+def inventory_insight(
+    _user: CurrentUser,
+    session: ReportSession,
+    settings: SettingsDep,
+    as_of: Annotated[
+        date | None, Query(description="Last day of the window (default: today in the zone)")
+    ] = None,
+    window_days: Annotated[int, Query(ge=1, le=1100, description="Days of sales measured")] = 28,
+    timezone: Timezone = None,
+    product_ids: ProductIds = None,
+    category_ids: CategoryIds = None,
+    channel_ids: ChannelIds = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> InventoryInsight:
+    """Per product (by its current category): net units sold per day over the `window_days`
+    days ending `as_of`, available stock (on hand less reserved, all warehouses), days of
+    cover at that velocity and the projected stock-out date; soonest stock-out first."""
+    zone = _zone(timezone, settings)
+    day = as_of or datetime.now(zone).date()
+    return InventoryInsight.model_validate(
+        service.inventory_insight(
+            session=session,
+            as_of=day,
+            zone=zone,
+            window_days=window_days,
+            filters=_filters(product_ids, category_ids, channel_ids),
+            limit=limit,
+            offset=offset,
+        )
+    )

@@ -1,0 +1,790 @@
+# ruff: noqa: S608 - a benchmark script; its SQL is built from its own constants
+"""Benchmark: the revenue reports on 10 million sales against DuckDB on the same rows.
+
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python bench/reports.py                     # 10M sales, about 15-20 min on 2 cores
+    .venv/bin/python bench/reports.py --sales 1000000     # quicker
+    .venv/bin/python bench/reports.py --skip-load         # reuse the database and files
+    .venv/bin/python bench/reports.py --server-url mysql+pymysql://root@127.0.0.1:3408
+
+It creates (and replaces) the database ``--database`` (shop_bench) on ``--server-url``
+(default SHOP_TEST_MYSQL_URL or the local server) and writes about 2.3 GB of files to
+``--workdir``; the database takes about 9 GB. Give the server a buffer pool that holds the
+rollups (a few GB; MariaDB's default is 128 MB) and no other load, e.g. a private
+``mariadbd --innodb-buffer-pool-size=4G --port=3408`` as the published figures used.
+Exit status 1 if any pair of answers differs.
+
+1. DuckDB generates three years of sales (2023-2025 in the store zone, Europe/Berlin) with
+   1-3 lines each, skewed product popularity, partial refunds and cancellations, and writes
+   them as tab-separated files.
+2. A fresh MariaDB/MySQL database is built with the Alembic history; the files are bulk
+   loaded with LOAD DATA LOCAL INFILE (sales and sale_lines side by side); the rollups are
+   rebuilt from the raw rows with ``rebuild_rollups`` on two connections (INSERT ... SELECT
+   ... GROUP BY, the code the tests prove equal to the per-sale hooks).
+3. DuckDB loads the same files into in-memory tables.
+4. Each report runs over the full range and over the last 30 days: ours through the same
+   service functions the routes call (answer built and serialised, no HTTP), DuckDB with a
+   plain SQL query over sales and sale_lines. The table shows the median of repeated runs,
+   and every pair of answers is checked equal.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import migrate
+from common.db import make_engine
+from sales_service.reports import schemas, service
+from sales_service.reports.rollups import rebuild_rollups
+from sales_service.reports.service import (
+    Against,
+    CategoryRollup,
+    DateRange,
+    Dimension,
+    Filters,
+    Grouping,
+    Period,
+    SortKey,
+    Weekday,
+)
+
+ZONE_NAME = "Europe/Berlin"
+ZONE = ZoneInfo(ZONE_NAME)
+FIRST, LAST = date(2023, 1, 1), date(2025, 12, 31)
+CENT = Decimal("0.01")
+PRODUCTS, CHANNELS = 1000, 5
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def generate(workdir: Path, sales: int, seed: float) -> None:
+    """Write categories/products/channels/stock and sales/sale_lines as TSV files."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    start = datetime.combine(FIRST, datetime.min.time(), ZONE).astimezone(UTC)
+    end = datetime.combine(LAST + timedelta(days=1), datetime.min.time(), ZONE).astimezone(UTC)
+    span_us = int((end - start).total_seconds() * 1_000_000)
+    db = duckdb.connect()
+    db.execute("SET TimeZone = 'UTC'")
+    db.execute(f"SELECT setseed({seed})")
+    # 8 top-level categories, 3 children each, 2 grandchildren under every other child
+    cats: list[tuple[int, str, int | None, str]] = []
+    next_id = 1
+    for top in range(8):
+        top_id = next_id
+        next_id += 1
+        cats.append((top_id, f"Category {top}", None, f"/{top_id}/"))
+        for child in range(3):
+            child_id = next_id
+            next_id += 1
+            cats.append((child_id, f"Category {top}.{child}", top_id, f"/{top_id}/{child_id}/"))
+            if child % 2 == 0:
+                for grand in range(2):
+                    grand_id = next_id
+                    next_id += 1
+                    cats.append(
+                        (
+                            grand_id,
+                            f"Category {top}.{child}.{grand}",
+                            child_id,
+                            f"/{top_id}/{child_id}/{grand_id}/",
+                        )
+                    )
+    db.execute("CREATE TABLE categories (id INT, name VARCHAR, parent_id INT, path VARCHAR)")
+    db.executemany("INSERT INTO categories VALUES (?, ?, ?, ?)", cats)
+    ncat = len(cats)
+    db.execute(
+        f"""CREATE TABLE products AS
+        SELECT i AS id, 'SKU-' || lpad(i::VARCHAR, 5, '0') AS sku, 'Product ' || i AS name,
+               CASE WHEN i % 50 = 0 THEN NULL ELSE 1 + (hash(i) % {ncat})::INT END AS category_id,
+               (round(1 + random() * 299, 2))::DECIMAL(12,2) AS price
+        FROM range(1, {PRODUCTS + 1}) t(i)"""
+    )
+    db.execute(
+        "ALTER TABLE products ADD COLUMN cost_price DECIMAL(12,2);"
+        "UPDATE products SET cost_price = round(price * (0.35 + random() * 0.4), 2)"
+    )
+    db.execute(
+        """CREATE TABLE stock AS SELECT id AS product_id,
+        (random() * 800)::INT AS on_hand FROM products"""
+    )
+    db.execute("ALTER TABLE stock ADD COLUMN reserved INT; UPDATE stock SET reserved = 0")
+    db.execute("UPDATE stock SET reserved = least(on_hand, (random() * 10)::INT)")
+    db.execute(
+        f"""CREATE TABLE s AS
+        SELECT row_number() OVER (ORDER BY t) AS id, t AS sold_at, channel_id, lines, refund
+        FROM (
+            SELECT TIMESTAMP '{start.replace(tzinfo=None).isoformat()}'
+                       + to_microseconds((random() * {span_us})::BIGINT) AS t,
+                   CASE WHEN r < 0.45 THEN 1 WHEN r < 0.7 THEN 2 WHEN r < 0.85 THEN 3
+                        WHEN r < 0.95 THEN 4 ELSE 5 END AS channel_id,
+                   1 + (random() < 0.35)::INT + (random() < 0.1)::INT AS lines,
+                   CASE WHEN q < 0.035 THEN 1 WHEN q < 0.05 THEN 2 ELSE 0 END AS refund
+            FROM (SELECT random() AS r, random() AS q FROM range({sales}))
+        )"""
+    )
+    db.execute(
+        f"""CREATE TABLE l AS
+        SELECT row_number() OVER (ORDER BY x.sale_id, x.k) AS id, x.sale_id, x.k AS line_no,
+               p.id AS product_id, p.sku, p.name AS product_name, p.category_id,
+               x.qty AS quantity, p.price AS unit_price, p.cost_price AS unit_cost,
+               (p.price * x.qty)::DECIMAL(14,2) AS line_total,
+               (p.cost_price * x.qty)::DECIMAL(14,2) AS line_cost,
+               CASE WHEN x.refund = 2 THEN x.qty WHEN x.refund = 1 AND x.k = 1 THEN 1 ELSE 0 END
+                   AS refunded_quantity
+        FROM (
+            SELECT s.id AS sale_id, k, s.refund,
+                   1 + floor({PRODUCTS} * pow(random(), 2))::INT AS pid,
+                   1 + (random() < 0.3)::INT + (random() < 0.1)::INT AS qty
+            FROM s, range(1, 4) r(k) WHERE k <= s.lines
+        ) x JOIN products p ON p.id = x.pid"""
+    )
+    db.execute(
+        """ALTER TABLE l ADD COLUMN refunded_total DECIMAL(14,2);
+        ALTER TABLE l ADD COLUMN refunded_cost DECIMAL(14,2);
+        UPDATE l SET refunded_total = unit_price * refunded_quantity,
+                     refunded_cost = unit_cost * refunded_quantity"""
+    )
+    db.execute(
+        """CREATE TABLE totals AS SELECT sale_id, sum(quantity) AS units,
+               sum(line_total) AS total, sum(line_cost) AS cost_total,
+               sum(refunded_quantity) AS refunded_units, sum(refunded_total) AS refunded_total,
+               sum(refunded_cost) AS refunded_cost
+        FROM l GROUP BY sale_id"""
+    )
+
+    def copy(query: str, name: str) -> None:
+        db.execute(
+            f"COPY ({query}) TO '{workdir / name}' "
+            "(FORMAT csv, DELIMITER '\t', HEADER false, NULLSTR '\\N', QUOTE '')"
+        )
+
+    copy("SELECT id, name, parent_id, path FROM categories ORDER BY id", "categories.tsv")
+    copy("SELECT id, sku, name, category_id, price, cost_price FROM products", "products.tsv")
+    copy("SELECT product_id, on_hand, reserved FROM stock", "stock.tsv")
+    copy(
+        """SELECT s.id, 'S-' || lpad(s.id::VARCHAR, 9, '0'), s.channel_id,
+                  CASE WHEN s.refund = 2 THEN 'cancelled'
+                       WHEN t.refunded_units >= t.units THEN 'refunded'
+                       WHEN t.refunded_units > 0 THEN 'partially_refunded'
+                       ELSE 'completed' END,
+                  strftime(s.sold_at, '%Y-%m-%d %H:%M:%S.%f'), t.units, t.total, t.cost_total,
+                  t.refunded_units, t.refunded_total, t.refunded_cost,
+                  strftime(s.sold_at, '%Y-%m-%d %H:%M:%S.%f')
+           FROM s JOIN totals t ON t.sale_id = s.id ORDER BY s.id""",
+        "sales.tsv",
+    )
+    copy(
+        """SELECT id, sale_id, line_no, product_id, sku, product_name, category_id, quantity,
+                  unit_price, unit_cost, line_total, line_cost, refunded_quantity,
+                  refunded_total, refunded_cost
+           FROM l ORDER BY id""",
+        "sale_lines.tsv",
+    )
+    db.close()
+
+
+SALES_COLUMNS = (
+    "id, number, channel_id, status, sold_at, units, total, cost_total, refunded_units, "
+    "refunded_total, refunded_cost, @created"
+)
+SALES_SET = (
+    "note = '', idempotency_key = NULL, request_hash = '', reservation_id = NULL, "
+    "stock_sync = 'done', created_by_id = NULL, created_at = @created, updated_at = @created"
+)
+LINES_SET = "allocations = '[]'"
+LINES_COLUMNS = (
+    "id, sale_id, line_no, product_id, sku, product_name, category_id, quantity, unit_price, "
+    "unit_cost, line_total, line_cost, refunded_quantity, refunded_total, refunded_cost"
+)
+
+
+def load(server_url: str, database: str, workdir: Path) -> tuple[str, dict[str, float]]:
+    """Create the database from the migrations and bulk-load the files; returns its URL."""
+    timings: dict[str, float] = {}
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS `{database}`"))
+        connection.execute(text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"))
+    admin.dispose()
+    url = make_url(server_url).set(database=database).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    loader = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"local_infile": True})
+    started = time.perf_counter()
+
+    def infile(table: str, file: str, columns: str, assign: str) -> None:
+        with loader.connect() as connection:
+            connection.execute(text("SET foreign_key_checks = 0, unique_checks = 0"))
+            began = time.perf_counter()
+            connection.execute(
+                text(
+                    f"LOAD DATA LOCAL INFILE '{workdir / file}' INTO TABLE {table} "
+                    f"FIELDS TERMINATED BY '\\t' ({columns}) SET {assign}"
+                )
+            )
+            timings[f"load {table}"] = time.perf_counter() - began
+
+    with loader.connect() as connection:
+        for code, name in ((f"c{n}", f"Channel {n}") for n in range(1, CHANNELS + 1)):
+            connection.execute(
+                text(
+                    "INSERT INTO sales_channels (code, name, is_active, created_at, updated_at) "
+                    "VALUES (:code, :name, 1, NOW(6), NOW(6))"
+                ),
+                {"code": code, "name": name},
+            )
+        warehouse = connection.execute(
+            text("SELECT id FROM warehouses WHERE code = 'MAIN'")
+        ).scalar_one()
+    infile(
+        "categories",
+        "categories.tsv",
+        "id, name, @parent, path",
+        "parent_id = NULLIF(@parent, '\\\\N'), slug = CONCAT('c-', id), description = '', "
+        "archived_at = NULL, created_at = NOW(6), updated_at = NOW(6)",
+    )
+    infile(
+        "products",
+        "products.tsv",
+        "id, sku, name, @category, price, cost_price",
+        "category_id = NULLIF(@category, '\\\\N'), description = '', status = 'active', "
+        "low_stock_threshold = 10, archived_at = NULL, created_at = NOW(6), "
+        "updated_at = NOW(6)",
+    )
+    infile(
+        "stock_levels",
+        "stock.tsv",
+        "product_id, on_hand, reserved",
+        f"warehouse_id = {warehouse}, updated_at = NOW(6)",
+    )
+    print("loading sales and sale_lines (side by side) ...", flush=True)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loads = [
+            pool.submit(infile, "sales", "sales.tsv", SALES_COLUMNS, SALES_SET),
+            pool.submit(infile, "sale_lines", "sale_lines.tsv", LINES_COLUMNS, LINES_SET),
+        ]
+        for done in loads:
+            done.result()
+    with loader.connect() as connection:
+        for table in ("sales", "sale_lines"):
+            connection.execute(text(f"ANALYZE TABLE {table}"))
+    timings["load total"] = time.perf_counter() - started
+    print(f"loaded in {timings['load total']:.1f}s; rebuilding the rollups ...", flush=True)
+    began = time.perf_counter()
+    with loader.connect() as connection:
+        rebuild_rollups(connection, engine=loader, workers=2)
+        for table in ("report_sales_rollups", "report_product_rollups", "report_category_rollups"):
+            connection.execute(text(f"ANALYZE TABLE {table}"))
+    timings["rebuild rollups"] = time.perf_counter() - began
+    loader.dispose()
+    return url, timings
+
+
+def duck(workdir: Path) -> duckdb.DuckDBPyConnection:
+    """DuckDB in memory with the same rows (read from the files MariaDB loaded)."""
+    db = duckdb.connect()
+    db.execute("SET TimeZone = 'UTC'")
+
+    def read(table: str, file: str, columns: str) -> None:
+        spec = ", ".join(
+            f"'{name}': '{kind.replace('.', ',')}'"  # DECIMAL(14.2) avoids a comma here
+            for name, kind in (c.strip().split(" ", 1) for c in columns.split(","))
+        )
+        db.execute(
+            f"CREATE TABLE {table} AS SELECT * FROM read_csv('{workdir / file}', delim='\t', "
+            f"header=false, nullstr='\\N', quote='', columns={{{spec}}})"
+        )
+
+    money, price = "DECIMAL(14.2)", "DECIMAL(12.2)"
+    read("categories", "categories.tsv", "id INT, name VARCHAR, parent_id INT, path VARCHAR")
+    read(
+        "products",
+        "products.tsv",
+        f"id INT, sku VARCHAR, name VARCHAR, category_id INT, price {price}, cost_price {price}",
+    )
+    read("stock_levels", "stock.tsv", "product_id INT, on_hand INT, reserved INT")
+    read(
+        "sales",
+        "sales.tsv",
+        f"id BIGINT, number VARCHAR, channel_id INT, status VARCHAR, sold_at TIMESTAMP, "
+        f"units INT, total {money}, cost_total {money}, refunded_units INT, "
+        f"refunded_total {money}, refunded_cost {money}, created_at TIMESTAMP",
+    )
+    read(
+        "sale_lines",
+        "sale_lines.tsv",
+        f"id BIGINT, sale_id BIGINT, line_no INT, product_id INT, sku VARCHAR, "
+        f"product_name VARCHAR, category_id INT, quantity INT, unit_price {price}, "
+        f"unit_cost {price}, line_total {money}, line_cost {money}, refunded_quantity INT, "
+        f"refunded_total {money}, refunded_cost {money}",
+    )
+    return db
+
+
+# --- the reports, both ways -------------------------------------------------------------------
+
+
+def local_ts(day: date) -> str:
+    """The naive-UTC instant of the zone's midnight, as a DuckDB literal."""
+    moment = datetime.combine(day, datetime.min.time(), ZONE).astimezone(UTC)
+    return f"TIMESTAMP '{moment.replace(tzinfo=None).isoformat()}'"
+
+
+def where_range(rng: DateRange, alias: str = "s") -> str:
+    return (
+        f"{alias}.sold_at >= {local_ts(rng.first)} AND "
+        f"{alias}.sold_at < {local_ts(rng.last + timedelta(days=1))}"
+    )
+
+
+def local_day(column: str) -> str:
+    return f"timezone('{ZONE_NAME}', {column}::TIMESTAMPTZ)"
+
+
+NET = (
+    "sum(l.line_total - l.refunded_total) AS revenue, sum(l.line_cost - l.refunded_cost) AS cost,"
+    " sum(l.quantity - l.refunded_quantity) AS units"
+)
+ORDERS = "count(DISTINCT CASE WHEN l.quantity > l.refunded_quantity THEN s.id END) AS orders"
+
+
+def fig(revenue: Any, cost: Any, units: Any, orders: Any) -> tuple[Decimal, Decimal, int, int]:
+    return (
+        Decimal(revenue or 0).quantize(CENT),
+        Decimal(cost or 0).quantize(CENT),
+        int(units or 0),
+        int(orders or 0),
+    )
+
+
+def ours_fig(f: dict[str, Any]) -> tuple[Decimal, Decimal, int, int]:
+    return fig(f["revenue"], f["cost"], f["units"], f["orders"])
+
+
+def duck_series(db: Any, rng: DateRange, period: str, extra: str = "") -> Any:
+    trunc = {"day": "day", "week": "week", "month": "month"}[period]
+    rows = db.execute(
+        f"""WITH per_sale AS (
+              SELECT l.sale_id, {NET},
+                     max(CASE WHEN l.quantity > l.refunded_quantity THEN 1 ELSE 0 END) AS live
+              FROM sale_lines l {extra} GROUP BY l.sale_id)
+            SELECT date_trunc('{trunc}', {local_day("s.sold_at")})::DATE AS d,
+                   sum(p.revenue), sum(p.cost), sum(p.units), sum(p.live)
+            FROM sales s JOIN per_sale p ON p.sale_id = s.id
+            WHERE {where_range(rng)} GROUP BY d"""
+    ).fetchall()
+    return {row[0]: fig(*row[1:]) for row in rows}
+
+
+def ours_series(answer: dict[str, Any]) -> Any:
+    out = {}
+    for bucket in answer["buckets"]:
+        key = date.fromisoformat(bucket["label"] + ("-01" if len(bucket["label"]) == 7 else ""))
+        value = ours_fig(bucket)
+        if value != (Decimal("0.00"), Decimal("0.00"), 0, 0):
+            out[key] = value
+    return out
+
+
+def duck_series_filtered(db: Any, rng: DateRange, period: str, line_filter: str) -> Any:
+    trunc = {"day": "day", "week": "week", "month": "month"}[period]
+    rows = db.execute(
+        f"""SELECT date_trunc('{trunc}', {local_day("s.sold_at")})::DATE AS d, {NET}, {ORDERS}
+            FROM sales s JOIN sale_lines l ON l.sale_id = s.id
+            WHERE {where_range(rng)} AND {line_filter} GROUP BY d"""
+    ).fetchall()
+    return {row[0]: fig(*row[1:]) for row in rows}
+
+
+def duck_breakdown(db: Any, rng: DateRange, by: str, limit: int) -> Any:
+    key = {
+        "product": "l.product_id",
+        "channel": "s.channel_id",
+        "category_top": "coalesce(split_part(c.path, '/', 2)::INT, 0)",
+    }[by]
+    join = "LEFT JOIN categories c ON c.id = l.category_id" if by == "category_top" else ""
+    rows = db.execute(
+        f"""SELECT {key} AS k, {NET}, {ORDERS}
+            FROM sales s JOIN sale_lines l ON l.sale_id = s.id {join}
+            WHERE {where_range(rng)} GROUP BY k ORDER BY revenue DESC, k LIMIT {limit}"""
+    ).fetchall()
+    return [(row[0], fig(*row[1:])) for row in rows]
+
+
+def ours_breakdown(answer: dict[str, Any]) -> Any:
+    return [(row["id"] if row["id"] is not None else 0, ours_fig(row)) for row in answer["rows"]]
+
+
+def duck_totals(db: Any, rng: DateRange, group: str | None = None) -> Any:
+    key = f"{group} AS k" if group else "NULL AS k"
+    rows = db.execute(
+        f"""SELECT {key}, {NET}, {ORDERS} FROM sales s JOIN sale_lines l ON l.sale_id = s.id
+            WHERE {where_range(rng)} GROUP BY ALL"""
+    ).fetchall()
+    return {row[0]: fig(*row[1:]) for row in rows}
+
+
+def duck_compare(db: Any, rng: DateRange, base: DateRange) -> Any:
+    now, then = duck_totals(db, rng, "s.channel_id"), duck_totals(db, base, "s.channel_id")
+    overall_now, overall_then = duck_totals(db, rng), duck_totals(db, base)
+    return (
+        overall_now.get(None),
+        overall_then.get(None),
+        {k: (now.get(k), then.get(k)) for k in sorted(set(now) | set(then))},
+    )
+
+
+def ours_compare(answer: dict[str, Any]) -> Any:
+    def side(figs: dict[str, Any], which: str) -> Any:
+        return fig(
+            figs["revenue"][which], figs["cost"][which], figs["units"][which], figs["orders"][which]
+        )
+
+    return (
+        side(answer["overall"], "current"),
+        side(answer["overall"], "base"),
+        {g["id"]: (side(g, "current"), side(g, "base")) for g in answer["groups"]},
+    )
+
+
+def duck_insight(db: Any, rng: DateRange, window: int, as_of: date) -> Any:
+    rows = db.execute(
+        f"""WITH sold AS (
+              SELECT l.product_id, sum(l.quantity - l.refunded_quantity) AS units
+              FROM sales s JOIN sale_lines l ON l.sale_id = s.id
+              WHERE {where_range(rng)} GROUP BY l.product_id),
+            stock AS (SELECT product_id, sum(on_hand - reserved) AS available
+                      FROM stock_levels GROUP BY product_id)
+            SELECT p.id, coalesce(st.available, 0), coalesce(so.units, 0)
+            FROM products p LEFT JOIN stock st ON st.product_id = p.id
+                 LEFT JOIN sold so ON so.product_id = p.id
+            WHERE st.product_id IS NOT NULL OR so.product_id IS NOT NULL"""
+    ).fetchall()
+    out = {}
+    for pid, available, units in rows:
+        if available <= 0:
+            cover: Decimal | None = Decimal("0.00")
+            out_date: date | None = as_of
+        elif units > 0:
+            cover = (Decimal(available) * window / units).quantize(CENT, ROUND_HALF_UP)
+            out_date = as_of + timedelta(days=-(-available * window // units))
+        else:
+            cover, out_date = None, None
+        out[pid] = (int(available), int(units), cover, out_date)
+    ranked = sorted(out.items(), key=lambda kv: (kv[1][2] is None, kv[1][2] or 0, kv[0]))
+    return ranked[:50]
+
+
+def ours_insight(answer: dict[str, Any]) -> Any:
+    return [
+        (
+            item["product_id"],
+            (
+                item["available"],
+                item["units_sold"],
+                None if item["days_of_cover"] is None else Decimal(item["days_of_cover"]),
+                None
+                if item["projected_stockout_date"] is None
+                else date.fromisoformat(item["projected_stockout_date"]),
+            ),
+        )
+        for item in answer["items"]
+    ]
+
+
+def ours_summary(answer: dict[str, Any]) -> Any:
+    k = answer["kpis"]
+    return (
+        fig(
+            k["revenue"]["current"],
+            k["cost"]["current"],
+            k["units"]["current"],
+            k["orders"]["current"],
+        ),
+        fig(k["revenue"]["base"], k["cost"]["base"], k["units"]["base"], k["orders"]["base"]),
+    )
+
+
+def duck_summary(db: Any, rng: DateRange, base: DateRange) -> Any:
+    return duck_totals(db, rng).get(None), duck_totals(db, base).get(None)
+
+
+def jsonable(model: Any) -> dict[str, Any]:
+    import json
+
+    data: dict[str, Any] = json.loads(model.model_dump_json(by_alias=True))
+    return data
+
+
+@dataclass
+class Case:
+    name: str
+    ours: Callable[[Session], Any]
+    theirs: Callable[[], Any]
+    ours_shape: Callable[[dict[str, Any]], Any]
+
+
+def our_series(
+    session: Session, *, rng: DateRange, period: Period, filters: Filters
+) -> dict[str, Any]:
+    return jsonable(
+        schemas.RevenueSeries.model_validate(
+            service.revenue_series(
+                session=session,
+                rng=rng,
+                period=period,
+                week_start=Weekday.MONDAY,
+                filters=filters,
+            )
+        )
+    )
+
+
+def our_compare(session: Session, *, rng: DateRange) -> dict[str, Any]:
+    return jsonable(
+        schemas.Comparison.model_validate(
+            service.compare(
+                session=session,
+                rng=rng,
+                against=Against.PREVIOUS_YEAR,
+                custom=None,
+                grouping=Grouping(Dimension.CHANNEL),
+                filters=Filters(),
+                limit=50,
+            )
+        )
+    )
+
+
+def our_breakdown(session: Session, *, rng: DateRange, grouping: Grouping) -> dict[str, Any]:
+    return jsonable(
+        schemas.Breakdown.model_validate(
+            service.breakdown(
+                session=session,
+                rng=rng,
+                grouping=grouping,
+                filters=Filters(),
+                sort=SortKey.REVENUE,
+                limit=10,
+            )
+        )
+    )
+
+
+def our_summary(session: Session, *, rng: DateRange) -> dict[str, Any]:
+    return jsonable(
+        schemas.Summary.model_validate(service.summary(session=session, rng=rng, filters=Filters()))
+    )
+
+
+def our_insight(session: Session, *, rng: DateRange) -> dict[str, Any]:
+    return jsonable(
+        schemas.InventoryInsight.model_validate(
+            service.inventory_insight(
+                session=session,
+                as_of=rng.last,
+                zone=ZONE,
+                window_days=rng.days,
+                filters=Filters(),
+                limit=50,
+                offset=0,
+            )
+        )
+    )
+
+
+def cases(
+    db: Any, full: DateRange, recent: DateRange, top_product: int, top_category: int
+) -> list[Case]:
+    in_tree = f"l.category_id IN (SELECT id FROM categories WHERE path LIKE '/{top_category}/%')"
+    found: list[Case] = []
+    for label, rng in (("full", full), ("30 days", recent)):
+        for period in (Period.DAY, Period.MONTH):
+            found.append(
+                Case(
+                    f"revenue by {period.value}, {label}",
+                    partial(our_series, rng=rng, period=period, filters=Filters()),
+                    partial(duck_series, db, rng, period.value),
+                    ours_series,
+                )
+            )
+        product = Filters(product_ids=(top_product,))
+        found.append(
+            Case(
+                f"revenue by week, one product, {label}",
+                partial(our_series, rng=rng, period=Period.WEEK, filters=product),
+                partial(duck_series_filtered, db, rng, "week", f"l.product_id = {top_product}"),
+                ours_series,
+            )
+        )
+        category = Filters(category_ids=(top_category,))
+        found.append(
+            Case(
+                f"revenue by week, one category tree, {label}",
+                partial(our_series, rng=rng, period=Period.WEEK, filters=category),
+                partial(duck_series_filtered, db, rng, "week", in_tree),
+                ours_series,
+            )
+        )
+        base = service.base_range(rng, Against.PREVIOUS_YEAR, None)
+        found.append(
+            Case(
+                f"compare with a year earlier, per channel, {label}",
+                partial(our_compare, rng=rng),
+                partial(duck_compare, db, rng, base),
+                ours_compare,
+            )
+        )
+        for by, grouping, duck_by in (
+            ("product", Grouping(Dimension.PRODUCT), "product"),
+            (
+                "top-level category",
+                Grouping(Dimension.CATEGORY, CategoryRollup.TOP_LEVEL),
+                "category_top",
+            ),
+            ("channel", Grouping(Dimension.CHANNEL), "channel"),
+        ):
+            found.append(
+                Case(
+                    f"top 10 by {by}, {label}",
+                    partial(our_breakdown, rng=rng, grouping=grouping),
+                    partial(duck_breakdown, db, rng, duck_by, 10),
+                    ours_breakdown,
+                )
+            )
+        previous = service.base_range(rng, Against.PREVIOUS_PERIOD, None)
+        found.append(
+            Case(
+                f"summary KPIs, {label}",
+                partial(our_summary, rng=rng),
+                partial(duck_summary, db, rng, previous),
+                ours_summary,
+            )
+        )
+        found.append(
+            Case(
+                f"inventory insight, {label} window",
+                partial(our_insight, rng=rng),
+                partial(duck_insight, db, rng, rng.days, rng.last),
+                ours_insight,
+            )
+        )
+    return found
+
+
+def median_time(call: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    result = call()  # warm-up, also the answer compared
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times), result
+
+
+def run(engine: Engine, db: Any, repeat: int, duck_repeat: int) -> bool:
+    full = DateRange(FIRST, LAST, ZONE)
+    recent = DateRange(LAST - timedelta(days=29), LAST, ZONE)
+    top_product = 1
+    top_category = 1
+    print(f"\n{'report':<52} {'ours ms':>10} {'duckdb ms':>10} {'ratio':>7}  equal")
+    all_equal, all_fast = True, True
+    for case in cases(db, full, recent, top_product, top_category):
+
+        def ours(case: Case = case) -> Any:
+            connection = engine.connect().execution_options(isolation_level="REPEATABLE READ")
+            try:
+                with Session(bind=connection) as session:
+                    return case.ours(session)
+            finally:
+                connection.close()
+
+        our_time, our_answer = median_time(ours, repeat)
+        duck_time, duck_answer = median_time(case.theirs, duck_repeat)
+        equal = case.ours_shape(our_answer) == duck_answer
+        if not equal:
+            print(
+                f"  MISMATCH in {case.name}:\n    ours:   {str(case.ours_shape(our_answer))[:400]}"
+            )
+            print(f"    duckdb: {str(duck_answer)[:400]}")
+        all_equal &= equal
+        ratio = our_time / duck_time
+        all_fast &= ratio <= 0.5
+        sources = "+".join(
+            s.split("_")[1] if s.startswith("report_") else "raw"
+            for s in our_answer.get("sources", [])
+        )
+        print(
+            f"{case.name:<52} {our_time * 1000:>10.1f} {duck_time * 1000:>10.1f} "
+            f"{ratio:>7.3f}  {'yes' if equal else 'NO'}  [{sources}]"
+        )
+    print(f"\nall answers equal: {all_equal}; every ratio <= 0.5: {all_fast}")
+    return all_equal
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sales", type=int, default=10_000_000)
+    parser.add_argument(
+        "--server-url",
+        default=os.environ.get("SHOP_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
+    )
+    parser.add_argument("--database", default="shop_bench")
+    parser.add_argument("--workdir", type=Path, default=Path("var/bench"))
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs of each of ours")
+    parser.add_argument("--duck-repeat", type=int, default=3, help="timed runs of each DuckDB")
+    parser.add_argument("--skip-load", action="store_true", help="reuse database and files")
+    parser.add_argument(
+        "--skip-generate", action="store_true", help="load the files already in --workdir"
+    )
+    parser.add_argument("--seed", type=float, default=0.42)
+    args = parser.parse_args()
+
+    url = (
+        make_url(args.server_url).set(database=args.database).render_as_string(hide_password=False)
+    )
+    if not args.skip_load:
+        if not args.skip_generate:
+            began = time.perf_counter()
+            generate(args.workdir, args.sales, args.seed)
+            print(f"generated {args.sales:,} sales in {time.perf_counter() - began:.1f}s")
+        url, timings = load(args.server_url, args.database, args.workdir)
+        for name, seconds in timings.items():
+            print(f"{name:<24} {seconds:8.1f}s")
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        counts = connection.execute(
+            text("SELECT (SELECT count(*) FROM sales), (SELECT count(*) FROM sale_lines)")
+        ).one()
+        pool = connection.execute(text("SELECT @@innodb_buffer_pool_size")).scalar_one()
+    print(f"MariaDB: {counts[0]:,} sales, {counts[1]:,} lines; buffer pool {int(pool) >> 20} MiB")
+    began = time.perf_counter()
+    db = duck(args.workdir)
+    print(
+        f"DuckDB {duckdb.__version__} loaded the same files in {time.perf_counter() - began:.1f}s"
+    )
+    ok = run(engine, db, args.repeat, args.duck_repeat)
+    engine.dispose()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,518 @@
+"""SQL for reports: sums over rollup blocks or raw rows, names, the watermark, stock."""
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import Session
+
+from common.models import (
+    Category,
+    Product,
+    Sale,
+    SaleLine,
+    SaleRefund,
+    SalesChannel,
+    StockLevel,
+)
+from sales_service.reports.rollups import (
+    CATEGORY_TABLE,
+    PRODUCT_TABLE,
+    SALES_TABLE,
+    SCOPE_SELF,
+    SCOPE_TREE,
+    TOTALS_TABLE,
+    UNCATEGORIZED,
+    Measures,
+)
+
+SLOT_SECONDS = 900  # raw rows are summed per UTC quarter hour, the finest report boundary
+Interval = tuple[datetime, datetime]
+
+
+class Source(StrEnum):
+    """Where a report's numbers were read from."""
+
+    SALES_ROLLUPS = "report_sales_rollups"
+    PRODUCT_ROLLUPS = "report_product_rollups"
+    PRODUCT_TOTALS = "report_product_totals"
+    CATEGORY_ROLLUPS = "report_category_rollups"
+    RAW = "sales+sale_lines"
+
+
+class GroupBy(StrEnum):
+    NONE = "none"
+    PRODUCT = "product"
+    CHANNEL = "channel"
+    CATEGORY = "category"  # each line under its own snapshot category
+    CATEGORY_TREE = "category_tree"  # each line under the group node above its category
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to sum: filters (already expanded to ids) and how to group."""
+
+    product_ids: tuple[int, ...] = ()
+    category_keys: tuple[int, ...] | None = None  # snapshot categories allowed (0 = none)
+    channel_ids: tuple[int, ...] = ()
+    group_by: GroupBy = GroupBy.NONE
+    # CATEGORY_TREE: snapshot category -> group node (raw rows); rollups read the nodes below
+    tree_groups: tuple[tuple[int, int], ...] = ()
+    tree_nodes: tuple[int, ...] = ()  # rollup keys read in subtree scope
+    self_nodes: tuple[int, ...] = ()  # rollup keys read in own-lines scope
+    subtree_node: int | None = None  # the one category (with its subtree) filtered on
+    units_only: bool = False  # the other figures may read as 0 (velocity needs only units)
+
+
+Sums = dict[tuple[int | None, int | None], Measures]  # (bucket index, group)
+
+
+def _as_utc(value: Any) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _measures(row: Any) -> Measures:
+    return Measures(
+        orders=int(row.orders or 0),
+        units=int(row.units or 0),
+        revenue=Decimal(row.revenue or 0),
+        cost=Decimal(row.cost or 0),
+    )
+
+
+def _ranges(column: Any, intervals: Sequence[Interval]) -> ColumnElement[bool]:
+    return or_(*[and_(column >= start, column < end) for start, end in intervals])
+
+
+Boundaries = Sequence[datetime] | None  # bucket starts (UTC, ascending) to sum per bucket
+
+
+EPOCH_SQL: Any = literal_column("'1970-01-01 00:00:00'")
+
+
+def _bucket_of(session: Session, column: Any, boundaries: Sequence[datetime]) -> Any:
+    """SQL for the index of the bucket holding ``column`` (1 = the first), or the raw block
+    start where the database cannot search a list (SQLite: Python does it afterwards)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return column
+    # INTERVAL(n, b1, b2, ...) binary-searches the sorted list: one row per bucket comes back
+    seconds = func.timestampdiff(literal_column("SECOND"), EPOCH_SQL, column)
+    return func.interval(seconds, *[int(b.timestamp()) for b in boundaries])
+
+
+def _collect(session: Session, stmt: Any, boundaries: Boundaries, *, slots: bool = False) -> Sums:
+    """Rows of (bucket, grp, measures) into sums keyed by (bucket index | None, group)."""
+    sums: Sums = {}
+    sqlite = boundaries is not None and session.get_bind().dialect.name == "sqlite"
+    for row in session.execute(stmt):
+        bucket: int | None = None
+        if boundaries is not None:
+            if sqlite:
+                moment = (
+                    datetime.fromtimestamp(int(row.bucket) * SLOT_SECONDS, UTC)
+                    if slots
+                    else _as_utc(row.bucket)
+                )
+                bucket = bisect.bisect_right(boundaries, moment) - 1
+            else:
+                bucket = int(row.bucket) - 1
+        group = None if row.grp is None else int(row.grp)
+        key = (bucket, group)
+        if key in sums:
+            sums[key].add(_measures(row))
+        else:
+            sums[key] = _measures(row)
+    return sums
+
+
+def _sums_columns(table: Table, units_only: bool) -> list[Any]:
+    if units_only:
+        zero: Any = literal_column("0")
+        units = func.sum(table.c.units).label("units")
+        return [zero.label("orders"), units, zero.label("revenue"), zero.label("cost")]
+    return [
+        func.sum(table.c.orders).label("orders"),
+        func.sum(table.c.units).label("units"),
+        func.sum(table.c.revenue).label("revenue"),
+        func.sum(table.c.cost).label("cost"),
+    ]
+
+
+def _grouped(
+    columns: list[Any],
+    where: list[Any],
+    bucket: Any,
+    group: Any,
+    *,
+    table: Table | None = None,
+) -> Any:
+    columns = [
+        *columns,
+        (group if group is not None else literal_column("NULL")).label("grp"),
+        (bucket if bucket is not None else literal_column("NULL")).label("bucket"),
+    ]
+    stmt = select(*columns)
+    if table is not None:
+        stmt = stmt.select_from(table)
+    else:
+        stmt = stmt.select_from(Sale).join(SaleLine, SaleLine.sale_id == Sale.id)
+    stmt = stmt.where(*where)
+    keys = [c for c in (bucket, group) if c is not None]
+    if keys:
+        stmt = stmt.group_by(*keys)
+    return stmt
+
+
+@dataclass(frozen=True)
+class Part:
+    """One SELECT of (orders, units, revenue, cost, grp, bucket) rows to add up."""
+
+    stmt: Any
+    slots: bool = False  # SQLite: ``bucket`` is a raw quarter-hour slot, not a block start
+
+
+@dataclass(frozen=True)
+class Top:
+    """Keep only the first ``limit`` groups by a figure (ties by group id)."""
+
+    figure: str  # revenue | units | margin
+    descending: bool
+    limit: int
+
+
+def run_sums(
+    session: Session, parts: Sequence[Part], boundaries: Boundaries, top: Top | None = None
+) -> tuple[Sums, int | None]:
+    """Add the parts up per (bucket, group): in one statement on MySQL/MariaDB, where ``top``
+    also ranks and cuts there and the number of groups comes back; else part by part."""
+    if not parts:
+        return {}, 0
+    if session.get_bind().dialect.name == "sqlite":
+        sums: Sums = {}
+        for part in parts:
+            for key, measures in _collect(session, part.stmt, boundaries, slots=part.slots).items():
+                if key in sums:
+                    sums[key].add(measures)
+                else:
+                    sums[key] = measures
+        return sums, None
+    union = union_all(*[part.stmt for part in parts]).subquery()
+    total = [
+        func.sum(union.c.orders).label("orders"),
+        func.sum(union.c.units).label("units"),
+        func.sum(union.c.revenue).label("revenue"),
+        func.sum(union.c.cost).label("cost"),
+        union.c.grp.label("grp"),
+        union.c.bucket.label("bucket"),
+    ]
+    stmt = select(*total)
+    if top is not None:
+        stmt = stmt.add_columns(func.count().over().label("groups"))
+        figure = {
+            "revenue": func.sum(union.c.revenue),
+            "units": func.sum(union.c.units),
+            "margin": func.sum(union.c.revenue) - func.sum(union.c.cost),
+        }[top.figure]
+        order = figure.desc() if top.descending else figure.asc()
+        stmt = stmt.order_by(order, func.coalesce(union.c.grp, 0)).limit(top.limit)
+    stmt = stmt.group_by(union.c.bucket, union.c.grp)
+    rows = list(session.execute(stmt))
+    sums = {}
+    for row in rows:
+        key = (
+            None if row.bucket is None else int(row.bucket) - 1,
+            None if row.grp is None else int(row.grp),
+        )
+        sums[key] = _measures(row)
+    groups = int(rows[0].groups) if top is not None and rows else (0 if top is not None else None)
+    return sums, groups
+
+
+def rollup_part(
+    session: Session,
+    source: Source,
+    query: Query,
+    grain: int,
+    intervals: Sequence[Interval],
+    *,
+    boundaries: Boundaries,
+) -> Part:
+    """Sum rollup blocks of one grain starting inside the intervals, per bucket and/or group."""
+    table = {
+        Source.SALES_ROLLUPS: SALES_TABLE,
+        Source.PRODUCT_ROLLUPS: PRODUCT_TABLE,
+        Source.PRODUCT_TOTALS: TOTALS_TABLE,
+        Source.CATEGORY_ROLLUPS: CATEGORY_TABLE,
+    }[source]
+    columns = _sums_columns(table, query.units_only)
+    where: list[Any] = [table.c.grain == grain, _ranges(table.c.bucket_start, intervals)]
+    group: Any = None
+    if source is Source.PRODUCT_TOTALS:  # no channel or category filter reaches here
+        if query.product_ids:
+            where.append(table.c.product_id.in_(query.product_ids))
+        if query.group_by is GroupBy.PRODUCT:
+            group = table.c.product_id
+        bucket = (
+            None if boundaries is None else _bucket_of(session, table.c.bucket_start, boundaries)
+        )
+        return Part(_grouped(columns, where, bucket, group, table=table))
+    if query.channel_ids:
+        where.append(table.c.channel_id.in_(query.channel_ids))
+    if query.group_by is GroupBy.CHANNEL:
+        group = table.c.channel_id
+    if source is Source.PRODUCT_ROLLUPS:
+        if query.product_ids:
+            where.append(table.c.product_id.in_(query.product_ids))
+        if query.category_keys is not None:
+            where.append(table.c.category_key.in_(query.category_keys))
+        if query.group_by is GroupBy.PRODUCT:
+            group = table.c.product_id
+    elif source is Source.CATEGORY_ROLLUPS:
+        if query.group_by is GroupBy.CATEGORY:
+            where.append(table.c.scope == SCOPE_SELF)
+            if query.category_keys is not None:
+                where.append(table.c.category_key.in_(query.category_keys))
+            group = table.c.category_key
+        elif query.group_by is GroupBy.CATEGORY_TREE:
+            where.append(
+                or_(
+                    and_(table.c.scope == SCOPE_TREE, table.c.category_key.in_(query.tree_nodes)),
+                    and_(table.c.scope == SCOPE_SELF, table.c.category_key.in_(query.self_nodes)),
+                )
+            )
+            group = table.c.category_key
+        else:  # one category with its subtree: its scope-1 row is exactly that filter
+            where += [table.c.scope == SCOPE_TREE, table.c.category_key == query.subtree_node]
+    bucket = None if boundaries is None else _bucket_of(session, table.c.bucket_start, boundaries)
+    return Part(_grouped(columns, where, bucket, group, table=table))
+
+
+def _slot(session: Session) -> Any:
+    if session.get_bind().dialect.name == "sqlite":
+        return literal_column(f"CAST(strftime('%s', sales.sold_at) AS INTEGER) / {SLOT_SECONDS}")
+    return literal_column(
+        f"TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', sales.sold_at) DIV {SLOT_SECONDS}"
+    )
+
+
+def raw_part(
+    session: Session, query: Query, intervals: Sequence[Interval], *, boundaries: Boundaries
+) -> Part | None:
+    """The same sums straight from sales and sale_lines, per bucket and/or group."""
+    if query.group_by is GroupBy.CATEGORY_TREE and not query.tree_groups:
+        return None
+    line_category = func.coalesce(SaleLine.category_id, UNCATEGORIZED)
+    group: Any = None
+    if query.group_by is GroupBy.PRODUCT:
+        group = SaleLine.product_id
+    elif query.group_by is GroupBy.CHANNEL:
+        group = Sale.channel_id
+    elif query.group_by is GroupBy.CATEGORY:
+        group = line_category
+    elif query.group_by is GroupBy.CATEGORY_TREE:
+        group = case(dict(query.tree_groups), value=line_category, else_=None)
+    net_units = SaleLine.quantity - SaleLine.refunded_quantity
+    columns: list[Any] = [
+        func.count(func.distinct(case((net_units > 0, Sale.id), else_=None))).label("orders"),
+        func.sum(net_units).label("units"),
+        func.sum(SaleLine.line_total - SaleLine.refunded_total).label("revenue"),
+        func.sum(SaleLine.line_cost - SaleLine.refunded_cost).label("cost"),
+    ]
+    where: list[Any] = [_ranges(Sale.sold_at, intervals)]
+    if query.product_ids:
+        where.append(SaleLine.product_id.in_(query.product_ids))
+    if query.category_keys is not None:
+        where.append(line_category.in_(query.category_keys))
+    if query.channel_ids:
+        where.append(Sale.channel_id.in_(query.channel_ids))
+    if query.group_by is GroupBy.CATEGORY_TREE:
+        where.append(line_category.in_([c for c, _ in query.tree_groups]))
+    bucket = None
+    if boundaries is not None:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        # per quarter-hour slot on SQLite: each sale is in one slot, so distinct counts add up
+        bucket = _slot(session) if sqlite else _bucket_of(session, Sale.sold_at, boundaries)
+    return Part(_grouped(columns, where, bucket, group), slots=True)
+
+
+# --- catalog and names -------------------------------------------------------------------
+
+
+def category_paths(session: Session) -> dict[int, str]:
+    return {row.id: row.path for row in session.execute(select(Category.id, Category.path))}
+
+
+def category_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    stmt = select(Category.id, Category.name).where(Category.id.in_(wanted))
+    return {row.id: row.name for row in session.execute(stmt)}
+
+
+def product_refs(session: Session, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """(sku, name) per product id."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    stmt = select(Product.id, Product.sku, Product.name).where(Product.id.in_(wanted))
+    return {row.id: (row.sku, row.name) for row in session.execute(stmt)}
+
+
+def channel_names(session: Session, ids: Iterable[int] | None = None) -> dict[int, str]:
+    stmt = select(SalesChannel.id, SalesChannel.name)
+    if ids is not None:
+        stmt = stmt.where(SalesChannel.id.in_(set(ids)))
+    return {row.id: row.name for row in session.execute(stmt)}
+
+
+def existing_ids(session: Session, model: Any, ids: Iterable[int]) -> set[int]:
+    wanted = set(ids)
+    if not wanted:
+        return set()
+    return set(session.scalars(select(model.id).where(model.id.in_(wanted))))
+
+
+def product_ids(
+    session: Session, product_ids: Sequence[int], category_keys: Sequence[int] | None
+) -> list[int]:
+    """The products named, or in the categories (by their current category)."""
+    stmt = select(Product.id)
+    if product_ids:
+        stmt = stmt.where(Product.id.in_(product_ids))
+    if category_keys is not None:
+        stmt = stmt.where(func.coalesce(Product.category_id, UNCATEGORIZED).in_(category_keys))
+    return sorted(session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class InsightRow:
+    product_id: int
+    sku: str
+    name: str
+    available: int
+    units: int
+
+
+def insight_page(
+    session: Session,
+    sold: Sequence[Part],
+    product_ids: Sequence[int] | None,
+    *,
+    window_days: int,
+    limit: int,
+    offset: int,
+) -> tuple[list[InsightRow], int | None]:
+    """Products with stock or sales: available units (on hand less reserved, all warehouses)
+    and net units sold (the sum of ``sold``).
+
+    On MySQL/MariaDB the database ranks by days of cover (as the service does: rounded to
+    the cent, none available first, no sales last, then id) and returns one page with the
+    total; elsewhere every row comes back and the total is None.
+    """
+    stock = (
+        select(
+            StockLevel.product_id.label("product_id"),
+            func.sum(StockLevel.on_hand - StockLevel.reserved).label("available"),
+        )
+        .group_by(StockLevel.product_id)
+        .subquery()
+    )
+    available = func.coalesce(stock.c.available, 0)
+    columns: list[Any] = [Product.id, Product.sku, Product.name, available.label("available")]
+    stmt = select(*columns).outerjoin(stock, stock.c.product_id == Product.id)
+    present: list[Any] = [stock.c.product_id.is_not(None)]
+    units: Any = literal_column("0")
+    if sold:
+        union = union_all(*[part.stmt for part in sold]).subquery()
+        per_product = (
+            select(union.c.grp.label("product_id"), func.sum(union.c.units).label("units"))
+            .group_by(union.c.grp)
+            .subquery()
+        )
+        stmt = stmt.outerjoin(per_product, per_product.c.product_id == Product.id)
+        units = func.coalesce(per_product.c.units, 0)
+        present.append(per_product.c.product_id.is_not(None))
+    stmt = stmt.add_columns(units.label("units")).where(or_(*present))
+    if product_ids is not None:
+        stmt = stmt.where(Product.id.in_(product_ids))
+    paged = session.get_bind().dialect.name != "sqlite"
+    if paged:
+        exact = cast(available, Numeric(30, 10)) * window_days / units
+        cover = case((available <= 0, 0), (units > 0, func.round(exact, 2)), else_=None)
+        stmt = (
+            stmt.add_columns(func.count().over().label("total"))
+            .order_by(cover.is_(None), cover, Product.id)
+            .limit(limit)
+            .offset(offset)
+        )
+    rows = list(session.execute(stmt))
+    found = [
+        InsightRow(
+            product_id=row.id,
+            sku=row.sku,
+            name=row.name,
+            available=int(row.available),
+            units=int(row.units),
+        )
+        for row in rows
+    ]
+    if not paged:
+        return found, None
+    if rows:
+        return found, int(rows[0].total)
+    counted = select(func.count()).select_from(
+        stmt.order_by(None).limit(None).offset(None).subquery()
+    )
+    return found, int(session.scalar(counted) or 0)
+
+
+def stock_updated_at(session: Session) -> datetime | None:
+    value = session.scalar(select(func.max(StockLevel.updated_at)))
+    return None if value is None else _as_utc(value)
+
+
+@dataclass(frozen=True)
+class WatermarkRow:
+    latest_sale_id: int | None
+    latest_sale_created_at: datetime | None
+    sales_updated_at: datetime | None
+    latest_refund_id: int | None
+
+
+def watermark(session: Session) -> WatermarkRow:
+    """The newest sale, refund and change the report's snapshot holds (index lookups, one
+    round trip)."""
+    latest = select(Sale.id, Sale.created_at).order_by(Sale.id.desc()).limit(1).subquery()
+    row = session.execute(
+        select(
+            select(latest.c.id).scalar_subquery().label("latest"),
+            select(latest.c.created_at).scalar_subquery().label("created"),
+            select(func.max(Sale.updated_at)).scalar_subquery().label("updated"),
+            select(func.max(SaleRefund.id)).scalar_subquery().label("refund"),
+        )
+    ).one()
+    return WatermarkRow(
+        latest_sale_id=row.latest,
+        latest_sale_created_at=None if row.created is None else _as_utc(row.created),
+        sales_updated_at=None if row.updated is None else _as_utc(row.updated),
+        latest_refund_id=row.refund,
+    )

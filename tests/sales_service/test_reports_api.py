@@ -1,0 +1,340 @@
+"""The report endpoints: shapes, calendar periods across DST, filters, errors, access."""
+
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from tests.sales_service.report_factories import (
+    Catalog,
+    LineSpec,
+    add_sale,
+    make_catalog,
+    refund,
+)
+
+API = "/api/v1/reports"
+
+
+@pytest.fixture
+def catalog(engine: Engine) -> Catalog:
+    return make_catalog(engine)
+
+
+def line(catalog: Catalog, n: int, quantity: int = 1, price: str = "10.00") -> LineSpec:
+    cost = (Decimal(price) / 2).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return LineSpec(catalog.products[n], quantity, Decimal(price), cost)
+
+
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def test_viewer_reads_a_day_series_across_spring_forward_in_berlin(
+    sales_client: TestClient, viewer_headers: dict, engine: Engine, catalog: Catalog
+) -> None:
+    web, shop = catalog.channels
+    with Session(engine, expire_on_commit=False) as session:
+        # 2025-03-30 is 23 hours long in Berlin: 00:00+01:00 .. 00:00+02:00 next day
+        add_sale(session, catalog, sold_at=utc(2025, 3, 29, 22, 59), channel_id=web,
+                 lines=[line(catalog, 0, 2, "12.35")])  # fmt: skip
+        add_sale(session, catalog, sold_at=utc(2025, 3, 29, 23, 0), channel_id=web,
+                 lines=[line(catalog, 1, 1, "0.99"), line(catalog, 4, 3, "5.01")])  # fmt: skip
+        late = add_sale(session, catalog, sold_at=utc(2025, 3, 30, 21, 59, 59), channel_id=shop,
+                        lines=[line(catalog, 2, 4, "7.50")])  # fmt: skip
+        refund(session, late, {1: 1})
+        cancelled = add_sale(session, catalog, sold_at=utc(2025, 3, 30, 12), channel_id=shop,
+                             lines=[line(catalog, 3, 1, "99.99")])  # fmt: skip
+        refund(session, cancelled, {}, cancel=True)
+        session.commit()
+
+    response = sales_client.get(
+        f"{API}/revenue",
+        headers=viewer_headers,
+        params={"from": "2025-03-29", "to": "2025-04-01", "timezone": "Europe/Berlin"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [(b["label"], b["start"], b["end"]) for b in body["buckets"]] == [
+        ("2025-03-29", "2025-03-29T00:00:00+01:00", "2025-03-30T00:00:00+01:00"),
+        ("2025-03-30", "2025-03-30T00:00:00+01:00", "2025-03-31T00:00:00+02:00"),
+        ("2025-03-31", "2025-03-31T00:00:00+02:00", "2025-04-01T00:00:00+02:00"),
+        ("2025-04-01", "2025-04-01T00:00:00+02:00", "2025-04-02T00:00:00+02:00"),
+    ]
+    first, dst_day, empty, _ = body["buckets"]
+    assert first == {
+        **first,
+        "revenue": "24.70",
+        "cost": "12.36",
+        "margin": "12.34",
+        "units": 2,
+        "orders": 1,
+        "average_order_value": "24.70",
+    }
+    # 0.99 + 15.03 + 3 x 7.50 (one of four refunded); the cancelled sale adds nothing
+    assert dst_day["revenue"] == "38.52"
+    assert dst_day["units"] == 7
+    assert dst_day["orders"] == 2
+    assert dst_day["average_order_value"] == "19.26"
+    assert empty == {
+        **empty,
+        "revenue": "0.00",
+        "cost": "0.00",
+        "margin": "0.00",
+        "units": 0,
+        "orders": 0,
+        "average_order_value": None,
+    }
+    assert body["totals"]["revenue"] == "63.22"
+    assert body["totals"]["orders"] == 3
+    assert body["parameters"]["from"] == "2025-03-29"
+    assert body["parameters"]["start"] == "2025-03-29T00:00:00+01:00"
+    assert body["parameters"]["end"] == "2025-04-02T00:00:00+02:00"
+    assert body["sources"] == ["report_sales_rollups"]
+    mark = body["watermark"]
+    assert mark["latest_sale_id"] == cancelled.id
+    assert mark["latest_refund_id"] is not None
+    assert mark["sales_updated_at"] is not None
+
+
+def test_fall_back_day_is_25_hours_and_kolkata_days_start_at_half_past(
+    sales_client: TestClient, viewer_headers: dict, engine: Engine, catalog: Catalog
+) -> None:
+    with Session(engine, expire_on_commit=False) as session:
+        web = catalog.channels[0]
+        add_sale(session, catalog, sold_at=utc(2025, 10, 26, 18, 29), channel_id=web,
+                 lines=[line(catalog, 0)])  # fmt: skip
+        add_sale(session, catalog, sold_at=utc(2025, 10, 26, 18, 30), channel_id=web,
+                 lines=[line(catalog, 1, 1, "20.00")])  # fmt: skip
+        session.commit()
+    berlin = sales_client.get(
+        f"{API}/revenue",
+        headers=viewer_headers,
+        params={"from": "2025-10-26", "to": "2025-10-26", "timezone": "Europe/Berlin"},
+    ).json()
+    (day,) = berlin["buckets"]
+    assert (day["start"], day["end"]) == ("2025-10-26T00:00:00+02:00", "2025-10-27T00:00:00+01:00")
+    assert day["orders"] == 2
+
+    kolkata = sales_client.get(
+        f"{API}/revenue",
+        headers=viewer_headers,
+        params={"from": "2025-10-26", "to": "2025-10-27", "timezone": "Asia/Kolkata"},
+    ).json()
+    assert [(b["start"], b["orders"], b["revenue"]) for b in kolkata["buckets"]] == [
+        ("2025-10-26T00:00:00+05:30", 1, "10.00"),
+        ("2025-10-27T00:00:00+05:30", 1, "20.00"),
+    ]
+
+
+def test_weeks_cross_the_year_end_and_start_on_the_day_asked(
+    sales_client: TestClient, viewer_headers: dict, engine: Engine, catalog: Catalog
+) -> None:
+    with Session(engine, expire_on_commit=False) as session:
+        add_sale(session, catalog, sold_at=utc(2026, 1, 1, 12), channel_id=catalog.channels[0],
+                 lines=[line(catalog, 0)])  # fmt: skip
+        session.commit()
+    params = {"from": "2025-12-24", "to": "2026-01-06", "period": "week", "timezone": "UTC"}
+    monday = sales_client.get(f"{API}/revenue", headers=viewer_headers, params=params).json()
+    assert [(b["label"], b["start"], b["end"]) for b in monday["buckets"]] == [
+        ("2025-12-22", "2025-12-24T00:00:00Z", "2025-12-29T00:00:00Z"),
+        ("2025-12-29", "2025-12-29T00:00:00Z", "2026-01-05T00:00:00Z"),
+        ("2026-01-05", "2026-01-05T00:00:00Z", "2026-01-07T00:00:00Z"),
+    ]
+    assert [b["orders"] for b in monday["buckets"]] == [0, 1, 0]
+    sunday = sales_client.get(
+        f"{API}/revenue", headers=viewer_headers, params={**params, "week_start": "sunday"}
+    ).json()
+    assert [b["label"] for b in sunday["buckets"]] == ["2025-12-21", "2025-12-28", "2026-01-04"]
+
+    quarters = sales_client.get(
+        f"{API}/revenue",
+        headers=viewer_headers,
+        params={"from": "2025-11-15", "to": "2026-02-01", "period": "quarter", "timezone": "UTC"},
+    ).json()
+    assert [b["label"] for b in quarters["buckets"]] == ["2025-Q4", "2026-Q1"]
+    assert quarters["buckets"][1]["revenue"] == "10.00"
+
+
+def test_filters_breakdowns_and_category_rollup(
+    sales_client: TestClient, viewer_headers: dict, engine: Engine, catalog: Catalog
+) -> None:
+    web, shop = catalog.channels
+    home, kitchen, knives, garden = (
+        catalog.categories[k] for k in ("home", "kitchen", "knives", "garden")
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        add_sale(session, catalog, sold_at=utc(2025, 5, 1, 10), channel_id=web,
+                 lines=[line(catalog, 1, 1, "20.00"), line(catalog, 2, 2, "30.00")])  # fmt: skip
+        add_sale(session, catalog, sold_at=utc(2025, 5, 2, 10), channel_id=shop,
+                 lines=[line(catalog, 3, 1, "40.00"), line(catalog, 4, 1, "1.00")])  # fmt: skip
+        add_sale(session, catalog, sold_at=utc(2025, 5, 3, 10), channel_id=web,
+                 lines=[line(catalog, 0, 1, "5.00")])  # fmt: skip
+        session.commit()
+    params = {"from": "2025-05-01", "to": "2025-05-31", "timezone": "UTC"}
+
+    def get(path: str, **extra: object) -> dict:
+        response = sales_client.get(
+            f"{API}/{path}", headers=viewer_headers, params={**params, **extra}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    home_only = get("revenue", period="month", category_id=home)
+    assert home_only["totals"]["revenue"] == "85.00"  # kitchen 20 + knives 60 + home 5
+    assert home_only["totals"]["orders"] == 2
+    assert home_only["sources"] == ["report_category_rollups"]
+    assert get("revenue", period="month", product_id=catalog.products[2])["totals"]["units"] == 2
+    two = get("revenue", period="month", product_id=catalog.products[1:3])
+    assert two["totals"]["orders"] == 1  # one sale holds both
+    assert two["sources"] == ["sales+sale_lines"]
+
+    top = get("breakdown", by="category", category_rollup="top_level")
+    assert [(r["name"], r["revenue"], r["orders"]) for r in top["rows"]] == [
+        ("Home", "85.00", 2),
+        ("Garden", "40.00", 1),
+        ("Uncategorized", "1.00", 1),
+    ]
+    assert top["rows"][2]["id"] is None
+    assert top["totals"]["orders"] == 3
+    under_home = get("breakdown", by="category", parent_id=home, sort="units")
+    assert [(r["id"], r["units"]) for r in under_home["rows"]] == [(home, 1), (kitchen, 3)]
+    own = get("breakdown", by="category", limit=2)
+    assert [r["id"] for r in own["rows"]] == [knives, garden]
+    assert own["groups"] == 5
+    by_product = get("breakdown", by="product", sort="-margin", channel_id=web)
+    assert [r["sku"] for r in by_product["rows"]] == ["RP-3", "RP-2", "RP-1"]
+    by_channel = get("breakdown", by="channel")
+    assert [(r["name"], r["orders"]) for r in by_channel["rows"]] == [
+        ("Web store", 2),
+        ("Retail shop", 1),
+    ]
+
+
+def test_compare_summary_and_inventory_insight(
+    sales_client: TestClient, viewer_headers: dict, engine: Engine, catalog: Catalog
+) -> None:
+    web = catalog.channels[0]
+    with Session(engine, expire_on_commit=False) as session:
+        add_sale(session, catalog, sold_at=utc(2024, 2, 29, 12), channel_id=web,
+                 lines=[line(catalog, 1, 3, "10.00")])  # fmt: skip
+        add_sale(session, catalog, sold_at=utc(2025, 2, 28, 12), channel_id=web,
+                 lines=[line(catalog, 1, 6, "10.00")])  # fmt: skip
+        session.commit()
+    year = sales_client.get(
+        f"{API}/compare",
+        headers=viewer_headers,
+        params={"from": "2025-02-28", "to": "2025-02-28", "against": "previous_year",
+                "timezone": "UTC", "group_by": "product"},
+    ).json()  # fmt: skip
+    assert year["base"]["from"] == "2024-02-28"
+    assert year["overall"]["revenue"] == {
+        "current": "60.00",
+        "base": "0.00",
+        "difference": "60.00",
+        "percent_change": None,
+    }
+    custom = sales_client.get(
+        f"{API}/compare",
+        headers=viewer_headers,
+        params={"from": "2025-02-28", "to": "2025-02-28", "against": "custom",
+                "against_from": "2024-02-29", "against_to": "2024-02-29", "timezone": "UTC"},
+    ).json()  # fmt: skip
+    assert custom["overall"]["units"] == {
+        "current": 6,
+        "base": 3,
+        "difference": 3,
+        "percent_change": "100.00",
+    }
+    summary = sales_client.get(
+        f"{API}/summary",
+        headers=viewer_headers,
+        params={"from": "2025-02-28", "to": "2025-02-28", "timezone": "UTC"},
+    ).json()
+    assert summary["previous"]["from"] == "2025-02-27"
+    assert summary["kpis"]["margin_percent"]["current"] == "50.00"
+    assert summary["kpis"]["units_per_order"]["current"] == "6.00"
+
+    insight = sales_client.get(
+        f"{API}/inventory-insight",
+        headers=viewer_headers,
+        params={"as_of": "2025-03-01", "window_days": 3, "timezone": "UTC"},
+    ).json()
+    sold = next(i for i in insight["items"] if i["product_id"] == catalog.products[1])
+    # available 10 - 1 = 9; 6 units in 3 days = 2/day -> 4.5 days -> out on the 5th day after
+    assert sold == {
+        **sold,
+        "available": 9,
+        "units_sold": 6,
+        "velocity_per_day": "2.0000",
+        "days_of_cover": "4.50",
+        "projected_stockout_date": "2025-03-06",
+    }
+    assert insight["items"][0]["days_of_cover"] == "0.00"  # product 1 has no stock at all
+    assert insight["total"] == 5
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "says"),
+    [
+        ({"period": "fortnight"}, "query.period", "'day'"),
+        ({"from": "2025-02-01", "to": "2025-01-01"}, "query.to", "must be on or after from"),
+        ({"timezone": "Mars/Olympus_Mons"}, "query.timezone", "IANA name"),
+        ({"from": "2020-01-01", "to": "2024-12-31"}, "query.period", "use period=week"),
+        ({"from": "1979-12-31"}, "query.from", "choose a date from 1980-01-01"),
+        ({"product_id": 999999}, "query.product_id", "Unknown product id(s) 999999"),
+        ({"week_start": "funday"}, "query.week_start", "'monday'"),
+    ],
+)
+def test_bad_parameters_say_what_to_change(
+    sales_client: TestClient, viewer_headers: dict, params: dict, field: str, says: str
+) -> None:
+    response = sales_client.get(f"{API}/revenue", headers=viewer_headers, params=params)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert says in body["detail"]
+    fields = [f["field"] for f in body.get("fields", [])] or [body.get("field")]
+    assert field in fields
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "says"),
+    [
+        ("compare", {"against_from": "2025-01-01"}, "Give both against_from and against_to"),
+        ("compare", {"against": "custom"}, "against=custom needs against_from"),
+        (
+            "compare",
+            {"against_from": "2025-01-01", "against_to": "2025-01-02"},
+            "apply only with against=custom",
+        ),
+        ("breakdown", {"by": "product", "parent_id": 1}, "apply only when grouping by category"),
+        ("breakdown", {"by": "category", "parent_id": 999999}, "Unknown parent id(s) 999999"),
+        ("breakdown", {"sort": "orders"}, "'-revenue'"),
+        ("inventory-insight", {"window_days": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_other_reports_refuse_bad_parameters(
+    sales_client: TestClient, viewer_headers: dict, path: str, params: dict, says: str
+) -> None:
+    response = sales_client.get(f"{API}/{path}", headers=viewer_headers, params=params)
+    assert response.status_code == 422, response.text
+    assert says in response.json()["detail"]
+
+
+def test_reports_need_a_token_and_document_themselves(sales_client: TestClient) -> None:
+    for path in ("revenue", "compare", "breakdown", "summary", "inventory-insight"):
+        assert sales_client.get(f"{API}/{path}").status_code == 401
+    spec = sales_client.get("/openapi.json").json()
+    for path in ("revenue", "compare", "breakdown", "summary", "inventory-insight"):
+        operation = spec["paths"][f"{API}/{path}"]["get"]
+        assert operation["summary"]
+        assert "422" in operation["responses"] and "401" in operation["responses"]
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema["$ref"].startswith("#/components/schemas/")
+    assert "refunded_total" in spec["paths"][f"{API}/revenue"]["get"]["description"]
+    assert spec["components"]["schemas"]["RevenueSeries"]["examples"]

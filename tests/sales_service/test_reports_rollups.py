@@ -1,0 +1,350 @@
+"""The rollups equal the raw rows: hooks == rebuild, under concurrency, after a category moves,
+and on the embedded SQLite database too."""
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select, text, update
+from sqlalchemy.orm import Session
+
+from common import migrate
+from common.auth.security import create_access_token
+from common.db import make_engine
+from common.models import Category, User
+from common.settings import SalesSettings
+from sales_service.main import create_app
+from sales_service.reports import rollups, service
+from sales_service.reports.service import (
+    CategoryRollup,
+    DateRange,
+    Dimension,
+    Filters,
+    Grouping,
+    Period,
+    SortKey,
+    Weekday,
+)
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_JWT_SECRET
+from tests.sales_service.report_factories import (
+    Catalog,
+    LineSpec,
+    add_sale,
+    delete_rollups,
+    make_catalog,
+    refund,
+    rollup_rows,
+)
+
+START = datetime(2025, 3, 29, 20, 7, tzinfo=UTC)
+
+
+@pytest.fixture
+def catalog(engine: Engine) -> Catalog:
+    return make_catalog(engine)
+
+
+def spec(catalog: Catalog, n: int, quantity: int, price: str) -> LineSpec:
+    cost = (Decimal(price) / 4).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return LineSpec(catalog.products[n], quantity, Decimal(price), cost)
+
+
+def record_mix(engine: Engine, catalog: Catalog, count: int = 60) -> None:
+    """Sales over two months (with a DST change), repeated products, refunds, cancellations."""
+    with Session(engine, expire_on_commit=False) as session:
+        for n in range(count):
+            sale = add_sale(
+                session,
+                catalog,
+                sold_at=START + timedelta(hours=17 * n, minutes=n, microseconds=n),
+                channel_id=catalog.channels[n % 2],
+                lines=[
+                    spec(catalog, n % 5, 1 + n % 3, f"{n}.{n % 100:02d}"),
+                    spec(catalog, (n * 3) % 5, 2, "19.99"),
+                    spec(catalog, n % 5, 1, "0.01"),
+                ][: 1 + n % 3],
+            )
+            session.commit()
+            if n % 7 == 3:
+                refund(session, sale, {1: 1})
+            if n % 11 == 5:
+                refund(session, sale, {}, cancel=True)
+            if n % 13 == 1:
+                refund(session, sale, {1: 1, 2: 1})
+                refund(session, sale, {1: 5})
+            session.commit()
+
+
+def test_the_hooks_leave_exactly_what_a_rebuild_from_raw_rows_computes(
+    engine: Engine, catalog: Catalog
+) -> None:
+    record_mix(engine, catalog)
+    with engine.connect() as connection:
+        kept = rollup_rows(connection)
+    assert all(kept.values()), "every rollup table got rows"
+    with engine.begin() as connection:
+        delete_rollups(connection)
+        rollups.rebuild_rollups(connection)
+    with engine.connect() as connection:
+        assert rollup_rows(connection) == kept
+    # it runs inside the caller's transaction: nothing of it survives a rollback
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        connection.execute(
+            text(
+                "INSERT INTO sales_channels (code, name, is_active, created_at, updated_at) "
+                "VALUES ('rolled-back', 'Gone', 1, '2025-01-01', '2025-01-01')"
+            )
+        )
+        rollups.rebuild_rollups(connection)
+        transaction.rollback()
+        assert (
+            connection.execute(
+                text("SELECT COUNT(*) FROM sales_channels WHERE code = 'rolled-back'")
+            ).scalar_one()
+            == 0
+        )
+    # the same, summing months on two connections at once
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        rollups.rebuild_rollups(connection, engine=engine, workers=2)
+        assert rollup_rows(connection) == kept
+
+
+def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
+    engine: Engine, catalog: Catalog
+) -> None:
+    record_mix(engine, catalog)
+    rng = DateRange(date(2025, 3, 1), date(2025, 5, 31), ZoneInfo("Europe/Berlin"))
+    groupings = [
+        Grouping(Dimension.PRODUCT),
+        Grouping(Dimension.CHANNEL),
+        Grouping(Dimension.CATEGORY),
+        Grouping(Dimension.CATEGORY, CategoryRollup.TOP_LEVEL),
+        Grouping(Dimension.CATEGORY, parent_id=catalog.categories["home"]),
+    ]
+    filter_sets = [
+        Filters(),
+        Filters(product_ids=(catalog.products[1],)),
+        Filters(category_ids=(catalog.categories["kitchen"],)),
+        Filters(channel_ids=(catalog.channels[1],)),
+    ]
+    used: set[str] = set()
+    with Session(engine) as session:
+        for filters in filter_sets:
+            for period in Period:
+                answers = [
+                    service.revenue_series(
+                        session=session,
+                        rng=rng,
+                        period=period,
+                        week_start=Weekday.MONDAY,
+                        filters=filters,
+                        use_rollups=use,
+                    )
+                    for use in (True, False)
+                ]
+                used.update(answers[0]["sources"])
+                assert answers[0]["buckets"] == answers[1]["buckets"]
+            for grouping in groupings:
+                answers = [
+                    service.breakdown(
+                        session=session,
+                        rng=rng,
+                        grouping=grouping,
+                        filters=filters,
+                        sort=SortKey.UNITS,
+                        limit=50,
+                        use_rollups=use,
+                    )
+                    for use in (True, False)
+                ]
+                used.update(answers[0]["sources"])
+                assert answers[0]["rows"] == answers[1]["rows"]
+                assert answers[0]["totals"] == answers[1]["totals"]
+        insights = [
+            service.inventory_insight(
+                session=session,
+                as_of=date(2025, 5, 2),
+                zone=rng.zone,
+                window_days=28,
+                filters=Filters(),
+                limit=50,
+                offset=0,
+                use_rollups=use,
+            )["items"]
+            for use in (True, False)
+        ]
+        assert insights[0] == insights[1]
+        assert any(item["units_sold"] for item in insights[0])
+        pages = [
+            service.inventory_insight(
+                session=session,
+                as_of=date(2025, 5, 2),
+                zone=rng.zone,
+                window_days=28,
+                filters=Filters(),
+                limit=2,
+                offset=offset,
+            )
+            for offset in range(0, 6, 2)
+        ]
+        assert [item for page in pages for item in page["items"]] == insights[0]
+        assert {page["total"] for page in pages} == {len(insights[0])}
+    assert used >= {s.value for s in service.Source}, "every source was exercised"
+
+
+def test_concurrent_sales_of_one_channel_and_minute_neither_deadlock_nor_lose_counts(
+    engine: Engine, catalog: Catalog
+) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def sell(worker: int) -> None:
+        try:
+            barrier.wait()
+            for n in range(15):
+                with Session(engine) as session:
+                    order = [(worker + n + k) % 5 for k in range(3)]
+                    add_sale(
+                        session,
+                        catalog,
+                        sold_at=START,
+                        channel_id=catalog.channels[0],
+                        lines=[spec(catalog, i, 1, "3.10") for i in order[: 1 + (n % 3)]],
+                    )
+                    session.commit()
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sell, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with engine.connect() as connection:
+        kept = rollup_rows(connection)
+        quarter = connection.execute(
+            text("SELECT SUM(orders), COUNT(*) FROM report_sales_rollups WHERE grain = 1")
+        ).one()
+    assert quarter == (90, rollups.SHARDS)  # 6 x 15 sales, spread over every shard
+    with engine.begin() as connection:
+        delete_rollups(connection)
+        rollups.rebuild_rollups(connection)
+    with engine.connect() as connection:
+        assert rollup_rows(connection) == kept
+
+
+def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
+    engine: Engine, catalog: Catalog
+) -> None:
+    record_mix(engine, catalog, count=20)
+    rng = DateRange(date(2025, 3, 1), date(2025, 4, 30), ZoneInfo("UTC"))
+    kitchen, garden = catalog.categories["kitchen"], catalog.categories["garden"]
+    knives = catalog.categories["knives"]
+
+    def garden_tree(session: Session) -> dict:
+        return service.breakdown(
+            session=session,
+            rng=rng,
+            grouping=Grouping(Dimension.CATEGORY, CategoryRollup.TOP_LEVEL),
+            filters=Filters(),
+            sort=SortKey.REVENUE,
+            limit=10,
+        )
+
+    with Session(engine) as session:
+        before = garden_tree(session)
+        assert "report_category_rollups" in before["sources"]
+        # kitchen (with knives below it) moves under garden
+        session.execute(
+            update(Category)
+            .where(Category.id == kitchen)
+            .values(parent_id=garden, path=f"/{garden}/{kitchen}/")
+        )
+        session.execute(
+            update(Category)
+            .where(Category.id == knives)
+            .values(path=f"/{garden}/{kitchen}/{knives}/")
+        )
+        session.commit()
+        moved = garden_tree(session)
+        assert "report_category_rollups" not in moved["sources"]
+        raw = service.breakdown(
+            session=session,
+            rng=rng,
+            grouping=Grouping(Dimension.CATEGORY, CategoryRollup.TOP_LEVEL),
+            filters=Filters(),
+            sort=SortKey.REVENUE,
+            limit=10,
+            use_rollups=False,
+        )
+        assert moved["rows"] == raw["rows"]
+        assert moved["rows"] != before["rows"]
+    with engine.begin() as connection:
+        rollups.rebuild_rollups(connection)
+    with Session(engine) as session:
+        rebuilt = garden_tree(session)
+        assert "report_category_rollups" in rebuilt["sources"]
+        assert rebuilt["rows"] == raw["rows"]
+
+
+def test_embedded_sqlite_keeps_the_same_rollups_and_answers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'reports.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        catalog = make_catalog(engine)
+        record_mix(engine, catalog, count=25)
+        with engine.connect() as connection:
+            kept = rollup_rows(connection)
+        with engine.begin() as connection:
+            delete_rollups(connection)
+            rollups.rebuild_rollups(connection)
+        with engine.connect() as connection:
+            assert rollup_rows(connection) == kept
+        rng = DateRange(date(2025, 3, 20), date(2025, 4, 30), ZoneInfo("Asia/Kolkata"))
+        with Session(engine) as session:
+            for period in (Period.DAY, Period.WEEK):
+                fast, raw = (
+                    service.revenue_series(
+                        session=session,
+                        rng=rng,
+                        period=period,
+                        week_start=Weekday.SUNDAY,
+                        filters=Filters(),
+                        use_rollups=use,
+                    )
+                    for use in (True, False)
+                )
+                assert fast["sources"] == ["report_sales_rollups"]
+                assert fast["buckets"] == raw["buckets"]
+                assert fast["totals"]["orders"] > 0
+        # and through HTTP, as `make run` serves it
+        settings = SalesSettings(
+            environment="test",
+            database_url=url,
+            jwt_secret=TEST_JWT_SECRET,
+            first_admin_email=ADMIN_EMAIL,
+            first_admin_password=ADMIN_PASSWORD,
+            products_service_url="http://127.0.0.1:9",
+            stock_sync_seconds=3600,
+        )
+        with TestClient(create_app(settings)) as client:
+            with Session(engine) as session:
+                admin = session.scalars(select(User).where(User.email == ADMIN_EMAIL)).one()
+                token, _ = create_access_token(user_id=admin.id, role=admin.role, settings=settings)
+            response = client.get(
+                "/api/v1/reports/breakdown",
+                headers={"Authorization": f"Bearer {token}"},
+                params={"by": "category", "category_rollup": "top_level", "from": "2025-03-20",
+                        "to": "2025-04-30", "timezone": "Asia/Kolkata"},
+            )  # fmt: skip
+            assert response.status_code == 200, response.text
+            assert [row["name"] for row in response.json()["rows"]]
+    finally:
+        engine.dispose()
