@@ -190,6 +190,9 @@ def free_port() -> int:
 class LiveServer:
     """A real uvicorn process on loopback, for tests that need real concurrency or crashes."""
 
+    # True: the server and its workers get their own process group, to signal them whole.
+    own_process_group = False
+
     def __init__(self, module: str, env: dict[str, str], workers: int = 1) -> None:
         self.module = module
         self.env = env
@@ -217,7 +220,12 @@ class LiveServer:
         ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                cmd, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                cmd,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=self.own_process_group,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

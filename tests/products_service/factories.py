@@ -8,8 +8,9 @@ import itertools
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from common.db import make_sessionmaker, utcnow
@@ -176,3 +177,27 @@ def ledger_problems(engine: Engine) -> list[str]:
         problems += [f"{key}: movements without a level row" for key in ledger]
         problems += [f"{key}: reservations without a level row" for key in held]
         return problems
+
+
+# --- through the HTTP API -----------------------------------------------------------------
+
+API = "/api/v1"
+
+
+def make_category(
+    client: TestClient, headers: dict[str, str], name: str, **fields: Any
+) -> dict[str, Any]:
+    response = client.post(f"{API}/categories", json={"name": name, **fields}, headers=headers)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def make_product(
+    client: TestClient, headers: dict[str, str], sku: str, **fields: Any
+) -> dict[str, Any]:
+    payload = {"sku": sku, "name": f"Product {sku}", "price": "10.00", "cost_price": "4.00"}
+    response = client.post(f"{API}/products", json={**payload, **fields}, headers=headers)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body

@@ -9,27 +9,7 @@ from sqlalchemy import Engine, select, update
 
 from common.db import make_sessionmaker
 from common.models import Product, StockLevel, Warehouse
-
-API = "/api/v1"
-
-
-def make_category(
-    client: TestClient, headers: dict[str, str], name: str, **fields: Any
-) -> dict[str, Any]:
-    response = client.post(f"{API}/categories", json={"name": name, **fields}, headers=headers)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def make_product(
-    client: TestClient, headers: dict[str, str], sku: str, **fields: Any
-) -> dict[str, Any]:
-    payload = {"sku": sku, "name": f"Product {sku}", "price": "10.00", "cost_price": "4.00"}
-    response = client.post(f"{API}/products", json={**payload, **fields}, headers=headers)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
+from tests.products_service.factories import API, make_category, make_product
 
 
 def listed(client: TestClient, headers: dict[str, str], **params: Any) -> dict[str, Any]:

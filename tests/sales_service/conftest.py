@@ -10,14 +10,12 @@ test module, so their pooled connections are gone before the next module's load 
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
@@ -34,7 +32,7 @@ from common.models import (
     User,
 )
 from common.settings import ProductsSettings
-from tests.conftest import REPO_ROOT, LiveServer, service_env
+from tests.conftest import LiveServer, service_env
 from tests.products_service.factories import ledger_problems, level
 
 T = TypeVar("T")
@@ -52,43 +50,11 @@ class RestartableServer(LiveServer):
 
     paused = False
 
+    own_process_group = True
+
     def start(self, timeout: float = 30) -> None:
-        self.log.parent.mkdir(exist_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            self.module,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(self.workers),
-            "--log-level",
-            "warning",
-        ]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                cmd,
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
         self.paused = False
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.module} exited; see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.module} did not answer within {timeout}s; see {self.log}")
+        super().start(timeout)
 
     @property
     def running(self) -> bool:
