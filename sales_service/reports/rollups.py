@@ -35,6 +35,7 @@ that the hooks and the rebuild give the same rows.
 """
 
 import calendar
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -234,30 +235,32 @@ def _pk(table: Table) -> list[str]:
     return [c.name for c in table.primary_key.columns]
 
 
-def _dialect(session: Session | Connection) -> str:
-    if isinstance(session, Connection):
-        return session.dialect.name
-    return session.get_bind().dialect.name
+@functools.cache
+def _upsert_statement(table: Table, dialect: str) -> Any:
+    """INSERT one row, or add its measures to the stored row with the same key.
+
+    Built once per table and dialect and executed with a list of rows, so SQLAlchemy
+    compiles it once (a multi-row ``values()`` would be compiled anew for every sale) and
+    the driver still sends each call's rows as one multi-row INSERT.
+    """
+    if dialect in ("mysql", "mariadb"):
+        my = mysql.insert(table)
+        return my.on_duplicate_key_update({m: table.c[m] + my.inserted[m] for m in MEASURES})
+    if dialect == "sqlite":
+        lite = sqlite.insert(table)
+        return lite.on_conflict_do_update(
+            index_elements=_pk(table), set_={m: table.c[m] + lite.excluded[m] for m in MEASURES}
+        )
+    raise NotImplementedError(f"rollups do not support {dialect}")  # pragma: no cover
 
 
-def _upsert(session: Session | Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+def _upsert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     """Add each row's measures to the stored row with the same key (creating it if new)."""
     if not rows:
         return
     key_names = _pk(table)
     rows.sort(key=lambda r: tuple(r[k] for k in key_names))
-    dialect = _dialect(session)
-    if dialect in ("mysql", "mariadb"):
-        my = mysql.insert(table).values(rows)
-        stmt: Any = my.on_duplicate_key_update({m: table.c[m] + my.inserted[m] for m in MEASURES})
-    elif dialect == "sqlite":
-        lite = sqlite.insert(table).values(rows)
-        stmt = lite.on_conflict_do_update(
-            index_elements=key_names, set_={m: table.c[m] + lite.excluded[m] for m in MEASURES}
-        )
-    else:  # pragma: no cover - the project runs on MySQL/MariaDB or SQLite
-        raise NotImplementedError(f"rollups do not support {dialect}")
-    session.execute(stmt)
+    session.execute(_upsert_statement(table, session.get_bind().dialect.name), rows)
 
 
 def apply(session: Session, deltas: dict[Key, Measures]) -> None:
@@ -288,13 +291,18 @@ def _category_paths(session: Session, lines: Iterable[SaleLine]) -> dict[int, st
         for row in session.execute(select(Category.id, Category.path).where(Category.id.in_(ids)))
     }
     records = [{"category_id": cid, "path": path} for cid, path in sorted(paths.items())]
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        session.execute(sqlite.insert(PATHS_TABLE).values(records).on_conflict_do_nothing())
-    else:
-        # IGNORE: an existing row only gets a shared lock, so sales never queue on it.
-        session.execute(insert(PATHS_TABLE).values(records).prefix_with("IGNORE"))
+    if records:
+        session.execute(_record_path_statement(session.get_bind().dialect.name), records)
     return paths
+
+
+@functools.cache
+def _record_path_statement(dialect: str) -> Any:
+    """INSERT a category's path unless it is recorded already (built once, see _upsert)."""
+    if dialect == "sqlite":
+        return sqlite.insert(PATHS_TABLE).on_conflict_do_nothing()
+    # IGNORE: an existing row only gets a shared lock, so sales never queue on it.
+    return insert(PATHS_TABLE).prefix_with("IGNORE")
 
 
 def record_sale(session: Session, sale: Sale) -> None:
