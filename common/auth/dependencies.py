@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import select
 
 from common.auth.security import TokenClaims, decode_access_token
 from common.db import SessionDep
@@ -15,7 +16,7 @@ from common.settings import CommonSettings
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-def get_settings(request: Request) -> CommonSettings:
+async def get_settings(request: Request) -> CommonSettings:
     settings: CommonSettings = request.app.state.settings
     return settings
 
@@ -50,9 +51,15 @@ def get_principal(
     claims = decode_access_token(token, settings)
     if claims is None:
         raise Unauthorized("Token is invalid or expired; log in again")
-    if session.get(RevokedToken, claims.jti) is not None:
+    # One round trip: the user, and whether this token was revoked (a NULL jti if not).
+    found = session.execute(
+        select(User, RevokedToken.jti)
+        .outerjoin(RevokedToken, RevokedToken.jti == claims.jti)
+        .where(User.id == claims.user_id)
+    ).first()
+    if found is not None and found.jti is not None:
         raise Unauthorized("Token was revoked by logout; log in again")
-    user = session.get(User, claims.user_id)
+    user = found.User if found is not None else None
     if user is None or not user.is_active:
         raise Unauthorized("User is inactive or no longer exists")
     # End this read now: FastAPI runs the route in another worker-thread hop, and a request
@@ -71,7 +78,7 @@ class RequireRole:
     def __init__(self, *roles: str) -> None:
         self.roles = {Role(r) for r in roles} | {Role.ADMIN}
 
-    def __call__(self, principal: CurrentUser) -> Principal:
+    async def __call__(self, principal: CurrentUser) -> Principal:
         if principal.role not in self.roles:
             allowed = ", ".join(sorted(r.value for r in self.roles))
             raise Forbidden(
