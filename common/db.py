@@ -1,10 +1,11 @@
 """Engine, sessions and column types shared by both services."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -90,16 +91,25 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: commit when the route succeeds, roll back when it raises."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: commit when the route succeeds, roll back when it raises.
+
+    Opening and closing a session does no I/O, so that happens on the event loop; only a
+    commit or rollback with a transaction to end goes to a worker thread. A route that
+    ends its own transaction therefore costs no thread hop here.
+    """
     factory: sessionmaker[Session] = request.app.state.sessionmaker
-    with factory() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    session = factory()
+    try:
+        yield session
+        if session.in_transaction():
+            await run_in_threadpool(session.commit)
+    except BaseException:
+        if session.in_transaction():
+            await run_in_threadpool(session.rollback)
+        raise
+    finally:
+        session.close()  # normally nothing is left to end: this only drops its state
 
 
 # scope="function": the commit happens before the response is sent, so a failed commit is

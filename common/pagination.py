@@ -19,7 +19,7 @@ class PageParams(BaseModel):
     offset: int
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")] = 50,
     offset: Annotated[int, Query(ge=0, description="Items to skip")] = 0,
 ) -> PageParams:

@@ -22,7 +22,7 @@ router = APIRouter(
 )
 
 
-def get_products_settings(request: Request) -> ProductsSettings:
+async def get_products_settings(request: Request) -> ProductsSettings:
     settings: ProductsSettings = request.app.state.settings
     return settings
 

@@ -217,7 +217,7 @@ def _parse(model: type[Model], body: dict[str, Any]) -> Model:
         ) from exc
 
 
-def get_products_client(request: Request) -> ProductsClient:
+async def get_products_client(request: Request) -> ProductsClient:
     client: ProductsClient = request.app.state.products_client
     return client
 
