@@ -42,7 +42,8 @@ def sale_read(sale: Sale, channel: SalesChannel) -> SaleRead:
 
 
 def read_sale(session: SessionDep, sale: Sale) -> SaleRead:
-    channel = repository.channels_by_id(session, [sale.channel_id])[sale.channel_id]
+    # From the session's identity map when this request already loaded the channel.
+    channel = session.get_one(SalesChannel, sale.channel_id)
     return sale_read(sale, channel)
 
 

@@ -85,7 +85,7 @@ class SaleNotRecorded(AppError):
 
 def _resolve_channel(session: Session, data: SaleCreate) -> SalesChannel:
     if data.channel_id is not None:
-        channel = repository.channels_by_id(session, [data.channel_id]).get(data.channel_id)
+        channel = session.get(SalesChannel, data.channel_id)
         field, named = "channel_id", str(data.channel_id)
     else:
         channel = repository.channel_by_code(session, data.channel_code or "")
