@@ -241,13 +241,6 @@ def reserve_stock(
     ]
     _check_lines_can_be_reserved(session, demands)
     levels = lock_product_levels(session, {d.product_id for d in demands})
-    # A request with the same key holds these locks until it commits, so a concurrent
-    # duplicate lands here after it and must answer with its reservation, not re-reserve
-    # (nor report the stock it took as missing).
-    existing = repository.find_by_key(session, data.idempotency_key)
-    if existing is not None:
-        return _replay(existing, digest), False
-
     active = repository.active_warehouse_ids(session, {level.warehouse_id for level in levels})
     available = {
         (level.product_id, level.warehouse_id): level.available
@@ -256,6 +249,11 @@ def reserve_stock(
     }
     allocations, shorts = allocate(demands, available)
     if shorts:
+        # A concurrent duplicate may have taken that stock under this very key (it held
+        # these locks until it committed): then the answer is its reservation.
+        existing = repository.find_by_key(session, data.idempotency_key)
+        if existing is not None:
+            return _replay(existing, digest), False
         raise _insufficient(shorts, "to reserve")
 
     reservation = Reservation(
@@ -268,11 +266,12 @@ def reserve_stock(
         lines=[],
     )
     try:
-        # The unique key is the last word on duplicates (e.g. same key, other products,
-        # so no shared level lock): the insert waits for the other one to commit, then fails.
-        with session.begin_nested():
-            repository.add_reservation(session, reservation)
+        # The unique key is the last word on duplicates: a concurrent request with this key
+        # holds it until it commits, and this insert then fails. Nothing was changed yet, so
+        # the whole transaction is dropped and the answer is that request's reservation.
+        repository.add_reservation(session, reservation)
     except IntegrityError:
+        session.rollback()
         existing = repository.find_by_key(session, data.idempotency_key)
         if existing is None:
             raise
