@@ -1,22 +1,26 @@
 """How fast a sale is recorded through both services, against the same SQL done directly.
 
 Creates a fresh MariaDB/MySQL database (migrated with the Alembic history, seeded with a
-manager, a channel and plenty of stock over ``--products`` products), starts
-products_service and sales_service as uvicorn processes on loopback, and for each
-concurrency level sends ``--requests`` ``POST /api/v1/sales`` (one line of one unit, a
-fresh Idempotency-Key each) from that many threads. It then stops the services and does
-the same database work without HTTP at the same concurrency, with threads and SQLAlchemy
-Core: reserve (lock the level rows, insert the reservation, raise ``reserved``), write the
-sale with its line, commit (lock the reservation and level, append the ``sale`` ledger
-row, lower on_hand and reserved, mark the reservation committed and the sale synced). It
-prints sales/s, p50 and p99 latency for both and the ratio, checks the books balance, and
-drops the database.
+manager, a channel, a two-level category tree and plenty of stock over ``--products``
+products, each in a subcategory), starts products_service and sales_service as uvicorn
+processes on loopback, and for each concurrency level sends ``--requests``
+``POST /api/v1/sales`` (one line of one unit, a fresh Idempotency-Key each) from that many
+threads. It then stops the services and, at the same concurrency, sends the statements the
+services send for a sale straight to the database, with threads and SQLAlchemy Core, in the
+same five transactions: look up the key, channel and product; reserve (look up the key and
+product, lock the level rows, check the warehouse, insert the reservation, raise
+``reserved``); write the sale, its line and its report rollups; commit (lock the
+reservation and level, append the ``sale`` ledger row, lower on_hand and reserved, mark the
+reservation committed); mark the sale synced. Only the services' per-request check of the
+caller's token is left out. It prints sales/s, p50 and p99 latency for both and the ratio,
+checks the books balance, and drops the database.
 
     .venv/bin/python bench/sale_path.py                       # 8 and 32 clients
     .venv/bin/python bench/sale_path.py --requests 2000 --concurrency 8,16,32
 """
 
 import argparse
+import multiprocessing
 import os
 import random
 import signal
@@ -31,14 +35,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Engine, Table, create_engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, Table, create_engine, func, insert, select, text, update
 from sqlalchemy.engine import CursorResult, make_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +52,7 @@ from common import migrate  # noqa: E402
 from common.auth.security import create_access_token, hash_password  # noqa: E402
 from common.db import make_engine, utcnow  # noqa: E402
 from common.models import (  # noqa: E402
+    Category,
     MovementType,
     Product,
     Reservation,
@@ -65,10 +70,12 @@ from common.models import (  # noqa: E402
     Warehouse,
 )
 from common.settings import CommonSettings  # noqa: E402
+from sales_service.reports import rollups  # noqa: E402
 
 JWT_SECRET = "bench-secret-" + "b" * 40
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 (a throwaway database)
 STOCK_PER_PRODUCT = 1_000_000
+ROOT_CATEGORIES, SUBCATEGORIES = 4, 5
 PRICE, COST = Decimal("19.90"), Decimal("7.25")
 
 
@@ -125,10 +132,40 @@ def new_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
+def seed_categories(db: Connection, now: datetime) -> list[int]:
+    """A two-level tree (ROOT_CATEGORIES roots, each with SUBCATEGORIES children): leaf ids."""
+
+    def add(slug: str, parent: tuple[int, str] | None) -> tuple[int, str]:
+        category_id = new_id(
+            db.execute(
+                insert(Category).values(
+                    name=slug,
+                    slug=slug,
+                    description="",
+                    parent_id=parent[0] if parent else None,
+                    path="/",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        )
+        path = f"{parent[1] if parent else '/'}{category_id}/"
+        db.execute(update(Category).where(Category.id == category_id).values(path=path))
+        return category_id, path
+
+    leaves = []
+    for r in range(ROOT_CATEGORIES):
+        root = add(f"bench-{r}", None)
+        leaves += [add(f"bench-{r}-{c}", root)[0] for c in range(SUBCATEGORIES)]
+    return leaves
+
+
 def seed(engine: Engine, products: int) -> tuple[int, int, list[int]]:
-    """A manager, a channel and ``products`` products with plenty of stock in MAIN."""
+    """A manager, a channel and ``products`` products, each in a subcategory, with plenty of
+    stock in MAIN."""
     now = utcnow()
     with engine.begin() as db:
+        leaves = seed_categories(db, now)
         manager_id = new_id(
             db.execute(
                 insert(User).values(
@@ -156,6 +193,7 @@ def seed(engine: Engine, products: int) -> tuple[int, int, list[int]]:
                 {
                     "sku": f"BENCH-{i}",
                     "name": f"Bench product {i}",
+                    "category_id": leaves[i % len(leaves)],
                     "description": "",
                     "price": PRICE,
                     "cost_price": COST,
@@ -432,29 +470,48 @@ def http_sale(client: httpx.Client, channel_id: int, products: list[int]) -> Cal
 def direct_sale(
     engine: Engine, channel_id: int, manager_id: int, warehouse_id: int, products: list[int]
 ) -> Callable[[int], str]:
-    """The three transactions of a sale, as the services run them, without HTTP or ORM."""
+    """Every transaction of a sale, with the statements the services send (the caller's
+    token check aside), without HTTP or ORM."""
     levels = cast(Table, StockLevel.__table__)
     reservations = cast(Table, Reservation.__table__)
     reservation_lines = cast(Table, ReservationLine.__table__)
     sales, sale_lines = cast(Table, Sale.__table__), cast(Table, SaleLine.__table__)
     movements = cast(Table, StockMovement.__table__)
+    catalog, channels = cast(Table, Product.__table__), cast(Table, SalesChannel.__table__)
+    warehouses = cast(Table, Warehouse.__table__)
 
     def one(_i: int) -> str:
         product_id, quantity, now = random.choice(products), 1, utcnow()
         key = uuid.uuid4().hex
-        with engine.begin() as db:  # reserve
+        with engine.begin() as db:  # sales_service: a replay? the channel, the product
+            if db.execute(select(sales).where(sales.c.idempotency_key == key)).first():
+                return "replayed"
+            db.execute(select(channels).where(channels.c.id == channel_id)).one()
+            product = db.execute(select(catalog).where(catalog.c.id.in_([product_id]))).one()
+        with engine.begin() as db:  # products_service: reserve
+            reservation_key = f"sale:{uuid.uuid4().hex}"
+            if db.execute(
+                select(reservations).where(reservations.c.idempotency_key == reservation_key)
+            ).first():
+                return "replayed"
+            db.execute(select(catalog).where(catalog.c.id.in_([product_id]))).one()
             level = db.execute(
-                select(levels.c.id, levels.c.on_hand, levels.c.reserved)
-                .where(levels.c.product_id == product_id)
+                select(levels)
+                .where(levels.c.product_id.in_([product_id]))
                 .order_by(levels.c.product_id, levels.c.warehouse_id)
                 .with_for_update()
+            ).one()
+            db.execute(
+                select(warehouses.c.id).where(
+                    warehouses.c.id.in_([level.warehouse_id]), warehouses.c.is_active.is_(True)
+                )
             ).one()
             if level.on_hand - level.reserved < quantity:
                 return "short"
             reservation_id = new_id(
                 db.execute(
                     insert(reservations).values(
-                        idempotency_key=f"sale:{key}",
+                        idempotency_key=reservation_key,
                         request_hash="0" * 64,
                         reference=f"sale:{key}",
                         status=ReservationStatus.ACTIVE,
@@ -479,7 +536,7 @@ def direct_sale(
                 .where(levels.c.id == level.id)
                 .values(reserved=levels.c.reserved + quantity, updated_at=now)
             )
-        with engine.begin() as db:  # write the sale
+        with engine.begin() as db:  # sales_service: write the sale and add it to the reports
             sale_id = new_id(
                 db.execute(
                     insert(sales).values(
@@ -488,8 +545,8 @@ def direct_sale(
                         status=SaleStatus.COMPLETED,
                         sold_at=now,
                         units=quantity,
-                        total=PRICE * quantity,
-                        cost_total=COST * quantity,
+                        total=product.price * quantity,
+                        cost_total=product.cost_price * quantity,
                         refunded_units=0,
                         refunded_total=Decimal("0.00"),
                         refunded_cost=Decimal("0.00"),
@@ -510,25 +567,38 @@ def direct_sale(
                     sale_id=sale_id,
                     line_no=1,
                     product_id=product_id,
-                    sku=f"BENCH-{product_id}",
-                    product_name=f"Bench product {product_id}",
-                    category_id=None,
+                    sku=product.sku,
+                    product_name=product.name,
+                    category_id=product.category_id,
                     quantity=quantity,
-                    unit_price=PRICE,
-                    unit_cost=COST,
-                    line_total=PRICE * quantity,
-                    line_cost=COST * quantity,
+                    unit_price=product.price,
+                    unit_cost=product.cost_price,
+                    line_total=product.price * quantity,
+                    line_cost=product.cost_price * quantity,
                     refunded_quantity=0,
                     refunded_total=Decimal("0.00"),
                     refunded_cost=Decimal("0.00"),
                     allocations=[{"warehouse_id": warehouse_id, "quantity": quantity}],
                 )
             )
-        with engine.begin() as db:  # commit the reservation
+            rollups.add_sale(
+                db,
+                sale_id=sale_id,
+                channel_id=channel_id,
+                sold_at=now,
+                lines=[
+                    rollups.LineState(
+                        product_id=product_id,
+                        category_id=product.category_id,
+                        units=quantity,
+                        revenue=product.price * quantity,
+                        cost=product.cost_price * quantity,
+                    )
+                ],
+            )
+        with engine.begin() as db:  # products_service: commit the reservation
             db.execute(
-                select(reservations.c.status)
-                .where(reservations.c.id == reservation_id)
-                .with_for_update()
+                select(reservations).where(reservations.c.id == reservation_id).with_for_update()
             ).one()
             held = db.execute(
                 select(reservation_lines).where(
@@ -572,11 +642,87 @@ def direct_sale(
                 .where(reservations.c.id == reservation_id)
                 .values(status=ReservationStatus.COMMITTED, updated_at=now)
             )
-        with engine.begin() as db:  # the sale's stock is synced
+        with engine.begin() as db:  # sales_service: the sale's stock is synced
             db.execute(update(sales).where(sales.c.id == sale_id).values(stock_sync=StockSync.DONE))
         return "ok"
 
     return one
+
+
+@dataclass(frozen=True)
+class DirectJob:
+    """One process's share of a direct-SQL run."""
+
+    url: str
+    ids: tuple[int, int, int, list[int]]  # channel, manager, warehouse, products
+    concurrency: int
+    requests: int
+    warmup: int
+
+
+def _direct_process(job: DirectJob, ready: Any, results: Any) -> None:
+    """A client process: warm up, wait for the others, run its share, report what it saw."""
+    engine = make_engine(job.url, pool_size=job.concurrency + 2, max_overflow=0)
+    try:
+        one = direct_sale(engine, *job.ids)
+        run_threads("warmup", job.concurrency, job.warmup, one)
+        ready.wait()
+        started = time.monotonic()
+        result = run_threads("direct SQL", job.concurrency, job.requests, one)
+        results.put((started, time.monotonic(), result.latencies, dict(result.outcomes)))
+    finally:
+        engine.dispose()
+
+
+def run_direct(
+    url: str,
+    ids: tuple[int, int, int, list[int]],
+    *,
+    processes: int,
+    concurrency: int,
+    requests: int,
+    warmup: int,
+) -> Result:
+    """The direct-SQL run from ``processes`` client processes (so that the client's own
+    Python does not cap the database on one core), ``concurrency`` threads in all."""
+    processes = max(1, min(processes, concurrency))
+    context = multiprocessing.get_context("spawn")
+    ready, results = context.Barrier(processes + 1), context.Queue()
+    workers = [
+        context.Process(
+            target=_direct_process,
+            args=(
+                DirectJob(
+                    url,
+                    ids,
+                    concurrency // processes + (n < concurrency % processes),
+                    requests // processes + (n < requests % processes),
+                    warmup // processes,
+                ),
+                ready,
+                results,
+            ),
+        )
+        for n in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    meter = CpuMeter(
+        {"bench": lambda: [os.getpid(), *(w.pid for w in workers if w.pid)], "db": database_pids}
+    )
+    ready.wait()
+    meter.start()
+    shares = [results.get() for _ in workers]
+    meter.stop()
+    for worker in workers:
+        worker.join()
+    result = Result("direct SQL", concurrency)
+    result.seconds = max(end for _, end, _, _ in shares) - min(start for start, _, _, _ in shares)
+    for _, _, latencies, outcomes in shares:
+        result.latencies += latencies
+        result.outcomes.update(outcomes)
+    result.cpu = meter.per_sale_ms(result.recorded)
+    return result
 
 
 # --- report -----------------------------------------------------------------------------
@@ -614,6 +760,12 @@ def main() -> int:
     parser.add_argument("--concurrency", default="8,32", help="comma-separated client counts")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per service")
     parser.add_argument("--products", type=int, default=200)
+    parser.add_argument(
+        "--direct-processes",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="client processes sharing the direct-SQL threads (default: one per core)",
+    )
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured sales per level")
     parser.add_argument(
         "--log-level", default="INFO", help="SHOP_LOG_LEVEL of both services (INFO as deployed)"
@@ -685,14 +837,15 @@ def main() -> int:
                 products_service.stop()
 
             direct_results: list[Result] = []
-            meter = CpuMeter({"bench": lambda: [os.getpid()], "db": database_pids})
-            one = direct_sale(engine, channel_id, manager_id, warehouse_id, products)
             for concurrency in levels:
-                run_threads("warmup", concurrency, args.warmup, one)
-                meter.start()
-                result = run_threads("direct SQL", concurrency, args.requests, one)
-                meter.stop()
-                result.cpu = meter.per_sale_ms(result.recorded)
+                result = run_direct(
+                    url,
+                    (channel_id, manager_id, warehouse_id, products),
+                    processes=args.direct_processes,
+                    concurrency=concurrency,
+                    requests=args.requests,
+                    warmup=args.warmup,
+                )
                 direct_results.append(result)
                 print(f"  direct {concurrency:>3} clients: {result.rate:7.1f} sales/s")
 

@@ -254,16 +254,23 @@ def _upsert_statement(table: Table, dialect: str) -> Any:
     raise NotImplementedError(f"rollups do not support {dialect}")  # pragma: no cover
 
 
-def _upsert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+Executor = Session | Connection  # the ORM session of a request, or a plain connection
+
+
+def _dialect(db: Executor) -> str:
+    return db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
+
+
+def _upsert(db: Executor, table: Table, rows: list[dict[str, Any]]) -> None:
     """Add each row's measures to the stored row with the same key (creating it if new)."""
     if not rows:
         return
     key_names = _pk(table)
     rows.sort(key=lambda r: tuple(r[k] for k in key_names))
-    session.execute(_upsert_statement(table, session.get_bind().dialect.name), rows)
+    db.execute(_upsert_statement(table, _dialect(db)), rows)
 
 
-def apply(session: Session, deltas: dict[Key, Measures]) -> None:
+def apply(db: Executor, deltas: dict[Key, Measures]) -> None:
     """Add the deltas to their rollup rows, table by table in a fixed order."""
     for table in ROLLUP_TABLES:
         names = _pk(table)
@@ -278,21 +285,21 @@ def apply(session: Session, deltas: dict[Key, Measures]) -> None:
             for (t, key), d in deltas.items()
             if t is table and not d.is_zero()
         ]
-        _upsert(session, table, rows)
+        _upsert(db, table, rows)
 
 
-def _category_paths(session: Session, lines: Iterable[SaleLine]) -> dict[int, str]:
+def _category_paths(db: Executor, lines: Iterable[LineState]) -> dict[int, str]:
     """The current paths of the lines' categories, recorded once for the staleness check."""
     ids = {line.category_id for line in lines if line.category_id is not None}
     if not ids:
         return {}
     paths = {
         row.id: row.path
-        for row in session.execute(select(Category.id, Category.path).where(Category.id.in_(ids)))
+        for row in db.execute(select(Category.id, Category.path).where(Category.id.in_(ids)))
     }
     records = [{"category_id": cid, "path": path} for cid, path in sorted(paths.items())]
     if records:
-        session.execute(_record_path_statement(session.get_bind().dialect.name), records)
+        db.execute(_record_path_statement(_dialect(db)), records)
     return paths
 
 
@@ -307,15 +314,24 @@ def _record_path_statement(dialect: str) -> Any:
 
 def record_sale(session: Session, sale: Sale) -> None:
     """A new sale (lines loaded) was written: add it to every rollup it belongs to."""
-    paths = _category_paths(session, sale.lines)
-    apply(
+    add_sale(
         session,
+        sale_id=sale.id,
+        channel_id=sale.channel_id,
+        sold_at=sale.sold_at,
+        lines=[_state(line) for line in sale.lines],
+    )
+
+
+def add_sale(
+    db: Executor, *, sale_id: int, channel_id: int, sold_at: datetime, lines: Sequence[LineState]
+) -> None:
+    """Add a new sale, given its lines, to every rollup it belongs to."""
+    paths = _category_paths(db, lines)
+    apply(
+        db,
         contributions(
-            sale_id=sale.id,
-            channel_id=sale.channel_id,
-            sold_at=sale.sold_at,
-            lines=[_state(line) for line in sale.lines],
-            paths=paths,
+            sale_id=sale_id, channel_id=channel_id, sold_at=sold_at, lines=lines, paths=paths
         ),
     )
 
@@ -347,7 +363,7 @@ def record_refund(session: Session, sale: Sale, refund: SaleRefund) -> None:
                 cost=state.cost + cost,
             )
         )
-    paths = _category_paths(session, sale.lines)
+    paths = _category_paths(session, after)
     deltas = contributions(
         sale_id=sale.id, channel_id=sale.channel_id, sold_at=sale.sold_at, lines=after, paths=paths
     )
