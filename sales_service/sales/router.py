@@ -41,10 +41,8 @@ def sale_read(sale: Sale, channel: SalesChannel) -> SaleRead:
     )
 
 
-def read_sale(session: SessionDep, sale: Sale) -> SaleRead:
-    # From the session's identity map when this request already loaded the channel.
-    channel = session.get_one(SalesChannel, sale.channel_id)
-    return sale_read(sale, channel)
+def read_sale(session: SessionDep, sale: Sale, channel: SalesChannel | None = None) -> SaleRead:
+    return sale_read(sale, channel or session.get_one(SalesChannel, sale.channel_id))
 
 
 @router.post(
@@ -68,7 +66,7 @@ def record_sale(
     unreachable: 503 naming it, and nothing is recorded. Send an `Idempotency-Key` to make a
     retry return the first sale instead of recording a second one.
     """
-    sale, created = service.record_sale(
+    recorded = service.record_sale(
         session=session,
         data=body,
         key=idempotency_key,
@@ -77,9 +75,9 @@ def record_sale(
         ),
         products_client=products,
     )
-    if not created:
+    if not recorded.created:
         response.headers["Idempotent-Replayed"] = "true"
-    return read_sale(session, sale)
+    return read_sale(session, recorded.sale, recorded.channel)
 
 
 def sale_filters(

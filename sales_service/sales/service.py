@@ -76,6 +76,19 @@ class Caller:
     request_id: str = ""
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """The answer to a request to record a sale: the sale, and whether this request made it.
+
+    A new sale comes with the channel it was validated against, so answering it needs no
+    second read of the channel (the session's identity map only holds objects weakly).
+    """
+
+    sale: Sale
+    created: bool
+    channel: SalesChannel | None = None
+
+
 class SaleNotRecorded(AppError):
     """Writing the sale failed after its stock was reserved; the reservation was released."""
 
@@ -240,13 +253,13 @@ def record_sale(
     key: str | None,
     caller: Caller,
     products_client: ProductsClient,
-) -> tuple[Sale, bool]:
+) -> Recorded:
     """Record the sale (see the module docstring); returns it and whether it is new."""
     digest = request_hash(data.model_dump(mode="json"))
     if key is not None:
         existing = repository.find_by_key(session, key)
         if existing is not None:
-            return _replay(existing, digest), False
+            return Recorded(_replay(existing, digest), created=False)
     if data.sold_at is not None and data.sold_at > utcnow() + FUTURE_TOLERANCE:
         raise Unprocessable("sold_at is in the future", field="body.sold_at")
     channel = _resolve_channel(session, data)
@@ -271,7 +284,7 @@ def record_sale(
             else None
         )
         if twin is not None:
-            return _replay(twin, digest), False
+            return Recorded(_replay(twin, digest), created=False)
         _raise_not_recorded(exc, reservation.id)
     sale_id = sale.id
     try:
@@ -293,7 +306,7 @@ def record_sale(
         token=caller.token,
         request_id=caller.request_id,
     )
-    return sale, True
+    return Recorded(sale, created=True, channel=channel)
 
 
 def _sale_was_written(session: Session, sale_id: int) -> bool | None:
