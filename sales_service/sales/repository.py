@@ -86,6 +86,7 @@ class SaleFilters:
     category_path: str | None = None  # sales with a line in this category's subtree
     channel_ids: Sequence[int] = ()
     statuses: Sequence[SaleStatus] = ()
+    stock_syncs: Sequence[StockSync] = ()  # e.g. FAILED: the sales someone has to settle
 
 
 def category_path(session: Session, category_id: int) -> str | None:
@@ -105,6 +106,8 @@ def _filtered(stmt: AnySelect, filters: SaleFilters) -> AnySelect:
         stmt = stmt.where(Sale.channel_id.in_(filters.channel_ids))
     if filters.statuses:
         stmt = stmt.where(Sale.status.in_(filters.statuses))
+    if filters.stock_syncs:
+        stmt = stmt.where(Sale.stock_sync.in_(filters.stock_syncs))
     if filters.product_ids:
         stmt = stmt.where(
             select(SaleLine.id)

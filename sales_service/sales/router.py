@@ -18,7 +18,7 @@ from common.auth.dependencies import CurrentUser, ManagerUser, oauth2_scheme
 from common.db import SessionDep
 from common.errors import Unprocessable, error_responses
 from common.idempotency import IdempotencyKey
-from common.models import Sale, SalesChannel, SaleStatus
+from common.models import Sale, SalesChannel, SaleStatus, StockSync
 from common.observability import current_request_id
 from common.pagination import Page, PageDep, paginate, parse_sort
 from sales_service.clients.products import ProductsClientDep
@@ -102,6 +102,17 @@ def sale_filters(
     statuses: Annotated[
         list[SaleStatus] | None, Query(alias="status", description="Repeat for any of several")
     ] = None,
+    stock_syncs: Annotated[
+        list[StockSync] | None,
+        Query(
+            alias="stock_sync",
+            description=(
+                "Whether the sale's stock was taken in products_service: `done`; `pending` "
+                "(the background sync is still trying); `failed` (refused for good: the "
+                "sale stands but its stock was never taken, someone has to settle it)"
+            ),
+        ),
+    ] = None,
 ) -> repository.SaleFilters:
     """The filters shared by the sales list and its CSV export."""
     if sold_from is not None and sold_to is not None and sold_to <= sold_from:
@@ -120,6 +131,7 @@ def sale_filters(
         category_path=path,
         channel_ids=channel_id or (),
         statuses=statuses or (),
+        stock_syncs=stock_syncs or (),
     )
 
 
@@ -146,8 +158,8 @@ def list_sales(
     filters: SaleFiltersDep,
     sort: SortParam = None,
 ) -> Page[SaleRead]:
-    """Sales with their lines, newest first, filtered by time, product, category, channel
-    and status (each repeatable filter matches any of its values; different filters all
+    """Sales with their lines, newest first, filtered by time, product, category, channel,
+    status and stock sync (each repeatable filter matches any of its values; different filters all
     have to hold)."""
     rows, total = paginate(session, repository.list_query(filters), page, _order(sort))
     sales = [row[0] for row in rows]

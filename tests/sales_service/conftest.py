@@ -31,7 +31,8 @@ from common.models import (
     StockSync,
     User,
 )
-from common.settings import ProductsSettings
+from common.settings import ProductsSettings, SalesSettings
+from sales_service.clients.products import ProductsClient
 from tests.conftest import LiveServer, service_env
 from tests.products_service.factories import ledger_problems, level
 
@@ -262,3 +263,25 @@ def sale_body(channel_code: str, *lines: tuple[int, int], **extra: Any) -> dict[
         "lines": [{"product_id": p, "quantity": q} for p, q in lines],
         **extra,
     }
+
+
+@pytest.fixture
+def sync_args(
+    sales_settings: SalesSettings, users: dict[Role, User], engine: Engine
+) -> Iterator[Callable[[str], dict[str, Any]]]:
+    """Arguments for one run of the background sync against the products_service at a URL."""
+    clients: list[ProductsClient] = []
+
+    def make(url: str) -> dict[str, Any]:
+        clients.append(ProductsClient(url, retries=0, timeout_seconds=2))
+        return {
+            "sessions": make_sessionmaker(engine),
+            "products_client": clients[-1],
+            "settings": sales_settings,
+            "service_user_id": users[Role.MANAGER].id,
+            "min_age_seconds": 0,
+        }
+
+    yield make
+    for products_client in clients:
+        products_client.close()

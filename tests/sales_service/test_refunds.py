@@ -19,15 +19,12 @@ from sqlalchemy import Engine, func, select, update
 from common.db import make_sessionmaker, utcnow
 from common.models import (
     MovementType,
-    Role,
     Sale,
     SaleRefund,
     StockMovement,
     StockSync,
-    User,
 )
 from common.settings import SalesSettings
-from sales_service.clients.products import ProductsClient
 from sales_service.refunds.service import split_over_allocations
 from sales_service.stock_sync import sync_pending, sync_pending_refunds
 from tests.conftest import LiveServer, free_port
@@ -460,28 +457,6 @@ def unreachable_sales(
     )
     with TestClient(create_app(dead), raise_server_exceptions=False) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def sync_args(
-    sales_settings: SalesSettings, users: dict[Role, User], engine: Engine
-) -> Iterator[Callable[[str], dict[str, Any]]]:
-    """Arguments for one run of the background sync against the products_service at a URL."""
-    clients: list[ProductsClient] = []
-
-    def make(url: str) -> dict[str, Any]:
-        clients.append(ProductsClient(url, retries=0, timeout_seconds=2))
-        return {
-            "sessions": make_sessionmaker(engine),
-            "products_client": clients[-1],
-            "settings": sales_settings,
-            "service_user_id": users[Role.MANAGER].id,
-            "min_age_seconds": 0,
-        }
-
-    yield make
-    for products_client in clients:
-        products_client.close()
 
 
 def test_a_refund_while_products_is_down_returns_its_stock_once_it_is_back(
