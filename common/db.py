@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -71,8 +71,11 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             # SQLite ignores FOR UPDATE; taking the write lock up front is what makes
-            # read-check-write sequences safe when both services share the file.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # read-check-write sequences safe when both services share the file. A
+            # read-only connection (see snapshot_connection) begins deferred instead: in WAL
+            # mode it reads one snapshot and never blocks a writer.
+            read_only = conn.get_execution_options().get(_READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(
@@ -85,6 +88,19 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
         # the gap locks of REPEATABLE READ that would otherwise serialise unrelated inserts.
         isolation_level="READ COMMITTED",
     )
+
+
+_READ_ONLY = "shop_read_only"
+
+
+def snapshot_connection(engine: Engine) -> Connection:
+    """A connection for reads that must add up: each transaction on it sees one consistent
+    snapshot and holds no lock a writer waits for, however long it reads (a report, an
+    export). MySQL/MariaDB: REPEATABLE READ, whose plain SELECTs take no locks. SQLite: a
+    deferred BEGIN; only ever read through it."""
+    if engine.dialect.name == "sqlite":
+        return engine.connect().execution_options(**{_READ_ONLY: True})
+    return engine.connect().execution_options(isolation_level="REPEATABLE READ")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from common.auth.dependencies import CurrentUser, SettingsDep
-from common.db import SessionDep
+from common.db import snapshot_connection
 from common.errors import Unprocessable, error_responses
 from sales_service.reports import service
 from sales_service.reports.schemas import (
@@ -55,24 +55,17 @@ def with_definitions(route: Callable[P, R]) -> Callable[P, R]:
 router = APIRouter(prefix="/reports", tags=["reports"], responses=error_responses(401, 422))
 
 
-def get_report_session(request: Request, session: SessionDep) -> Iterator[Session]:
+def get_report_session(request: Request) -> Iterator[Session]:
     """A read-only session on one consistent snapshot, so the figures and the watermark agree.
 
     The request's own session runs at READ COMMITTED, where each statement may see newer
-    commits; a report makes several reads that must add up. SQLite transactions are already
-    one snapshot (and a second one would wait for the first's lock), so there it is the same.
+    commits; a report makes several reads that must add up. Nor does a long report hold up
+    the sales being recorded meanwhile (see snapshot_connection).
     """
     engine = request.app.state.engine
-    if engine.dialect.name not in ("mysql", "mariadb"):
-        yield session
-        return
-    connection = engine.connect().execution_options(isolation_level="REPEATABLE READ")
-    try:
-        with Session(bind=connection) as snapshot:
-            yield snapshot
-            snapshot.rollback()
-    finally:
-        connection.close()
+    with snapshot_connection(engine) as connection, Session(bind=connection) as snapshot:
+        yield snapshot
+        snapshot.rollback()
 
 
 ReportSession = Annotated[Session, Depends(get_report_session, scope="function")]

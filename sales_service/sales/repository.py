@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, Select, select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy import Engine, Row, Select, select
+from sqlalchemy.orm import Session, selectinload
 
+from common.db import snapshot_connection
 from common.models import Category, Product, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
 
 
@@ -159,13 +160,14 @@ def export_query(filters: SaleFilters, order_by: list[Any]) -> Select[*tuple[Any
 
 
 def stream_export(
-    sessions: sessionmaker[Session], stmt: Select[*tuple[Any, ...]], *, batch: int = 1000
+    engine: Engine, stmt: Select[*tuple[Any, ...]], *, batch: int = 1000
 ) -> Iterator[Sequence[Row[Any]]]:
-    """The rows of ``stmt`` in batches, read through a server-side cursor on its own session.
+    """The rows of ``stmt`` in batches, read through a server-side cursor on its own
+    connection, from one snapshot that holds up no writer (see snapshot_connection).
 
-    Only one batch is in memory at a time, however many rows match. The session is the
-    caller's to not share: it lives as long as the iteration (e.g. a streamed response).
+    Only one batch is in memory at a time, however many rows match. The connection lives as
+    long as the iteration (e.g. a streamed response).
     """
-    with sessions() as session:
+    with snapshot_connection(engine) as connection, Session(bind=connection) as session:
         result = session.execute(stmt.execution_options(stream_results=True, yield_per=batch))
         yield from result.partitions()

@@ -11,8 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
-from sqlalchemy import Select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, Select
 
 from common.auth.dependencies import CurrentUser, ManagerUser, oauth2_scheme
 from common.db import SessionDep
@@ -202,12 +201,12 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _csv_chunks(sessions: sessionmaker[Session], stmt: Select[*tuple[Any, ...]]) -> Iterator[str]:
+def _csv_chunks(engine: Engine, stmt: Select[*tuple[Any, ...]]) -> Iterator[str]:
     """The header, then one chunk of CSV per batch of rows read from the database."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EXPORT_HEADER)
-    for rows in repository.stream_export(sessions, stmt):
+    for rows in repository.stream_export(engine, stmt):
         writer.writerows([_csv_cell(value) for value in row] for row in rows)
         yield buffer.getvalue()
         buffer.seek(0)
@@ -242,7 +241,7 @@ def export_sales(
     # The rows are read by their own session while the response streams; end this request's
     # transaction first (on the embedded SQLite file it would hold the write lock).
     session.commit()
-    chunks = _csv_chunks(request.app.state.sessionmaker, stmt)
+    chunks = _csv_chunks(request.app.state.engine, stmt)
     # Run the query and read the first batch now, so a failure is an error answer rather
     # than a 200 with a cut-off file.
     first = next(chunks)

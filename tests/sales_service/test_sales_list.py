@@ -548,7 +548,6 @@ def test_export_rows_arrive_in_batches(
 ) -> None:
     stmt = repository.export_query(repository.SaleFilters(), [Sale.id.asc()])
     sizes = [
-        len(batch)
-        for batch in repository.stream_export(sales_app.state.sessionmaker, stmt, batch=1000)
+        len(batch) for batch in repository.stream_export(sales_app.state.engine, stmt, batch=1000)
     ]
     assert sizes == [1000, 1000, 1000]
