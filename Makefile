@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run stop status test lint format migrate check-ledger seed clean
+.PHONY: install run stop status test lint format migrate check-ledger rebuild-rollups seed clean
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ migrate: install
 
 check-ledger: install
 	$(PY) -m products_service.cli check-ledger
+
+rebuild-rollups: install
+	$(PY) -m sales_service.cli rebuild-rollups
 
 seed: install  ## load the demo data (again) into the configured database
 	./docker-manager.sh seed
