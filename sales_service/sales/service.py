@@ -30,7 +30,7 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import NoReturn
 
@@ -58,12 +58,16 @@ from common.models import (
 )
 from sales_service.clients.products import UPSTREAM, ProductsClient
 from sales_service.reports import rollups
+from sales_service.reports.service import FIRST_DATE
 from sales_service.sales import repository
 from sales_service.sales.schemas import SaleCreate
 
 logger = logging.getLogger(__name__)
 CENT = Decimal("0.01")
 FUTURE_TOLERANCE = timedelta(minutes=5)
+# The first instant on FIRST_DATE anywhere (UTC+14 is the earliest zone): older sales could
+# never be reported on.
+EARLIEST_SALE = datetime.combine(FIRST_DATE, time(), tzinfo=UTC) - timedelta(hours=14)
 MAX_REFERENCE_LENGTH = 120  # products_service's reservation reference column
 
 
@@ -262,6 +266,11 @@ def record_sale(
             return Recorded(_replay(existing, digest), created=False)
     if data.sold_at is not None and data.sold_at > utcnow() + FUTURE_TOLERANCE:
         raise Unprocessable("sold_at is in the future", field="body.sold_at")
+    if data.sold_at is not None and data.sold_at < EARLIEST_SALE:
+        raise Unprocessable(
+            f"sold_at is before {FIRST_DATE.isoformat()}, the first day reports cover",
+            field="body.sold_at",
+        )
     channel = _resolve_channel(session, data)
     products = _check_products(session, data)
     session.commit()  # step 1 done: hold nothing while products_service works

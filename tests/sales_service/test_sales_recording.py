@@ -153,6 +153,16 @@ def test_each_invalid_request_is_refused_naming_its_line_or_field_and_writes_not
             ["sold_at", "future"],
         ),
         (
+            {
+                "channel_id": active_channel,
+                "sold_at": "1979-12-31T09:59:59Z",  # still 1979 in every zone
+                "lines": lines((good, 1)),
+            },
+            422,
+            "unprocessable",
+            ["sold_at", "before 1980-01-01"],
+        ),
+        (
             {"channel_id": active_channel, "lines": []},
             422,
             "validation_error",
@@ -267,6 +277,15 @@ def test_sold_at_given_with_an_offset_is_the_same_instant_returned_in_utc(
         headers=manager_headers,
     )
     assert naive.status_code == 422 and "sold_at" in naive.text
+
+    # The oldest import taken: the first moment of 1980-01-01 anywhere (at UTC+14).
+    first = sales_client.post(
+        SALES,
+        json=sale_body("web-store", (product, 1), sold_at="1980-01-01T00:00:00+14:00"),
+        headers=manager_headers,
+    )
+    assert first.status_code == 201, first.text
+    assert first.json()["sold_at"] == "1979-12-31T10:00:00Z"
 
 
 def test_a_sale_without_sold_at_is_stamped_now(
