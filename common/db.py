@@ -1,12 +1,13 @@
 """Engine, sessions and column types shared by both services."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -72,7 +73,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
         def _sqlite_begin(conn: Any) -> None:
             # SQLite ignores FOR UPDATE; taking the write lock up front is what makes
             # read-check-write sequences safe when both services share the file. A
-            # read-only connection (see snapshot_connection) begins deferred instead: in WAL
+            # read-only connection (see snapshot_session) begins deferred instead: in WAL
             # mode it reads one snapshot and never blocks a writer.
             read_only = conn.get_execution_options().get(_READ_ONLY, False)
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
@@ -93,14 +94,24 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
 _READ_ONLY = "shop_read_only"
 
 
-def snapshot_connection(engine: Engine) -> Connection:
-    """A connection for reads that must add up: each transaction on it sees one consistent
-    snapshot and holds no lock a writer waits for, however long it reads (a report, an
-    export). MySQL/MariaDB: REPEATABLE READ, whose plain SELECTs take no locks. SQLite: a
-    deferred BEGIN; only ever read through it."""
+@contextmanager
+def snapshot_session(engine: Engine) -> Iterator[Session]:
+    """A read-only session on a connection of its own, for reads that must add up (a report,
+    an export, the ledger check): its queries all see one consistent snapshot, and it holds
+    no lock a writer waits for, however long it reads. MySQL/MariaDB: REPEATABLE READ, whose
+    plain SELECTs take no locks (the app's own connections run READ COMMITTED, where each
+    statement sees the latest commits). SQLite: a deferred BEGIN (WAL readers never block
+    the writer). Only read through it; it is rolled back at the end."""
     if engine.dialect.name == "sqlite":
-        return engine.connect().execution_options(**{_READ_ONLY: True})
-    return engine.connect().execution_options(isolation_level="REPEATABLE READ")
+        options: dict[str, Any] = {_READ_ONLY: True}
+    else:
+        options = {"isolation_level": "REPEATABLE READ"}
+    connection = engine.connect().execution_options(**options)
+    with connection, Session(bind=connection) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

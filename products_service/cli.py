@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from common import migrate
 from common.auth.service import ensure_admin
-from common.db import make_engine, make_sessionmaker
+from common.db import make_engine, make_sessionmaker, snapshot_session
 from common.settings import get_products_settings
-from products_service.inventory.service import check_ledger, snapshot_session
+from products_service.inventory.service import check_ledger
 
 
 def _migrate(_args: argparse.Namespace) -> int:
@@ -45,7 +45,7 @@ def _check_ledger(_args: argparse.Namespace) -> int:
     """Print the ledger check as JSON; exit 1 when any level breaks an invariant."""
     engine = make_engine(get_products_settings().database_url)
     try:
-        with snapshot_session(make_sessionmaker(engine)) as session:
+        with snapshot_session(engine) as session:
             result = check_ledger(session=session)
     finally:
         engine.dispose()

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from common import migrate
-from common.db import make_engine, make_sessionmaker
+from common.db import make_engine, make_sessionmaker, snapshot_session
 from common.models import (
     Category,
     Product,
@@ -30,7 +30,7 @@ from common.models import (
 from common.settings import CommonSettings
 from demo.generate import DemoSummary, generate, main
 from demo.load import DemoDataExists
-from products_service.inventory.service import check_ledger, snapshot_session
+from products_service.inventory.service import check_ledger
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 
 # A fixed end, so the history (July 2024 - mid January 2026) holds one whole December.
@@ -138,7 +138,7 @@ def test_generated_shop_follows_the_live_rules(
     assert summary.sales == 3000
     assert summary.products == 100
 
-    with snapshot_session(make_sessionmaker(engine)) as session:
+    with snapshot_session(engine) as session:
         ledger = check_ledger(session=session)
     assert ledger.ok, ledger.mismatches[:5]
     assert ledger.levels_checked == 300  # 100 products x 3 warehouses

@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel
 from sqlalchemy.orm import Session
 
 from common.auth.dependencies import CurrentUser, ManagerUser
-from common.db import SessionDep
+from common.db import SessionDep, snapshot_session
 from common.errors import error_responses
 from common.idempotency import IdempotencyKey, claim, remember
 from common.models import MovementType, TransferStatus
@@ -444,5 +444,5 @@ def ledger_check(_user: CurrentUser, request: Request) -> LedgerCheckRead:
     """For every level: ledger sum == on_hand == last on_hand_after, reserved == active holds."""
     # Its own session: the check compares several queries, so it needs one snapshot (the
     # caller's lookup already ended its transaction, so nothing is held meanwhile).
-    with service.snapshot_session(request.app.state.sessionmaker) as snapshot:
+    with snapshot_session(request.app.state.engine) as snapshot:
         return service.check_ledger(session=snapshot)

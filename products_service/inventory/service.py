@@ -4,13 +4,12 @@ Every change locks its level rows through ``ledger.lock_levels`` and writes thro
 ``ledger.record_movement``, so the ledger of a level always sums to its ``on_hand``.
 """
 
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from common.db import utcnow
 from common.errors import Conflict, InsufficientStock, InvalidState, NotFound
@@ -461,24 +460,6 @@ def list_low_stock(
 
 
 # --- the ledger check ------------------------------------------------------------------
-
-
-@contextmanager
-def snapshot_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """A read-only session whose queries all see one consistent snapshot of the database.
-
-    The app's connections run READ COMMITTED, where each statement sees the latest
-    commits; the check compares several queries with each other, so on MySQL/MariaDB it
-    runs REPEATABLE READ (one snapshot for the whole transaction). SQLite's transaction
-    is already one snapshot.
-    """
-    with sessions() as session:
-        if session.get_bind().dialect.name in ("mysql", "mariadb"):
-            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        try:
-            yield session
-        finally:
-            session.rollback()
 
 
 def check_ledger(*, session: Session) -> LedgerCheckRead:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from common.auth.dependencies import CurrentUser, SettingsDep
-from common.db import snapshot_connection
+from common.db import snapshot_session
 from common.errors import Unprocessable, error_responses
 from sales_service.reports import service
 from sales_service.reports.schemas import (
@@ -60,12 +60,10 @@ def get_report_session(request: Request) -> Iterator[Session]:
 
     The request's own session runs at READ COMMITTED, where each statement may see newer
     commits; a report makes several reads that must add up. Nor does a long report hold up
-    the sales being recorded meanwhile (see snapshot_connection).
+    the sales being recorded meanwhile (see snapshot_session).
     """
-    engine = request.app.state.engine
-    with snapshot_connection(engine) as connection, Session(bind=connection) as snapshot:
+    with snapshot_session(request.app.state.engine) as snapshot:
         yield snapshot
-        snapshot.rollback()
 
 
 ReportSession = Annotated[Session, Depends(get_report_session, scope="function")]

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, Row, Select, select
 from sqlalchemy.orm import Session, selectinload
 
-from common.db import snapshot_connection
+from common.db import snapshot_session
 from common.models import Category, Product, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
 
 
@@ -163,11 +163,11 @@ def stream_export(
     engine: Engine, stmt: Select[*tuple[Any, ...]], *, batch: int = 1000
 ) -> Iterator[Sequence[Row[Any]]]:
     """The rows of ``stmt`` in batches, read through a server-side cursor on its own
-    connection, from one snapshot that holds up no writer (see snapshot_connection).
+    connection, from one snapshot that holds up no writer (see snapshot_session).
 
     Only one batch is in memory at a time, however many rows match. The connection lives as
     long as the iteration (e.g. a streamed response).
     """
-    with snapshot_connection(engine) as connection, Session(bind=connection) as session:
+    with snapshot_session(engine) as session:
         result = session.execute(stmt.execution_options(stream_results=True, yield_per=batch))
         yield from result.partitions()

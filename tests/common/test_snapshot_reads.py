@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from common import migrate
-from common.db import make_engine, make_sessionmaker, snapshot_connection
+from common.db import make_engine, make_sessionmaker, snapshot_session
 from common.models import Category
 
 
@@ -31,13 +32,13 @@ def add_category(engine: Engine, slug: str) -> None:
         session.commit()
 
 
-def slugs(reader: object) -> list[str]:
-    return sorted(reader.execute(select(Category.slug)).scalars())  # type: ignore[attr-defined]
+def slugs(reader: Session) -> list[str]:
+    return sorted(reader.scalars(select(Category.slug)))
 
 
 def test_a_long_read_sees_one_snapshot_and_holds_up_no_writer(any_engine: Engine) -> None:
     add_category(any_engine, "before")
-    with snapshot_connection(any_engine) as reader, reader.begin():
+    with snapshot_session(any_engine) as reader:
         assert slugs(reader) == ["before"]
         # While the read is still open, another connection writes and commits at once
         # (on SQLite a write lock held by the reader would make it wait 30 s, then fail).
@@ -45,5 +46,5 @@ def test_a_long_read_sees_one_snapshot_and_holds_up_no_writer(any_engine: Engine
         add_category(any_engine, "during")
         assert time.monotonic() - started < 5
         assert slugs(reader) == ["before"]  # still the snapshot it started with
-    with snapshot_connection(any_engine) as reader, reader.begin():
+    with snapshot_session(any_engine) as reader:
         assert slugs(reader) == ["before", "during"]
