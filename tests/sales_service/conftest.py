@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from common.db import make_sessionmaker
@@ -255,6 +256,13 @@ def all_at_once(calls: Sequence[Callable[[], T]], workers: int = 50) -> list[T]:
         futures = [pool.submit(run, call) for call in calls]
         go.set()
         return [f.result() for f in futures]
+
+
+def numbers(sales_client: TestClient, headers: dict, **params: Any) -> list[str]:
+    """The numbers of the sales ``GET /sales`` lists with these parameters, in its order."""
+    answer = sales_client.get("/api/v1/sales", headers=headers, params=params)
+    assert answer.status_code == 200, answer.text
+    return [item["number"] for item in answer.json()["items"]]
 
 
 def sale_body(channel_code: str, *lines: tuple[int, int], **extra: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from common.models import Sale, SaleLine, SaleStatus, StockSync
 from sales_service.sales import repository
 from tests.conftest import LiveServer
 from tests.products_service.factories import create_product
+from tests.sales_service.conftest import numbers
 
 T = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 HEADER = [
@@ -177,12 +178,6 @@ def world(
         for number, channel, at, status, items in plan
     }
     return World(channels, categories, products, sales)
-
-
-def numbers(sales_client: TestClient, headers: dict, **params: Any) -> list[str]:
-    answer = sales_client.get("/api/v1/sales", headers=headers, params=params)
-    assert answer.status_code == 200, answer.text
-    return [item["number"] for item in answer.json()["items"]]
 
 
 def test_default_order_is_newest_first_with_the_id_breaking_ties(

@@ -26,6 +26,7 @@ from tests.products_service.factories import (
     level,
     main_warehouse_id,
 )
+from tests.sales_service.conftest import numbers
 
 SALES = "/api/v1/sales"
 
@@ -55,12 +56,6 @@ def sell(sales: TestClient, headers: dict, product: int, quantity: int) -> dict[
     assert answer.status_code == 201, answer.text
     body: dict[str, Any] = answer.json()
     return body
-
-
-def numbers(sales: TestClient, headers: dict, **params: Any) -> list[str]:
-    answer = sales.get(SALES, headers=headers, params=params)
-    assert answer.status_code == 200, answer.text
-    return [sale["number"] for sale in answer.json()["items"]]
 
 
 def reservation_of(engine: Engine, sale_id: int) -> int:
