@@ -31,9 +31,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Connection, Engine, Table, create_engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 from sqlalchemy.engine import CursorResult, make_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -106,23 +105,6 @@ class Result:
 
 
 # --- database ---------------------------------------------------------------------------
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """A new database on the server, migrated to head; dropped afterwards whatever happens."""
-    name = f"shop_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
 
 
 def new_id(result: CursorResult[Any]) -> int:
@@ -775,7 +757,7 @@ def main() -> int:
     log_dir = REPO_ROOT / "var"
     log_dir.mkdir(exist_ok=True)
 
-    with fresh_database(args.mysql_url) as url:
+    with migrate.scratch_database(args.mysql_url, "shop_bench") as url:
         pool = max(levels) + 4
         engine = make_engine(url, pool_size=pool, max_overflow=0)
         try:

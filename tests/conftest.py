@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, delete, text, update
-from sqlalchemy.engine import make_url
 
 from common import migrate
 from common.auth.security import create_access_token, hash_password
@@ -68,18 +66,9 @@ def _mysql_server_url() -> Iterator[str]:
 def database_url() -> Iterator[str]:
     """A fresh database migrated to head, dropped when the session ends."""
     for server_url in _mysql_server_url():
-        name = f"shop_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-        url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        try:
-            migrate.upgrade(url)
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with migrate.scratch_database(server_url, f"shop_test_{worker}") as url:
             yield url
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-            admin.dispose()
 
 
 @pytest.fixture(scope="session")

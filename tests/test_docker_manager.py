@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from common import migrate
 from common.settings import ProductsSettings, SalesSettings
 from tests.conftest import (
     ADMIN_EMAIL,
@@ -96,23 +96,12 @@ def mysql_database() -> Iterator[Callable[[], str]]:
     """Creates fresh, empty databases on the test MariaDB/MySQL; drops them afterwards."""
     servers = _mysql_server_url()
     server_url = next(servers)
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    created: list[str] = []
-
-    def create() -> str:
-        name = f"shop_dm_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-        created.append(name)
-        return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
     try:
-        yield create
+        with ExitStack() as created:
+            yield lambda: created.enter_context(
+                migrate.scratch_database(server_url, "shop_dm", migrated=False)
+            )
     finally:
-        with admin.connect() as connection:
-            for name in created:
-                connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
         next(servers, None)  # let the server generator finish (stops a testcontainer)
 
 
