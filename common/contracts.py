@@ -27,11 +27,12 @@ was not yet swept is committed as held.
 """
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from common.models import MovementType, ReservationStatus
+from common.models import MovementType, ReservationStatus, SaleStockStatus
 
 RESERVATIONS_PATH = "/api/v1/reservations"
 MAX_RESERVATION_LINES = 200
@@ -176,3 +177,77 @@ class StockChangeRead(BaseModel):
     detail: str
     movement: MovementRead | None
     level: StockLevelRead
+
+
+# --- stock for a sale, in one call ---------------------------------------------------------
+#
+# ``POST /sale-stock`` (a service identity only: sales_service) SaleStockTake -> 201
+# SaleStockRead: every line's stock taken as ``sale`` ledger movements, all or none, with each
+# product's snapshot (price, cost, name, category) for the sale's lines. Idempotent on ``key``
+# (one per attempt at recording a sale): a retry with the same body answers 200 with the first
+# take; another body is a 422 ``idempotency_key_reused``. Refusals store nothing: 422
+# ``unprocessable`` (unknown, inactive or archived products, each line named in ``lines``),
+# 409 InsufficientStockBody, 409 ``invalid_state`` when the key was voided.
+#
+# ``POST /sale-stock/{key}/return`` -> 200 SaleStockRead: gives a take's stock back (``return``
+# movements) when no sale was recorded for it; with no take under the key yet, voids the key
+# so a take arriving later is refused. Idempotent: returned and voided stay so.
+
+SALE_STOCK_PATH = "/api/v1/sale-stock"
+StockKey = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class SaleStockLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: Id
+    quantity: Quantity
+
+
+class SaleStockTake(BaseModel):
+    """Take the stock of every line of one sale attempt, from the warehouses with the most."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "3f9c0b2e6a1d4e5f",
+                    "actor_id": 2,
+                    "lines": [{"product_id": 1, "quantity": 2}],
+                }
+            ]
+        },
+    )
+
+    key: StockKey
+    actor_id: Annotated[int | None, Field(gt=0, description="The person behind the sale")] = None
+    lines: Annotated[list[SaleStockLine], Field(min_length=1, max_length=MAX_RESERVATION_LINES)]
+
+
+class TakenFrom(BaseModel):
+    warehouse_id: int
+    quantity: int
+
+
+class TakenLine(BaseModel):
+    """One line as taken, with the product as it was at that moment."""
+
+    line_no: int
+    product_id: int
+    quantity: int
+    sku: str
+    name: str
+    category_id: int | None
+    price: Decimal
+    cost_price: Decimal
+    allocations: list[TakenFrom]
+
+
+class SaleStockRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    key: str
+    status: SaleStockStatus
+    lines: list[TakenLine]
+    created_at: datetime

@@ -557,3 +557,87 @@ class ReportCategoryPath(Base):
 
     category_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     path: Mapped[str] = mapped_column(String(255))
+
+
+# --- outboxes: every change to stock or sales, as events in commit-safe order ------------
+
+
+class SaleStockStatus(enum.StrEnum):
+    TAKEN = "taken"
+    RETURNED = "returned"  # taken, then given back because no sale was recorded for it
+    VOIDED = "voided"  # given up before any stock was taken: a late take is refused
+
+
+class OutboxEvent:
+    """One fact, appended in the same transaction as the change it describes.
+
+    ``id`` is assigned at insert, so ids do not come in commit order; consumers read through
+    common.outbox, which never passes over a lower id still to commit.
+    """
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(60))
+    subject_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, object]] = mapped_column(JSON)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProductsEvent(OutboxEvent, Base):
+    """products_service's outbox: stock movements, sale stock takes, catalog changes."""
+
+    __tablename__ = "products_outbox"
+    __table_args__ = {"sqlite_autoincrement": True}  # never reuse an id after pruning
+
+
+class SalesEvent(OutboxEvent, Base):
+    """sales_service's outbox: sales recorded, refunded, cancelled."""
+
+    __tablename__ = "sales_outbox"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+
+class OutboxPosition(Base):
+    """How far one consumer has read one outbox; consumers lock their row while they work,
+    so one replica at a time advances it."""
+
+    __tablename__ = "outbox_positions"
+
+    consumer: Mapped[str] = mapped_column(String(60), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The consumer's state must be rebuilt from the source rows before it reads on.
+    needs_rebuild: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SaleStockTake(Base):
+    """Stock products_service took for one sale attempt, by the attempt's key, all lines at
+    once. ``lines`` is the answer given: each line's product snapshot and allocations."""
+
+    __tablename__ = "sale_stock_takes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[SaleStockStatus] = mapped_column(_enum(SaleStockStatus))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    lines: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SaleStockClaim(Base):
+    """How sales_service settled one stock take: the sale it belongs to, or none (void).
+
+    The sale's transaction and the reconciler that gives back orphaned stock both insert
+    the take's key here; the primary key lets exactly one of them win.
+    """
+
+    __tablename__ = "sale_stock_claims"
+
+    stock_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sale_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("sales.id", ondelete="CASCADE"),
+        unique=True,
+    )
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

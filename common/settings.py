@@ -84,6 +84,9 @@ class SalesSettings(CommonSettings):
     products_timeout_seconds: float = Field(default=5.0, gt=0)
     products_retries: int = Field(default=2, ge=0, le=5)
     stock_sync_seconds: float = Field(default=5.0, gt=0)
+    # A stock take no sale claimed this long after it is given back (see sales/reconciler.py).
+    stock_reconcile_grace_seconds: float = Field(default=10.0, gt=0)
+    rollup_poll_seconds: float = Field(default=0.5, gt=0)
 
 
 @lru_cache

@@ -17,6 +17,7 @@ from products_service.inventory.router import router as inventory_router
 from products_service.products.router import router as products_router
 from products_service.reservations.router import router as reservations_router
 from products_service.reservations.service import expire_due_reservations
+from products_service.sale_stock.router import router as sale_stock_router
 from products_service.warehouses.router import router as warehouses_router
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         warehouses_router,
         inventory_router,
         reservations_router,
+        sale_stock_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from common.db import make_engine
 from common.settings import get_sales_settings
-from sales_service.reports.rollups import rebuild_rollups
+from sales_service.reports.consumer import rebuild
 
 
 def _rebuild_rollups(args: argparse.Namespace) -> int:
@@ -25,12 +25,7 @@ def _rebuild_rollups(args: argparse.Namespace) -> int:
     engine = make_engine(get_sales_settings().database_url, pool_size=args.workers + 1)
     started = time.perf_counter()
     try:
-        if args.workers == 1:
-            with engine.begin() as connection:  # all or nothing
-                rebuild_rollups(connection)
-        else:
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                rebuild_rollups(connection, engine=engine, workers=args.workers)
+        rebuild(engine, workers=args.workers)
     finally:
         engine.dispose()
     print(f"report rollups rebuilt in {time.perf_counter() - started:.1f} s")

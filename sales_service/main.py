@@ -10,13 +10,16 @@ from fastapi import FastAPI
 
 from common.app import API_PREFIX, attach_database, install_common, seed_first_admin
 from common.auth.router import router as auth_router
+from common.auth.security import ServiceCredential
 from common.settings import SalesSettings, get_sales_settings
 from sales_service.channels.router import router as channels_router
 from sales_service.clients.products import ProductsClient
 from sales_service.refunds.router import router as refunds_router
+from sales_service.reports.consumer import consume_once
 from sales_service.reports.router import router as reports_router
+from sales_service.sales.reconciler import reconcile_once
 from sales_service.sales.router import router as sales_router
-from sales_service.stock_sync import ensure_service_user, sync_pending, sync_pending_refunds
+from sales_service.stock_sync import ensure_service_user, sync_pending_refunds
 
 logger = logging.getLogger(__name__)
 
@@ -24,18 +27,38 @@ logger = logging.getLogger(__name__)
 async def _sync_loop(app: FastAPI, settings: SalesSettings) -> None:
     while True:
         await asyncio.sleep(settings.stock_sync_seconds)
-        # Sales first: a refund's stock goes back only after its sale's stock was taken.
-        for sync in (sync_pending, sync_pending_refunds):
-            try:
-                await asyncio.to_thread(
-                    sync,
-                    sessions=app.state.sessionmaker,
-                    products_client=app.state.products_client,
-                    settings=settings,
-                    service_user_id=app.state.service_user_id,
-                )
-            except Exception:
-                logger.exception("%s failed; retrying", sync.__name__)
+        try:
+            await asyncio.to_thread(
+                sync_pending_refunds,
+                sessions=app.state.sessionmaker,
+                products_client=app.state.products_client,
+                settings=settings,
+                service_user_id=app.state.service_user_id,
+            )
+        except Exception:
+            logger.exception("refund stock sync failed; retrying")
+        try:
+            await asyncio.to_thread(
+                reconcile_once,
+                engine=app.state.engine,
+                sessions=app.state.sessionmaker,
+                products_client=app.state.products_client,
+                grace_seconds=settings.stock_reconcile_grace_seconds,
+            )
+        except Exception:
+            logger.exception("sale stock reconciliation failed; retrying")
+
+
+async def _rollup_loop(app: FastAPI, settings: SalesSettings) -> None:
+    """Keep the report rollups up with the sales outbox (one replica at a time does it)."""
+    while True:
+        try:
+            read = await asyncio.to_thread(consume_once, app.state.engine)
+        except Exception:
+            logger.exception("report rollup consumer failed; retrying")
+            read = 0
+        if not read:
+            await asyncio.sleep(settings.rollup_poll_seconds)
 
 
 def create_app(settings: SalesSettings | None = None) -> FastAPI:
@@ -46,18 +69,23 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         seed_first_admin(app)
         app.state.service_user_id = ensure_service_user(app.state.sessionmaker)
-        sync = asyncio.create_task(_sync_loop(app, settings))
+        loops = [
+            asyncio.create_task(_sync_loop(app, settings)),
+            asyncio.create_task(_rollup_loop(app, settings)),
+        ]
         yield
-        sync.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sync
+        for loop in loops:
+            loop.cancel()
+        for loop in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
         app.state.products_client.close()
         app.state.engine.dispose()
 
     app = FastAPI(
         title="Sales service",
         version="1.0.0",
-        summary="Records sales (reserving stock in products_service) and analyses revenue.",
+        summary="Records sales (taking their stock in products_service) and analyses revenue.",
         description=(
             "Log in with `POST /api/v1/auth/login` (or the **Authorize** button); the same "
             "token works on products_service. Money is a decimal string, times are ISO 8601 "
@@ -70,6 +98,7 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
         settings.products_service_url,
         timeout_seconds=settings.products_timeout_seconds,
         retries=settings.products_retries,
+        credential=ServiceCredential("sales_service", settings),
     )
     install_common(app, settings, {"products_service": lambda a: a.state.products_client.ready()})
     for router in (auth_router, channels_router, sales_router, refunds_router, reports_router):

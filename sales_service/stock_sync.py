@@ -1,11 +1,9 @@
-"""Background sync: finish stock effects that products_service could not take at the time.
+"""Background sync: finish stock returns that products_service could not take at the time.
 
-A sale whose reservation commit did not land (products_service down, the process killed
-after writing the sale) stays ``stock_sync=pending``; this loop commits it. A refund or
-cancellation whose stock returns did not all land stays pending too; this loop returns it,
-after the sale's own commit (sales are synced first, and a refund waits while its sale is
-pending). Every call is idempotent in products_service, so running it in several replicas
-at once is harmless.
+A refund or cancellation whose stock returns did not all land stays ``stock_sync=pending``;
+this loop returns it. Every call is idempotent in products_service, so running it in several
+replicas at once is harmless. (Sales take their stock before they are written, so none is
+ever pending; see sales_service/sales/service.py.)
 """
 
 import logging
@@ -21,8 +19,6 @@ from common.settings import CommonSettings
 from sales_service.clients.products import ProductsClient
 from sales_service.refunds import repository as refunds_repository
 from sales_service.refunds.service import sync_refund
-from sales_service.sales import repository
-from sales_service.sales.service import commit_stock
 
 logger = logging.getLogger(__name__)
 SERVICE_EMAIL = "sales-service@system.local"
@@ -52,34 +48,6 @@ def ensure_service_user(sessions: sessionmaker[Session]) -> int:
                 user_id = session.scalar(select(User.id).where(User.email == SERVICE_EMAIL))
     assert user_id is not None
     return int(user_id)
-
-
-def sync_pending(
-    *,
-    sessions: sessionmaker[Session],
-    products_client: ProductsClient,
-    settings: CommonSettings,
-    service_user_id: int,
-    min_age_seconds: float = 2.0,
-) -> int:
-    """Commit the stock of pending sales older than ``min_age_seconds``; returns how many."""
-    token, _ = create_access_token(user_id=service_user_id, role=Role.MANAGER, settings=settings)
-    cutoff = utcnow() - timedelta(seconds=min_age_seconds)
-    done = 0
-    with sessions() as session:
-        # Its own request is probably still finishing a sale younger than the cutoff.
-        due = [
-            s
-            for s in repository.pending_stock_sales(session, limit=BATCH)
-            if s.created_at <= cutoff
-        ]
-        session.commit()  # hold no transaction (on SQLite: no write lock) while calling products
-        for sale in due:
-            commit_stock(session=session, sale=sale, products_client=products_client, token=token)
-            done += sale.stock_sync is StockSync.DONE
-    if done:
-        logger.info("stock sync committed %d pending sales", done)
-    return done
 
 
 def sync_pending_refunds(

@@ -6,8 +6,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from common.auth.security import TokenClaims, decode_access_token
+from common.auth.security import TokenClaims, decode_access_token, decode_service_token
 from common.db import SessionDep
 from common.errors import Forbidden, Unauthorized
 from common.models import RevokedToken, Role, User
@@ -40,17 +41,23 @@ class Principal:
         return self.user.role
 
 
-def get_principal(
-    session: SessionDep,
-    settings: SettingsDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
-) -> Principal:
-    """The authenticated caller; 401 for a missing, bad, expired or revoked token."""
+async def get_claims(
+    settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> TokenClaims:
+    """The bearer token's claims, checked without the database; 401 when missing or bad."""
     if not token:
         raise Unauthorized("Not authenticated: send 'Authorization: Bearer <token>'")
     claims = decode_access_token(token, settings)
     if claims is None:
         raise Unauthorized("Token is invalid or expired; log in again")
+    return claims
+
+
+BearerClaims = Annotated[TokenClaims, Depends(get_claims)]
+
+
+def authenticate(session: Session, claims: TokenClaims) -> User:
+    """The token's user, if it is active and the token was not revoked; else 401."""
     # One round trip: the user, and whether this token was revoked (a NULL jti if not).
     found = session.execute(
         select(User, RevokedToken.jti)
@@ -62,6 +69,12 @@ def get_principal(
     user = found.User if found is not None else None
     if user is None or not user.is_active:
         raise Unauthorized("User is inactive or no longer exists")
+    return user
+
+
+def get_principal(session: SessionDep, claims: BearerClaims) -> Principal:
+    """The authenticated caller; 401 for a missing, bad, expired or revoked token."""
+    user = authenticate(session, claims)
     # End this read now: FastAPI runs the route in another worker-thread hop, and a request
     # holding a pooled connection while it waits for a thread can starve the pool under load
     # (on SQLite it would also hold the write lock). The route's work starts a fresh transaction.
@@ -72,6 +85,13 @@ def get_principal(
 CurrentUser = Annotated[Principal, Depends(get_principal)]
 
 
+def require_role(role: Role, *allowed: Role) -> None:
+    """403 unless ``role`` is one of the allowed ones (admin always is)."""
+    if role is not Role.ADMIN and role not in allowed:
+        names = ", ".join(sorted(r.value for r in {*allowed, Role.ADMIN}))
+        raise Forbidden(f"Role {role.value!r} may not do this; requires one of: {names}")
+
+
 class RequireRole:
     """Dependency allowing the listed roles; admin is always allowed."""
 
@@ -79,13 +99,49 @@ class RequireRole:
         self.roles = {Role(r) for r in roles} | {Role.ADMIN}
 
     async def __call__(self, principal: CurrentUser) -> Principal:
-        if principal.role not in self.roles:
-            allowed = ", ".join(sorted(r.value for r in self.roles))
-            raise Forbidden(
-                f"Role {principal.role.value!r} may not do this; requires one of: {allowed}"
-            )
+        require_role(principal.role, *self.roles)
         return principal
 
 
+class RequireClaimedRole:
+    """RequireRole for routes that check the user in their own first transaction: the
+    token's role claim is checked here, without the database, so a caller whose token does
+    not even claim the role is refused before the body is looked at; the route then checks
+    the user as stored (see authenticate and require_role)."""
+
+    def __init__(self, *roles: str) -> None:
+        self.roles = [Role(r) for r in roles]
+
+    async def __call__(self, claims: BearerClaims) -> TokenClaims:
+        require_role(claims.role, *self.roles)
+        return claims
+
+
 ManagerUser = Annotated[Principal, Depends(RequireRole("manager"))]
+ManagerClaims = Annotated[TokenClaims, Depends(RequireClaimedRole("manager"))]
 AdminUser = Annotated[Principal, Depends(RequireRole("admin"))]
+
+
+class RequireService:
+    """Dependency for service-to-service routes: only a token naming one of these services
+    passes (401 without a valid token, 403 for any person's token, an admin's included)."""
+
+    def __init__(self, *services: str) -> None:
+        self.services = set(services)
+
+    async def __call__(
+        self, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+    ) -> str:
+        if not token:
+            raise Unauthorized("Not authenticated: this route takes a service token")
+        service = decode_service_token(token, settings)
+        if service is None:
+            if decode_access_token(token, settings) is not None:
+                raise Forbidden("Only a service may call this route, no person's token")
+            raise Unauthorized("Token is invalid or expired")
+        if service not in self.services:
+            raise Forbidden(f"Service {service!r} may not call this route")
+        return service
+
+
+SalesServiceCaller = Annotated[str, Depends(RequireService("sales_service"))]

@@ -79,3 +79,60 @@ def decode_access_token(token: str, settings: CommonSettings) -> TokenClaims | N
         )
     except (jwt.PyJWTError, ValueError, KeyError):
         return None
+
+
+# --- service identities: one service calling another, with no person's token --------------
+
+SERVICE_TOKEN_MINUTES = 10
+
+
+def create_service_token(service: str, settings: CommonSettings) -> tuple[str, datetime]:
+    """A short-lived token naming a service (signed with the shared secret, so only the
+    services can mint one); no user token can pass for it, nor it for a user token."""
+    now = utcnow()
+    expires_at = now + timedelta(minutes=SERVICE_TOKEN_MINUTES)
+    token = jwt.encode(
+        {
+            "sub": f"service:{service}",
+            "svc": service,
+            "jti": uuid.uuid4().hex,
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+        },
+        settings.jwt_secret.get_secret_value(),
+        algorithm=settings.jwt_algorithm,
+    )
+    return token, expires_at
+
+
+def decode_service_token(token: str, settings: CommonSettings) -> str | None:
+    """The service a token names, or None when it is no valid service token."""
+    try:
+        payload = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[settings.jwt_algorithm],
+            options={"require": ["sub", "exp", "svc"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    service = payload.get("svc")
+    return service if isinstance(service, str) and payload["sub"] == f"service:{service}" else None
+
+
+class ServiceCredential:
+    """A service's own token, minted on first use and again when less than half its life is
+    left (so a call never carries one about to expire)."""
+
+    def __init__(self, service: str, settings: CommonSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self._token = ""
+        self._renew_at = utcnow()
+
+    def token(self) -> str:
+        now = utcnow()
+        if not self._token or now >= self._renew_at:
+            self._token, expires_at = create_service_token(self.service, self.settings)
+            self._renew_at = now + (expires_at - now) / 2
+        return self._token

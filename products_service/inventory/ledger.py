@@ -15,6 +15,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from common import outbox
 from common.errors import InsufficientStock
 from common.models import MovementType, StockLevel, StockMovement
 
@@ -123,4 +124,25 @@ def record_movement(
     )
     session.add(movement)
     session.flush()
+    outbox.append(session, outbox.PRODUCTS_OUTBOX, [movement_event(movement, level.reserved)])
     return movement
+
+
+def movement_event(movement: StockMovement, reserved_after: int) -> dict[str, object]:
+    """The ``stock.moved`` event of one ledger row: what changed and the level it left."""
+    return outbox.event(
+        "stock.moved",
+        movement.product_id,
+        {
+            "movement_id": movement.id,
+            "product_id": movement.product_id,
+            "warehouse_id": movement.warehouse_id,
+            "movement_type": movement.movement_type.value,
+            "quantity": movement.quantity,
+            "on_hand_after": movement.on_hand_after,
+            "reserved_after": reserved_after,
+            "reference": movement.reference,
+            "actor_id": movement.actor_id,
+        },
+        movement.created_at,
+    )

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common import outbox
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.models import Category, Product
@@ -84,6 +85,26 @@ def _view(session: Session, product: Product) -> ProductView:
     return ProductView(product=product, category=category, stock=stock)
 
 
+# What alerts and price-watchers need to know of a product, on every event about it.
+EVENT_FIELDS = (
+    "sku",
+    "name",
+    "category_id",
+    "price",
+    "cost_price",
+    "status",
+    "low_stock_threshold",
+)
+
+
+def _publish(session: Session, type_: str, product: Product, **extra: object) -> None:
+    """Append a catalog event in the change's transaction (see common.outbox)."""
+    payload = {"product_id": product.id, **{f: getattr(product, f) for f in EVENT_FIELDS}}
+    outbox.append(
+        session, outbox.PRODUCTS_OUTBOX, [outbox.event(type_, product.id, {**payload, **extra})]
+    )
+
+
 def _get(session: Session, product_id: int) -> Product:
     product = repository.get(session, product_id)
     if product is None:
@@ -110,6 +131,7 @@ def create_product(*, session: Session, data: ProductCreate) -> ProductView:
     product = Product(**data.model_dump())
     session.add(product)
     _flush(session, data.sku)
+    _publish(session, "product.created", product)
     return _view(session, product)
 
 
@@ -123,9 +145,16 @@ def update_product(*, session: Session, product_id: int, data: ProductUpdate) ->
     sku = changes.get("sku")
     if sku is not None and repository.sku_taken(session, sku, exclude_id=product.id):
         raise _sku_conflict(sku)
+    before = {field: getattr(product, field) for field in changes}
     for field, value in changes.items():
         setattr(product, field, value)
     _flush(session, product.sku)
+    changed = sorted(f for f in changes if getattr(product, f) != before[f])
+    if changed:
+        previous = {
+            f: str(before[f]) if f in ("price", "cost_price") else before[f] for f in changed
+        }
+        _publish(session, "product.updated", product, changed=changed, previous=previous)
     return _view(session, product)
 
 
@@ -135,6 +164,7 @@ def archive_product(*, session: Session, product_id: int) -> ProductView:
     if product.archived_at is None:
         product.archived_at = utcnow()
         session.flush()
+        _publish(session, "product.archived", product)
     return _view(session, product)
 
 
@@ -143,6 +173,7 @@ def restore_product(*, session: Session, product_id: int) -> ProductView:
     if product.archived_at is not None:
         product.archived_at = None
         session.flush()
+        _publish(session, "product.restored", product)
     return _view(session, product)
 
 

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from common import outbox
 from common.contracts import ReserveRequest, ShortLine
 from common.db import utcnow
 from common.errors import (
@@ -128,7 +129,7 @@ def allocate(
     return allocations, shorts
 
 
-def _insufficient(shorts: Sequence[ShortLine], what: str) -> InsufficientStock:
+def insufficient_stock(shorts: Sequence[ShortLine], what: str) -> InsufficientStock:
     parts = "; ".join(
         f"line {s.line_no} (product {s.product_id}"
         + (f" in warehouse {s.warehouse_id}" if s.warehouse_id is not None else "")
@@ -254,7 +255,7 @@ def reserve_stock(
         existing = repository.find_by_key(session, data.idempotency_key)
         if existing is not None:
             return _replay(existing, digest), False
-        raise _insufficient(shorts, "to reserve")
+        raise insufficient_stock(shorts, "to reserve")
 
     reservation = Reservation(
         idempotency_key=data.idempotency_key,
@@ -289,7 +290,22 @@ def reserve_stock(
             )
         )
     session.flush()
+    _publish(session, "reservation.created", reservation)
     return reservation, True
+
+
+def _publish(session: Session, type_: str, reservation: Reservation) -> None:
+    """A change to the stock held (reserved) appends one event; commits append ledger ones."""
+    payload = {
+        "reservation_id": reservation.id,
+        "status": reservation.status,
+        "reference": reservation.reference,
+        "lines": [
+            {"product_id": ln.product_id, "warehouse_id": ln.warehouse_id, "quantity": ln.quantity}
+            for ln in reservation.lines
+        ],
+    }
+    outbox.append(session, outbox.PRODUCTS_OUTBOX, [outbox.event(type_, reservation.id, payload)])
 
 
 # --- commit, release, expire ------------------------------------------------------------
@@ -318,7 +334,7 @@ def _ensure_still_available(
     ]
     _, shorts = allocate(demands, available)
     if shorts:
-        raise _insufficient(shorts, f"to commit expired reservation {reservation.id}")
+        raise insufficient_stock(shorts, f"to commit expired reservation {reservation.id}")
 
 
 def commit_reservation(
@@ -377,6 +393,7 @@ def release_reservation(*, session: Session, reservation_id: int) -> Reservation
         _return_reserved(session, reservation)
         reservation.status = ReservationStatus.RELEASED
         session.flush()
+        _publish(session, "reservation.released", reservation)
     return reservation
 
 
@@ -392,6 +409,7 @@ def _expire_one(sessions: sessionmaker[Session], reservation_id: int, cutoff: da
             return False
         _return_reserved(session, reservation)
         reservation.status = ReservationStatus.EXPIRED
+        _publish(session, "reservation.expired", reservation)
     return True
 
 

@@ -20,13 +20,17 @@ import httpx
 from fastapi import Depends, Request
 from pydantic import ValidationError
 
+from common.auth.security import ServiceCredential
 from common.contracts import (
     RESERVATIONS_PATH,
     RETURNS_PATH,
+    SALE_STOCK_PATH,
     InsufficientStockBody,
     ReservationRead,
     ReserveRequest,
     ReturnCreate,
+    SaleStockRead,
+    SaleStockTake,
     StockChangeRead,
 )
 from common.errors import AppError, InsufficientStock, InvalidState, UpstreamUnavailable
@@ -55,7 +59,9 @@ class ProductsClient:
         budget_seconds: float | None = None,
         max_connections: int = MAX_CONNECTIONS,
         transport: httpx.BaseTransport | None = None,
+        credential: ServiceCredential | None = None,
     ) -> None:
+        self.credential = credential
         self.base_url = base_url.rstrip("/")
         self.timeout_seconds = timeout_seconds
         self.retries = retries
@@ -98,6 +104,35 @@ class ProductsClient:
         )
         return _parse(ReservationRead, body)
 
+    def take_sale_stock(self, body: SaleStockTake, *, request_id: str = "") -> SaleStockRead:
+        """Take every line's stock under the attempt's key (as sales_service itself)."""
+        answer = self._call(
+            "POST",
+            SALE_STOCK_PATH,
+            self._service_token(),
+            request_id,
+            json=body.model_dump(mode="json"),
+        )
+        return _parse(SaleStockRead, answer)
+
+    def return_sale_stock(
+        self, key: str, *, request_id: str = "", budget_seconds: float | None = None
+    ) -> SaleStockRead:
+        """Give back what was taken under the key, or void it (idempotent)."""
+        answer = self._call(
+            "POST",
+            f"{SALE_STOCK_PATH}/{key}/return",
+            self._service_token(),
+            request_id,
+            budget_seconds=budget_seconds,
+        )
+        return _parse(SaleStockRead, answer)
+
+    def _service_token(self) -> str:
+        if self.credential is None:
+            raise RuntimeError("this client was built without a service credential")
+        return self.credential.token()
+
     def return_stock(
         self, body: ReturnCreate, *, key: str, token: str, request_id: str = ""
     ) -> StockChangeRead:
@@ -127,12 +162,14 @@ class ProductsClient:
         request_id: str,
         json: Any = None,
         headers: dict[str, str] | None = None,
+        budget_seconds: float | None = None,
     ) -> dict[str, Any]:
-        """One call, retried on transport errors, timeouts and 502/503/504 within the budget."""
+        """One call, retried on transport errors, timeouts and 502/503/504 within the budget
+        (the client's, or a shorter one for this call)."""
         headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
         if request_id:
             headers["X-Request-ID"] = request_id
-        deadline = time.monotonic() + self.budget_seconds
+        deadline = time.monotonic() + (budget_seconds or self.budget_seconds)
         last_problem = "was not called (no time left)"
         attempts = 0
         for attempt in range(self.retries + 1):
@@ -203,7 +240,7 @@ class ProductsClient:
         raise UpstreamUnavailable(f"{UPSTREAM} answered {response.status_code}", upstream=UPSTREAM)
 
 
-Model = TypeVar("Model", ReservationRead, InsufficientStockBody, StockChangeRead)
+Model = TypeVar("Model", ReservationRead, InsufficientStockBody, StockChangeRead, SaleStockRead)
 
 
 def _parse(model: type[Model], body: dict[str, Any]) -> Model:

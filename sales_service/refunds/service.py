@@ -5,7 +5,8 @@ the other one:
 
 1. lock the sale row (FOR UPDATE), so two refunds of one sale run one after the other and
    can never refund more than was sold; write the refund, its lines, the lines' and the
-   sale's refunded figures and status, the rollups, with ``stock_sync=pending``; commit;
+   sale's refunded figures and status, and its event (sales_outbox: the report rollups
+   and others read it), with ``stock_sync=pending``; commit;
 2. put the units back on the shelves they were sold from (``POST /inventory/returns`` once
    per refund line and warehouse, each with the key ``refund:{refund}:{sale line}:{warehouse}``
    so a retry, ours or another replica's, moves stock once); mark the refund ``done``.
@@ -26,6 +27,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common import outbox
 from common.contracts import ReturnCreate
 from common.errors import AppError, IdempotencyKeyReused, InvalidState, NotFound, Unprocessable
 from common.idempotency import request_hash
@@ -39,10 +41,10 @@ from common.models import (
     StockSync,
 )
 from common.pagination import PageParams
+from sales_service import events
 from sales_service.clients.products import ProductsClient
 from sales_service.refunds import repository
 from sales_service.refunds.schemas import RefundLineCreate
-from sales_service.reports import rollups
 from sales_service.sales import repository as sales_repository
 from sales_service.sales.service import Caller
 
@@ -217,7 +219,7 @@ def refund_sale(
         refund.stock_sync = StockSync.DONE  # the sale's stock was never taken: none to return
     try:
         repository.add_refund(session, refund)
-        rollups.record_refund(session, sale, refund)
+        outbox.append(session, outbox.SALES_OUTBOX, [events.sale_refunded(sale, refund)])
         session.commit()
     except IntegrityError:
         session.rollback()

@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session
 
 from common.models import (
     Category,
+    OutboxPosition,
     Product,
     Sale,
     SaleLine,
     SaleRefund,
     SalesChannel,
+    SalesEvent,
     StockLevel,
 )
 from sales_service.reports.rollups import (
@@ -496,6 +498,22 @@ class WatermarkRow:
     latest_sale_created_at: datetime | None
     sales_updated_at: datetime | None
     latest_refund_id: int | None
+
+
+def pending_sale_times(session: Session, consumer: str) -> list[datetime]:
+    """When each sale sold that an event after the rollup consumer's position changed
+    (sorted, distinct): the rollup blocks holding them do not include those events yet."""
+    position = (
+        select(OutboxPosition.position).where(OutboxPosition.consumer == consumer).scalar_subquery()
+    )
+    rows = session.execute(
+        select(Sale.sold_at)
+        .distinct()
+        .join(SalesEvent, SalesEvent.subject_id == Sale.id)
+        .where(SalesEvent.id > func.coalesce(position, 0))
+        .order_by(Sale.sold_at)
+    )
+    return [_as_utc(row.sold_at) for row in rows]
 
 
 def watermark(session: Session) -> WatermarkRow:

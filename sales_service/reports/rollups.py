@@ -1,4 +1,4 @@
-"""Report rollups: exact net sums kept current in the same transaction as each sale or refund.
+"""Report rollups: exact net sums, kept by one consumer of the sales outbox.
 
 Four tables (models in common/models.py) hold the net figures defined in
 sales_service/reports/service.py, summed per block of UTC time:
@@ -22,16 +22,17 @@ category subtrees, the part of an hour left where a zone's periods start at half
 Asia/Kolkata); for categories with a channel filter or split, which have no hourly blocks,
 up to a day at each end of each period.
 
-Every block row is only ever changed by adding the change a sale or refund made, with one
-``INSERT ... ON DUPLICATE KEY UPDATE x = x + new`` per table. No row is locked by every
-sale: rows are per channel and shard (sale id % SHARDS), or per product, so concurrent sales
-of one channel in one quarter hour spread over SHARDS rows. Each statement writes its rows in
-primary-key order and the tables are always written in the same order, so two sales cannot
-deadlock on them.
+Every block row is only ever changed by adding what a batch of sale events (sales and
+refunds, see sales_service/events.py) changed, with one ``INSERT ... ON DUPLICATE KEY UPDATE
+x = x + new`` per table, by the one consumer (sales_service/reports/consumer.py) that moves
+its outbox position in the same transaction. No sale writes a rollup, so the sale path
+never waits on one, and with one writer no row is hot (the ``shard`` column is always 0).
+Reports read the rollups together with the raw rows of the blocks that events after the
+consumer's position touched, in one snapshot, so they are exact however far it lags.
 
 ``rebuild_rollups`` recomputes all of them from the raw rows with INSERT ... SELECT ... GROUP BY
 (used after bulk loads and to repair; run it while no sale is being recorded). Tests prove
-that the hooks and the rebuild give the same rows.
+that the events and the rebuild give the same rows.
 """
 
 import calendar
@@ -67,7 +68,7 @@ PRODUCT_GRAINS = (HOUR, DAY, MONTH, YEAR)
 TOTAL_GRAINS = (HOUR, DAY, WEEK, MONTH, YEAR)  # finest first; weeks are UTC, from Monday
 COARSE_GRAINS = (DAY, MONTH, YEAR)
 ALL_CHANNELS = 0  # category rows per hour are not split by channel (see the module docstring)
-SHARDS = 4
+SHARDS = 1  # one writer (the consumer) keeps the rollups, so no row is hot
 SCOPE_SELF, SCOPE_TREE = 0, 1
 UNCATEGORIZED = 0
 ZERO = Decimal("0.00")
@@ -271,7 +272,11 @@ def _upsert(db: Executor, table: Table, rows: list[dict[str, Any]]) -> None:
 
 
 def apply(db: Executor, deltas: dict[Key, Measures]) -> None:
-    """Add the deltas to their rollup rows, table by table in a fixed order."""
+    """Add the deltas to their rollup rows, table by table in a fixed order.
+
+    A zero delta still creates its row: a group a line belongs to is listed (with zeros)
+    even when its sale was refunded in the same batch, as a rebuild from raw rows lists it.
+    """
     for table in ROLLUP_TABLES:
         names = _pk(table)
         rows = [
@@ -283,7 +288,7 @@ def apply(db: Executor, deltas: dict[Key, Measures]) -> None:
                 "cost": d.cost,
             }
             for (t, key), d in deltas.items()
-            if t is table and not d.is_zero()
+            if t is table
         ]
         _upsert(db, table, rows)
 
@@ -312,32 +317,13 @@ def _record_path_statement(dialect: str) -> Any:
     return insert(PATHS_TABLE).prefix_with("IGNORE")
 
 
-def record_sale(session: Session, sale: Sale) -> None:
-    """A new sale (lines loaded) was written: add it to every rollup it belongs to."""
-    add_sale(
-        session,
-        sale_id=sale.id,
-        channel_id=sale.channel_id,
-        sold_at=sale.sold_at,
-        lines=[_state(line) for line in sale.lines],
-    )
+def line_states(sale: Sale) -> list[LineState]:
+    """The net state of each of the sale's lines (loaded) now."""
+    return [_state(line) for line in sale.lines]
 
 
-def add_sale(
-    db: Executor, *, sale_id: int, channel_id: int, sold_at: datetime, lines: Sequence[LineState]
-) -> None:
-    """Add a new sale, given its lines, to every rollup it belongs to."""
-    paths = _category_paths(db, lines)
-    apply(
-        db,
-        contributions(
-            sale_id=sale_id, channel_id=channel_id, sold_at=sold_at, lines=lines, paths=paths
-        ),
-    )
-
-
-def record_refund(session: Session, sale: Sale, refund: SaleRefund) -> None:
-    """A refund or cancellation (lines loaded) was written for this sale.
+def states_before_refund(sale: Sale, refund: SaleRefund) -> list[LineState]:
+    """The net state of each line just before this refund (both with lines loaded).
 
     ``sale.lines`` already carry the refund in their refunded figures; the refund's lines say
     how much of each came back now, so the state before it is after + refund.
@@ -350,9 +336,9 @@ def record_refund(session: Session, sale: Sale, refund: SaleRefund) -> None:
             amount + cents(refund_line.amount),
             cost + cents(refund_line.cost),
         )
-    after = [_state(line) for line in sale.lines]
     before = []
-    for line, state in zip(sale.lines, after, strict=True):
+    for line in sale.lines:
+        state = _state(line)
         units, amount, cost = returned.get(line.id, (0, ZERO, ZERO))
         before.append(
             LineState(
@@ -363,16 +349,43 @@ def record_refund(session: Session, sale: Sale, refund: SaleRefund) -> None:
                 cost=state.cost + cost,
             )
         )
-    paths = _category_paths(session, after)
-    deltas = contributions(
-        sale_id=sale.id, channel_id=sale.channel_id, sold_at=sale.sold_at, lines=after, paths=paths
-    )
-    undone = contributions(
-        sale_id=sale.id, channel_id=sale.channel_id, sold_at=sale.sold_at, lines=before, paths=paths
-    )
-    for key, measures in undone.items():
-        deltas.setdefault(key, Measures()).add(measures, -1)
-    apply(session, deltas)
+    return before
+
+
+def _parse_states(states: Sequence[dict[str, Any]]) -> list[LineState]:
+    return [
+        LineState(
+            product_id=int(s["product_id"]),
+            category_id=None if s["category_id"] is None else int(s["category_id"]),
+            units=int(s["units"]),
+            revenue=Decimal(s["revenue"]),
+            cost=Decimal(s["cost"]),
+        )
+        for s in states
+    ]
+
+
+def apply_events(db: Executor, payloads: Sequence[dict[str, Any]]) -> None:
+    """Add what these sale events did (see sales_service/events.py) to the rollups, at once.
+
+    Each event says the net state of the sale's lines before and after its change, so what it
+    adds is the sale's contributions after it less those before it.
+    """
+    changes = [
+        (p, _parse_states(p["lines_before"]), _parse_states(p["lines_after"])) for p in payloads
+    ]
+    paths = _category_paths(db, [line for _, b, a in changes for line in (*b, *a)])
+    total: dict[Key, Measures] = defaultdict(Measures)
+    for payload, before, after in changes:
+        sale_id, channel_id = int(payload["sale_id"]), int(payload["channel_id"])
+        sold_at = datetime.fromisoformat(payload["sold_at"])
+        for lines, sign in ((after, 1), (before, -1)):
+            found = contributions(
+                sale_id=sale_id, channel_id=channel_id, sold_at=sold_at, lines=lines, paths=paths
+            )
+            for key, measures in found.items():
+                total[key].add(measures, sign)
+    apply(db, dict(total))
 
 
 def category_rollups_stale(session: Session) -> bool:

@@ -26,6 +26,7 @@ Numbers come from the rollup tables (sales_service/reports/rollups.py) where tho
 exactly the same answer, else from the raw rows; each answer names what it read.
 """
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -39,6 +40,7 @@ from sqlalchemy.orm import Session
 from common.errors import Unprocessable
 from common.models import Category, Product, SalesChannel
 from sales_service.reports import repository
+from sales_service.reports.consumer import CONSUMER as ROLLUP_CONSUMER
 from sales_service.reports.repository import GroupBy, Interval, Query, Source, Sums
 from sales_service.reports.rollups import (
     ALL_GRAINS,
@@ -52,6 +54,7 @@ from sales_service.reports.rollups import (
     category_rollups_stale,
     grain_ceil,
     grain_floor,
+    grain_next,
 )
 
 CENT = Decimal("0.01")
@@ -337,6 +340,7 @@ class Context:
     sources: set[Source] = field(default_factory=set)
     use_rollups: bool = True
     _paths: dict[int, str] | None = None
+    _dirty: list[datetime] | None = None
 
     @property
     def paths(self) -> dict[int, str]:
@@ -349,6 +353,14 @@ class Context:
         if self.stale is None:
             self.stale = category_rollups_stale(self.session)
         return self.stale
+
+    @property
+    def dirty(self) -> list[datetime]:
+        """When the sales sold that events the rollups have not applied yet changed, sorted:
+        the rollup blocks holding these moments are stale and are read from raw rows."""
+        if self._dirty is None:
+            self._dirty = repository.pending_sale_times(self.session, ROLLUP_CONSUMER)
+        return self._dirty
 
 
 def base_query(ctx: Context, filters: Filters) -> Query:
@@ -432,9 +444,13 @@ def choose_source(ctx: Context, query: Query, has_category_filter: bool) -> Sour
 
 
 def decompose(
-    start: datetime, end: datetime, grains: Sequence[int]
+    start: datetime, end: datetime, grains: Sequence[int], dirty: Sequence[datetime] = ()
 ) -> tuple[dict[int, list[Interval]], list[Interval]]:
-    """Cut [start, end) into whole UTC blocks of the grains (coarsest first) and raw leftovers."""
+    """Cut [start, end) into whole UTC blocks of the grains (coarsest first) and raw leftovers.
+
+    A block holding a ``dirty`` moment (sorted) is not used: it is cut into finer blocks, and
+    at the finest grain read raw, so only the few blocks an unapplied event touched are.
+    """
     blocks: dict[int, list[Interval]] = {}
     raw: list[Interval] = []
 
@@ -449,7 +465,17 @@ def decompose(
         if inner_a >= inner_b:
             cut(a, b, level - 1)
             return
-        blocks.setdefault(grain, []).append((inner_a, inner_b))
+        clean_from = inner_a
+        for moment in dirty[bisect_left(dirty, inner_a) : bisect_left(dirty, inner_b)]:
+            block = grain_floor(grain, moment)
+            if block < clean_from:
+                continue  # a block already cut for an earlier moment
+            if clean_from < block:
+                blocks.setdefault(grain, []).append((clean_from, block))
+            clean_from = grain_next(grain, block)
+            cut(block, clean_from, level - 1)
+        if clean_from < inner_b:
+            blocks.setdefault(grain, []).append((clean_from, inner_b))
         cut(a, inner_a, level - 1)
         cut(inner_b, b, level - 1)
 
@@ -512,7 +538,8 @@ def plan_parts(
     per_grain: dict[int, list[Interval]] = {}
     raw: list[Interval] = []
     for start, end in intervals:
-        blocks, leftovers = decompose(start, end, grains_of(source, query))
+        grains = grains_of(source, query)
+        blocks, leftovers = decompose(start, end, grains, ctx.dirty if grains else ())
         for grain, found in blocks.items():
             per_grain.setdefault(grain, []).extend(found)
         raw.extend(leftovers)

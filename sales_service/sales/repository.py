@@ -5,11 +5,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Row, Select, select
+from sqlalchemy import Engine, Row, Select, Table, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from common.db import snapshot_session
-from common.models import Category, Product, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
+from common.db import snapshot_session, utcnow
+from common.models import (
+    Category,
+    Sale,
+    SaleLine,
+    SalesChannel,
+    SaleStatus,
+    SaleStockClaim,
+    StockSync,
+)
+
+CLAIMS: Table = SaleStockClaim.__table__  # type: ignore[assignment]
 
 
 def find_by_key(session: Session, key: str) -> Sale | None:
@@ -41,30 +52,36 @@ def channel_by_code(session: Session, code: str) -> SalesChannel | None:
     return session.scalar(select(SalesChannel).where(SalesChannel.code == code.strip().lower()))
 
 
-def products_by_id(session: Session, ids: Iterable[int]) -> dict[int, Product]:
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    return {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(wanted)))}
-
-
-def add_sale(session: Session, sale: Sale) -> None:
+def add_sale(session: Session, sale: Sale, *, stock_key: str) -> None:
+    """Insert the sale and its lines, number it, and claim its stock key for it."""
     session.add(sale)
     session.flush()
     sale.number = f"S-{sale.id:08d}"
     session.flush()
-
-
-def pending_stock_sales(session: Session, *, limit: int) -> list[Sale]:
-    return list(
-        session.scalars(
-            select(Sale).where(Sale.stock_sync == StockSync.PENDING).order_by(Sale.id).limit(limit)
-        )
+    session.execute(
+        insert(CLAIMS).values(stock_key=stock_key, sale_id=sale.id, claimed_at=utcnow())
     )
 
 
-def lines_of(session: Session, sale_id: int) -> list[SaleLine]:
-    return list(session.scalars(select(SaleLine).where(SaleLine.sale_id == sale_id)))
+def claim_void(session: Session, stock_key: str) -> bool:
+    """Claim the stock key for no sale (True, also when it was claimed void before); False
+    when a sale claimed it. Waits for a sale's transaction that holds the key uncommitted,
+    so the answer is final."""
+    try:
+        with session.begin_nested():
+            session.execute(
+                insert(CLAIMS).values(stock_key=stock_key, sale_id=None, claimed_at=utcnow())
+            )
+    except IntegrityError:  # claimed already: by a sale, or void by an earlier attempt
+        found = claim_of(session, stock_key)
+        return found is not None and found[0] is None
+    return True
+
+
+def claim_of(session: Session, stock_key: str) -> tuple[int | None] | None:
+    """The claim on a stock key: (sale_id,) with None for a void claim; None if unclaimed."""
+    row = session.execute(select(CLAIMS.c.sale_id).where(CLAIMS.c.stock_key == stock_key)).first()
+    return None if row is None else (row.sale_id,)
 
 
 # --- listing and export -----------------------------------------------------------------

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 from sqlalchemy import Engine, Select
 
-from common.auth.dependencies import CurrentUser, ManagerUser, oauth2_scheme
+from common.auth.dependencies import CurrentUser, ManagerClaims
 from common.db import SessionDep
 from common.errors import Unprocessable, error_responses
 from common.idempotency import IdempotencyKey
@@ -25,8 +25,6 @@ from sales_service.sales import repository, service
 from sales_service.sales.schemas import ChannelRef, SaleCreate, SaleRead
 
 router = APIRouter(prefix="/sales", tags=["sales"], responses=error_responses(401))
-
-BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
 
 
 def sale_read(sale: Sale, channel: SalesChannel) -> SaleRead:
@@ -53,25 +51,23 @@ def read_sale(session: SessionDep, sale: Sale, channel: SalesChannel | None = No
 def record_sale(
     body: SaleCreate,
     response: Response,
-    principal: ManagerUser,
-    token: BearerToken,
+    claims: ManagerClaims,
     session: SessionDep,
     products: ProductsClientDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SaleRead:
-    """Reserve stock for every line in products_service, record the sale, then commit the stock.
+    """Take the stock of every line in products_service (all or none), then record the sale.
 
     Shortage: 409 with what is available per line, and nothing is recorded. products_service
-    unreachable: 503 naming it, and nothing is recorded. Send an `Idempotency-Key` to make a
-    retry return the first sale instead of recording a second one.
+    unreachable: 503 naming it, and nothing is recorded or held. Send an `Idempotency-Key` to
+    make a retry return the first sale instead of recording a second one. Manager or admin.
     """
     recorded = service.record_sale(
         session=session,
         data=body,
         key=idempotency_key,
-        caller=service.Caller(
-            user_id=principal.id, token=token or "", request_id=current_request_id()
-        ),
+        claims=claims,
+        request_id=current_request_id(),
         products_client=products,
     )
     if not recorded.created:

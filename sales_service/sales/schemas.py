@@ -102,7 +102,8 @@ class SaleRead(BaseModel):
     refunded_total: Decimal
     net_total: Decimal
     stock_sync: StockSync = Field(
-        description="'done' once products_service has turned the reservation into sales"
+        description="'done': its stock was taken in products_service before it was recorded "
+        "(sales recorded by older versions could be 'pending' or 'failed')"
     )
     note: str
     created_at: datetime

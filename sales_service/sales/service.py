@@ -1,32 +1,30 @@
-"""Recording a sale across the two services: reserve -> record -> commit.
+"""Recording a sale: take its stock in products_service (one call), then write it.
 
-This is the one place where a request spans several transactions, because it spans two
-services and must hold no database lock while it waits on the other one (on the embedded
-SQLite file both services share, a held write lock would block products_service itself):
+A request spans two services, so it runs as three short transactions and holds no lock,
+and no transaction, while it waits on products_service:
 
-1. read and validate (channel, products, prices), then end that read transaction;
-2. reserve every line in products_service (all or nothing). The reservation's key is new
-   for each attempt at recording a sale, so the reservation belongs to this request alone:
-   the client's own retries of the call reuse it, but no other request ever relies on it;
-3. write the sale with its snapshots and commit; if that fails, release the reservation;
-4. commit the reservation (its stock becomes ``sale`` ledger movements) and mark the sale
-   ``stock_sync=done``. If products_service cannot take it now, the sale stays ``pending``
-   and the background sync (sales_service/stock_sync.py) retries until it lands. Only a
-   definitive refusal (the reservation was released, or it expired and its stock was sold
-   meanwhile) marks the sale ``failed``: the sale stands, its stock was never taken, and
-   someone must look at it.
+1. read: the caller (token not revoked, still a manager), a replay of its Idempotency-Key,
+   the channel;
+2. products_service takes the stock of every line, all or nothing, under a key new for this
+   attempt (``stock_key``), and answers with each product's snapshot (price, cost, name,
+   category); a retry of that call with the same key gets the same take;
+3. write the sale, its lines, its event (sales_outbox) and its claim on the stock key, and
+   commit.
 
-Two requests with the same Idempotency-Key may run at once (a client retrying before its
-first answer arrived). Each reserves for itself; the unique key on ``sales`` lets one write
-the sale, and the other, on finding it, releases its own reservation and answers with that
-sale. So a retry never takes stock twice, and never releases stock the sale relies on.
+Who owns a take is settled by ``sale_stock_claims``: the sale's transaction inserts the
+stock key with its sale id; anyone giving the stock back first inserts the key with no sale.
+The primary key lets exactly one of them win, so stock is never given back for a sale that
+stands, and a sale never stands on stock that was given back.
 
-A process that dies after 2 leaves a reservation that expires and returns its stock; one
-that dies after 3 leaves a pending sale that the sync commits on restart (products_service
-still commits an expired reservation when its stock is free).
+When step 3 fails (or a twin request with the same Idempotency-Key wrote its sale first),
+the attempt claims its key void and gives the stock back. When step 2 gets no answer (down,
+frozen, too slow), the attempt claims the key void and asks products_service to void it, so
+a take still on its way is refused; the answer is a 503 naming products_service, and nothing
+is recorded or held. A process that dies between 2 and 3 leaves a take nobody claimed: the
+reconciler (sales_service/sales/reconciler.py), reading products_service's outbox, claims it
+void after a grace period and gives its stock back.
 """
 
-import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -37,7 +35,10 @@ from typing import NoReturn
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from common.contracts import ReservationRead, ReserveLine, ReserveRequest
+from common import outbox
+from common.auth.dependencies import authenticate, require_role
+from common.auth.security import TokenClaims
+from common.contracts import SaleStockLine, SaleStockRead, SaleStockTake
 from common.db import utcnow
 from common.errors import (
     AppError,
@@ -47,17 +48,9 @@ from common.errors import (
     UpstreamUnavailable,
 )
 from common.idempotency import request_hash
-from common.models import (
-    Product,
-    ProductStatus,
-    ReservationStatus,
-    Sale,
-    SaleLine,
-    SalesChannel,
-    StockSync,
-)
-from sales_service.clients.products import UPSTREAM, ProductsClient
-from sales_service.reports import rollups
+from common.models import Role, Sale, SaleLine, SalesChannel, StockSync
+from sales_service import events
+from sales_service.clients.products import ProductsClient
 from sales_service.reports.service import FIRST_DATE
 from sales_service.sales import repository
 from sales_service.sales.schemas import SaleCreate
@@ -68,12 +61,12 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 # The first instant on FIRST_DATE anywhere (UTC+14 is the earliest zone): older sales could
 # never be reported on.
 EARLIEST_SALE = datetime.combine(FIRST_DATE, time(), tzinfo=UTC) - timedelta(hours=14)
-MAX_REFERENCE_LENGTH = 120  # products_service's reservation reference column
+GIVE_BACK_BUDGET_SECONDS = 2.0  # after products_service failed us once, do not wait long again
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who records the sale; their token is forwarded so ledger rows name them."""
+    """Who refunds a sale; their token is forwarded so ledger rows name them."""
 
     user_id: int
     token: str
@@ -85,7 +78,7 @@ class Recorded:
     """The answer to a request to record a sale: the sale, and whether this request made it.
 
     A new sale comes with the channel it was validated against, so answering it needs no
-    second read of the channel (the session's identity map only holds objects weakly).
+    second read of the channel.
     """
 
     sale: Sale
@@ -114,44 +107,10 @@ def _resolve_channel(session: Session, data: SaleCreate) -> SalesChannel:
     return channel
 
 
-def _check_products(session: Session, data: SaleCreate) -> dict[int, Product]:
-    """Every line names an existing, active, unarchived product; else one 422 naming each."""
-    products = repository.products_by_id(session, {line.product_id for line in data.lines})
-    problems = []
-    for line_no, line in enumerate(data.lines, start=1):
-        product = products.get(line.product_id)
-        if product is None:
-            reason = "unknown product"
-        elif product.archived_at is not None:
-            reason = "product is archived"
-        elif product.status is not ProductStatus.ACTIVE:
-            reason = f"product is {product.status.value}"
-        else:
-            continue
-        problems.append({"line_no": line_no, "product_id": line.product_id, "reason": reason})
-    if problems:
-        summary = "; ".join(
-            f"line {p['line_no']} (product {p['product_id']}): {p['reason']}" for p in problems
-        )
-        raise Unprocessable(f"Cannot sell: {summary}", lines=problems)
-    return products
-
-
-def _reference(key: str | None) -> str:
-    """What products_service writes on the ledger rows: the sale's key when there is one."""
-    if key is None:
-        return "sale"
-    reference = f"sale:{key}"
-    if len(reference) <= MAX_REFERENCE_LENGTH:
-        return reference
-    return f"sale:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-
-
 def _build_sale(
     data: SaleCreate,
     channel: SalesChannel,
-    products: dict[int, Product],
-    reservation: ReservationRead,
+    taken: SaleStockRead,
     *,
     key: str | None,
     digest: str,
@@ -159,22 +118,16 @@ def _build_sale(
 ) -> Sale:
     # Stored in UTC, and answered so: the instant the caller named, not its offset.
     sold_at = (data.sold_at or utcnow()).astimezone(UTC)
-    allocations: dict[int, list[dict[str, int]]] = {}
-    for held in reservation.lines:
-        allocations.setdefault(held.line_no, []).append(
-            {"warehouse_id": held.warehouse_id, "quantity": held.quantity}
-        )
     lines = []
-    for line_no, line in enumerate(data.lines, start=1):
-        product = products[line.product_id]
+    for line, product in zip(data.lines, taken.lines, strict=True):
         unit_price = (line.unit_price if line.unit_price is not None else product.price).quantize(
             CENT
         )
         unit_cost = product.cost_price.quantize(CENT)
         lines.append(
             SaleLine(
-                line_no=line_no,
-                product_id=product.id,
+                line_no=product.line_no,
+                product_id=product.product_id,
                 sku=product.sku,
                 product_name=product.name,
                 category_id=product.category_id,
@@ -186,7 +139,7 @@ def _build_sale(
                 refunded_quantity=0,
                 refunded_total=Decimal("0.00"),
                 refunded_cost=Decimal("0.00"),
-                allocations=allocations.get(line_no, []),
+                allocations=[a.model_dump() for a in product.allocations],
             )
         )
     return Sale(
@@ -202,8 +155,8 @@ def _build_sale(
         note=data.note,
         idempotency_key=key,
         request_hash=digest,
-        reservation_id=reservation.id,
-        stock_sync=StockSync.PENDING,
+        reservation_id=None,
+        stock_sync=StockSync.DONE,
         created_by_id=actor_id,
         lines=lines,
     )
@@ -220,50 +173,7 @@ def _replay(existing: Sale, digest: str) -> Sale:
     return existing
 
 
-def _reserve(
-    data: SaleCreate, key: str | None, caller: Caller, products_client: ProductsClient
-) -> ReservationRead:
-    """Hold the stock of every line under a key of this attempt's own (see the module doc)."""
-    try:
-        reservation = products_client.reserve(
-            ReserveRequest(
-                idempotency_key=f"sale:{uuid.uuid4().hex}",
-                reference=_reference(key),
-                lines=[
-                    ReserveLine(product_id=ln.product_id, quantity=ln.quantity) for ln in data.lines
-                ],
-            ),
-            token=caller.token,
-            request_id=caller.request_id,
-        )
-    except UpstreamUnavailable as exc:
-        raise UpstreamUnavailable(
-            f"Could not reserve stock: {exc.detail}; nothing was recorded", **exc.context
-        ) from exc
-    if reservation.status is not ReservationStatus.ACTIVE:
-        # Only when a retried reserve was answered after the TTL passed: nothing is held.
-        raise UpstreamUnavailable(
-            f"{UPSTREAM} held the stock too late (reservation {reservation.id} is "
-            f"{reservation.status.value}); nothing was recorded",
-            upstream=UPSTREAM,
-        )
-    return reservation
-
-
-def record_sale(
-    *,
-    session: Session,
-    data: SaleCreate,
-    key: str | None,
-    caller: Caller,
-    products_client: ProductsClient,
-) -> Recorded:
-    """Record the sale (see the module docstring); returns it and whether it is new."""
-    digest = request_hash(data.model_dump(mode="json"))
-    if key is not None:
-        existing = repository.find_by_key(session, key)
-        if existing is not None:
-            return Recorded(_replay(existing, digest), created=False)
+def _check_sold_at(data: SaleCreate) -> None:
     if data.sold_at is not None and data.sold_at > utcnow() + FUTURE_TOLERANCE:
         raise Unprocessable("sold_at is in the future", field="body.sold_at")
     if data.sold_at is not None and data.sold_at < EARLIEST_SALE:
@@ -271,21 +181,68 @@ def record_sale(
             f"sold_at is before {FIRST_DATE.isoformat()}, the first day reports cover",
             field="body.sold_at",
         )
+
+
+def record_sale(
+    *,
+    session: Session,
+    data: SaleCreate,
+    key: str | None,
+    claims: TokenClaims,
+    request_id: str,
+    products_client: ProductsClient,
+) -> Recorded:
+    """Record the sale (see the module docstring); returns it and whether it is new.
+
+    ``claims`` are the caller's token's, checked against the database here, in the read
+    transaction, rather than in a transaction of their own."""
+    # 1. read
+    user = authenticate(session, claims)
+    require_role(user.role, Role.MANAGER)  # as stored: the token may predate a demotion
+    digest = request_hash(data.model_dump(mode="json"))
+    if key is not None:
+        existing = repository.find_by_key(session, key)
+        if existing is not None:
+            return Recorded(_replay(existing, digest), created=False)
+    _check_sold_at(data)
     channel = _resolve_channel(session, data)
-    products = _check_products(session, data)
-    session.commit()  # step 1 done: hold nothing while products_service works
+    session.commit()  # hold nothing while products_service works
 
-    reservation = _reserve(data, key, caller, products_client)
-
-    sale = _build_sale(
-        data, channel, products, reservation, key=key, digest=digest, actor_id=caller.user_id
-    )
+    # 2. take the stock
+    stock_key = uuid.uuid4().hex
     try:
-        repository.add_sale(session, sale)
-        rollups.record_sale(session, sale)
+        taken = products_client.take_sale_stock(
+            SaleStockTake(
+                key=stock_key,
+                actor_id=user.id,
+                lines=[
+                    SaleStockLine(product_id=ln.product_id, quantity=ln.quantity)
+                    for ln in data.lines
+                ],
+            ),
+            request_id=request_id,
+        )
+    except UpstreamUnavailable as exc:
+        # products_service just failed us: asking it again now would only add to the wait.
+        # The void claim makes the reconciler give back a take that still lands.
+        give_back(session, None, stock_key)
+        raise UpstreamUnavailable(
+            f"Could not take stock: {exc.detail}; nothing was recorded", **exc.context
+        ) from exc
+
+    # 3. write the sale
+    sale = _build_sale(data, channel, taken, key=key, digest=digest, actor_id=user.id)
+    try:
+        repository.add_sale(session, sale, stock_key=stock_key)
+        outbox.append(session, outbox.SALES_OUTBOX, [events.sale_recorded(sale)])
+        session.commit()
     except Exception as exc:
         session.rollback()
-        _release_quietly(products_client, reservation.id, caller)  # ours alone, see above
+        if isinstance(exc, OperationalError) and _sale_was_written(session, stock_key):
+            # The COMMIT landed although its answer was lost: the sale stands on its stock.
+            logger.warning("sale with stock key %s: commit answer lost", stock_key)
+            raise
+        give_back(session, products_client, stock_key, request_id=request_id)
         # A request with the same key wrote its sale first (our insert waited for its commit).
         twin = (
             repository.find_by_key(session, key)
@@ -294,102 +251,68 @@ def record_sale(
         )
         if twin is not None:
             return Recorded(_replay(twin, digest), created=False)
-        _raise_not_recorded(exc, reservation.id)
-    sale_id = sale.id
-    try:
-        session.commit()
-    except Exception as exc:
-        session.rollback()
-        if _sale_was_written(session, sale_id) is not False:
-            # The COMMIT landed although its answer was lost (or we cannot tell): keep the
-            # stock held; the sync commits it, or it expires if there is no sale after all.
-            logger.warning("sale %s: commit answer lost; leaving its stock held", sale_id)
-            raise
-        _release_quietly(products_client, reservation.id, caller)
-        _raise_not_recorded(exc, reservation.id)
-
-    commit_stock(
-        session=session,
-        sale=sale,
-        products_client=products_client,
-        token=caller.token,
-        request_id=caller.request_id,
-    )
+        _raise_not_recorded(exc, stock_key)
     return Recorded(sale, created=True, channel=channel)
 
 
-def _sale_was_written(session: Session, sale_id: int) -> bool | None:
-    """Whether the sale row exists after a failed COMMIT; None when that cannot be told."""
+def _sale_was_written(session: Session, stock_key: str) -> bool:
+    """Whether a sale claimed this stock key (after a COMMIT whose answer was lost); True
+    when that cannot be told, so the stock is left to the reconciler rather than given back."""
     try:
-        found = repository.get_with_lines(session, sale_id) is not None
+        found = repository.claim_of(session, stock_key)
         session.commit()
-        return found
+        return found is not None
     except Exception:
         session.rollback()
-        return None
+        return True
 
 
-def _raise_not_recorded(exc: Exception, reservation_id: int) -> NoReturn:
-    """Re-raise a write failure, in the one error shape, saying the stock was let go."""
-    logger.error("sale not recorded; reservation %s released: %s", reservation_id, exc)
+def give_back(
+    session: Session,
+    products_client: ProductsClient | None,
+    stock_key: str,
+    *,
+    request_id: str = "",
+) -> bool:
+    """Claim the stock key void and give its stock back (or void it in products_service;
+    without a client, only claim it: the reconciler gives back a take that shows up).
+
+    Returns False when a sale had claimed the key (its stock stays taken). If products_service
+    cannot be reached now, the void claim stands and the reconciler gives the stock back
+    once a take under that key shows up in products_service's outbox (if none ever does,
+    there is nothing to give back).
+    """
+    try:
+        claimed = repository.claim_void(session, stock_key)
+        session.commit()
+    except Exception:
+        session.rollback()
+        logger.exception("stock key %s: could not claim it void; the reconciler will", stock_key)
+        return False
+    if not claimed or products_client is None:
+        return claimed
+    try:
+        products_client.return_sale_stock(
+            stock_key, request_id=request_id, budget_seconds=GIVE_BACK_BUDGET_SECONDS
+        )
+    except AppError as exc:
+        logger.warning(
+            "stock key %s: could not give the stock back now (the reconciler will): %s",
+            stock_key,
+            exc.detail,
+        )
+    return True
+
+
+def _raise_not_recorded(exc: Exception, stock_key: str) -> NoReturn:
+    """Re-raise a write failure, in the one error shape, saying the stock was given back."""
+    logger.error("sale not recorded; stock key %s given back: %s", stock_key, exc)
     if isinstance(exc, AppError | OperationalError):
         raise exc  # already mapped (e.g. 503 database_busy, which a client may retry)
     raise SaleNotRecorded(
-        "The sale could not be written; its stock reservation was released and nothing "
-        "was recorded",
-        reservation_id=reservation_id,
+        "The sale could not be written; its stock was given back and nothing was recorded",
+        stock_key=stock_key,
     ) from exc
-
-
-# 409: the reservation was released, or it expired and its stock is gone; 404: it is gone.
-# Repeating the commit cannot change these answers.
-DEFINITIVE_REFUSALS = {404, 409}
-
-
-def commit_stock(
-    *,
-    session: Session,
-    sale: Sale,
-    products_client: ProductsClient,
-    token: str,
-    request_id: str = "",
-) -> None:
-    """Turn the sale's reservation into ledger sales; leaves it pending if that fails now.
-
-    Unreachable, slow, 5xx, or refusing this caller's token (401/403, e.g. it expired
-    meanwhile): the sale stays ``pending`` and the sync retries with its own credential.
-    A definitive refusal (404/409) marks it ``failed``: the sale stands, its stock was not
-    taken, and only a person can settle it.
-    """
-    if sale.reservation_id is None or sale.stock_sync is not StockSync.PENDING:
-        return
-    try:
-        products_client.commit(sale.reservation_id, token=token, request_id=request_id)
-    except AppError as exc:
-        if exc.status_code not in DEFINITIVE_REFUSALS:
-            logger.warning("sale %s: stock commit deferred: %s", sale.id, exc.detail)
-            return
-        logger.error(
-            "sale %s: stock commit refused, marked failed: %s %s",
-            sale.id,
-            exc.code,
-            exc.detail,
-        )
-        sale.stock_sync = StockSync.FAILED
-        session.commit()
-        return
-    sale.stock_sync = StockSync.DONE
-    session.commit()
-
-
-def _release_quietly(products_client: ProductsClient, reservation_id: int, caller: Caller) -> None:
-    """Best effort: if this fails too, the reservation's expiry returns the stock."""
-    try:
-        products_client.release(reservation_id, token=caller.token, request_id=caller.request_id)
-    except AppError as exc:
-        logger.warning(
-            "could not release reservation %s (it will expire): %s", reservation_id, exc.detail
-        )
 
 
 def get_sale(*, session: Session, sale_id: int) -> Sale:

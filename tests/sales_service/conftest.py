@@ -1,7 +1,8 @@
 """Fixtures for proving the sale path: private servers a test may stop, freeze or kill.
 
 ``short_products`` is a products_service whose reservations live 3 s (swept every 0.3 s);
-``short_sales`` is a sales_service calling it with short timeouts and a fast stock sync.
+``short_sales`` is a sales_service calling it with short timeouts, a fast stock sync, and a
+reconciler that gives back a take no sale claimed 2 s after it landed.
 Both run in their own process group, so SIGKILL, SIGSTOP and SIGCONT reach every worker,
 and both are brought back up (same port) before each test that uses them. They live for one
 test module, so their pooled connections are gone before the next module's load tests.
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -22,13 +24,15 @@ from sqlalchemy import Engine, func, select
 
 from common.db import make_sessionmaker
 from common.models import (
-    Reservation,
-    ReservationLine,
-    ReservationStatus,
+    MovementType,
     Role,
     Sale,
     SaleLine,
     SalesChannel,
+    SaleStockClaim,
+    SaleStockStatus,
+    SaleStockTake,
+    StockMovement,
     StockSync,
     User,
 )
@@ -39,6 +43,7 @@ from tests.products_service.factories import ledger_problems, level
 
 T = TypeVar("T")
 RESERVATION_TTL_SECONDS = 3
+RECONCILE_GRACE_SECONDS = 2  # a take no sale claimed is given back this long after it landed
 SALES_TIMEOUT_SECONDS = 2.5
 SALES_RETRIES = 3  # unbounded, 4 timed-out attempts would take 4 x 2.5 s + back-off = 11.3 s
 CONCURRENT_SALES = 32
@@ -125,6 +130,7 @@ def _short_sales_server(
             SHOP_PRODUCTS_TIMEOUT_SECONDS=str(SALES_TIMEOUT_SECONDS),
             SHOP_PRODUCTS_RETRIES=str(SALES_RETRIES),
             SHOP_STOCK_SYNC_SECONDS="0.3",
+            SHOP_STOCK_RECONCILE_GRACE_SECONDS=str(RECONCILE_GRACE_SECONDS),
             **POOL,
         ),
     )
@@ -172,14 +178,38 @@ def sale_count(engine: Engine) -> int:
         return session.scalar(select(func.count()).select_from(Sale)) or 0
 
 
-def reservation_statuses(engine: Engine, product_id: int | None = None) -> dict[str, int]:
-    """How many reservations (touching this product, if named) are in each status."""
+def take_statuses(engine: Engine) -> dict[str, int]:
+    """How many sale stock takes are in each status, a taken one split by whether a sale
+    claimed it (``taken``) or not (``taken, unclaimed``: stock held for no sale)."""
     with make_sessionmaker(engine)() as session:
-        stmt = select(Reservation.status, func.count(func.distinct(Reservation.id)))
-        if product_id is not None:
-            stmt = stmt.join(ReservationLine).where(ReservationLine.product_id == product_id)
-        rows = session.execute(stmt.group_by(Reservation.status)).all()
-        return {status.value: count for status, count in rows}
+        rows = session.execute(
+            select(SaleStockTake.status, SaleStockClaim.sale_id).outerjoin(
+                SaleStockClaim, SaleStockClaim.stock_key == SaleStockTake.key
+            )
+        ).all()
+    found: Counter[str] = Counter()
+    for status, sale_id in rows:
+        unclaimed = status is SaleStockStatus.TAKEN and sale_id is None
+        found[f"{status.value}, unclaimed" if unclaimed else status.value] += 1
+    return dict(found)
+
+
+def sale_movements_without_a_sale(engine: Engine, product_id: int) -> list[int]:
+    """Ids of this product's ``sale`` ledger rows whose take no recorded sale claimed."""
+    with make_sessionmaker(engine)() as session:
+        claimed = {
+            f"sale:{key}"
+            for key in session.scalars(
+                select(SaleStockClaim.stock_key).where(SaleStockClaim.sale_id.is_not(None))
+            )
+        }
+        rows = session.execute(
+            select(StockMovement.id, StockMovement.reference).where(
+                StockMovement.product_id == product_id,
+                StockMovement.movement_type == MovementType.SALE,
+            )
+        ).all()
+    return [row.id for row in rows if row.reference not in claimed]
 
 
 def sold_units(engine: Engine, product_id: int) -> dict[str, int]:
@@ -197,13 +227,14 @@ def sold_units(engine: Engine, product_id: int) -> dict[str, int]:
 def stock_problems(engine: Engine, product_id: int, warehouse_id: int, initial: int) -> list[str]:
     """What still stops the books from balancing for this product (empty when settled):
     every unit is on the shelf or in a recorded sale whose stock was taken, nothing is held,
-    no sale is left pending or failed, and every ledger sums to its level."""
+    no stock was taken for a sale that does not stand, no sale is pending or failed, and
+    every ledger sums to its level."""
     now = level(engine, product_id, warehouse_id)
     units = sold_units(engine, product_id)
     problems = []
-    active = reservation_statuses(engine, product_id).get(ReservationStatus.ACTIVE.value, 0)
-    if active:
-        problems.append(f"{active} reservations still active")
+    orphans = take_statuses(engine).get("taken, unclaimed", 0)
+    if orphans:
+        problems.append(f"{orphans} stock takes claimed by no sale")
     if now.reserved:
         problems.append(f"{now.reserved} units still reserved")
     for state in (StockSync.PENDING, StockSync.FAILED):

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, delete, select, text
 from sqlalchemy.orm import Session
 
+from common import outbox
 from common.models import (
     Category,
     Product,
@@ -30,7 +31,9 @@ from common.models import (
     StockSync,
     Warehouse,
 )
+from sales_service import events
 from sales_service.reports import rollups
+from sales_service.reports.consumer import CONSUMER
 
 CENT = Decimal("0.01")
 
@@ -153,7 +156,7 @@ def add_sale(
     session.flush()
     sale.number = f"S-{sale.id:08d}"
     session.flush()
-    rollups.record_sale(session, sale)
+    outbox.append(session, outbox.SALES_OUTBOX, [events.sale_recorded(sale)])
     return sale
 
 
@@ -161,7 +164,7 @@ def refund(
     session: Session, sale: Sale, units_by_line: dict[int, int], *, cancel: bool = False
 ) -> SaleRefund:
     """Refund units of some lines (a cancellation refunds all that is left), as the refund
-    service does: move them onto the refunded figures, write the refund, call the hook."""
+    service does: move them onto the refunded figures, write the refund and its event."""
     if cancel:
         units_by_line = {
             line.line_no: line.quantity - line.refunded_quantity
@@ -201,16 +204,19 @@ def refund(
     if refund_lines:
         session.add(made)
         session.flush()
-        rollups.record_refund(session, sale, made)
+        outbox.append(session, outbox.SALES_OUTBOX, [events.sale_refunded(sale, made)])
     return made
 
 
 def clear_sales(connection: Connection) -> None:
-    """Remove every sale and rollup row (the catalog stays)."""
-    for table in ("sale_refund_lines", "sale_refunds", "sale_lines", "sales"):
+    """Remove every sale, sale event and rollup row, and the rollup consumer's position (the
+    catalog stays)."""
+    for table in ("sale_stock_claims", "sale_refund_lines", "sale_refunds", "sale_lines", "sales"):
         connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
     delete_rollups(connection)
     connection.execute(delete(rollups.PATHS_TABLE))
+    connection.execute(delete(outbox.SALES_OUTBOX))
+    connection.execute(delete(outbox.POSITIONS).where(outbox.POSITIONS.c.consumer == CONSUMER))
 
 
 # --- the reference: plain Python over the stored rows ------------------------------------

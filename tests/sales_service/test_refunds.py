@@ -7,7 +7,6 @@ products_service, whose ledger is then checked.
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, update
 
-from common.db import make_sessionmaker, utcnow
+from common.db import make_sessionmaker
 from common.models import (
     MovementType,
     Sale,
@@ -26,7 +25,7 @@ from common.models import (
 )
 from common.settings import SalesSettings
 from sales_service.refunds.service import split_over_allocations
-from sales_service.stock_sync import sync_pending, sync_pending_refunds
+from sales_service.stock_sync import sync_pending_refunds
 from tests.conftest import LiveServer, free_port
 from tests.products_service.factories import (
     create_product,
@@ -519,41 +518,6 @@ def _set_sale_stock_sync(engine: Engine, sale_id: int, state: StockSync, **extra
     with make_sessionmaker(engine)() as session:
         session.execute(update(Sale).where(Sale.id == sale_id).values(stock_sync=state, **extra))
         session.commit()
-
-
-def test_a_refund_waits_for_its_sales_own_stock_commit(
-    client: TestClient,
-    sales_client: TestClient,
-    live_products: LiveServer,
-    sync_args: Callable[[str], dict[str, Any]],
-    manager_headers: dict,
-    engine: Engine,
-    web_channel: str,
-) -> None:
-    warehouse = main_warehouse_id(engine)
-    product = create_product(engine, stock={warehouse: 10})
-    sale = record_sale(sales_client, manager_headers, [{"product_id": product, "quantity": 4}])
-    # As if the reservation commit had not landed yet (the background sync would retry it);
-    # dated ahead so no running sync loop picks the sale up before this test does.
-    _set_sale_stock_sync(
-        engine, sale["id"], StockSync.PENDING, created_at=utcnow() + timedelta(hours=1)
-    )
-
-    refund = sales_client.post(f"/api/v1/sales/{sale['id']}/cancel", headers=manager_headers)
-    assert refund.status_code == 201, refund.text
-    assert refund.json()["stock_sync"] == "pending"
-    up = sync_args(live_products.url)
-    assert sync_pending_refunds(**up) == 0  # its sale's stock commit comes first
-    assert returns_of(engine, product) == []
-
-    _set_sale_stock_sync(engine, sale["id"], StockSync.PENDING, created_at=utcnow())
-    sync_pending(**up)  # the commit is idempotent: the stock was taken once
-    sync_pending_refunds(**up)
-    listed = sales_client.get(f"/api/v1/sales/{sale['id']}/refunds", headers=manager_headers)
-    assert listed.json()["items"][0]["stock_sync"] == "done"
-    assert returns_of(engine, product) == [(warehouse, 4, sale["number"])]
-    assert level(engine, product, warehouse).on_hand == 10
-    assert_ledger_ok(client, manager_headers, engine)
 
 
 def test_a_refund_of_a_sale_whose_stock_was_never_taken_returns_nothing(

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from sales_service.reports import service
+from sales_service.reports.consumer import consume_once
 from sales_service.reports.schemas import RevenueSeries
 from sales_service.reports.service import DateRange, Filters, Period, Weekday
 from tests.sales_service.report_factories import (
@@ -104,7 +105,11 @@ def sales_around(draw: st.DrawFn, anchor: datetime, zone: ZoneInfo) -> list[dict
     return draw(st.lists(sale, max_size=10))
 
 
-def write(engine: Engine, catalog: Catalog, sales: list[dict[str, Any]]) -> list[RawLine]:
+def write(
+    engine: Engine, catalog: Catalog, sales: list[dict[str, Any]], applied: int
+) -> list[RawLine]:
+    """Write the sales and their refunds; then the rollup consumer applies the first
+    ``applied`` of their events (reports must be exact however far it lags)."""
     clear(engine)
     with Session(engine, expire_on_commit=False) as session:
         for spec in sales:
@@ -128,6 +133,8 @@ def write(engine: Engine, catalog: Catalog, sales: list[dict[str, Any]]) -> list
                 if kind == "twice":
                     refund(session, sale, units)
             session.commit()  # each sale and refund in its own transaction, as in production
+    if applied:
+        consume_once(engine, batch=applied)
     with engine.connect() as connection:
         return raw_lines(connection)
 
@@ -260,6 +267,10 @@ def group_of(catalog: Catalog, by: str, rollup: str, parent: int | None) -> Call
     return key
 
 
+def draw_applied(data: st.DataObject) -> int:
+    return data.draw(st.sampled_from([0, 3, 12, 1000]), label="events applied")
+
+
 # --- the properties -----------------------------------------------------------------------------
 
 
@@ -275,7 +286,9 @@ def test_revenue_series_equals_the_reference(
     zone_name = data.draw(st.sampled_from(ZONES), label="zone")
     zone = ZoneInfo(zone_name)
     anchor = data.draw(st.sampled_from(ANCHORS), label="anchor")
-    lines = write(engine, catalog, data.draw(sales_around(anchor, zone), label="sales"))
+    lines = write(
+        engine, catalog, data.draw(sales_around(anchor, zone), label="sales"), draw_applied(data)
+    )
     period = data.draw(st.sampled_from(PERIODS), label="period")
     week_start = data.draw(st.integers(0, 6), label="week_start")
     first = local_day(anchor, zone) + timedelta(days=data.draw(st.integers(-5, 0), label="from"))
@@ -328,7 +341,9 @@ def test_breakdowns_and_comparisons_equal_the_reference(
     zone_name = data.draw(st.sampled_from(ZONES), label="zone")
     zone = ZoneInfo(zone_name)
     anchor = data.draw(st.sampled_from(ANCHORS), label="anchor")
-    lines = write(engine, catalog, data.draw(sales_around(anchor, zone), label="sales"))
+    lines = write(
+        engine, catalog, data.draw(sales_around(anchor, zone), label="sales"), draw_applied(data)
+    )
     first = local_day(anchor, zone) + timedelta(days=data.draw(st.integers(-4, 1), label="from"))
     last = first + timedelta(days=data.draw(st.integers(0, 3), label="days"))
     kind = data.draw(st.sampled_from(FILTER_KINDS), label="filters")

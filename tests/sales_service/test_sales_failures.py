@@ -1,6 +1,7 @@
 """What goes wrong on the way through two services must neither lose nor invent stock.
 
-Real servers on loopback: ``short_sales`` calls ``short_products`` (reservations live 3 s),
+Real servers on loopback: ``short_sales`` calls ``short_products`` (a take no sale claimed
+is given back after 2 s),
 each in its own process group so a test can stop, freeze (SIGSTOP) or kill (SIGKILL) it and
 bring it back on the same port. Every wait is a poll with a deadline.
 """
@@ -18,18 +19,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 
 from common.db import make_sessionmaker
-from common.models import Reservation, ReservationStatus, Sale
+from common.models import Sale
 from tests.products_service.factories import create_product, ledger_problems, level
 from tests.products_service.factories import main_warehouse_id as main_warehouse
 from tests.sales_service.conftest import (
     CONCURRENT_SALES,
-    RESERVATION_TTL_SECONDS,
+    RECONCILE_GRACE_SECONDS,
     SALES_TIMEOUT_SECONDS,
     RestartableServer,
     create_channel,
-    reservation_statuses,
     sale_body,
     sale_count,
+    take_statuses,
     wait_until_settled,
 )
 
@@ -82,7 +83,7 @@ def test_products_service_stopped_means_503_and_nothing_recorded(
     assert_upstream_503(answer)
     assert sale_count(engine) == 0
     assert level(engine, product, main) == (10, 0)
-    assert reservation_statuses(engine) == {}
+    assert take_statuses(engine) == {}
 
     ready = httpx.get(f"{short_sales.url}/ready", timeout=10)
     assert ready.status_code == 503
@@ -124,14 +125,14 @@ def test_products_service_frozen_times_out_within_the_budget_and_loses_nothing(
     assert elapsed < 2 * SALES_TIMEOUT_SECONDS + 1.5, elapsed
     assert sale_count(engine) == 0
 
-    # Thawed, products_service may still serve the reserve it had queued; nobody commits
-    # it, so it expires and its stock comes back. Settled must last longer than a
-    # reservation lives, or a reserve served just after a look could go unseen.
+    # Thawed, products_service may still serve the take it had queued; no sale claims it,
+    # so the reconciler gives it back. Settled must last longer than that grace, or a take
+    # served just after a look could go unseen.
     wait_until_settled(
-        engine, product, main, initial=10, within=30, stable_for=RESERVATION_TTL_SECONDS + 1
+        engine, product, main, initial=10, within=30, stable_for=RECONCILE_GRACE_SECONDS + 2
     )
     assert level(engine, product, main) == (10, 0)
-    assert set(reservation_statuses(engine)) <= {"expired"}
+    assert set(take_statuses(engine)) <= {"returned"}
     assert sale_count(engine) == 0
 
 
@@ -144,8 +145,8 @@ def post_many_then_kill(
 ) -> list[str]:
     """Send every sale at once; SIGKILL the victim once ``kill_after`` were recorded.
 
-    Each outcome is ``201 done``, ``201 pending`` (recorded, stock not yet taken), another
-    status, or the name of the transport error the client saw.
+    Each outcome is ``201 done`` (recorded, its stock taken), another status, or the name of
+    the transport error the client saw.
     """
     recorded = 0
     outcomes: list[str] = []
@@ -189,34 +190,28 @@ def test_a_service_killed_mid_sale_loses_and_invents_no_stock(
 
     outcomes = post_many_then_kill(sales_http, killed, bodies, kill_after=10)
     counted = Counter(outcomes)
-    assert counted["201 done"] + counted["201 pending"] >= 10, counted
+    assert counted["201 done"] >= 10, counted
     assert counted["201 done"] < len(bodies), f"the kill interrupted nothing: {counted}"
     if victim == "products":
-        # sales_service stayed up: a sale it could not reserve for answers 503; one whose
-        # stock commit could not land is recorded and left pending for the sync.
-        assert set(counted) <= {"201 done", "201 pending", "503"}, counted
-    recorded = counted["201 done"] + counted["201 pending"]
+        # sales_service stayed up: a sale whose stock it could not take answers 503.
+        assert set(counted) <= {"201 done", "503"}, counted
+    recorded = counted["201 done"]
 
-    killed.start()  # same port; sales_service's sync and products' sweeper take it from here
-    # Every unit is on the shelf or in a recorded sale whose stock was taken: reservations
-    # of sales never written expire, sales written but not committed are synced.
+    killed.start()  # same port; sales_service's reconciler takes it from here
+    # Every unit is on the shelf or in a recorded sale whose stock was taken: the stock of
+    # sales never written is given back.
     wait_until_settled(engine, product, main, initial, within=40)
-    assert reservation_statuses(engine, product).get("active", 0) == 0
     with make_sessionmaker(engine)() as session:
         sales = session.scalars(select(Sale)).all()
         assert len(sales) >= recorded
         assert {s.stock_sync.value for s in sales} == {"done"}
-        committed = {
-            r.id
-            for r in session.scalars(
-                select(Reservation).where(Reservation.status == ReservationStatus.COMMITTED)
-            )
-        }
-        assert {s.reservation_id for s in sales} == committed  # no sale without its stock
+    takes = take_statuses(engine)
+    assert takes.get("taken") == len(sales)  # each sale claimed its own take
+    assert set(takes) <= {"taken", "returned", "voided"}, takes  # the rest were given back
     assert ledger_problems(engine) == []
 
 
-def test_a_failed_sale_write_releases_the_reservation(
+def test_a_failed_sale_write_gives_its_stock_back(
     sales_client: TestClient,
     engine: Engine,
     manager_headers: dict[str, str],
@@ -250,10 +245,7 @@ def test_a_failed_sale_write_releases_the_reservation(
         assert sale_count(engine) == 0
         assert level(engine, product, main) == (10, 0)
         assert level(engine, other, main) == (10, 0)
-        with make_sessionmaker(engine)() as session:
-            (reservation,) = session.scalars(select(Reservation)).all()
-        assert reservation.status is ReservationStatus.RELEASED
-        assert reservation.reference == f"sale:{key}"
+        assert take_statuses(engine) == {"returned": 1}
         assert ledger_problems(engine) == []
     finally:
         with engine.begin() as connection:
@@ -269,5 +261,5 @@ def test_a_failed_sale_write_releases_the_reservation(
     assert retry.json()["stock_sync"] == "done"
     assert level(engine, product, main) == (6, 0)
     assert level(engine, other, main) == (9, 0)
-    assert reservation_statuses(engine) == {"released": 1, "committed": 1}
+    assert take_statuses(engine) == {"returned": 1, "taken": 1}
     assert ledger_problems(engine) == []

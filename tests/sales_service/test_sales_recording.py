@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from common.db import make_sessionmaker
-from common.models import MovementType, ProductStatus, Reservation, Sale, StockSync
+from common.models import MovementType, ProductStatus, Sale, StockSync
 from tests.conftest import LiveServer
 from tests.products_service.factories import (
     create_product,
@@ -30,9 +30,10 @@ from tests.products_service.factories import (
 from tests.sales_service.conftest import (
     all_at_once,
     create_channel,
-    reservation_statuses,
     sale_body,
     sale_count,
+    sale_movements_without_a_sale,
+    take_statuses,
 )
 
 SALES = "/api/v1/sales"
@@ -53,9 +54,9 @@ def http(live_sales: LiveServer, manager_headers: dict[str, str]) -> Iterator[ht
 
 
 def nothing_written(engine: Engine, *product_ids: int, main: int, stock: int) -> None:
-    """No sale, no reservation, stock untouched, books balanced."""
+    """No sale, no stock taken, stock untouched, books balanced."""
     assert sale_count(engine) == 0
-    assert reservation_statuses(engine) == {}
+    assert take_statuses(engine) == {}
     for product_id in product_ids:
         assert level(engine, product_id, main) == (stock, 0)
     assert ledger_problems(engine) == []
@@ -373,7 +374,8 @@ def test_200_concurrent_buyers_of_50_units_make_exactly_50_sales(
     sales_moves = movements(engine, product, MovementType.SALE)
     assert len(sales_moves) == 50
     assert sorted(m.on_hand_after for m in sales_moves) == list(range(50))
-    assert reservation_statuses(engine, product) == {"committed": 50}
+    assert take_statuses(engine) == {"taken": 50}  # each claimed by its sale
+    assert sale_movements_without_a_sale(engine, product) == []
     check = httpx.get(f"{live_products.url}/api/v1/inventory/ledger-check", headers=manager_headers)
     assert check.status_code == 200 and check.json()["ok"] is True, check.text
     assert ledger_problems(engine) == []
@@ -403,20 +405,27 @@ def test_one_key_sent_ten_times_some_at_once_records_one_sale(
     assert len({a.json()["id"] for a in answers}) == 1
 
     assert sale_count(engine) == 1
-    assert len(movements(engine, a, MovementType.SALE)) == 1
-    assert len(movements(engine, b, MovementType.SALE)) == 1
+    # One sale movement per product belongs to the sale; a racing duplicate that took stock
+    # too gave exactly that back (a `return` row under its own key).
+    for product, quantity in ((a, 2), (b, 1)):
+        taken = movements(engine, product, MovementType.SALE)
+        returned = movements(engine, product, MovementType.RETURN)
+        unclaimed = sale_movements_without_a_sale(engine, product)
+        assert len(taken) - len(unclaimed) == 1
+        assert sorted(str(m.reference) for m in taken if m.id in unclaimed) == sorted(
+            str(m.reference) for m in returned
+        )
+        assert sum(m.quantity for m in taken + returned) == -quantity
     assert level(engine, a, main) == (28, 0)
     assert level(engine, b, main) == (29, 0)
-    # Racing duplicates each held stock for a moment; only the winner's was committed, each
-    # loser released its own (nothing was left active to expire).
-    statuses = reservation_statuses(engine)
-    assert statuses.get("committed") == 1
-    assert set(statuses) <= {"committed", "released"}
+    # Racing duplicates may each have taken stock for a moment; only the winner's take is
+    # claimed by the sale, each loser gave its own back (nothing is left held for no sale).
+    statuses = take_statuses(engine)
+    assert statuses.get("taken") == 1
+    assert set(statuses) <= {"taken", "returned"}
     with make_sessionmaker(engine)() as session:
         sale = session.scalars(select(Sale)).one()
         assert sale.stock_sync is StockSync.DONE
-        committed = session.get_one(Reservation, sale.reservation_id)
-        assert committed.status.value == "committed"
     assert ledger_problems(engine) == []
 
     other = http.post(SALES, json=sale_body("web-store", (a, 3)), headers=key)

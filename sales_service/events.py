@@ -1,0 +1,51 @@
+"""The events sales_service appends to its outbox (common.outbox), one per change to a sale.
+
+Each carries what the change did to the sale's lines, as their net state before and after
+(units, revenue and cost left after refunds), so a consumer such as the report rollups can
+apply it without reading the sale, which may have changed again since.
+"""
+
+from typing import Any
+
+from common import outbox
+from common.models import RefundKind, Sale, SaleRefund
+from sales_service.reports.rollups import line_states, states_before_refund
+
+SALE_RECORDED = "sale.recorded"
+SALE_REFUNDED = "sale.refunded"
+SALE_CANCELLED = "sale.cancelled"
+REPORTED_TYPES = (SALE_RECORDED, SALE_REFUNDED, SALE_CANCELLED)
+
+
+def _sale(sale: Sale) -> dict[str, Any]:
+    return {
+        "sale_id": sale.id,
+        "number": sale.number,
+        "channel_id": sale.channel_id,
+        "sold_at": sale.sold_at,
+        "status": sale.status,
+        "total": sale.total,
+        "units": sale.units,
+        "refunded_total": sale.refunded_total,
+        "refunded_units": sale.refunded_units,
+    }
+
+
+def sale_recorded(sale: Sale) -> dict[str, Any]:
+    """A new sale (lines loaded)."""
+    payload = {**_sale(sale), "lines_before": [], "lines_after": line_states(sale)}
+    return outbox.event(SALE_RECORDED, sale.id, payload)
+
+
+def sale_refunded(sale: Sale, refund: SaleRefund) -> dict[str, Any]:
+    """A refund or cancellation of the sale (both with lines loaded, the refund applied)."""
+    kind = SALE_CANCELLED if refund.kind is RefundKind.CANCELLATION else SALE_REFUNDED
+    payload = {
+        **_sale(sale),
+        "refund_id": refund.id,
+        "amount": refund.amount,
+        "refund_units": refund.units,
+        "lines_before": states_before_refund(sale, refund),
+        "lines_after": line_states(sale),
+    }
+    return outbox.event(kind, sale.id, payload)
