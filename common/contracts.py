@@ -194,7 +194,9 @@ class StockChangeRead(BaseModel):
 # so a take arriving later is refused. Idempotent: returned and voided stay so.
 
 SALE_STOCK_PATH = "/api/v1/sale-stock"
-StockKey = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+# Lower case only: MySQL/MariaDB compare keys without regard to case, so "AB" and "ab" would
+# name one take.
+StockKey = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[a-z0-9_.:-]+$")]
 
 
 class SaleStockLine(BaseModel):
