@@ -723,7 +723,15 @@ def main() -> int:
     parser.add_argument(
         "--log-level", default="INFO", help="SHOP_LOG_LEVEL of both services (INFO as deployed)"
     )
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="SHOP_X=VALUE",
+        help="a setting for both services (repeatable), e.g. SHOP_WORKER_THREADS=8",
+    )
     args = parser.parse_args()
+    extra_env = dict(item.split("=", 1) for item in args.service_env)
     levels = [int(c) for c in args.concurrency.split(",")]
     log_dir = REPO_ROOT / "var"
     log_dir.mkdir(exist_ok=True)
@@ -744,7 +752,7 @@ def main() -> int:
                 f"{args.requests} sales per level, uvicorn --workers {args.workers} per service"
             )
 
-            env = service_env(url, SHOP_LOG_LEVEL=args.log_level)
+            env = service_env(url, SHOP_LOG_LEVEL=args.log_level, **extra_env)
             products_service = Service(
                 "products_service.main:app", env, args.workers, log_dir / "bench-products.log"
             )

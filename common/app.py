@@ -5,6 +5,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -31,6 +32,11 @@ def attach_database(app: FastAPI, settings: CommonSettings) -> None:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+
+
+def limit_worker_threads(settings: CommonSettings) -> None:
+    """How many blocking route calls run at once in this process; call it at start-up."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
 
 
 def seed_first_admin(app: FastAPI) -> None:

@@ -5,8 +5,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -118,22 +118,37 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def _ending_limiter(request: Request) -> anyio.CapacityLimiter:
+    """The threads that end transactions, apart from those that run routes (made on first
+    use, inside the event loop). A transaction that holds row locks must never wait for a
+    thread behind new requests that wait for those very locks: with one shared set of
+    threads, a burst on one hot row would stall until the lock wait timeout."""
+    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "ending_limiter", None)
+    if limiter is None:
+        settings = request.app.state.settings
+        limiter = anyio.CapacityLimiter(
+            settings.database_pool_size + settings.database_max_overflow
+        )
+        request.app.state.ending_limiter = limiter
+    return limiter
+
+
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """One transaction per request: commit when the route succeeds, roll back when it raises.
 
     Opening and closing a session does no I/O, so that happens on the event loop; only a
-    commit or rollback with a transaction to end goes to a worker thread. A route that
-    ends its own transaction therefore costs no thread hop here.
+    commit or rollback with a transaction to end goes to a worker thread (of its own set,
+    see _ending_limiter). A route that ends its own transaction costs no thread hop here.
     """
     factory: sessionmaker[Session] = request.app.state.sessionmaker
     session = factory()
     try:
         yield session
         if session.in_transaction():
-            await run_in_threadpool(session.commit)
+            await anyio.to_thread.run_sync(session.commit, limiter=_ending_limiter(request))
     except BaseException:
         if session.in_transaction():
-            await run_in_threadpool(session.rollback)
+            await anyio.to_thread.run_sync(session.rollback, limiter=_ending_limiter(request))
         raise
     finally:
         session.close()  # normally nothing is left to end: this only drops its state

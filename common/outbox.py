@@ -17,6 +17,7 @@ A consumer keeps its position in ``outbox_positions`` and locks that row while i
 however many replicas run it, one at a time advances it, and it resumes where it stopped.
 """
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -57,7 +58,14 @@ def event(
 def append(db: Db, table: Table, events: Sequence[Mapping[str, Any]]) -> None:
     """Append events in the caller's transaction (one multi-row INSERT)."""
     if events:
-        db.execute(insert(table), list(events))
+        connection = db if isinstance(db, Connection) else db.connection()
+        connection.execute(_insert(table), list(events))
+
+
+@functools.cache
+def _insert(table: Table) -> Any:
+    """One INSERT statement object per outbox, reused (its cache key is kept on it)."""
+    return insert(table)
 
 
 def _dialect(db: Db) -> str:

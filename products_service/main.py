@@ -8,7 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from common.app import API_PREFIX, attach_database, install_common, seed_first_admin
+from common.app import (
+    API_PREFIX,
+    attach_database,
+    install_common,
+    limit_worker_threads,
+    seed_first_admin,
+)
 from common.auth.router import router as auth_router
 from common.auth.router import users_router
 from common.settings import ProductsSettings, get_products_settings
@@ -39,6 +45,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_worker_threads(settings)
         seed_first_admin(app)
         sweeper = asyncio.create_task(
             _sweep_expired_reservations(app, settings.reservation_sweep_seconds)

@@ -8,7 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from common.app import API_PREFIX, attach_database, install_common, seed_first_admin
+from common.app import (
+    API_PREFIX,
+    attach_database,
+    install_common,
+    limit_worker_threads,
+    seed_first_admin,
+)
 from common.auth.router import router as auth_router
 from common.auth.security import ServiceCredential
 from common.settings import SalesSettings, get_sales_settings
@@ -67,6 +73,7 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_worker_threads(settings)
         seed_first_admin(app)
         app.state.service_user_id = ensure_service_user(app.state.sessionmaker)
         loops = [

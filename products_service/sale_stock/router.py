@@ -7,6 +7,8 @@ stock into ``sale`` movements. The contract is in ``common.contracts``.
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from common.auth.dependencies import SalesServiceCaller
 from common.contracts import InsufficientStockBody, SaleStockRead, SaleStockTake, StockKey
@@ -39,15 +41,23 @@ KeyPath = Annotated[str, Path(description="The sale attempt's stock key"), Stock
         **TAKE_CONFLICT,
     },
 )
-def take(
+async def take(
     body: SaleStockTake, _service: SalesServiceCaller, session: SessionDep, response: Response
 ) -> SaleStockRead:
     """Write one `sale` ledger movement per allocation and answer with each line's product
     snapshot. A retry with the same key and lines answers 200 with the first take."""
-    answer, created = service.take_stock(session=session, data=body)
+    # One worker-thread hop takes the locks and commits: a transaction holding a hot row's
+    # lock must never wait for a thread behind requests that wait for that lock.
+    answer, created = await run_in_threadpool(_take_and_commit, session, body)
     if not created:
         response.status_code = status.HTTP_200_OK
     return answer
+
+
+def _take_and_commit(session: Session, body: SaleStockTake) -> tuple[SaleStockRead, bool]:
+    taken = service.take_stock(session=session, data=body)
+    session.commit()
+    return taken
 
 
 @router.post(

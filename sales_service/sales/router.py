@@ -72,7 +72,7 @@ def record_sale(
     )
     if not recorded.created:
         response.headers["Idempotent-Replayed"] = "true"
-    return read_sale(session, recorded.sale, recorded.channel)
+    return sale_read(recorded.sale, recorded.channel)  # no read: all of it is at hand
 
 
 def sale_filters(

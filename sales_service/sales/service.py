@@ -48,7 +48,7 @@ from common.errors import (
     UpstreamUnavailable,
 )
 from common.idempotency import request_hash
-from common.models import Role, Sale, SaleLine, SalesChannel, StockSync
+from common.models import Role, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
 from sales_service import events
 from sales_service.clients.products import ProductsClient
 from sales_service.reports.service import FIRST_DATE
@@ -75,15 +75,12 @@ class Caller:
 
 @dataclass(frozen=True)
 class Recorded:
-    """The answer to a request to record a sale: the sale, and whether this request made it.
-
-    A new sale comes with the channel it was validated against, so answering it needs no
-    second read of the channel.
-    """
+    """The answer to a request to record a sale: the sale (lines loaded), whether this
+    request made it, and its channel, so answering it needs no further read."""
 
     sale: Sale
     created: bool
-    channel: SalesChannel | None = None
+    channel: SalesChannel
 
 
 class SaleNotRecorded(AppError):
@@ -142,9 +139,11 @@ def _build_sale(
                 allocations=[a.model_dump() for a in product.allocations],
             )
         )
+    now = utcnow()
     return Sale(
         number=f"T-{uuid.uuid4().hex[:28]}",  # replaced by S-<id> once the id is known
         channel_id=channel.id,
+        status=SaleStatus.COMPLETED,
         sold_at=sold_at,
         units=sum(line.quantity for line in lines),
         total=sum((line.line_total for line in lines), Decimal("0.00")),
@@ -158,6 +157,8 @@ def _build_sale(
         reservation_id=None,
         stock_sync=StockSync.DONE,
         created_by_id=actor_id,
+        created_at=now,
+        updated_at=now,
         lines=lines,
     )
 
@@ -183,6 +184,24 @@ def _check_sold_at(data: SaleCreate) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """What step 1 found: who sells, through which channel, and the request's digest."""
+
+    user_id: int
+    channel: SalesChannel
+    digest: str
+
+
+@dataclass(frozen=True)
+class _NotWritten:
+    """Step 3 failed and was rolled back: why, and the twin sale that won, if one did."""
+
+    error: Exception
+    twin: Sale | None
+    twin_channel: SalesChannel | None
+
+
 def record_sale(
     *,
     session: Session,
@@ -194,27 +213,20 @@ def record_sale(
 ) -> Recorded:
     """Record the sale (see the module docstring); returns it and whether it is new.
 
-    ``claims`` are the caller's token's, checked against the database here, in the read
-    transaction, rather than in a transaction of their own."""
-    # 1. read
-    user = authenticate(session, claims)
-    require_role(user.role, Role.MANAGER)  # as stored: the token may predate a demotion
-    digest = request_hash(data.model_dump(mode="json"))
-    if key is not None:
-        existing = repository.find_by_key(session, key)
-        if existing is not None:
-            return Recorded(_replay(existing, digest), created=False)
-    _check_sold_at(data)
-    channel = _resolve_channel(session, data)
-    session.commit()  # hold nothing while products_service works
+    Each transaction commits before the next step, so no lock is held while products_service
+    works, nor while this request waits for a worker thread. ``claims`` are the caller's
+    token's, checked against the database in step 1 rather than in a transaction of their
+    own."""
+    checked = _check(session, data, key, claims)
+    if isinstance(checked, Recorded):
+        return checked
 
-    # 2. take the stock
     stock_key = uuid.uuid4().hex
     try:
         taken = products_client.take_sale_stock(
             SaleStockTake(
                 key=stock_key,
-                actor_id=user.id,
+                actor_id=checked.user_id,
                 lines=[
                     SaleStockLine(product_id=ln.product_id, quantity=ln.quantity)
                     for ln in data.lines
@@ -225,34 +237,66 @@ def record_sale(
     except UpstreamUnavailable as exc:
         # products_service just failed us: asking it again now would only add to the wait.
         # The void claim makes the reconciler give back a take that still lands.
-        give_back(session, None, stock_key)
+        _claim_void(session, stock_key)
         raise UpstreamUnavailable(
             f"Could not take stock: {exc.detail}; nothing was recorded", **exc.context
         ) from exc
 
-    # 3. write the sale
-    sale = _build_sale(data, channel, taken, key=key, digest=digest, actor_id=user.id)
+    sale = _build_sale(
+        data, checked.channel, taken, key=key, digest=checked.digest, actor_id=checked.user_id
+    )
+    written = _write(session, sale, stock_key, key)
+    if not isinstance(written, _NotWritten):
+        return Recorded(sale, created=True, channel=checked.channel)
+    if _claim_void(session, stock_key):
+        _give_back(products_client, stock_key, request_id)
+    if written.twin is not None and written.twin_channel is not None:
+        twin = _replay(written.twin, checked.digest)
+        return Recorded(twin, created=False, channel=written.twin_channel)
+    _raise_not_recorded(written.error, stock_key)
+
+
+def _check(
+    session: Session, data: SaleCreate, key: str | None, claims: TokenClaims
+) -> _Checked | Recorded:
+    """Step 1, one read transaction: the caller as stored, a replay, the channel."""
+    user = authenticate(session, claims)
+    require_role(user.role, Role.MANAGER)  # as stored: the token may predate a demotion
+    digest = request_hash(data.model_dump(mode="json"))
+    if key is not None and (existing := repository.find_by_key(session, key)) is not None:
+        replay = _replay(existing, digest)
+        return Recorded(replay, created=False, channel=_channel_of(session, replay))
+    _check_sold_at(data)
+    channel = _resolve_channel(session, data)
+    session.commit()  # hold nothing while products_service works
+    return _Checked(user_id=user.id, channel=channel, digest=digest)
+
+
+def _channel_of(session: Session, sale: Sale) -> SalesChannel:
+    return session.get_one(SalesChannel, sale.channel_id)
+
+
+def _write(session: Session, sale: Sale, stock_key: str, key: str | None) -> _NotWritten | None:
+    """Step 3, one transaction: the sale, its lines, its event and its claim."""
     try:
         repository.add_sale(session, sale, stock_key=stock_key)
         outbox.append(session, outbox.SALES_OUTBOX, [events.sale_recorded(sale)])
         session.commit()
+        return None
     except Exception as exc:
         session.rollback()
         if isinstance(exc, OperationalError) and _sale_was_written(session, stock_key):
             # The COMMIT landed although its answer was lost: the sale stands on its stock.
             logger.warning("sale with stock key %s: commit answer lost", stock_key)
             raise
-        give_back(session, products_client, stock_key, request_id=request_id)
         # A request with the same key wrote its sale first (our insert waited for its commit).
         twin = (
             repository.find_by_key(session, key)
             if key is not None and isinstance(exc, IntegrityError)
             else None
         )
-        if twin is not None:
-            return Recorded(_replay(twin, digest), created=False)
-        _raise_not_recorded(exc, stock_key)
-    return Recorded(sale, created=True, channel=channel)
+        channel = _channel_of(session, twin) if twin is not None else None
+        return _NotWritten(exc, twin, channel)
 
 
 def _sale_was_written(session: Session, stock_key: str) -> bool:
@@ -267,30 +311,25 @@ def _sale_was_written(session: Session, stock_key: str) -> bool:
         return True
 
 
-def give_back(
-    session: Session,
-    products_client: ProductsClient | None,
-    stock_key: str,
-    *,
-    request_id: str = "",
-) -> bool:
-    """Claim the stock key void and give its stock back (or void it in products_service;
-    without a client, only claim it: the reconciler gives back a take that shows up).
+def _claim_void(session: Session, stock_key: str) -> bool:
+    """Claim the stock key for no sale; False when a sale claimed it (its stock stays taken)
+    or when the claim could not be written (then the reconciler decides, as after a crash).
 
-    Returns False when a sale had claimed the key (its stock stays taken). If products_service
-    cannot be reached now, the void claim stands and the reconciler gives the stock back
-    once a take under that key shows up in products_service's outbox (if none ever does,
-    there is nothing to give back).
+    Once claimed void, the reconciler gives back a take under the key whenever one shows up
+    in products_service's outbox (if none ever does, there is nothing to give back).
     """
     try:
         claimed = repository.claim_void(session, stock_key)
         session.commit()
+        return claimed
     except Exception:
         session.rollback()
         logger.exception("stock key %s: could not claim it void; the reconciler will", stock_key)
         return False
-    if not claimed or products_client is None:
-        return claimed
+
+
+def _give_back(products_client: ProductsClient, stock_key: str, request_id: str) -> None:
+    """Ask products_service for the stock back now; if it cannot answer, the reconciler will."""
     try:
         products_client.return_sale_stock(
             stock_key, request_id=request_id, budget_seconds=GIVE_BACK_BUDGET_SECONDS
@@ -301,7 +340,6 @@ def give_back(
             stock_key,
             exc.detail,
         )
-    return True
 
 
 def _raise_not_recorded(exc: Exception, stock_key: str) -> NoReturn:
