@@ -53,17 +53,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import migrate
 from common.db import make_engine
 from sales_service.reports import schemas, service
+from sales_service.reports.calendar import DateRange, Period, Weekday
+from sales_service.reports.planner import Filters
 from sales_service.reports.rollups import rebuild_rollups
 from sales_service.reports.service import (
     Against,
     CategoryRollup,
-    DateRange,
     Dimension,
-    Filters,
     Grouping,
-    Period,
     SortKey,
-    Weekday,
 )
 
 ZONE_NAME = "Europe/Berlin"

@@ -16,6 +16,8 @@ from common.auth.dependencies import CurrentUser, SettingsDep
 from common.db import snapshot_session
 from common.errors import Unprocessable, error_responses
 from sales_service.reports import service
+from sales_service.reports.calendar import Period, Weekday, resolve_range, resolve_zone
+from sales_service.reports.planner import Filters
 from sales_service.reports.schemas import (
     Breakdown,
     Comparison,
@@ -27,11 +29,8 @@ from sales_service.reports.service import (
     Against,
     CategoryRollup,
     Dimension,
-    Filters,
     Grouping,
-    Period,
     SortKey,
-    Weekday,
 )
 
 P = ParamSpec("P")
@@ -103,7 +102,7 @@ ParentId = Annotated[
 
 
 def _zone(timezone: str | None, settings: SettingsDep) -> ZoneInfo:
-    return service.resolve_zone(timezone or settings.store_timezone)
+    return resolve_zone(timezone or settings.store_timezone)
 
 
 def _filters(
@@ -136,7 +135,7 @@ def revenue(
 
     A series has at most 1100 buckets (e.g. three years of days)."""
     zone = _zone(timezone, settings)
-    rng = service.resolve_range(from_date, to_date, zone)
+    rng = resolve_range(from_date, to_date, zone)
     return RevenueSeries.model_validate(
         service.revenue_series(
             session=session,
@@ -179,14 +178,12 @@ def compare(
     """Each figure for both periods with the difference and the percentage change (null, not
     an error, where the base is zero), overall and optionally per group."""
     zone = _zone(timezone, settings)
-    rng = service.resolve_range(from_date, to_date, zone)
+    rng = resolve_range(from_date, to_date, zone)
     custom = None
     if against_from is not None or against_to is not None:
         if against_from is None or against_to is None:
             raise Unprocessable("Give both against_from and against_to", field="query.against_from")
-        custom = service.resolve_range(
-            against_from, against_to, zone, names=("against_from", "against_to")
-        )
+        custom = resolve_range(against_from, against_to, zone, names=("against_from", "against_to"))
     return Comparison.model_validate(
         service.compare(
             session=session,
@@ -226,7 +223,7 @@ def breakdown(
 
     A row's orders are the orders holding it, so rows may add up to more than the total."""
     zone = _zone(timezone, settings)
-    rng = service.resolve_range(from_date, to_date, zone)
+    rng = resolve_range(from_date, to_date, zone)
     return Breakdown.model_validate(
         service.breakdown(
             session=session,
@@ -255,7 +252,7 @@ def summary(
     """Revenue, cost, margin, margin %, units, orders, average order value, units per order
     and revenue per day for the range and for the same number of days just before it."""
     zone = _zone(timezone, settings)
-    rng = service.resolve_range(from_date, to_date, zone)
+    rng = resolve_range(from_date, to_date, zone)
     return Summary.model_validate(
         service.summary(
             session=session, rng=rng, filters=_filters(product_ids, category_ids, channel_ids)

@@ -1,4 +1,4 @@
-"""Revenue reports: one definition of every figure, calendar periods in any IANA zone.
+"""Revenue reports: one definition of every figure, and the reports built from them.
 
 Definitions (the same in every report, rollup and test):
 
@@ -16,74 +16,38 @@ Definitions (the same in every report, rollup and test):
   are no orders.
 - A sale, and every later refund of it, counts in the period of its ``sold_at``.
 
-Dates: ``from`` and ``to`` are calendar dates in the report's timezone, both included; the
-range is [``from`` 00:00, the day after ``to`` 00:00) in that zone, whatever the UTC offset
-or daylight-saving change in between. Periods are calendar days, weeks (starting on
-``week_start``, Monday by default), months, quarters and years of that zone, cut to the
-range; a day is 23 or 25 hours long across a DST change.
-
-Numbers come from the rollup tables (sales_service/reports/rollups.py) where those give
-exactly the same answer, else from the raw rows; each answer names what it read.
+Dates, periods and zones are in sales_service/reports/calendar.py; which tables a figure is
+read from, in sales_service/reports/planner.py.
 """
 
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from common.errors import Unprocessable
 from common.models import Category, Product, SalesChannel
 from sales_service.reports import repository
-from sales_service.reports.consumer import CONSUMER as ROLLUP_CONSUMER
-from sales_service.reports.repository import GroupBy, Interval, Query, Source, Sums
-from sales_service.reports.rollups import (
-    ALL_GRAINS,
-    COARSE_GRAINS,
-    HOUR,
-    PRODUCT_GRAINS,
-    TOTAL_GRAINS,
-    UNCATEGORIZED,
-    Measures,
-    ancestry,
-    category_rollups_stale,
-    grain_ceil,
-    grain_floor,
-    grain_next,
+from sales_service.reports.calendar import DateRange, Period, Weekday, make_buckets, resolve_range
+from sales_service.reports.planner import (
+    Context,
+    Filters,
+    base_query,
+    plan_parts,
+    range_totals,
+    sum_intervals,
+    tree_query,
+    with_subtree,
 )
+from sales_service.reports.repository import GroupBy, Query
+from sales_service.reports.rollups import UNCATEGORIZED, Measures
 
 CENT = Decimal("0.01")
-MAX_BUCKETS = 1100
-FIRST_DATE, LAST_DATE = date(1980, 1, 1), date(2199, 12, 31)
-DEFAULT_DAYS = 30
-
-
-class Period(StrEnum):
-    DAY = "day"
-    WEEK = "week"
-    MONTH = "month"
-    QUARTER = "quarter"
-    YEAR = "year"
-
-
-class Weekday(StrEnum):
-    MONDAY = "monday"
-    TUESDAY = "tuesday"
-    WEDNESDAY = "wednesday"
-    THURSDAY = "thursday"
-    FRIDAY = "friday"
-    SATURDAY = "saturday"
-    SUNDAY = "sunday"
-
-    @property
-    def number(self) -> int:
-        """0 for Monday ... 6 for Sunday, as date.weekday() counts."""
-        return list(Weekday).index(self)
 
 
 class Against(StrEnum):
@@ -112,194 +76,7 @@ class SortKey(StrEnum):
     MARGIN_ASC = "margin"
 
 
-# --- parameters ---------------------------------------------------------------------------
-
-
-def resolve_zone(name: str) -> ZoneInfo:
-    """The IANA zone, or a 422 saying what a valid name looks like."""
-    try:
-        if not name or name.startswith(("/", ".")) or ".." in name:
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise Unprocessable(
-            f"Unknown timezone {name!r}: use an IANA name such as 'Europe/Berlin', "
-            "'America/New_York' or 'UTC'",
-            field="query.timezone",
-        ) from None
-
-
-def local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    """The first instant of the calendar day in the zone, in UTC (a skipped midnight gives the
-    moment the clocks jumped)."""
-    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
-
-
-@dataclass(frozen=True)
-class DateRange:
-    """Calendar dates ``first``..``last`` (both included) in ``zone``."""
-
-    first: date
-    last: date
-    zone: ZoneInfo
-
-    @property
-    def start(self) -> datetime:
-        return local_midnight(self.first, self.zone)
-
-    @property
-    def end(self) -> datetime:
-        return local_midnight(self.last + timedelta(days=1), self.zone)
-
-    @property
-    def days(self) -> int:
-        return (self.last - self.first).days + 1
-
-
-def _check_date(value: date, name: str) -> None:
-    if not FIRST_DATE <= value <= LAST_DATE:
-        raise Unprocessable(
-            f"{name} ({value.isoformat()}) is outside the dates reports cover: choose a date "
-            f"from {FIRST_DATE.isoformat()} to {LAST_DATE.isoformat()}",
-            field=f"query.{name}",
-        )
-
-
-def resolve_range(
-    first: date | None,
-    last: date | None,
-    zone: ZoneInfo,
-    *,
-    today: date | None = None,
-    names: tuple[str, str] = ("from", "to"),
-) -> DateRange:
-    """Fill defaults (the 30 days up to today in the zone) and check the order and limits."""
-    if last is None:
-        last = today or datetime.now(zone).date()
-        if first is not None and first > last:
-            last = first + timedelta(days=DEFAULT_DAYS - 1)
-    if first is None:
-        first = last - timedelta(days=DEFAULT_DAYS - 1)
-    _check_date(first, names[0])
-    _check_date(last, names[1])
-    if last < first:
-        raise Unprocessable(
-            f"{names[1]} ({last.isoformat()}) is before {names[0]} ({first.isoformat()}): "
-            f"{names[1]} is the last day included, so it must be on or after {names[0]}",
-            field=f"query.{names[1]}",
-        )
-    return DateRange(first, last, zone)
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """One calendar period of the zone, cut to the range."""
-
-    first: date
-    next_first: date  # the day after the last one included
-    start: datetime  # UTC
-    end: datetime  # UTC
-    label: str
-
-
-def _period_start(day: date, period: Period, week_start: Weekday) -> date:
-    if period is Period.DAY:
-        return day
-    if period is Period.WEEK:
-        return day - timedelta(days=(day.weekday() - week_start.number) % 7)
-    if period is Period.MONTH:
-        return day.replace(day=1)
-    if period is Period.QUARTER:
-        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
-    return day.replace(month=1, day=1)
-
-
-def _period_after(start: date, period: Period) -> date:
-    if period is Period.DAY:
-        return start + timedelta(days=1)
-    if period is Period.WEEK:
-        return start + timedelta(days=7)
-    months = {Period.MONTH: 1, Period.QUARTER: 3, Period.YEAR: 12}[period]
-    index = start.year * 12 + start.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def _label(start: date, period: Period) -> str:
-    if period is Period.MONTH:
-        return start.strftime("%Y-%m")
-    if period is Period.QUARTER:
-        return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
-    if period is Period.YEAR:
-        return str(start.year)
-    return start.isoformat()
-
-
-def count_buckets(rng: DateRange, period: Period, week_start: Weekday) -> int:
-    first = _period_start(rng.first, period, week_start)
-    last = _period_start(rng.last, period, week_start)
-    if period is Period.DAY:
-        return (last - first).days + 1
-    if period is Period.WEEK:
-        return (last - first).days // 7 + 1
-    months = (last.year - first.year) * 12 + last.month - first.month
-    return months // {Period.MONTH: 1, Period.QUARTER: 3, Period.YEAR: 12}[period] + 1
-
-
-def make_buckets(rng: DateRange, period: Period, week_start: Weekday) -> list[Bucket]:
-    """The periods of the range, each cut to it; a 422 if there would be too many."""
-    count = count_buckets(rng, period, week_start)
-    if count > MAX_BUCKETS:
-        coarser = {
-            Period.DAY: "week",
-            Period.WEEK: "month",
-            Period.MONTH: "quarter",
-            Period.QUARTER: "year",
-        }.get(period, "year")
-        raise Unprocessable(
-            f"period={period.value} from {rng.first.isoformat()} to {rng.last.isoformat()} "
-            f"gives {count} buckets, more than the {MAX_BUCKETS} a series may have: use "
-            f"period={coarser} or a shorter range",
-            field="query.period",
-            buckets=count,
-            max_buckets=MAX_BUCKETS,
-        )
-    buckets = []
-    start = _period_start(rng.first, period, week_start)
-    stop = rng.last + timedelta(days=1)
-    while start < stop:
-        after = _period_after(start, period)
-        first, next_first = max(start, rng.first), min(after, stop)
-        buckets.append(
-            Bucket(
-                first=first,
-                next_first=next_first,
-                start=local_midnight(first, rng.zone),
-                end=local_midnight(next_first, rng.zone),
-                label=_label(start, period),
-            )
-        )
-        start = after
-    for bucket in buckets:
-        for moment in (bucket.start, bucket.end):
-            if moment.minute % 15 or moment.second or moment.microsecond:
-                raise Unprocessable(
-                    f"Timezone {rng.zone.key!r} had a UTC offset that is not a whole quarter "
-                    f"hour around {moment.date().isoformat()}; choose later dates",
-                    field="query.timezone",
-                )
-    return buckets
-
-
 # --- filters --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What the caller asked for, as ids; categories include their subcategories."""
-
-    product_ids: tuple[int, ...] = ()
-    category_ids: tuple[int, ...] = ()
-    channel_ids: tuple[int, ...] = ()
 
 
 def _unknown(session: Session, model: Any, ids: Sequence[int], name: str) -> None:
@@ -317,271 +94,6 @@ def check_filters(session: Session, filters: Filters) -> None:
     _unknown(session, Product, filters.product_ids, "product")
     _unknown(session, Category, filters.category_ids, "category")
     _unknown(session, SalesChannel, filters.channel_ids, "channel")
-
-
-def subtree(paths: dict[int, str], roots: Iterable[int]) -> set[int]:
-    """The categories at or below any of the roots, by the current paths."""
-    found: set[int] = set()
-    for root in roots:
-        prefix = paths.get(root)
-        if prefix is None:
-            continue
-        found |= {cid for cid, path in paths.items() if path.startswith(prefix)}
-        found.add(root)
-    return found
-
-
-@dataclass
-class Context:
-    """Per-request lookups shared by every sum a report makes."""
-
-    session: Session
-    stale: bool | None = None
-    sources: set[Source] = field(default_factory=set)
-    use_rollups: bool = True
-    _paths: dict[int, str] | None = None
-    _dirty: list[datetime] | None = None
-
-    @property
-    def paths(self) -> dict[int, str]:
-        """Every category's current path (read once, when a report involves categories)."""
-        if self._paths is None:
-            self._paths = repository.category_paths(self.session)
-        return self._paths
-
-    def category_stale(self) -> bool:
-        if self.stale is None:
-            self.stale = category_rollups_stale(self.session)
-        return self.stale
-
-    @property
-    def dirty(self) -> list[datetime]:
-        """When the sales sold that events the rollups have not applied yet changed, sorted:
-        the rollup blocks holding these moments are stale and are read from raw rows."""
-        if self._dirty is None:
-            self._dirty = repository.pending_sale_times(self.session, ROLLUP_CONSUMER)
-        return self._dirty
-
-
-def base_query(ctx: Context, filters: Filters) -> Query:
-    keys: tuple[int, ...] | None = None
-    if filters.category_ids:
-        keys = tuple(sorted(subtree(ctx.paths, filters.category_ids)))
-    return Query(
-        product_ids=filters.product_ids, category_keys=keys, channel_ids=filters.channel_ids
-    )
-
-
-def tree_query(ctx: Context, query: Query, parent_id: int | None) -> Query:
-    """Group lines under the top-level category (or the parent's child) above theirs."""
-    groups: dict[int, int] = {}
-    tree_nodes: set[int] = set()
-    self_nodes: set[int] = set()
-    if parent_id is None:
-        groups[UNCATEGORIZED] = UNCATEGORIZED
-        tree_nodes.add(UNCATEGORIZED)
-        for cid, path in ctx.paths.items():
-            top = ancestry(path, cid)[0]
-            groups[cid] = top
-            tree_nodes.add(top)
-    else:
-        self_nodes.add(parent_id)
-        for cid, path in ctx.paths.items():
-            chain = ancestry(path, cid)
-            if parent_id not in chain:
-                continue
-            below = chain[chain.index(parent_id) + 1 :]
-            groups[cid] = below[0] if below else parent_id
-            if below:
-                tree_nodes.add(below[0])
-    if query.category_keys is not None:
-        allowed = set(query.category_keys)
-        groups = {c: g for c, g in groups.items() if c in allowed}
-    return Query(
-        product_ids=query.product_ids,
-        category_keys=query.category_keys,
-        channel_ids=query.channel_ids,
-        group_by=GroupBy.CATEGORY_TREE,
-        tree_groups=tuple(sorted(groups.items())),
-        tree_nodes=tuple(sorted(tree_nodes)),
-        self_nodes=tuple(sorted(self_nodes)),
-    )
-
-
-def choose_source(ctx: Context, query: Query, has_category_filter: bool) -> Source:
-    """The rollup that answers this exactly (orders included), else the raw rows."""
-    if not ctx.use_rollups:
-        return Source.RAW
-    group = query.group_by
-    products = query.product_ids
-    if not products and not has_category_filter and group in (GroupBy.NONE, GroupBy.CHANNEL):
-        return Source.SALES_ROLLUPS
-    categories_ok = (
-        not (has_category_filter or group in (GroupBy.CATEGORY, GroupBy.CATEGORY_TREE))
-        or not ctx.category_stale()
-    )
-    if not categories_ok:
-        return Source.RAW
-    # product rows count each sale once per product, so orders add up per product
-    one_product = len(products) == 1 and group in (GroupBy.NONE, GroupBy.CHANNEL)
-    if group is GroupBy.PRODUCT or one_product:
-        over_all_channels = group is not GroupBy.CHANNEL and not query.channel_ids
-        if over_all_channels and not has_category_filter:
-            return Source.PRODUCT_TOTALS
-        return Source.PRODUCT_ROLLUPS
-    if products:
-        return Source.RAW
-    if group is GroupBy.CATEGORY:
-        return Source.CATEGORY_ROLLUPS
-    if group is GroupBy.CATEGORY_TREE and not has_category_filter:
-        return Source.CATEGORY_ROLLUPS
-    if group in (GroupBy.NONE, GroupBy.CHANNEL) and query.subtree_node is not None:
-        return Source.CATEGORY_ROLLUPS
-    return Source.RAW
-
-
-# --- summing over intervals ------------------------------------------------------------------
-
-
-def decompose(
-    start: datetime, end: datetime, grains: Sequence[int], dirty: Sequence[datetime] = ()
-) -> tuple[dict[int, list[Interval]], list[Interval]]:
-    """Cut [start, end) into whole UTC blocks of the grains (coarsest first) and raw leftovers.
-
-    A block holding a ``dirty`` moment (sorted) is not used: it is cut into finer blocks, and
-    at the finest grain read raw, so only the few blocks an unapplied event touched are.
-    """
-    blocks: dict[int, list[Interval]] = {}
-    raw: list[Interval] = []
-
-    def cut(a: datetime, b: datetime, level: int) -> None:
-        if a >= b:
-            return
-        if level < 0:
-            raw.append((a, b))
-            return
-        grain = grains[level]
-        inner_a, inner_b = grain_ceil(grain, a), grain_floor(grain, b)
-        if inner_a >= inner_b:
-            cut(a, b, level - 1)
-            return
-        clean_from = inner_a
-        for moment in dirty[bisect_left(dirty, inner_a) : bisect_left(dirty, inner_b)]:
-            block = grain_floor(grain, moment)
-            if block < clean_from:
-                continue  # a block already cut for an earlier moment
-            if clean_from < block:
-                blocks.setdefault(grain, []).append((clean_from, block))
-            clean_from = grain_next(grain, block)
-            cut(block, clean_from, level - 1)
-        if clean_from < inner_b:
-            blocks.setdefault(grain, []).append((clean_from, inner_b))
-        cut(a, inner_a, level - 1)
-        cut(inner_b, b, level - 1)
-
-    cut(start, end, len(grains) - 1)
-    return blocks, raw
-
-
-def merge(intervals: Iterable[Interval]) -> list[Interval]:
-    merged: list[Interval] = []
-    for a, b in sorted(intervals):
-        if merged and merged[-1][1] >= a:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def grains_of(source: Source, query: Query) -> tuple[int, ...]:
-    """The block lengths the source keeps for this query, finest first."""
-    if source is Source.SALES_ROLLUPS:
-        return ALL_GRAINS
-    if source is Source.PRODUCT_ROLLUPS:
-        return PRODUCT_GRAINS
-    if source is Source.PRODUCT_TOTALS:
-        return TOTAL_GRAINS
-    if source is Source.CATEGORY_ROLLUPS:
-        per_channel = query.channel_ids or query.group_by in (GroupBy.CHANNEL, GroupBy.CATEGORY)
-        if per_channel or query.self_nodes:
-            return COARSE_GRAINS
-        return (HOUR, *COARSE_GRAINS)  # subtrees per hour, all channels together
-    return ()
-
-
-def sum_intervals(
-    ctx: Context,
-    query: Query,
-    intervals: Sequence[Interval],
-    *,
-    boundaries: Sequence[datetime] | None,
-    has_category_filter: bool,
-    top: repository.Top | None = None,
-) -> tuple[Sums, int | None]:
-    """Exact sums over the intervals, keyed by (bucket index if boundaries are given, group).
-
-    ``boundaries`` are the buckets' starts; each interval lies inside one bucket. With
-    ``top``, the database may rank and cut the groups and say how many there were."""
-    parts = plan_parts(ctx, query, intervals, boundaries, has_category_filter)
-    return repository.run_sums(ctx.session, parts, boundaries, top)
-
-
-def plan_parts(
-    ctx: Context,
-    query: Query,
-    intervals: Sequence[Interval],
-    boundaries: Sequence[datetime] | None,
-    has_category_filter: bool,
-) -> list[repository.Part]:
-    """The SELECTs whose rows add up to the exact sums: rollup blocks, raw leftovers."""
-    source = choose_source(ctx, query, has_category_filter)
-    per_grain: dict[int, list[Interval]] = {}
-    raw: list[Interval] = []
-    for start, end in intervals:
-        grains = grains_of(source, query)
-        blocks, leftovers = decompose(start, end, grains, ctx.dirty if grains else ())
-        for grain, found in blocks.items():
-            per_grain.setdefault(grain, []).extend(found)
-        raw.extend(leftovers)
-    parts = [
-        repository.rollup_part(
-            ctx.session, source, query, grain, merge(found), boundaries=boundaries
-        )
-        for grain, found in sorted(per_grain.items())
-    ]
-    if parts:
-        ctx.sources.add(source)
-    if raw and (part := repository.raw_part(ctx.session, query, merge(raw), boundaries=boundaries)):
-        ctx.sources.add(Source.RAW)
-        parts.append(part)
-    return parts
-
-
-def _with_subtree(query: Query, filters: Filters) -> Query:
-    if len(filters.category_ids) == 1:
-        return replace(query, subtree_node=filters.category_ids[0])
-    return query
-
-
-def range_totals(
-    ctx: Context,
-    filters: Filters,
-    rng_start: datetime,
-    rng_end: datetime,
-    query: Query,
-    top: repository.Top | None = None,
-) -> tuple[dict[int | None, Measures], int | None]:
-    """Sums over one range per group (key None without grouping), and how many groups."""
-    query = _with_subtree(query, filters)
-    found, groups = sum_intervals(
-        ctx,
-        query,
-        [(rng_start, rng_end)],
-        boundaries=None,
-        has_category_filter=bool(filters.category_ids),
-        top=top,
-    )
-    return {group: measures for (_, group), measures in found.items()}, groups
 
 
 # --- figures --------------------------------------------------------------------------------
@@ -683,7 +195,7 @@ def revenue_series(
     buckets = make_buckets(rng, period, week_start)
     check_filters(session, filters)
     ctx = _context(session, use_rollups)
-    query = _with_subtree(base_query(ctx, filters), filters)
+    query = with_subtree(base_query(ctx, filters), filters)
     found, _ = sum_intervals(
         ctx,
         query,

@@ -51,7 +51,7 @@ from common.idempotency import request_hash
 from common.models import Role, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
 from sales_service import events
 from sales_service.clients.products import ProductsClient
-from sales_service.reports.service import FIRST_DATE
+from sales_service.reports.calendar import FIRST_DATE
 from sales_service.sales import repository
 from sales_service.sales.schemas import SaleCreate
 

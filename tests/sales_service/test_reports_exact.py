@@ -21,9 +21,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from sales_service.reports import service
+from sales_service.reports.calendar import DateRange, Period, Weekday
 from sales_service.reports.consumer import consume_once
+from sales_service.reports.planner import Filters
 from sales_service.reports.schemas import RevenueSeries
-from sales_service.reports.service import DateRange, Filters, Period, Weekday
 from tests.sales_service.report_factories import (
     Catalog,
     LineSpec,

@@ -22,17 +22,11 @@ from common.models import Category, User
 from common.settings import SalesSettings
 from sales_service.main import create_app
 from sales_service.reports import rollups, service
+from sales_service.reports.calendar import DateRange, Period, Weekday
 from sales_service.reports.consumer import CONSUMER, catch_up, consume_batch, consume_once
-from sales_service.reports.service import (
-    CategoryRollup,
-    DateRange,
-    Dimension,
-    Filters,
-    Grouping,
-    Period,
-    SortKey,
-    Weekday,
-)
+from sales_service.reports.planner import Filters
+from sales_service.reports.repository import Source
+from sales_service.reports.service import CategoryRollup, Dimension, Grouping, SortKey
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_JWT_SECRET
 from tests.sales_service.report_factories import (
     Catalog,
@@ -201,7 +195,7 @@ def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
         ]
         assert [item for page in pages for item in page["items"]] == insights[0]
         assert {page["total"] for page in pages} == {len(insights[0])}
-    assert used >= {s.value for s in service.Source}, "every source was exercised"
+    assert used >= {s.value for s in Source}, "every source was exercised"
 
 
 @pytest.mark.parametrize("applied", [0, 25, 70])
