@@ -1,6 +1,9 @@
 """Idempotency keys: a retried request gets the first answer and changes nothing.
 
-Usage inside one request transaction::
+Writes that leave a row of their own under the key (a sale, a refund, a reservation, a
+stock take) find it by the key's unique index and answer with ``replay``. Other writes
+(receipts, adjustments, returns...) keep their answer in ``idempotency_records``, used
+inside one request transaction like this::
 
     replay = claim(session, scope="inventory.receive", key=key, payload=body)
     if replay is not None:
@@ -17,7 +20,7 @@ answer commit together, so there is never a stored answer without its effect.
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Header
 from fastapi.encoders import jsonable_encoder
@@ -40,6 +43,30 @@ IdempotencyKey = Annotated[
         description="Send the same key on a retry to get the first answer without a repeat",
     ),
 ]
+
+
+class KeyedRecord(Protocol):
+    """A row written once per idempotency key, with the digest of the request that wrote it."""
+
+    request_hash: str
+
+
+Record = TypeVar("Record", bound=KeyedRecord)
+
+
+def replay(
+    record: Record, digest: str, *, key: str, field: str, used_for: str, **context: Any
+) -> Record:
+    """The one replay rule for every keyed write (sales, refunds, reservations, stock
+    takes): the record found under a key answers a request with the same digest; another
+    request under that key is a 422 naming what the key was used for."""
+    if record.request_hash != digest:
+        raise IdempotencyKeyReused(
+            f"{field} {key!r} was already used for {used_for} with a different request",
+            field=field,
+            **context,
+        )
+    return record
 
 
 def request_hash(payload: Any) -> str:

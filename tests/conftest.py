@@ -9,10 +9,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,6 +27,7 @@ from common.db import make_sessionmaker
 from common.models import Base, Role, User, Warehouse
 from common.settings import ProductsSettings, SalesSettings
 
+T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 ADMIN_EMAIL = "admin@example.com"
@@ -168,6 +171,20 @@ def clean_database(request: pytest.FixtureRequest) -> None:
         connection.execute(
             update(Warehouse).values(is_active=True, is_default=True, name="Main warehouse")
         )
+
+
+def all_at_once(calls: Sequence[Callable[[], T]], workers: int = 50) -> list[T]:
+    """Run the calls from up to ``workers`` threads, released together; results in order."""
+    go = threading.Event()
+
+    def run(call: Callable[[], T]) -> T:
+        go.wait(timeout=30)
+        return call()
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(calls))) as pool:
+        futures = [pool.submit(run, call) for call in calls]
+        go.set()
+        return [f.result() for f in futures]
 
 
 def free_port() -> int:

@@ -24,13 +24,12 @@ from common import outbox
 from common.contracts import ReserveRequest, ShortLine
 from common.db import utcnow
 from common.errors import (
-    IdempotencyKeyReused,
     InsufficientStock,
     InvalidState,
     NotFound,
     Unprocessable,
 )
-from common.idempotency import request_hash
+from common.idempotency import replay, request_hash
 from common.models import (
     MovementType,
     ProductStatus,
@@ -157,14 +156,14 @@ def _ttl_seconds(requested: int | None, settings: ProductsSettings) -> int:
 
 
 def _replay(existing: Reservation, digest: str) -> Reservation:
-    if existing.request_hash != digest:
-        raise IdempotencyKeyReused(
-            f"idempotency_key {existing.idempotency_key!r} was already used for reservation "
-            f"{existing.id} with a different request",
-            field="idempotency_key",
-            reservation_id=existing.id,
-        )
-    return existing
+    return replay(
+        existing,
+        digest,
+        key=existing.idempotency_key,
+        field="idempotency_key",
+        used_for=f"reservation {existing.id}",
+        reservation_id=existing.id,
+    )
 
 
 def _check_lines_can_be_reserved(session: Session, demands: Sequence[Demand]) -> None:

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from common import outbox
 from common.contracts import SaleStockRead, SaleStockTake, TakenFrom, TakenLine
 from common.db import utcnow
-from common.errors import Conflict, IdempotencyKeyReused, InvalidState, Unprocessable
-from common.idempotency import request_hash
+from common.errors import Conflict, InvalidState, Unprocessable
+from common.idempotency import replay, request_hash
 from common.models import MovementType, ProductStatus, SaleStockStatus
 from common.models import SaleStockTake as Take
 from products_service.inventory.ledger import LevelKey, lock_levels, record_movement
@@ -56,12 +56,8 @@ def _replay(existing: Take, digest: str) -> tuple[SaleStockRead, bool]:
             key=existing.key,
             status=existing.status.value,
         )
-    if existing.request_hash != digest:
-        raise IdempotencyKeyReused(
-            f"Sale stock key {existing.key!r} was already used with other lines",
-            field="key",
-        )
-    return _answer(existing), False
+    taken = replay(existing, digest, key=existing.key, field="key", used_for="another take")
+    return _answer(taken), False
 
 
 def _unsellable(rows: Sequence[Row[Any]], data: SaleStockTake) -> None:

@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 
 from common import outbox
 from common.contracts import ReturnCreate
-from common.errors import AppError, IdempotencyKeyReused, InvalidState, NotFound, Unprocessable
-from common.idempotency import request_hash
+from common.errors import AppError, InvalidState, NotFound, Unprocessable
+from common.idempotency import replay, request_hash
 from common.models import (
     RefundKind,
     Sale,
@@ -77,14 +77,15 @@ def _get_sale(session: Session, sale_id: int, *, for_update: bool = False) -> Sa
 
 
 def _replay(session: Session, existing: SaleRefund, digest: str) -> RefundOutcome:
-    if existing.request_hash != digest:
-        raise IdempotencyKeyReused(
-            f"Idempotency-Key {existing.idempotency_key!r} was already used for refund "
-            f"{existing.id} with a different request",
-            field="Idempotency-Key",
-            refund_id=existing.id,
-        )
-    return RefundOutcome(refund=existing, sale=_get_sale(session, existing.sale_id), created=False)
+    refund = replay(
+        existing,
+        digest,
+        key=existing.idempotency_key or "",
+        field="Idempotency-Key",
+        used_for=f"refund {existing.id}",
+        refund_id=existing.id,
+    )
+    return RefundOutcome(refund=refund, sale=_get_sale(session, refund.sale_id), created=False)
 
 
 def _left(line: SaleLine) -> int:

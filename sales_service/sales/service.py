@@ -42,12 +42,11 @@ from common.contracts import SaleStockLine, SaleStockRead, SaleStockTake
 from common.db import utcnow
 from common.errors import (
     AppError,
-    IdempotencyKeyReused,
     NotFound,
     Unprocessable,
     UpstreamUnavailable,
 )
-from common.idempotency import request_hash
+from common.idempotency import replay, request_hash
 from common.models import Role, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
 from sales_service import events
 from sales_service.clients.products import ProductsClient
@@ -164,14 +163,14 @@ def _build_sale(
 
 
 def _replay(existing: Sale, digest: str) -> Sale:
-    if existing.request_hash != digest:
-        raise IdempotencyKeyReused(
-            f"Idempotency-Key {existing.idempotency_key!r} was already used for sale "
-            f"{existing.number} with a different request body",
-            field="Idempotency-Key",
-            sale_id=existing.id,
-        )
-    return existing
+    return replay(
+        existing,
+        digest,
+        key=existing.idempotency_key or "",
+        field="Idempotency-Key",
+        used_for=f"sale {existing.number}",
+        sale_id=existing.id,
+    )
 
 
 def _check_sold_at(data: SaleCreate) -> None:

@@ -6,8 +6,7 @@ The server (``live_products``) sweeps expired reservations every 0.5 s in both w
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -18,7 +17,7 @@ from sqlalchemy import Engine, func, select
 from common.contracts import RESERVATIONS_PATH
 from common.db import make_sessionmaker
 from common.models import MovementType, Reservation
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, all_at_once
 from tests.products_service.factories import (
     create_product,
     create_warehouse,
@@ -40,20 +39,6 @@ def body(*lines: dict[str, Any], key: str, **extra: Any) -> dict[str, Any]:
 
 def line(product_id: int, quantity: int, warehouse_id: int | None = None) -> dict[str, Any]:
     return {"product_id": product_id, "quantity": quantity, "warehouse_id": warehouse_id}
-
-
-def all_at_once(calls: Sequence[Callable[[], T]]) -> list[T]:
-    """Run the calls from WORKERS threads, started together, and return results in order."""
-    go = threading.Event()
-
-    def run(call: Callable[[], T]) -> T:
-        go.wait(timeout=30)
-        return call()
-
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        futures = [pool.submit(run, call) for call in calls]
-        go.set()
-        return [f.result() for f in futures]
 
 
 def reservation_count(engine: Engine) -> int:
@@ -111,7 +96,7 @@ def test_200_buyers_for_50_units_then_every_sale_commits(
         return lambda: http.post(RESERVATIONS_PATH, json=body(line(product, 1), key=f"buyer-{i}"))
 
     with AvailabilityWatch(engine, product, main) as watch:
-        responses = all_at_once([buy(i) for i in range(200)])
+        responses = all_at_once([buy(i) for i in range(200)], workers=WORKERS)
     assert Counter(r.status_code for r in responses) == {201: 50, 409: 150}
     for refused in (r for r in responses if r.status_code == 409):
         assert refused.json()["lines"] == [
@@ -134,7 +119,7 @@ def test_200_buyers_for_50_units_then_every_sale_commits(
     def commit(reservation_id: int) -> Callable[[], httpx.Response]:
         return lambda: http.post(f"{RESERVATIONS_PATH}/{reservation_id}/commit")
 
-    commits = all_at_once([commit(i) for i in ids])
+    commits = all_at_once([commit(i) for i in ids], workers=WORKERS)
     assert [c.status_code for c in commits] == [200] * 50
     assert {c.json()["status"] for c in commits} == {"committed"}
     assert level(engine, product, main) == (0, 0)
@@ -150,7 +135,9 @@ def test_one_key_sent_ten_times_at_once_reserves_once(
     north = create_warehouse(engine)
     product = create_product(engine, stock={main: 4, north: 6})
     payload = body(line(product, 8), key="sale-dup", reference="S-dup")
-    responses = all_at_once([lambda: http.post(RESERVATIONS_PATH, json=payload)] * 10)
+    responses = all_at_once(
+        [lambda: http.post(RESERVATIONS_PATH, json=payload)] * 10, workers=WORKERS
+    )
     assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
     assert len({r.text for r in responses}) == 1
     assert reservation_count(engine) == 1
@@ -168,7 +155,9 @@ def test_one_key_sent_ten_times_at_once_without_stock_is_refused_ten_times(
 ) -> None:
     product = create_product(engine, stock={main: 2})
     payload = body(line(product, 3), key="sale-short")
-    responses = all_at_once([lambda: http.post(RESERVATIONS_PATH, json=payload)] * 10)
+    responses = all_at_once(
+        [lambda: http.post(RESERVATIONS_PATH, json=payload)] * 10, workers=WORKERS
+    )
     assert [r.status_code for r in responses] == [409] * 10
     assert {r.json()["error"] for r in responses} == {"insufficient_stock"}
     assert reservation_count(engine) == 0
@@ -183,7 +172,7 @@ def test_one_key_sent_at_once_with_different_bodies_makes_one_reservation(
     def reserve_from(product: int) -> Callable[[], httpx.Response]:
         return lambda: http.post(RESERVATIONS_PATH, json=body(line(product, 1), key="shared"))
 
-    responses = all_at_once([reserve_from(p) for p in products])
+    responses = all_at_once([reserve_from(p) for p in products], workers=WORKERS)
     assert sorted(r.status_code for r in responses) == [201] + [422] * 9
     winner = next(r.json() for r in responses if r.status_code == 201)
     refused = [r.json() for r in responses if r.status_code == 422]
@@ -254,7 +243,7 @@ def test_commits_racing_the_sweeper_sell_each_reservation_exactly_once(
     def commit(reservation_id: int) -> Callable[[], httpx.Response]:
         return lambda: http.post(f"{RESERVATIONS_PATH}/{reservation_id}/commit")
 
-    commits = all_at_once([commit(m.json()["id"]) for m in made])
+    commits = all_at_once([commit(m.json()["id"]) for m in made], workers=WORKERS)
     assert [c.status_code for c in commits] == [200] * 30
     assert level(engine, product, main) == (40, 0)
     assert len(movements(engine, product, MovementType.SALE)) == 30
@@ -274,7 +263,7 @@ def test_commit_and_release_racing_on_one_reservation_apply_exactly_one(
         return lambda: http.post(f"{RESERVATIONS_PATH}/{reservation_id}/{action}")
 
     calls = [act(i, a) for i in ids for a in ("commit", "release")]
-    results = all_at_once(calls)
+    results = all_at_once(calls, workers=WORKERS)
     committed = 0
     for n, reservation_id in enumerate(ids):
         commit, release = results[2 * n], results[2 * n + 1]

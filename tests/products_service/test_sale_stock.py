@@ -9,8 +9,7 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -23,7 +22,7 @@ from common.contracts import RESERVATIONS_PATH, SALE_STOCK_PATH, InsufficientSto
 from common.db import make_sessionmaker
 from common.models import MovementType, ProductsEvent, ProductStatus, Role, SaleStockTake, User
 from common.settings import ProductsSettings
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, all_at_once
 from tests.products_service.factories import (
     API,
     create_product,
@@ -618,20 +617,6 @@ def test_voiding_a_key_appends_one_voided_event(
 WORKERS = 20
 
 
-def all_at_once(calls: Sequence[Callable[[], T]]) -> list[T]:
-    """Run the calls from WORKERS threads, released together, and return results in order."""
-    go = threading.Event()
-
-    def run(call: Callable[[], T]) -> T:
-        go.wait(timeout=30)
-        return call()
-
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        futures = [pool.submit(run, call) for call in calls]
-        go.set()
-        return [f.result() for f in futures]
-
-
 class LowestOnHand:
     """Samples a level row from its own thread while a test runs; keeps the lowest on_hand."""
 
@@ -679,7 +664,7 @@ def test_twenty_takes_at_once_for_ten_units_sell_exactly_ten(
         )
 
     with LowestOnHand(engine, product, main) as watch:
-        responses = all_at_once([buy(i) for i in range(20)])
+        responses = all_at_once([buy(i) for i in range(20)], workers=WORKERS)
 
     assert Counter(r.status_code for r in responses) == {201: 10, 409: 10}
     for refused in (r for r in responses if r.status_code == 409):
@@ -709,7 +694,7 @@ def test_one_key_sent_ten_times_at_once_takes_the_stock_once(
     north = create_warehouse(engine)
     product = create_product(engine, stock={main: 4, north: 6})
     body = payload(new_key(), line(product, 8))
-    responses = all_at_once([lambda: http.post(SALE_STOCK_PATH, json=body)] * 10)
+    responses = all_at_once([lambda: http.post(SALE_STOCK_PATH, json=body)] * 10, workers=WORKERS)
     assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
     assert len({r.text for r in responses}) == 1
     assert level(engine, product, main).on_hand + level(engine, product, north).on_hand == 2
@@ -728,7 +713,7 @@ def test_takes_naming_the_same_products_in_any_order_do_not_deadlock(
         lines = [line(a, 1), line(b, 1)] if i % 2 else [line(b, 1), line(a, 1)]
         return lambda: http.post(SALE_STOCK_PATH, json=payload(f"pair-{i:04d}-key", *lines))
 
-    responses = all_at_once([buy(i) for i in range(20)])
+    responses = all_at_once([buy(i) for i in range(20)], workers=WORKERS)
     assert [r.status_code for r in responses] == [201] * 20, [r.text for r in responses]
     assert level(engine, a, main) == (0, 0)
     assert level(engine, b, main) == (0, 0)

@@ -11,11 +11,9 @@ test module, so their pooled connections are gone before the next module's load 
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -273,20 +271,6 @@ def wait_until_settled(
         time.sleep(0.2)
     assert problems == [], f"not settled after {within}s: {problems}"
     raise AssertionError(f"settled for less than {stable_for}s within {within}s")
-
-
-def all_at_once(calls: Sequence[Callable[[], T]], workers: int = 50) -> list[T]:
-    """Run the calls from many threads released together; results in order."""
-    go = threading.Event()
-
-    def run(call: Callable[[], T]) -> T:
-        go.wait(timeout=30)
-        return call()
-
-    with ThreadPoolExecutor(max_workers=min(workers, len(calls))) as pool:
-        futures = [pool.submit(run, call) for call in calls]
-        go.set()
-        return [f.result() for f in futures]
 
 
 def numbers(sales_client: TestClient, headers: dict, **params: Any) -> list[str]:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 
 from common.db import make_sessionmaker
 from common.models import MovementType, ProductStatus, Sale, StockSync
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, all_at_once
 from tests.products_service.factories import (
     create_product,
     ledger_problems,
@@ -28,7 +28,6 @@ from tests.products_service.factories import (
     movements,
 )
 from tests.sales_service.conftest import (
-    all_at_once,
     create_channel,
     sale_body,
     sale_count,
