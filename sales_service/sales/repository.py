@@ -28,11 +28,7 @@ LINES: Table = SaleLine.__table__  # type: ignore[assignment]
 def find_by_key(session: Session, key: str) -> Sale | None:
     """The sale recorded with this Idempotency-Key, lines loaded (a plain indexed lookup
     first: almost every key is new, and then the ORM has nothing to load)."""
-    found = (
-        session.connection()
-        .execute(select(SALES.c.id).where(SALES.c.idempotency_key == key))
-        .scalar()
-    )
+    found = session.connection().execute(_ID_BY_KEY, {"key": key}).scalar()
     return None if found is None else get_with_lines(session, found)
 
 
