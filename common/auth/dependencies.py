@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from common.auth.security import TokenClaims, decode_access_token, decode_service_token
@@ -26,10 +26,19 @@ SettingsDep = Annotated[CommonSettings, Depends(get_settings)]
 
 
 @dataclass(frozen=True)
-class Principal:
-    """Who is calling: the user row and the token they used."""
+class AuthenticatedUser:
+    """A user as authentication checks them: the columns every request needs."""
 
-    user: User
+    id: int
+    email: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the user as stored and the token they used."""
+
+    user: AuthenticatedUser
     claims: TokenClaims
 
     @property
@@ -56,20 +65,27 @@ async def get_claims(
 BearerClaims = Annotated[TokenClaims, Depends(get_claims)]
 
 
-def authenticate(session: Session, claims: TokenClaims) -> User:
+# One round trip: the user's columns, and whether this token was revoked (NULL if not).
+# Columns, not the entity, and built once: it runs on every request.
+_CALLER = (
+    select(User.id, User.email, User.role, User.is_active, RevokedToken.jti)
+    .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti"))
+    .where(User.id == bindparam("user_id"))
+)
+
+
+def authenticate(session: Session, claims: TokenClaims) -> AuthenticatedUser:
     """The token's user, if it is active and the token was not revoked; else 401."""
-    # One round trip: the user, and whether this token was revoked (a NULL jti if not).
-    found = session.execute(
-        select(User, RevokedToken.jti)
-        .outerjoin(RevokedToken, RevokedToken.jti == claims.jti)
-        .where(User.id == claims.user_id)
-    ).first()
+    found = (
+        session.connection()
+        .execute(_CALLER, {"jti": claims.jti, "user_id": claims.user_id})
+        .first()
+    )
     if found is not None and found.jti is not None:
         raise Unauthorized("Token was revoked by logout; log in again")
-    user = found.User if found is not None else None
-    if user is None or not user.is_active:
+    if found is None or not found.is_active:
         raise Unauthorized("User is inactive or no longer exists")
-    return user
+    return AuthenticatedUser(id=found.id, email=found.email, role=found.role)
 
 
 def get_principal(session: SessionDep, claims: BearerClaims) -> Principal:

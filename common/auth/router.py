@@ -84,9 +84,9 @@ def logout(principal: CurrentUser, session: SessionDep) -> None:
 
 
 @router.get("/me", summary="The current user", responses=error_responses(401))
-def me(principal: CurrentUser) -> UserRead:
+def me(principal: CurrentUser, session: SessionDep) -> UserRead:
     """Who the token belongs to, and their role."""
-    return UserRead.model_validate(principal.user)
+    return UserRead.model_validate(session.get_one(User, principal.id))
 
 
 @users_router.get("", summary="List users")
