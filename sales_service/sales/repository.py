@@ -48,8 +48,31 @@ def channels_by_id(session: Session, ids: Iterable[int]) -> dict[int, SalesChann
     }
 
 
-def channel_by_code(session: Session, code: str) -> SalesChannel | None:
-    return session.scalar(select(SalesChannel).where(SalesChannel.code == code.strip().lower()))
+@dataclass(frozen=True)
+class ChannelRow:
+    """What a sale needs of its channel: to check it is active, and to name it."""
+
+    id: int
+    code: str
+    name: str
+    is_active: bool
+
+
+_CHANNEL_COLUMNS = (SalesChannel.id, SalesChannel.code, SalesChannel.name, SalesChannel.is_active)
+_CHANNEL_BY_ID = select(*_CHANNEL_COLUMNS).where(SalesChannel.id == bindparam("id"))
+_CHANNEL_BY_CODE = select(*_CHANNEL_COLUMNS).where(SalesChannel.code == bindparam("code"))
+
+
+def channel_row(
+    session: Session, *, channel_id: int | None = None, code: str | None = None
+) -> ChannelRow | None:
+    """The channel with this id, or else this code (columns only: every sale reads one)."""
+    connection = session.connection()
+    if channel_id is not None:
+        row = connection.execute(_CHANNEL_BY_ID, {"id": channel_id}).first()
+    else:
+        row = connection.execute(_CHANNEL_BY_CODE, {"code": (code or "").strip().lower()}).first()
+    return None if row is None else ChannelRow(row.id, row.code, row.name, row.is_active)
 
 
 def add_sale(session: Session, sale: Sale, *, stock_key: str) -> None:

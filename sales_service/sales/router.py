@@ -22,12 +22,13 @@ from common.observability import current_request_id
 from common.pagination import Page, PageDep, paginate, parse_sort
 from sales_service.clients.products import ProductsClientDep
 from sales_service.sales import repository, service
+from sales_service.sales.repository import ChannelRow
 from sales_service.sales.schemas import ChannelRef, SaleCreate, SaleRead
 
 router = APIRouter(prefix="/sales", tags=["sales"], responses=error_responses(401))
 
 
-def sale_read(sale: Sale, channel: SalesChannel) -> SaleRead:
+def sale_read(sale: Sale, channel: SalesChannel | ChannelRow) -> SaleRead:
     return SaleRead.model_validate(
         {
             **{c: getattr(sale, c) for c in SaleRead.model_fields if hasattr(sale, c)},

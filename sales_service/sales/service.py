@@ -47,11 +47,12 @@ from common.errors import (
     UpstreamUnavailable,
 )
 from common.idempotency import replay, request_hash
-from common.models import Role, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
+from common.models import Role, Sale, SaleLine, SaleStatus, StockSync
 from sales_service import events
 from sales_service.clients.products import ProductsClient
 from sales_service.reports.calendar import FIRST_DATE
 from sales_service.sales import repository
+from sales_service.sales.repository import ChannelRow
 from sales_service.sales.schemas import SaleCreate
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Recorded:
 
     sale: Sale
     created: bool
-    channel: SalesChannel
+    channel: ChannelRow
 
 
 class SaleNotRecorded(AppError):
@@ -89,12 +90,11 @@ class SaleNotRecorded(AppError):
     code = "sale_not_recorded"
 
 
-def _resolve_channel(session: Session, data: SaleCreate) -> SalesChannel:
+def _resolve_channel(session: Session, data: SaleCreate) -> ChannelRow:
+    channel = repository.channel_row(session, channel_id=data.channel_id, code=data.channel_code)
     if data.channel_id is not None:
-        channel = session.get(SalesChannel, data.channel_id)
         field, named = "channel_id", str(data.channel_id)
     else:
-        channel = repository.channel_by_code(session, data.channel_code or "")
         field, named = "channel_code", repr(data.channel_code)
     if channel is None:
         raise Unprocessable(f"Unknown sales channel {named}", field=field)
@@ -105,7 +105,7 @@ def _resolve_channel(session: Session, data: SaleCreate) -> SalesChannel:
 
 def _build_sale(
     data: SaleCreate,
-    channel: SalesChannel,
+    channel: ChannelRow,
     taken: SaleStockRead,
     *,
     key: str | None,
@@ -188,7 +188,7 @@ class _Checked:
     """What step 1 found: who sells, through which channel, and the request's digest."""
 
     user_id: int
-    channel: SalesChannel
+    channel: ChannelRow
     digest: str
 
 
@@ -198,7 +198,7 @@ class _NotWritten:
 
     error: Exception
     twin: Sale | None
-    twin_channel: SalesChannel | None
+    twin_channel: ChannelRow | None
 
 
 def record_sale(
@@ -271,8 +271,10 @@ def _check(
     return _Checked(user_id=user.id, channel=channel, digest=digest)
 
 
-def _channel_of(session: Session, sale: Sale) -> SalesChannel:
-    return session.get_one(SalesChannel, sale.channel_id)
+def _channel_of(session: Session, sale: Sale) -> ChannelRow:
+    channel = repository.channel_row(session, channel_id=sale.channel_id)
+    assert channel is not None  # a sale's channel is never deleted (ON DELETE RESTRICT)
+    return channel
 
 
 def _write(session: Session, sale: Sale, stock_key: str, key: str | None) -> _NotWritten | None:
