@@ -5,6 +5,8 @@ just as it would through the API.
 """
 
 import itertools
+import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -201,3 +203,31 @@ def make_product(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+class AvailabilityWatch:
+    """Samples a level row from its own thread while a test runs; records the lowest of its
+    on_hand, reserved and available seen (below zero: stock went negative for a moment)."""
+
+    def __init__(self, engine: Engine, product_id: int, warehouse_id: int) -> None:
+        self.engine, self.key = engine, (product_id, warehouse_id)
+        self.lowest: int | None = None
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            current = level(self.engine, *self.key)
+            lowest = min(current.available, current.reserved, current.on_hand)
+            self.lowest = lowest if self.lowest is None else min(self.lowest, lowest)
+            self.samples += 1
+            time.sleep(0.01)
+
+    def __enter__(self) -> "AvailabilityWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

@@ -3,7 +3,6 @@
 The server (``live_products``) sweeps expired reservations every 0.5 s in both workers.
 """
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from common.db import make_sessionmaker
 from common.models import MovementType, Reservation
 from tests.conftest import LiveServer, all_at_once
 from tests.products_service.factories import (
+    AvailabilityWatch,
     create_product,
     create_warehouse,
     ledger_problems,
@@ -58,33 +58,6 @@ def http(live_products: LiveServer, manager_headers: dict[str, str]) -> Iterator
 @pytest.fixture
 def main(engine: Engine) -> int:
     return main_warehouse_id(engine)
-
-
-class AvailabilityWatch:
-    """Samples a level row from its own thread while a test runs; records the lowest seen."""
-
-    def __init__(self, engine: Engine, product_id: int, warehouse_id: int) -> None:
-        self.engine, self.key = engine, (product_id, warehouse_id)
-        self.lowest: int | None = None
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            current = level(self.engine, *self.key)
-            lowest = min(current.available, current.reserved, current.on_hand)
-            self.lowest = lowest if self.lowest is None else min(self.lowest, lowest)
-            self.samples += 1
-            time.sleep(0.01)
-
-    def __enter__(self) -> "AvailabilityWatch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 def test_200_buyers_for_50_units_then_every_sale_commits(

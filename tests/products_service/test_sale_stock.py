@@ -6,8 +6,6 @@ live 2-worker server (``live_products``), since the in-process client serialises
 """
 
 import itertools
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -25,6 +23,7 @@ from common.settings import ProductsSettings
 from tests.conftest import LiveServer, all_at_once
 from tests.products_service.factories import (
     API,
+    AvailabilityWatch,
     create_product,
     create_warehouse,
     ledger_problems,
@@ -617,32 +616,6 @@ def test_voiding_a_key_appends_one_voided_event(
 WORKERS = 20
 
 
-class LowestOnHand:
-    """Samples a level row from its own thread while a test runs; keeps the lowest on_hand."""
-
-    def __init__(self, engine: Engine, product_id: int, warehouse_id: int) -> None:
-        self.engine, self.key = engine, (product_id, warehouse_id)
-        self.lowest: int | None = None
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            on_hand = level(self.engine, *self.key).on_hand
-            self.lowest = on_hand if self.lowest is None else min(self.lowest, on_hand)
-            self.samples += 1
-            time.sleep(0.005)
-
-    def __enter__(self) -> "LowestOnHand":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 @pytest.fixture
 def http(live_products: LiveServer, service_headers: Headers) -> Iterator[httpx.Client]:
     limits = httpx.Limits(max_connections=WORKERS + 10, max_keepalive_connections=WORKERS + 10)
@@ -663,7 +636,7 @@ def test_twenty_takes_at_once_for_ten_units_sell_exactly_ten(
             SALE_STOCK_PATH, json=payload(f"buyer-{i:04d}-key", line(product, 1))
         )
 
-    with LowestOnHand(engine, product, main) as watch:
+    with AvailabilityWatch(engine, product, main) as watch:
         responses = all_at_once([buy(i) for i in range(20)], workers=WORKERS)
 
     assert Counter(r.status_code for r in responses) == {201: 10, 409: 10}
