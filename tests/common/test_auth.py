@@ -1,7 +1,13 @@
 """Login, logout, throttling, roles and user management through the HTTP API."""
 
+import time
+import uuid
+
+import jwt
 from fastapi.testclient import TestClient
 
+from common.models import Role, User
+from common.settings import ProductsSettings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD
 
 
@@ -117,3 +123,28 @@ def test_throttle_is_shared_by_separate_app_instances(client: TestClient, settin
         assert login(client, "manager-user@example.com", "wrong-password")[0] == 401
     with TestClient(create_app(settings)) as other_process:
         assert login(other_process, "manager-user@example.com", PASSWORD)[0] == 429
+
+
+def test_a_token_is_refused_the_moment_it_expires_though_it_was_accepted_before(
+    client: TestClient, users: dict[Role, User], settings: ProductsSettings
+) -> None:
+    """Checked signatures are remembered between requests; expiry is checked on each one."""
+    now = int(time.time())
+    manager = users[Role.MANAGER]
+    token = jwt.encode(
+        {"sub": str(manager.id), "role": "manager", "jti": uuid.uuid4().hex,
+         "iat": now, "exp": now + 2},
+        settings.jwt_secret.get_secret_value(),
+        algorithm=settings.jwt_algorithm,
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/auth/me", headers=headers).status_code == 200
+    time.sleep(2.5)
+    expired = client.get("/api/v1/auth/me", headers=headers)
+    assert expired.status_code == 401
+    assert expired.json()["error"] == "not_authenticated"
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert (
+        client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {forged}"}).status_code
+        == 401
+    )
