@@ -209,14 +209,17 @@ def refund(
 
 
 def clear_sales(connection: Connection) -> None:
-    """Remove every sale, sale event and rollup row, and the rollup consumer's position (the
-    catalog stays)."""
+    """Remove every sale, sale event and rollup row, and set the rollup consumer back to the
+    start (the catalog stays). The consumer's lock is taken first, as the consumer takes it:
+    one running in a server of this session either finishes its batch before this clears
+    the rollups, or starts after, on an empty outbox."""
+    outbox.lock_position(connection, CONSUMER)
     for table in ("sale_stock_claims", "sale_refund_lines", "sale_refunds", "sale_lines", "sales"):
         connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
     delete_rollups(connection)
     connection.execute(delete(rollups.PATHS_TABLE))
     connection.execute(delete(outbox.SALES_OUTBOX))
-    connection.execute(delete(outbox.POSITIONS).where(outbox.POSITIONS.c.consumer == CONSUMER))
+    outbox.save_position(connection, CONSUMER, 0)
 
 
 # --- the reference: plain Python over the stored rows ------------------------------------

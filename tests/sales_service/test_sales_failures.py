@@ -143,7 +143,8 @@ def post_many_then_kill(
     *,
     kill_after: int,
 ) -> list[str]:
-    """Send every sale at once; SIGKILL the victim once ``kill_after`` were recorded.
+    """Send the sales from CONCURRENT_SALES clients; SIGKILL the victim once ``kill_after``
+    were recorded.
 
     Each outcome is ``201 done`` (recorded, its stock taken), another status, or the name of
     the transport error the client saw.
@@ -162,7 +163,7 @@ def post_many_then_kill(
             return f"201 {answer.json()['stock_sync']}"
         return str(answer.status_code)
 
-    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(bodies), CONCURRENT_SALES)) as pool:
         futures = [pool.submit(send, body) for body in bodies]
         deadline = time.monotonic() + 30
         while recorded < kill_after and time.monotonic() < deadline:
@@ -185,7 +186,8 @@ def test_a_service_killed_mid_sale_loses_and_invents_no_stock(
     initial = 500
     product = create_product(engine, stock={main: initial})
     create_channel(engine, "web-store")
-    bodies = [sale_body("web-store", (product, 1 + i % 3)) for i in range(CONCURRENT_SALES)]
+    # More sales than clients, so the kill lands while sales are still arriving.
+    bodies = [sale_body("web-store", (product, 1 + i % 3)) for i in range(4 * CONCURRENT_SALES)]
     killed = short_products if victim == "products" else short_sales
 
     outcomes = post_many_then_kill(sales_http, killed, bodies, kill_after=10)
