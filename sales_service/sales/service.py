@@ -17,12 +17,13 @@ The primary key lets exactly one of them win, so stock is never given back for a
 stands, and a sale never stands on stock that was given back.
 
 When step 3 fails (or a twin request with the same Idempotency-Key wrote its sale first),
-the attempt claims its key void and gives the stock back. When step 2 gets no answer (down,
-frozen, too slow), the attempt claims the key void and asks products_service to void it, so
-a take still on its way is refused; the answer is a 503 naming products_service, and nothing
-is recorded or held. A process that dies between 2 and 3 leaves a take nobody claimed: the
-reconciler (sales_service/sales/reconciler.py), reading products_service's outbox, claims it
-void after a grace period and gives its stock back.
+the attempt claims its key void and gives the stock back at once. When step 2 gets no
+answer (down, frozen, too slow), the attempt claims the key void and answers 503 naming
+products_service, with nothing recorded; asking products_service again then would only add
+to the wait. A take that still lands under a void key, or one that nobody claimed because
+the process died between 2 and 3, is given back by the reconciler
+(sales_service/sales/reconciler.py), which reads products_service's outbox, after a grace
+period.
 """
 
 import logging
@@ -61,7 +62,7 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 # The first instant on FIRST_DATE anywhere (UTC+14 is the earliest zone): older sales could
 # never be reported on.
 EARLIEST_SALE = datetime.combine(FIRST_DATE, time(), tzinfo=UTC) - timedelta(hours=14)
-GIVE_BACK_BUDGET_SECONDS = 2.0  # after products_service failed us once, do not wait long again
+GIVE_BACK_BUDGET_SECONDS = 2.0  # best effort: the reconciler finishes a give-back that fails
 
 
 @dataclass(frozen=True)
