@@ -52,17 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import migrate
 from common.db import make_engine
-from sales_service.reports import schemas, service
+from sales_service.reports import service
 from sales_service.reports.calendar import DateRange, Period, Weekday
+from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import Filters
 from sales_service.reports.rollups import rebuild_rollups
-from sales_service.reports.service import (
-    Against,
-    CategoryRollup,
-    Dimension,
-    Grouping,
-    SortKey,
-)
+from sales_service.reports.service import Grouping
 
 ZONE_NAME = "Europe/Berlin"
 ZONE = ZoneInfo(ZONE_NAME)
@@ -544,67 +539,57 @@ def our_series(
     session: Session, *, rng: DateRange, period: Period, filters: Filters
 ) -> dict[str, Any]:
     return jsonable(
-        schemas.RevenueSeries.model_validate(
-            service.revenue_series(
-                session=session,
-                rng=rng,
-                period=period,
-                week_start=Weekday.MONDAY,
-                filters=filters,
-            )
+        service.revenue_series(
+            session=session,
+            rng=rng,
+            period=period,
+            week_start=Weekday.MONDAY,
+            filters=filters,
         )
     )
 
 
 def our_compare(session: Session, *, rng: DateRange) -> dict[str, Any]:
     return jsonable(
-        schemas.Comparison.model_validate(
-            service.compare(
-                session=session,
-                rng=rng,
-                against=Against.PREVIOUS_YEAR,
-                custom=None,
-                grouping=Grouping(Dimension.CHANNEL),
-                filters=Filters(),
-                limit=50,
-            )
+        service.compare(
+            session=session,
+            rng=rng,
+            against=Against.PREVIOUS_YEAR,
+            custom=None,
+            grouping=Grouping(Dimension.CHANNEL),
+            filters=Filters(),
+            limit=50,
         )
     )
 
 
 def our_breakdown(session: Session, *, rng: DateRange, grouping: Grouping) -> dict[str, Any]:
     return jsonable(
-        schemas.Breakdown.model_validate(
-            service.breakdown(
-                session=session,
-                rng=rng,
-                grouping=grouping,
-                filters=Filters(),
-                sort=SortKey.REVENUE,
-                limit=10,
-            )
+        service.breakdown(
+            session=session,
+            rng=rng,
+            grouping=grouping,
+            filters=Filters(),
+            sort=SortKey.REVENUE,
+            limit=10,
         )
     )
 
 
 def our_summary(session: Session, *, rng: DateRange) -> dict[str, Any]:
-    return jsonable(
-        schemas.Summary.model_validate(service.summary(session=session, rng=rng, filters=Filters()))
-    )
+    return jsonable(service.summary(session=session, rng=rng, filters=Filters()))
 
 
 def our_insight(session: Session, *, rng: DateRange) -> dict[str, Any]:
     return jsonable(
-        schemas.InventoryInsight.model_validate(
-            service.inventory_insight(
-                session=session,
-                as_of=rng.last,
-                zone=ZONE,
-                window_days=rng.days,
-                filters=Filters(),
-                limit=50,
-                offset=0,
-            )
+        service.inventory_insight(
+            session=session,
+            as_of=rng.last,
+            zone=ZONE,
+            window_days=rng.days,
+            filters=Filters(),
+            limit=50,
+            offset=0,
         )
     )
 

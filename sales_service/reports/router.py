@@ -17,6 +17,7 @@ from common.db import snapshot_session
 from common.errors import Unprocessable, error_responses
 from sales_service.reports import service
 from sales_service.reports.calendar import Period, Weekday, resolve_range, resolve_zone
+from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import Filters
 from sales_service.reports.schemas import (
     Breakdown,
@@ -25,13 +26,7 @@ from sales_service.reports.schemas import (
     RevenueSeries,
     Summary,
 )
-from sales_service.reports.service import (
-    Against,
-    CategoryRollup,
-    Dimension,
-    Grouping,
-    SortKey,
-)
+from sales_service.reports.service import Grouping
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -136,14 +131,12 @@ def revenue(
     A series has at most 1100 buckets (e.g. three years of days)."""
     zone = _zone(timezone, settings)
     rng = resolve_range(from_date, to_date, zone)
-    return RevenueSeries.model_validate(
-        service.revenue_series(
-            session=session,
-            rng=rng,
-            period=period,
-            week_start=week_start,
-            filters=_filters(product_ids, category_ids, channel_ids),
-        )
+    return service.revenue_series(
+        session=session,
+        rng=rng,
+        period=period,
+        week_start=week_start,
+        filters=_filters(product_ids, category_ids, channel_ids),
     )
 
 
@@ -184,16 +177,14 @@ def compare(
         if against_from is None or against_to is None:
             raise Unprocessable("Give both against_from and against_to", field="query.against_from")
         custom = resolve_range(against_from, against_to, zone, names=("against_from", "against_to"))
-    return Comparison.model_validate(
-        service.compare(
-            session=session,
-            rng=rng,
-            against=against,
-            custom=custom,
-            grouping=Grouping(group_by, category_rollup, parent_id),
-            filters=_filters(product_ids, category_ids, channel_ids),
-            limit=limit,
-        )
+    return service.compare(
+        session=session,
+        rng=rng,
+        against=against,
+        custom=custom,
+        grouping=Grouping(group_by, category_rollup, parent_id),
+        filters=_filters(product_ids, category_ids, channel_ids),
+        limit=limit,
     )
 
 
@@ -224,15 +215,13 @@ def breakdown(
     A row's orders are the orders holding it, so rows may add up to more than the total."""
     zone = _zone(timezone, settings)
     rng = resolve_range(from_date, to_date, zone)
-    return Breakdown.model_validate(
-        service.breakdown(
-            session=session,
-            rng=rng,
-            grouping=Grouping(by, category_rollup, parent_id),
-            filters=_filters(product_ids, category_ids, channel_ids),
-            sort=sort,
-            limit=limit,
-        )
+    return service.breakdown(
+        session=session,
+        rng=rng,
+        grouping=Grouping(by, category_rollup, parent_id),
+        filters=_filters(product_ids, category_ids, channel_ids),
+        sort=sort,
+        limit=limit,
     )
 
 
@@ -253,10 +242,8 @@ def summary(
     and revenue per day for the range and for the same number of days just before it."""
     zone = _zone(timezone, settings)
     rng = resolve_range(from_date, to_date, zone)
-    return Summary.model_validate(
-        service.summary(
-            session=session, rng=rng, filters=_filters(product_ids, category_ids, channel_ids)
-        )
+    return service.summary(
+        session=session, rng=rng, filters=_filters(product_ids, category_ids, channel_ids)
     )
 
 
@@ -282,14 +269,12 @@ def inventory_insight(
     cover at that velocity and the projected stock-out date; soonest stock-out first."""
     zone = _zone(timezone, settings)
     day = as_of or datetime.now(zone).date()
-    return InventoryInsight.model_validate(
-        service.inventory_insight(
-            session=session,
-            as_of=day,
-            zone=zone,
-            window_days=window_days,
-            filters=_filters(product_ids, category_ids, channel_ids),
-            limit=limit,
-            offset=offset,
-        )
+    return service.inventory_insight(
+        session=session,
+        as_of=day,
+        zone=zone,
+        window_days=window_days,
+        filters=_filters(product_ids, category_ids, channel_ids),
+        limit=limit,
+        offset=offset,
     )

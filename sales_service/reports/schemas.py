@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from sales_service.reports.calendar import Period, Weekday
-from sales_service.reports.service import Against, CategoryRollup, Dimension, SortKey
+from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 
 REVENUE = "Sum of line_total - refunded_total over the matching lines"
 COST = "Sum of line_cost - refunded_cost (cost snapshotted at the time of sale)"

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +33,7 @@ from common.errors import Unprocessable
 from common.models import Category, Product, SalesChannel
 from sales_service.reports import repository
 from sales_service.reports.calendar import DateRange, Period, Weekday, make_buckets, resolve_range
+from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import (
     Context,
     Filters,
@@ -46,34 +46,15 @@ from sales_service.reports.planner import (
 )
 from sales_service.reports.repository import GroupBy, Query
 from sales_service.reports.rollups import UNCATEGORIZED, Measures
+from sales_service.reports.schemas import (
+    Breakdown,
+    Comparison,
+    InventoryInsight,
+    RevenueSeries,
+    Summary,
+)
 
 CENT = Decimal("0.01")
-
-
-class Against(StrEnum):
-    PREVIOUS_PERIOD = "previous_period"
-    PREVIOUS_YEAR = "previous_year"
-    CUSTOM = "custom"
-
-
-class Dimension(StrEnum):
-    PRODUCT = "product"
-    CATEGORY = "category"
-    CHANNEL = "channel"
-
-
-class CategoryRollup(StrEnum):
-    NONE = "none"
-    TOP_LEVEL = "top_level"
-
-
-class SortKey(StrEnum):
-    REVENUE = "-revenue"
-    REVENUE_ASC = "revenue"
-    UNITS = "-units"
-    UNITS_ASC = "units"
-    MARGIN = "-margin"
-    MARGIN_ASC = "margin"
 
 
 # --- filters --------------------------------------------------------------------------------
@@ -190,7 +171,7 @@ def revenue_series(
     week_start: Weekday,
     filters: Filters,
     use_rollups: bool = True,
-) -> dict[str, Any]:
+) -> RevenueSeries:
     """Figures per calendar period of the zone, empty periods as zeros, and the totals."""
     buckets = make_buckets(rng, period, week_start)
     check_filters(session, filters)
@@ -211,21 +192,23 @@ def revenue_series(
     for measures in per_bucket:
         total.add(measures)
     zone = rng.zone
-    return {
-        "parameters": _parameters(rng, filters, period=period, week_start=week_start),
-        "buckets": [
-            {
-                "start": b.start.astimezone(zone),
-                "end": b.end.astimezone(zone),
-                "label": b.label,
-                **figures(m).as_dict(),
-            }
-            for b, m in zip(buckets, per_bucket, strict=True)
-        ],
-        "totals": figures(total).as_dict(),
-        "sources": sorted(ctx.sources),
-        "watermark": watermark(session),
-    }
+    return RevenueSeries.model_validate(
+        {
+            "parameters": _parameters(rng, filters, period=period, week_start=week_start),
+            "buckets": [
+                {
+                    "start": b.start.astimezone(zone),
+                    "end": b.end.astimezone(zone),
+                    "label": b.label,
+                    **figures(m).as_dict(),
+                }
+                for b, m in zip(buckets, per_bucket, strict=True)
+            ],
+            "totals": figures(total).as_dict(),
+            "sources": sorted(ctx.sources),
+            "watermark": watermark(session),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -302,7 +285,7 @@ def breakdown(
     sort: SortKey,
     limit: int,
     use_rollups: bool = True,
-) -> dict[str, Any]:
+) -> Breakdown:
     """Figures per product, category or channel over the range; the top ``limit`` rows."""
     check_filters(session, filters)
     _check_grouping(session, grouping)
@@ -318,22 +301,24 @@ def breakdown(
     rows.sort(key=lambda r: getattr(r[1], metric), reverse=descending)
     top = rows[:limit]
     refs = _group_refs(session, grouping.dimension, [k for k, _ in top])
-    return {
-        "parameters": _parameters(
-            rng,
-            filters,
-            by=grouping.dimension,
-            category_rollup=grouping.rollup,
-            parent_id=grouping.parent_id,
-            sort=sort,
-            limit=limit,
-        ),
-        "rows": [{**refs[key], **fig.as_dict()} for key, fig in top],
-        "groups": len(rows) if groups is None else groups,
-        "totals": figures(totals.get(None)).as_dict(),
-        "sources": sorted(ctx.sources),
-        "watermark": watermark(session),
-    }
+    return Breakdown.model_validate(
+        {
+            "parameters": _parameters(
+                rng,
+                filters,
+                by=grouping.dimension,
+                category_rollup=grouping.rollup,
+                parent_id=grouping.parent_id,
+                sort=sort,
+                limit=limit,
+            ),
+            "rows": [{**refs[key], **fig.as_dict()} for key, fig in top],
+            "groups": len(rows) if groups is None else groups,
+            "totals": figures(totals.get(None)).as_dict(),
+            "sources": sorted(ctx.sources),
+            "watermark": watermark(session),
+        }
+    )
 
 
 def base_range(rng: DateRange, against: Against, custom: DateRange | None) -> DateRange:
@@ -386,7 +371,7 @@ def compare(
     filters: Filters,
     limit: int,
     use_rollups: bool = True,
-) -> dict[str, Any]:
+) -> Comparison:
     """Two periods side by side, overall and (optionally) per product, category or channel."""
     base = base_range(rng, against, custom)
     check_filters(session, filters)
@@ -409,29 +394,31 @@ def compare(
             {**refs[k], **compare_figures(figures(now.get(k)), figures(then.get(k)))}
             for k in ranked[:limit]
         ]
-    return {
-        "parameters": _parameters(
-            rng,
-            filters,
-            against=against,
-            group_by=grouping.dimension,
-            category_rollup=grouping.rollup,
-            parent_id=grouping.parent_id,
-            limit=limit,
-        ),
-        "current": _period_dict(rng),
-        "base": _period_dict(base),
-        "overall": compare_figures(figures(now_total), figures(then_total)),
-        "groups": groups,
-        "group_count": group_count,
-        "sources": sorted(ctx.sources),
-        "watermark": watermark(session),
-    }
+    return Comparison.model_validate(
+        {
+            "parameters": _parameters(
+                rng,
+                filters,
+                against=against,
+                group_by=grouping.dimension,
+                category_rollup=grouping.rollup,
+                parent_id=grouping.parent_id,
+                limit=limit,
+            ),
+            "current": _period_dict(rng),
+            "base": _period_dict(base),
+            "overall": compare_figures(figures(now_total), figures(then_total)),
+            "groups": groups,
+            "group_count": group_count,
+            "sources": sorted(ctx.sources),
+            "watermark": watermark(session),
+        }
+    )
 
 
 def summary(
     *, session: Session, rng: DateRange, filters: Filters, use_rollups: bool = True
-) -> dict[str, Any]:
+) -> Summary:
     """Headline figures for the range against the same number of days just before it."""
     base = base_range(rng, Against.PREVIOUS_PERIOD, None)
     check_filters(session, filters)
@@ -453,14 +440,16 @@ def summary(
         }
 
     current, previous = extras(now, rng.days), extras(then, base.days)
-    return {
-        "parameters": _parameters(rng, filters),
-        "current": _period_dict(rng),
-        "previous": _period_dict(base),
-        "kpis": {name: change(current[name], previous[name]) for name in current},
-        "sources": sorted(ctx.sources),
-        "watermark": watermark(session),
-    }
+    return Summary.model_validate(
+        {
+            "parameters": _parameters(rng, filters),
+            "current": _period_dict(rng),
+            "previous": _period_dict(base),
+            "kpis": {name: change(current[name], previous[name]) for name in current},
+            "sources": sorted(ctx.sources),
+            "watermark": watermark(session),
+        }
+    )
 
 
 def _soonest_out(row: dict[str, Any]) -> tuple[bool, Decimal, int]:
@@ -479,7 +468,7 @@ def inventory_insight(
     limit: int,
     offset: int,
     use_rollups: bool = True,
-) -> dict[str, Any]:
+) -> InventoryInsight:
     """Per product: net units sold per day over the window, days of cover, stock-out date."""
     check_filters(session, filters)
     rng = resolve_range(as_of - timedelta(days=window_days - 1), as_of, zone)
@@ -530,16 +519,18 @@ def inventory_insight(
     if total is None:  # the database did not page (SQLite): rank and page here
         total, rows = len(rows), rows[offset : offset + limit]
     stock_mark = repository.stock_updated_at(session)
-    return {
-        "parameters": {
-            **_parameters(rng, filters),
-            "as_of": as_of,
-            "window_days": window_days,
-        },
-        "items": rows,
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "sources": sorted(ctx.sources),
-        "watermark": {**watermark(session), "stock_updated_at": stock_mark},
-    }
+    return InventoryInsight.model_validate(
+        {
+            "parameters": {
+                **_parameters(rng, filters),
+                "as_of": as_of,
+                "window_days": window_days,
+            },
+            "items": rows,
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "sources": sorted(ctx.sources),
+            "watermark": {**watermark(session), "stock_updated_at": stock_mark},
+        }
+    )

@@ -24,9 +24,11 @@ from sales_service.main import create_app
 from sales_service.reports import rollups, service
 from sales_service.reports.calendar import DateRange, Period, Weekday
 from sales_service.reports.consumer import CONSUMER, catch_up, consume_batch, consume_once
+from sales_service.reports.parameters import CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import Filters
 from sales_service.reports.repository import Source
-from sales_service.reports.service import CategoryRollup, Dimension, Grouping, SortKey
+from sales_service.reports.schemas import Breakdown, RevenueSeries
+from sales_service.reports.service import Grouping
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_JWT_SECRET
 from tests.sales_service.report_factories import (
     Catalog,
@@ -82,7 +84,7 @@ def record_mix(engine: Engine, catalog: Catalog, count: int = 60, *, consume: bo
 
 def series_both_ways(
     session: Session, rng: DateRange, period: Period, filters: Filters
-) -> tuple[dict, dict]:
+) -> tuple[RevenueSeries, RevenueSeries]:
     """The revenue series read as the route reads it (rollups where exact) and from raw rows."""
     fast, raw = (
         service.revenue_series(
@@ -156,8 +158,8 @@ def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
         for filters in filter_sets:
             for period in Period:
                 fast, raw = series_both_ways(session, rng, period, filters)
-                used.update(fast["sources"])
-                assert fast["buckets"] == raw["buckets"]
+                used.update(fast.sources)
+                assert fast.buckets == raw.buckets
             for grouping in groupings:
                 answers = [
                     service.breakdown(
@@ -171,9 +173,9 @@ def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
                     )
                     for use in (True, False)
                 ]
-                used.update(answers[0]["sources"])
-                assert answers[0]["rows"] == answers[1]["rows"]
-                assert answers[0]["totals"] == answers[1]["totals"]
+                used.update(answers[0].sources)
+                assert answers[0].rows == answers[1].rows
+                assert answers[0].totals == answers[1].totals
         insights = [
             service.inventory_insight(
                 session=session,
@@ -184,11 +186,11 @@ def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
                 limit=50,
                 offset=0,
                 use_rollups=use,
-            )["items"]
+            ).items
             for use in (True, False)
         ]
         assert insights[0] == insights[1]
-        assert any(item["units_sold"] for item in insights[0])
+        assert any(item.units_sold for item in insights[0])
         pages = [
             service.inventory_insight(
                 session=session,
@@ -201,8 +203,8 @@ def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
             )
             for offset in range(0, 6, 2)
         ]
-        assert [item for page in pages for item in page["items"]] == insights[0]
-        assert {page["total"] for page in pages} == {len(insights[0])}
+        assert [item for page in pages for item in page.items] == insights[0]
+        assert {page.total for page in pages} == {len(insights[0])}
     assert used >= {s.value for s in Source}, "every source was exercised"
 
 
@@ -225,10 +227,10 @@ def test_reports_are_exact_while_the_consumer_lags(
             for filters in (Filters(), Filters(product_ids=(catalog.products[2],))):
                 for period in (Period.DAY, Period.MONTH):
                     fast, raw = series_both_ways(session, rng, period, filters)
-                    assert fast["buckets"] == raw["buckets"]
-                    assert fast["totals"] == raw["totals"]
+                    assert fast.buckets == raw.buckets
+                    assert fast.totals == raw.totals
                     if applied:
-                        assert any(name.startswith("report_") for name in fast["sources"])
+                        assert any(name.startswith("report_") for name in fast.sources)
             by_category = [
                 service.breakdown(
                     session=session,
@@ -241,7 +243,7 @@ def test_reports_are_exact_while_the_consumer_lags(
                 )
                 for use in (True, False)
             ]
-            assert by_category[0]["rows"] == by_category[1]["rows"]
+            assert by_category[0].rows == by_category[1].rows
         held.rollback()
 
 
@@ -305,7 +307,7 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
     kitchen, garden = catalog.categories["kitchen"], catalog.categories["garden"]
     knives = catalog.categories["knives"]
 
-    def garden_tree(session: Session) -> dict:
+    def garden_tree(session: Session) -> Breakdown:
         return service.breakdown(
             session=session,
             rng=rng,
@@ -317,7 +319,7 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
 
     with Session(engine) as session:
         before = garden_tree(session)
-        assert "report_category_rollups" in before["sources"]
+        assert "report_category_rollups" in before.sources
         # kitchen (with knives below it) moves under garden
         session.execute(
             update(Category)
@@ -331,7 +333,7 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
         )
         session.commit()
         moved = garden_tree(session)
-        assert "report_category_rollups" not in moved["sources"]
+        assert "report_category_rollups" not in moved.sources
         raw = service.breakdown(
             session=session,
             rng=rng,
@@ -341,8 +343,8 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
             limit=10,
             use_rollups=False,
         )
-        assert moved["rows"] == raw["rows"]
-        assert moved["rows"] != before["rows"]
+        assert moved.rows == raw.rows
+        assert moved.rows != before.rows
     # What the operator runs (README), configured by the environment as the services are.
     rebuilt_by_cli = subprocess.run(
         [sys.executable, "-m", "sales_service.cli", "rebuild-rollups"],
@@ -358,8 +360,8 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
     assert "report rollups rebuilt" in rebuilt_by_cli.stdout
     with Session(engine) as session:
         rebuilt = garden_tree(session)
-        assert "report_category_rollups" in rebuilt["sources"]
-        assert rebuilt["rows"] == raw["rows"]
+        assert "report_category_rollups" in rebuilt.sources
+        assert rebuilt.rows == raw.rows
 
 
 def test_embedded_sqlite_keeps_the_same_rollups_and_answers(tmp_path: Path) -> None:
@@ -390,9 +392,9 @@ def test_embedded_sqlite_keeps_the_same_rollups_and_answers(tmp_path: Path) -> N
                     )
                     for use in (True, False)
                 )
-                assert fast["sources"] == ["report_sales_rollups"]
-                assert fast["buckets"] == raw["buckets"]
-                assert fast["totals"]["orders"] > 0
+                assert fast.sources == ["report_sales_rollups"]
+                assert fast.buckets == raw.buckets
+                assert fast.totals.orders > 0
         # and through HTTP, as `make run` serves it
         settings = SalesSettings(
             environment="test",
