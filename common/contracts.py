@@ -1,4 +1,5 @@
-"""The contract between sales_service and products_service: the stock reservation API.
+"""The contract between sales_service and products_service: stock for a sale (below) and
+the reservation API for holds.
 
 Both sides import these models, so a change here breaks a test rather than production.
 Paths (under products_service's ``/api/v1``):

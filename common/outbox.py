@@ -120,14 +120,6 @@ def save_position(db: Db, consumer: str, position: int, *, needs_rebuild: bool =
     )
 
 
-def position_of(db: Db, consumer: str) -> int:
-    """Where the consumer stands, as the caller's snapshot sees it (0 if it never ran)."""
-    found = db.execute(
-        select(POSITIONS.c.position).where(POSITIONS.c.consumer == consumer)
-    ).scalar()
-    return int(found or 0)
-
-
 def max_id(db: Db, table: Table) -> int:
     """The highest event id the caller's snapshot sees (0 for an empty outbox)."""
     return int(db.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())

@@ -2,9 +2,9 @@
 
 One instance per process (connection reuse, at most ``max_connections`` calls in flight), a
 timeout on every attempt and a time budget on every call, and bounded retries. Every call it
-makes is idempotent by the contract (reserve by its key, commit and release by the
-reservation's state, stock returns by their Idempotency-Key), so retrying after a timeout
-cannot reserve, sell or return twice.
+makes is idempotent by the contract (a sale's stock taken or given back by the attempt's
+key, stock returns by their Idempotency-Key), so retrying after a timeout cannot sell or
+return twice.
 
 Time bounds: one attempt waits at most ``timeout_seconds`` (connecting at most 2 s of
 that); a call, retries and back-off included, never takes longer than ``budget_seconds``
@@ -22,12 +22,9 @@ from pydantic import ValidationError
 
 from common.auth.security import ServiceCredential
 from common.contracts import (
-    RESERVATIONS_PATH,
     RETURNS_PATH,
     SALE_STOCK_PATH,
     InsufficientStockBody,
-    ReservationRead,
-    ReserveRequest,
     ReturnCreate,
     SaleStockRead,
     SaleStockTake,
@@ -47,7 +44,7 @@ MAX_CONNECTIONS = 16
 
 
 class ProductsClient:
-    """Calls the reservation API; failures become domain errors that name the upstream."""
+    """Calls products_service's stock API; failures become domain errors that name the upstream."""
 
     def __init__(
         self,
@@ -82,27 +79,6 @@ class ProductsClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def reserve(
-        self, request: ReserveRequest, *, token: str, request_id: str = ""
-    ) -> ReservationRead:
-        """Hold stock for every line; InsufficientStock (with each short line) if any is short."""
-        body = self._call(
-            "POST", RESERVATIONS_PATH, token, request_id, json=request.model_dump(mode="json")
-        )
-        return _parse(ReservationRead, body)
-
-    def commit(self, reservation_id: int, *, token: str, request_id: str = "") -> ReservationRead:
-        """Turn the reservation into ledger sales (idempotent: committed stays committed)."""
-        body = self._call("POST", f"{RESERVATIONS_PATH}/{reservation_id}/commit", token, request_id)
-        return _parse(ReservationRead, body)
-
-    def release(self, reservation_id: int, *, token: str, request_id: str = "") -> ReservationRead:
-        """Give the held stock back (idempotent: released or expired stays so)."""
-        body = self._call(
-            "POST", f"{RESERVATIONS_PATH}/{reservation_id}/release", token, request_id
-        )
-        return _parse(ReservationRead, body)
 
     def take_sale_stock(self, body: SaleStockTake, *, request_id: str = "") -> SaleStockRead:
         """Take every line's stock under the attempt's key (as sales_service itself)."""
@@ -240,7 +216,7 @@ class ProductsClient:
         raise UpstreamUnavailable(f"{UPSTREAM} answered {response.status_code}", upstream=UPSTREAM)
 
 
-Model = TypeVar("Model", ReservationRead, InsufficientStockBody, StockChangeRead, SaleStockRead)
+Model = TypeVar("Model", InsufficientStockBody, StockChangeRead, SaleStockRead)
 
 
 def _parse(model: type[Model], body: dict[str, Any]) -> Model:
