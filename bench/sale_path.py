@@ -24,6 +24,7 @@ import argparse
 import multiprocessing
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -72,7 +73,7 @@ from common.models import (  # noqa: E402
 )
 from common.settings import CommonSettings  # noqa: E402
 
-JWT_SECRET = "bench-secret-" + "b" * 40
+JWT_SECRET = secrets.token_urlsafe(32)
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 (a throwaway database)
 STOCK_PER_PRODUCT = 1_000_000
 ROOT_CATEGORIES, SUBCATEGORIES = 4, 5

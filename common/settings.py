@@ -1,5 +1,7 @@
 """Settings shared by both services, read from the environment (prefix ``SHOP_``) or ``.env``."""
 
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -11,6 +13,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRET = "change-me-dev-only-secret-0123456789abcdef"  # noqa: S105
 PLACEHOLDER_ADMIN_PASSWORD = "admin-change-me"  # noqa: S105
+# Signing keys anyone can read in this repository or its history: none is ever accepted.
+PUBLIC_SECRETS = frozenset(
+    {
+        PLACEHOLDER_SECRET,
+        "test-secret-" + "x" * 40,
+        "bench-secret-" + "b" * 40,
+    }
+)
+MIN_SECRET_LENGTH = 32
+JWT_SECRET_FILE = "jwt-secret"  # noqa: S105 (a file name)
+
+
+def default_state_dir() -> Path:
+    return REPO_ROOT / "var"
 
 
 def default_database_url() -> str:
@@ -34,7 +50,10 @@ class CommonSettings(BaseSettings):
     worker_threads: int = Field(default=40, gt=0)
     database_max_overflow: int = 20
 
-    jwt_secret: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    # Unset outside production: a random key generated once into state_dir (see
+    # local_jwt_secret), which every process started from this checkout shares.
+    jwt_secret: SecretStr = SecretStr("")
+    state_dir: Path = Field(default_factory=default_state_dir)
     jwt_algorithm: str = "HS256"
     access_token_minutes: int = Field(default=60, gt=0)
 
@@ -58,19 +77,53 @@ class CommonSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _no_placeholders_in_production(self) -> "CommonSettings":
-        if self.environment == "production":
-            if self.jwt_secret.get_secret_value() == PLACEHOLDER_SECRET:
-                raise ValueError("SHOP_JWT_SECRET must be set to a real secret in production")
-            if len(self.jwt_secret.get_secret_value()) < 32:
-                raise ValueError("SHOP_JWT_SECRET must be at least 32 characters in production")
-            if self.first_admin_password.get_secret_value() == PLACEHOLDER_ADMIN_PASSWORD:
-                raise ValueError("SHOP_FIRST_ADMIN_PASSWORD must be changed in production")
+    def _real_secrets(self) -> "CommonSettings":
+        secret = self.jwt_secret.get_secret_value()
+        if not secret:
+            if self.environment == "production":
+                # Every replica must sign and check with the same key: no local file will do.
+                raise ValueError("SHOP_JWT_SECRET must be set in production")
+            self.jwt_secret = SecretStr(local_jwt_secret(self.state_dir))
+        elif secret in PUBLIC_SECRETS:
+            raise ValueError(
+                "SHOP_JWT_SECRET is a value published in this repository; anyone could sign "
+                "tokens with it. Unset it (a random one is generated) or set your own"
+            )
+        elif len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(f"SHOP_JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters")
+        if (
+            self.environment == "production"
+            and self.first_admin_password.get_secret_value() == PLACEHOLDER_ADMIN_PASSWORD
+        ):
+            raise ValueError("SHOP_FIRST_ADMIN_PASSWORD must be changed in production")
         return self
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def local_jwt_secret(state_dir: Path) -> str:
+    """This installation's own signing key: read from ``state_dir/jwt-secret``, or created
+    there (random, readable by its owner only) by the first process that needs it. Processes
+    that start together agree: the file is created whole or not at all, and a loser of the
+    race reads the winner's key."""
+    path = state_dir / JWT_SECRET_FILE
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{JWT_SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        draft.write_text(secrets.token_urlsafe(48) + "\n")
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)  # fails if another process got there first
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    secret = path.read_text().strip()
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(f"{path} holds no usable key; delete it to generate a new one")
+    return secret
 
 
 class ProductsSettings(CommonSettings):

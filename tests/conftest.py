@@ -6,6 +6,7 @@ gets its own database, built with the Alembic history, and drops it at the end.
 """
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -31,7 +32,8 @@ from common.settings import ProductsSettings, SalesSettings
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TEST_JWT_SECRET = "test-secret-" + "x" * 40
+# A key of this run only: none published in the repository is accepted (see settings).
+TEST_JWT_SECRET = secrets.token_urlsafe(32)
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-test-pass"
 PASSWORD = "correct-horse-battery"

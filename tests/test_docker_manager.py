@@ -432,6 +432,6 @@ def test_kubernetes_secret_placeholders_are_refused_in_production() -> None:
         ProductsSettings(
             environment=config["SHOP_ENVIRONMENT"],
             database_url=values["SHOP_DATABASE_URL"],
-            jwt_secret="a-real-secret-" + "x" * 40,
+            jwt_secret=TEST_JWT_SECRET,
             first_admin_password=values["SHOP_FIRST_ADMIN_PASSWORD"],
         )
