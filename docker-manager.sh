@@ -403,8 +403,9 @@ launch_local() {
   local service=$1 port log pid
   port=$(service_port "$service")
   log=$(log_file "$service")
+  # --no-proxy-headers: the app trusts X-Forwarded-For only from SHOP_FORWARDED_ALLOW_IPS.
   local -a argv=("$PY" -m uvicorn "$service.main:app" --host "$HOST" --port "$port"
-    --workers "$WORKERS")
+    --workers "$WORKERS" --no-proxy-headers)
   # Each service leads its own process group (setsid), so stop reaches its workers too.
   if command -v setsid >/dev/null 2>&1; then
     argv=(setsid "${argv[@]}")

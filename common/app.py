@@ -11,11 +11,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from common.auth.service import ensure_admin
+from common.bodies import BodyGuard
 from common.db import make_engine, make_sessionmaker
 from common.errors import install_error_handlers
+from common.headers import install_security_headers
 from common.observability import REQUEST_ID_HEADER, configure_logging, install_observability
+from common.openapi import install_openapi
+from common.ratelimit import RATE_LIMIT_HEADERS, install_rate_limit
 from common.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -59,22 +64,31 @@ def install_common(
     settings: CommonSettings,
     dependencies: Mapping[str, Callable[[FastAPI], bool]] | None = None,
 ) -> None:
-    """Logging, error handlers, CORS, request ids, /metrics and the /health and /ready probes.
+    """Logging, error handlers, CORS, the rate limit, request ids, /metrics, security headers
+    and the /health and /ready probes.
 
     ``dependencies`` are extra readiness checks by name (e.g. the products_service).
     """
     configure_logging()
     install_error_handlers(app)
+    # Innermost: a body is checked (size, JSON that could never be stored) before any route.
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    install_openapi(app)
+    install_rate_limit(app, settings)  # inside CORS: a 429 carries its CORS headers
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["Retry-After", "Idempotency-Key", REQUEST_ID_HEADER],
+        expose_headers=["Retry-After", "Idempotency-Key", REQUEST_ID_HEADER, *RATE_LIMIT_HEADERS],
     )
     # Added after CORS, so it wraps it: preflights get an id and are counted too.
-    install_observability(app)
+    install_observability(app, settings)
+    install_security_headers(app, settings)
+    # Outermost, so every layer inside (rate limit, logs, login throttling) sees the client.
+    if settings.forwarded_allow_ips:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     probes = APIRouter(tags=["health"])
 
     @probes.get("/health", summary="Liveness: the process answers")

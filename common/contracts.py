@@ -1,12 +1,13 @@
 """The contract between sales_service and products_service: stock for a sale (below) and
-the reservation API for holds.
+the reservation API for holds. Only a service token (``create_service_token``) may reserve,
+commit or release; people may read reservations.
 
 Both sides import these models, so a change here breaks a test rather than production.
 Paths (under products_service's ``/api/v1``):
 
 - ``POST /reservations``               ReserveRequest -> 201 ReservationRead
                                         409 InsufficientStockBody when any line is short
-- ``POST /reservations/{id}/commit``   -> 200 ReservationRead (status ``committed``)
+- ``POST /reservations/{id}/commit``   ReservationCommit -> 200 ReservationRead (``committed``)
 - ``POST /reservations/{id}/release``  -> 200 ReservationRead (status ``released``)
 - ``GET  /reservations/{id}``          -> 200 ReservationRead
 - ``GET  /reservations``               -> 200 Page[ReservationRead] (``status``, ``reference``)
@@ -53,6 +54,7 @@ class ReserveRequest(BaseModel):
 
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)]
     reference: Annotated[str, Field(max_length=120)] = ""
+    actor_id: Annotated[int | None, Field(gt=0, description="The person behind the hold")] = None
     ttl_seconds: Annotated[int | None, Field(gt=0, description="Default from settings")] = None
     lines: Annotated[list[ReserveLine], Field(min_length=1, max_length=MAX_RESERVATION_LINES)]
 
@@ -68,6 +70,22 @@ class ReserveRequest(BaseModel):
             ]
         }
     )
+
+
+class ReservationCommit(BaseModel):
+    """Sell a reservation's stock: the sale it went to is named, and is the ledger movements'
+    reference (stock never leaves as a sale without one)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"sale_reference": "S-123", "actor_id": 2}]}
+    )
+
+    sale_reference: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=120),
+        Field(description="The sale this stock was sold in (e.g. its number)"),
+    ]
+    actor_id: Annotated[int | None, Field(gt=0, description="The person behind the sale")] = None
 
 
 class ReservedLine(BaseModel):
@@ -121,8 +139,11 @@ class InsufficientStockBody(BaseModel):
 RETURNS_PATH = "/api/v1/inventory/returns"
 MAX_QUANTITY = 1_000_000
 
-Id = Annotated[int, Field(gt=0)]
-Quantity = Annotated[int, Field(gt=0, le=MAX_QUANTITY, description="Units, a positive integer")]
+# strict: JSON true is not 1 (these are body fields only).
+Id = Annotated[int, Field(strict=True, gt=0)]
+Quantity = Annotated[
+    int, Field(strict=True, gt=0, le=MAX_QUANTITY, description="Units, a positive integer")
+]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 

@@ -4,13 +4,14 @@ Every error body has the same shape: ``{"error": code, "detail": sentence, ...co
 """
 
 import logging
-from typing import Any
+import re
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,21 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+class FieldError(BaseModel):
+    """One bad input: where it is (e.g. ``body.price``, ``query.limit``) and what is wrong."""
+
+    field: str
+    reason: str
+    type: str
+
+
+class ValidationErrorBody(ErrorBody):
+    """The 422 answer to input that does not match the schema; every bad field is listed."""
+
+    error: Literal["validation_error"]
+    fields: list[FieldError]
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can answer with."""
     descriptions = {
@@ -123,6 +139,30 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _validation_answer(fields: list[FieldError]) -> JSONResponse:
+    summary = "; ".join(f"{f.field}: {f.reason}" for f in fields)
+    body = ValidationErrorBody(
+        error="validation_error", detail=f"Invalid input: {summary}", fields=fields
+    )
+    return JSONResponse(body.model_dump(), status_code=422)
+
+
+_PATH_PARAMETER = re.compile(r"\\\{[^/]+?\\\}")
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents for this request's path (Starlette would name only
+    those of the first route that matches it)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = _PATH_PARAMETER.sub("[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {method.upper() for method in operations if method in _HTTP_METHODS}
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors, validation errors and stray HTTP errors to the one body shape."""
 
@@ -132,23 +172,32 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [
-            {"field": _field_name(err["loc"]), "reason": err["msg"], "type": err["type"]}
-            for err in exc.errors()
-        ]
-        summary = "; ".join(f"{f['field']}: {f['reason']}" for f in fields)
-        return JSONResponse(
-            {"error": "validation_error", "detail": f"Invalid input: {summary}", "fields": fields},
-            status_code=422,
+        return _validation_answer(
+            [
+                FieldError(field=_field_name(err["loc"]), reason=err["msg"], type=err["type"])
+                for err in exc.errors()
+            ]
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # Our code never raises HTTPException: this is FastAPI failing to read the body
+            # (not UTF-8, a broken form). It is bad input like any other, so it gets the
+            # documented 422 shape instead of an undeclared 400.
+            cause = exc.__cause__
+            reason = f"could not be read ({type(cause).__name__})" if cause else str(exc.detail)
+            return _validation_answer(
+                [FieldError(field="body", reason=reason, type="body_unreadable")]
+            )
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+            headers["Allow"] = ", ".join(allowed)
         codes = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated"}
         return JSONResponse(
             {"error": codes.get(exc.status_code, "http_error"), "detail": str(exc.detail)},
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers or None,
         )
 
     @app.exception_handler(OperationalError)
@@ -166,4 +215,45 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"error": "database_unavailable", "detail": "The database is unavailable; retry later"},
             status_code=503,
+        )
+
+    # The last resorts: every answer keeps the error shape, whatever slipped past the checks.
+    # The session dependency has rolled the request's transaction back: nothing is written.
+    refusals: dict[type[Exception], tuple[int, str, str]] = {
+        DataError: (
+            422,
+            "value_out_of_range",
+            "A value is out of range for what can be stored (too large, too long or "
+            "malformed); nothing was written",
+        ),
+        IntegrityError: (
+            409,
+            "conflict",
+            "The change conflicts with existing data (a duplicate or a missing reference); "
+            "nothing was written",
+        ),
+    }
+
+    async def _refused_by_database(_request: Request, exc: Exception) -> JSONResponse:
+        status_code, code, detail = next(v for k, v in refusals.items() if isinstance(exc, k))
+        logger.warning("refused by the database (%s): %s", code, getattr(exc, "orig", exc))
+        return JSONResponse({"error": code, "detail": detail}, status_code=status_code)
+
+    for kind in refusals:
+        app.add_exception_handler(kind, _refused_by_database)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        from common.observability import current_request_id  # it imports this module
+
+        request_id = current_request_id()
+        logger.error("unhandled error (request %s)", request_id, exc_info=exc)
+        return JSONResponse(
+            {
+                "error": "internal_error",
+                "detail": "Something unexpected went wrong; nothing was written. The error "
+                f"is logged under request id {request_id or 'unknown'}",
+                "request_id": request_id,
+            },
+            status_code=500,
         )

@@ -90,6 +90,9 @@ class User(TimestampMixin, Base):
     hashed_password: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(_enum(Role))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Every token carries the version it was signed at; raising it (a password change or
+    # reset, deactivation, a role change) makes all the user's tokens worthless at once.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class RevokedToken(Base):
@@ -101,12 +104,31 @@ class RevokedToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class RefreshToken(Base):
+    """A refresh token, stored as its SHA-256 only. Each use rotates it: the token is marked
+    used and its successor issued in the same family; a used token presented again means it
+    was stolen, and its whole family is revoked."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (Index("ix_refresh_tokens_user_family", "user_id", "family"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family: Mapped[str] = mapped_column(String(32), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class LoginAttempt(Base):
-    """Failed logins, counted per account and per client address to throttle guessing."""
+    """Failed (and in-flight) logins, counted per account, per client address and per
+    (account, client) pair to throttle guessing (see common/auth/throttle.py)."""
 
     __tablename__ = "login_attempts"
     __table_args__ = (
         Index("ix_login_attempts_account_at", "account", "attempted_at"),
+        Index("ix_login_attempts_pair", "account", "client", "id"),
         Index("ix_login_attempts_client_at", "client", "attempted_at"),
     )
 
@@ -334,6 +356,7 @@ class Sale(Base):
 
     __tablename__ = "sales"
     __table_args__ = (
+        UniqueConstraint("created_by_id", "idempotency_key", name="uq_sales_user_key"),
         Index("ix_sales_sold_at", "sold_at"),
         Index("ix_sales_channel_sold_at", "channel_id", "sold_at"),
         Index("ix_sales_stock_sync", "stock_sync", "id"),
@@ -352,7 +375,8 @@ class Sale(Base):
     refunded_total: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"))
     refunded_cost: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"))
     note: Mapped[str] = mapped_column(String(500), default="")
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # Unique per user (see __table_args__): one user's key never answers for another's.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64), default="")
     reservation_id: Mapped[int | None] = mapped_column(Integer)
     stock_sync: Mapped[StockSync] = mapped_column(_enum(StockSync), default=StockSync.PENDING)
@@ -406,7 +430,10 @@ class SaleRefund(Base):
     """Stock and money coming back for some or all lines of a sale (a cancellation is all)."""
 
     __tablename__ = "sale_refunds"
-    __table_args__ = (Index("ix_sale_refunds_stock_sync", "stock_sync", "id"),)
+    __table_args__ = (
+        UniqueConstraint("created_by_id", "idempotency_key", name="uq_sale_refunds_user_key"),
+        Index("ix_sale_refunds_stock_sync", "stock_sync", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     sale_id: Mapped[int] = mapped_column(
@@ -418,7 +445,8 @@ class SaleRefund(Base):
     units: Mapped[int] = mapped_column(Integer)
     amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     reason: Mapped[str] = mapped_column(String(500), default="")
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # Unique per user (see __table_args__): one user's key never answers for another's.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64), default="")
     stock_sync: Mapped[StockSync] = mapped_column(_enum(StockSync), default=StockSync.PENDING)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -557,6 +585,32 @@ class ReportCategoryPath(Base):
 
     category_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     path: Mapped[str] = mapped_column(String(255))
+
+
+# --- audit log: who changed catalog, prices, settings and users (see common/audit.py) ---
+
+
+class AuditEntry(Base):
+    """One change a person or a service made, written in the change's own transaction and
+    never updated. ``changes`` maps each changed field to ``{"before": ..., "after": ...}``,
+    secrets redacted. No foreign key to users: an entry keeps the actor's id and email as
+    they were, whatever becomes of the account."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_entity", "entity_type", "entity_id", "id"),
+        Index("ix_audit_log_actor", "actor_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(Integer)  # None: the system or a service
+    actor_email: Mapped[str | None] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(60))  # "<entity>.<verb>", e.g. product.updated
+    entity_type: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[int] = mapped_column(BigInteger)
+    changes: Mapped[dict[str, object]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
 
 # --- outboxes: every change to stock or sales, as events in commit-safe order ------------

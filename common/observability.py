@@ -10,14 +10,19 @@ settings classes, because logging is configured before and apart from any app's 
 
 Metrics live in one registry per app, served at ``/metrics``. With several uvicorn workers
 each process counts on its own, so run one worker per container and scale with replicas.
+They show routes, error rates and login outcomes, so /metrics is not for everyone: with
+``SHOP_METRICS_TOKEN`` set it answers only to that bearer token, without one it is open in
+development and test and refused in production, and ``SHOP_METRICS_ENABLED=false`` removes it.
 """
 
+import hmac
 import logging
 import os
 import re
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +42,9 @@ from prometheus_client import (
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.errors import Forbidden, Unauthorized, error_responses
+from common.settings import CommonSettings
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accepted from callers as is; anything else (too long, spaces, control characters that
@@ -183,6 +191,18 @@ class HttpMetrics:
             ["method", "route"],
             registry=self.registry,
         )
+        # Kept by common/ratelimit.py; the 429s themselves are in http_requests too.
+        self.rate_limited = Counter(
+            "rate_limited_requests",
+            "Requests the API rate limit refused, by what was counted (user or client).",
+            ["scope"],
+            registry=self.registry,
+        )
+        self.rate_limit_backend_errors = Counter(
+            "rate_limit_backend_errors",
+            "Times the rate limit's Redis failed (those requests were served unlimited).",
+            registry=self.registry,
+        )
 
     def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -277,21 +297,59 @@ class RequestObservabilityMiddleware:
                 _request_id.reset(token)
 
 
-def install_observability(app: FastAPI) -> None:
-    """Request ids, the access log and /metrics for this app (logging itself is global)."""
+def metrics_access(settings: CommonSettings) -> Callable[[Request], None]:
+    """The check /metrics makes of a caller: the bearer token SHOP_METRICS_TOKEN when one is
+    set; without one, none in development and test, and a refusal in production (the
+    metrics show routes, error rates and login outcomes to whoever asks)."""
+    expected = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    if expected:
+        expected_bytes = expected.encode()
+
+        def require_token(request: Request) -> None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            # compare_digest: the time taken does not tell how much of a guess was right.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), expected_bytes
+            ):
+                raise Unauthorized("/metrics needs Authorization: Bearer <SHOP_METRICS_TOKEN>")
+
+        return require_token
+    if settings.environment == "production":
+
+        def refuse(_request: Request) -> None:
+            raise Forbidden("/metrics is closed in production until SHOP_METRICS_TOKEN is set")
+
+        return refuse
+    return lambda _request: None
+
+
+def install_observability(app: FastAPI, settings: CommonSettings) -> None:
+    """Request ids, the access log and /metrics for this app (logging itself is global).
+
+    /metrics is left out with SHOP_METRICS_ENABLED=false; see metrics_access for who may
+    read it.
+    """
     metrics = HttpMetrics()
     app.state.metrics = metrics
     app.add_middleware(RequestObservabilityMiddleware, metrics=metrics)
+    if not settings.metrics_enabled:
+        return
+    check_access = metrics_access(settings)
 
     @app.get(
         "/metrics",
         tags=["health"],
         summary="Prometheus metrics of this process",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"}},
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Metrics"},
+            **error_responses(401, 403),
+        },
     )
     def metrics_endpoint(request: Request) -> Response:
         """Request counts and latencies by route and status, plus process metrics, in the
-        Prometheus text format."""
+        Prometheus text format. With SHOP_METRICS_TOKEN set, only to
+        `Authorization: Bearer <that token>`; without it, refused in production."""
+        check_access(request)
         own: HttpMetrics = request.app.state.metrics
         return Response(own.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,6 +1,7 @@
 """Limit/offset pages with a total, and the one sort grammar: ``sort=-created_at,name``."""
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
@@ -12,6 +13,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from common.errors import BadRequest
 
 MAX_LIMIT = 500
+# Far past any table's rows, and inside what the database takes for OFFSET (2^64 failed).
+MAX_OFFSET = 2**31 - 1
 
 
 class PageParams(BaseModel):
@@ -21,7 +24,7 @@ class PageParams(BaseModel):
 
 async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Items to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip")] = 0,
 ) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 
@@ -41,19 +44,25 @@ class Page(BaseModel, Generic[T]):
     offset: int
 
 
+def sort_pattern(fields: Iterable[str]) -> str:
+    """The grammar ``parse_sort`` reads (``-price,name``) over these fields, as a regular
+    expression for the ``sort`` parameter's schema. It is documented, not enforced by FastAPI,
+    so a bad sort stays parse_sort's 400 naming the choices."""
+    choice = "|".join(re.escape(name) for name in sorted(fields))
+    return rf"^(-?({choice})(,-?({choice}))*)?$"
+
+
 def parse_sort(
     sort: str | None,
     allowed: Mapping[str, ColumnElement[Any] | Any],
     default: str,
 ) -> list[Any]:
-    """Turn ``-price,name`` into ORDER BY clauses; unknown fields are a 400 naming the choices."""
+    """Turn ``-price,name`` into ORDER BY clauses; anything else (an unknown field, a space,
+    an empty item) is a 400 naming the choices, as ``sort_pattern`` documents it."""
     clauses: list[Any] = []
-    for raw in (sort or default).split(","):
-        name = raw.strip()
-        if not name:
-            continue
+    for name in (sort or default).split(","):
         descending = name.startswith("-")
-        field = name.lstrip("-+")
+        field = name.removeprefix("-")
         if field not in allowed:
             raise BadRequest(
                 f"Cannot sort by {field!r}; choose from: {', '.join(sorted(allowed))}",

@@ -55,17 +55,50 @@ class CommonSettings(BaseSettings):
     jwt_secret: SecretStr = SecretStr("")
     state_dir: Path = Field(default_factory=default_state_dir)
     jwt_algorithm: str = "HS256"
-    access_token_minutes: int = Field(default=60, gt=0)
+    # Short-lived: a session lives on through its rotating refresh token (refresh_token_days).
+    access_token_minutes: int = Field(default=15, gt=0)
+    refresh_token_days: float = Field(default=14, gt=0)
 
     first_admin_email: str = "admin@example.com"
     first_admin_password: SecretStr = SecretStr(PLACEHOLDER_ADMIN_PASSWORD)
 
+    # Failed logins count for this long (see common/auth/throttle.py). Only the pair of one
+    # account and one client address is ever refused; the wider limits only slow attempts.
     login_window_seconds: int = Field(default=900, gt=0)
+    # One address, one account: after this many failures that address must wait before its
+    # next try there, login_pair_wait_seconds, doubling with each further failure.
+    login_max_failures_per_pair: int = Field(default=5, gt=0)
+    login_pair_wait_seconds: float = Field(default=30, gt=0)
+    # One account from every address, and one address on every account: after this many
+    # failures each attempt is answered more slowly (doubling, at most login_max_delay_seconds)
+    # but the right password still gets in.
     login_max_failures_per_account: int = Field(default=5, gt=0)
     login_max_failures_per_client: int = Field(default=30, gt=0)
+    login_max_delay_seconds: float = Field(default=10, ge=0)
+    # Addresses (IPs or CIDR networks, comma-separated, "*" for any) of the proxies whose
+    # X-Forwarded-For names the client. Empty: the header is ignored, the peer is the client.
+    forwarded_allow_ips: str = ""
+    # Larger request bodies are refused with 413 (the largest the API takes is a sale or a
+    # reservation of 200 lines, a few tens of kilobytes).
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
 
     cors_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
     store_timezone: str = "UTC"
+
+    # The general API rate limit (common/ratelimit.py): requests a minute per user, and per
+    # client address for callers without a valid token; 0 turns either off. Counted in the
+    # Redis at redis_url, shared by every replica of both services; unset, each process
+    # counts on its own (right for the single-process local mode).
+    redis_url: str | None = None
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    rate_limit_anonymous_per_minute: int = Field(default=120, ge=0)
+    rate_limit_key_prefix: str = "shop:ratelimit"
+    # Served only over HTTPS (TLS ends at a proxy in front): answers carry HSTS.
+    behind_https: bool = False
+    # GET /metrics: off entirely, or only to `Authorization: Bearer <metrics_token>`.
+    # Without a token it is open in development and test, and refused in production.
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
 
     @field_validator("store_timezone")
     @classmethod

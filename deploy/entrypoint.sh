@@ -4,8 +4,9 @@
 #   products | sales   serve the service (one uvicorn worker: scale with replicas)
 #   migrate            bring the schema to the latest revision, then exit
 #   anything else      run it as given (e.g. python -m demo.generate --size 1000)
-# uvicorn takes FORWARDED_ALLOW_IPS from the environment: set it to the load balancer's
-# addresses so client addresses (login throttling) come from X-Forwarded-For.
+# uvicorn's own X-Forwarded-For handling is off (it trusts 127.0.0.1 by default): the app
+# reads it only from the proxies SHOP_FORWARDED_ALLOW_IPS names (set it to the load
+# balancer's addresses so client addresses, for login throttling, are the real ones).
 set -euo pipefail
 
 role=${1:-${SHOP_SERVICE:-}}
@@ -13,7 +14,7 @@ if (($#)); then shift; fi
 
 serve() {
   exec uvicorn "$1.main:app" --host 0.0.0.0 --port "${SHOP_PORT:-$2}" \
-    --workers "${SHOP_WORKERS:-1}" --proxy-headers --timeout-graceful-shutdown 20 "${@:3}"
+    --workers "${SHOP_WORKERS:-1}" --no-proxy-headers --timeout-graceful-shutdown 20 "${@:3}"
 }
 
 case $role in

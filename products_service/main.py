@@ -15,6 +15,7 @@ from common.app import (
     limit_worker_threads,
     seed_first_admin,
 )
+from common.audit import router as audit_router
 from common.auth.router import router as auth_router
 from common.auth.router import users_router
 from common.settings import ProductsSettings, get_products_settings
@@ -78,6 +79,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         inventory_router,
         reservations_router,
         sale_stock_router,
+        audit_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -15,6 +15,7 @@ from common.app import (
     limit_worker_threads,
     seed_first_admin,
 )
+from common.audit import router as audit_router
 from common.auth.router import router as auth_router
 from common.auth.security import ServiceCredential
 from common.settings import SalesSettings, get_sales_settings
@@ -108,7 +109,14 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
         credential=ServiceCredential("sales_service", settings),
     )
     install_common(app, settings, {"products_service": lambda a: a.state.products_client.ready()})
-    for router in (auth_router, channels_router, sales_router, refunds_router, reports_router):
+    for router in (
+        auth_router,
+        channels_router,
+        sales_router,
+        refunds_router,
+        reports_router,
+        audit_router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     return app
 

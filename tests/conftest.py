@@ -24,7 +24,7 @@ from sqlalchemy import Engine, create_engine, delete, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from common import migrate
-from common.auth.security import create_access_token, hash_password
+from common.auth.security import create_access_token, create_service_token, hash_password
 from common.db import make_sessionmaker
 from common.errors import LOCK_CONFLICT_CODES
 from common.models import Base, OutboxPosition, Role, User, Warehouse
@@ -87,6 +87,12 @@ def settings(database_url: str) -> ProductsSettings:
         first_admin_email=ADMIN_EMAIL,
         first_admin_password=ADMIN_PASSWORD,
         reservation_sweep_seconds=0.5,
+        # Slowed logins wait at most this long, so the suite's deliberate failures stay quick.
+        login_max_delay_seconds=0.2,
+        # Off for the suite, whose users send thousands of requests a minute; the tests of
+        # the limit (tests/common/test_rate_limit.py) turn it on for their own apps.
+        rate_limit_per_minute=0,
+        rate_limit_anonymous_per_minute=0,
     )
 
 
@@ -121,6 +127,13 @@ def users(engine: Engine) -> dict[Role, User]:
 
 def _bearer(user: User, settings: ProductsSettings) -> dict[str, str]:
     token, _ = create_access_token(user_id=user.id, role=user.role, settings=settings)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def service_headers(settings: ProductsSettings) -> dict[str, str]:
+    """sales_service's own identity, for the service-only routes (stock for sales, holds)."""
+    token, _ = create_service_token("sales_service", settings)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -239,6 +252,7 @@ class LiveServer:
             str(self.port),
             "--workers",
             str(self.workers),
+            "--no-proxy-headers",
             "--log-level",
             "warning",
         ]
@@ -284,6 +298,8 @@ def service_env(settings: ProductsSettings, **extra: str) -> dict[str, str]:
         SHOP_JWT_SECRET=TEST_JWT_SECRET,
         SHOP_FIRST_ADMIN_EMAIL=ADMIN_EMAIL,
         SHOP_FIRST_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        SHOP_RATE_LIMIT_PER_MINUTE="0",
+        SHOP_RATE_LIMIT_ANONYMOUS_PER_MINUTE="0",
         PYTHONPATH=str(REPO_ROOT),
     )
     env.update(extra)
@@ -318,6 +334,8 @@ def sales_settings(settings: ProductsSettings, live_products: LiveServer) -> Sal
         products_service_url=live_products.url,
         products_timeout_seconds=10,
         stock_sync_seconds=0.5,
+        rate_limit_per_minute=0,
+        rate_limit_anonymous_per_minute=0,
         # The rollups move only when a test says so (consume_once / catch_up), so tests
         # choose how far they lag; reports are exact either way.
         rollup_poll_seconds=3600,

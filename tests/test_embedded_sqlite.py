@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 
 from common import migrate
+from common.auth.security import create_service_token
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, service_env
 
 
@@ -38,10 +39,12 @@ def test_products_service_on_embedded_sqlite(tmp_path: Path, settings) -> None:
         )
         assert receipt.status_code == 201, receipt.text
 
+        # Holds are sales_service's to make: its own service token, no person's.
+        service_token, _ = create_service_token("sales_service", settings)
+        service = {"Authorization": f"Bearer {service_token}"}
+
         def buy(i: int) -> int:
-            with httpx.Client(
-                base_url=f"{server.url}/api/v1", timeout=60, headers=dict(api.headers)
-            ) as own:
+            with httpx.Client(base_url=f"{server.url}/api/v1", timeout=60, headers=service) as own:
                 return own.post(
                     "/reservations",
                     json={

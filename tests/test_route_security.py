@@ -10,8 +10,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-PUBLIC = {("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/token")}
-ANY_USER_WRITES = {("POST", "/api/v1/auth/logout")}
+# Login, and renewing a session (its refresh token is the credential, in the body).
+PUBLIC = {
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/token"),
+    ("POST", "/api/v1/auth/refresh"),
+}
+ANY_USER_WRITES = {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/password")}
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 

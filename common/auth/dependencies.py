@@ -1,9 +1,10 @@
 """Named dependencies: the settings, the current user, and a required role."""
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -68,14 +69,15 @@ BearerClaims = Annotated[TokenClaims, Depends(get_claims)]
 # One round trip: the user's columns, and whether this token was revoked (NULL if not).
 # Columns, not the entity, and built once: it runs on every request.
 _CALLER = (
-    select(User.id, User.email, User.role, User.is_active, RevokedToken.jti)
+    select(User.id, User.email, User.role, User.is_active, User.token_version, RevokedToken.jti)
     .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti"))
     .where(User.id == bindparam("user_id"))
 )
 
 
 def authenticate(session: Session, claims: TokenClaims) -> AuthenticatedUser:
-    """The token's user, if it is active and the token was not revoked; else 401."""
+    """The token's user, if it is active and the token was not revoked (by logout, or by a
+    password change, deactivation or role change since it was signed); else 401."""
     found = (
         session.connection()
         .execute(_CALLER, {"jti": claims.jti, "user_id": claims.user_id})
@@ -85,6 +87,10 @@ def authenticate(session: Session, claims: TokenClaims) -> AuthenticatedUser:
         raise Unauthorized("Token was revoked by logout; log in again")
     if found is None or not found.is_active:
         raise Unauthorized("User is inactive or no longer exists")
+    if found.token_version != claims.version:
+        raise Unauthorized(
+            "Token was revoked by a change to this account (password, role or status); log in again"
+        )
     return AuthenticatedUser(id=found.id, email=found.email, role=found.role)
 
 
@@ -161,3 +167,25 @@ class RequireService:
 
 
 SalesServiceCaller = Annotated[str, Depends(RequireService("sales_service"))]
+
+
+async def get_reader(
+    request: Request,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> str:
+    """A signed-in person or a service; names who (``user:<id>`` or ``service:<name>``)."""
+    if token and (service := decode_service_token(token, settings)) is not None:
+        return f"service:{service}"
+    claims = await get_claims(settings, token)
+    sessions = request.app.state.sessionmaker
+    user = await run_in_threadpool(_authenticate_alone, sessions, claims)
+    return f"user:{user.id}"
+
+
+def _authenticate_alone(sessions: Any, claims: TokenClaims) -> AuthenticatedUser:
+    with sessions() as session:
+        return authenticate(session, claims)
+
+
+PersonOrService = Annotated[str, Depends(get_reader)]

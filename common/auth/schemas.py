@@ -16,7 +16,11 @@ def _normalise_email(value: str) -> str:
     return value
 
 
-Email = Annotated[str, Field(max_length=254), AfterValidator(_normalise_email)]
+Email = Annotated[
+    str,
+    Field(max_length=254, json_schema_extra={"format": "email"}),
+    AfterValidator(_normalise_email),
+]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
 
 
@@ -43,10 +47,25 @@ class UserRead(BaseModel):
 
 
 class TokenRead(BaseModel):
+    """A session: a short-lived bearer token, and the refresh token that renews it."""
+
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_at: datetime
+    refresh_token: str = Field(
+        description="Send to POST /auth/refresh for a new pair; each works once"
+    )
+    refresh_expires_at: datetime
     user: UserRead
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class PasswordChange(BaseModel):
+    current_password: Annotated[str, Field(min_length=1, max_length=128)]
+    new_password: Password
 
 
 class UserCreate(BaseModel):
@@ -73,4 +92,4 @@ class UserUpdate(BaseModel):
     full_name: Annotated[str, Field(max_length=200)] | None = None
     password: Password | None = None
     role: Role | None = None
-    is_active: bool | None = None
+    is_active: Annotated[bool | None, Field(strict=True)] = None

@@ -38,10 +38,19 @@ class TokenClaims:
     role: Role
     jti: str
     expires_at: datetime
+    # The user's token_version when signed: a token of an older version is refused.
+    version: int = 0
+    # The refresh-token family (login session) it was issued in; logout ends the family.
+    family: str = ""
 
 
 def create_access_token(
-    *, user_id: int, role: Role, settings: CommonSettings
+    *,
+    user_id: int,
+    role: Role,
+    settings: CommonSettings,
+    version: int = 0,
+    family: str = "",
 ) -> tuple[str, TokenClaims]:
     """Sign a token for the user; returns it with its claims (the jti is what logout revokes)."""
     now = utcnow()
@@ -50,12 +59,16 @@ def create_access_token(
         role=role,
         jti=uuid.uuid4().hex,
         expires_at=now + timedelta(minutes=settings.access_token_minutes),
+        version=version,
+        family=family,
     )
     token = jwt.encode(
         {
             "sub": str(user_id),
             "role": role.value,
             "jti": claims.jti,
+            "ver": version,
+            "fam": family,
             "iat": int(now.timestamp()),
             "exp": int(claims.expires_at.timestamp()),
         },
@@ -98,16 +111,18 @@ def _live(token: str, settings: CommonSettings, required: tuple[str, ...]) -> An
 def decode_access_token(token: str, settings: CommonSettings) -> TokenClaims | None:
     """The token's claims, or None when it is malformed, forged or expired."""
     try:
-        payload = _live(token, settings, ("sub", "exp", "jti", "role"))
-        if payload is None:
+        payload = _live(token, settings, ("sub", "exp", "jti", "role", "ver"))
+        if payload is None or not isinstance(payload["ver"], int):
             return None
         return TokenClaims(
             user_id=int(payload["sub"]),
             role=Role(payload["role"]),
             jti=str(payload["jti"]),
             expires_at=datetime.fromtimestamp(payload["exp"], tz=utcnow().tzinfo),
+            version=payload["ver"],
+            family=str(payload.get("fam") or ""),
         )
-    except (jwt.PyJWTError, ValueError, KeyError):
+    except (jwt.PyJWTError, ValueError, KeyError, OverflowError):
         return None
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common import audit
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.models import Category
@@ -16,6 +17,8 @@ from products_service.categories.schemas import CategoryCreate, CategoryUpdate
 
 MAX_PATH_LENGTH = 255  # the width of categories.path
 SLUG_MAX_LENGTH = 120
+# What the audit log follows of a category; its path only mirrors parent_id.
+AUDIT_TRAIL = audit.Trail("category", ("name", "slug", "description", "parent_id", "archived_at"))
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,9 @@ def list_categories(
     )
 
 
-def create_category(*, session: Session, data: CategoryCreate) -> Category:
+def create_category(
+    *, session: Session, data: CategoryCreate, actor_id: int | None, actor_email: str | None
+) -> Category:
     """Add a category; its path is known once the database has given it an id."""
     slug = data.slug or slugify(data.name)
     if not slug or slug.isdigit():
@@ -146,6 +151,9 @@ def create_category(*, session: Session, data: CategoryCreate) -> Category:
     category.path = f"{parent.path if parent else '/'}{category.id}/"
     _check_depth(len(category.path))
     session.flush()
+    AUDIT_TRAIL.record(
+        session, "category.created", category, {}, actor_id=actor_id, actor_email=actor_email
+    )
     return category
 
 
@@ -190,9 +198,17 @@ def _move(session: Session, category: Category, new_parent_id: int | None) -> No
     repository.replace_path_prefix(session, old_prefix, new_prefix)
 
 
-def update_category(*, session: Session, category_id: int, data: CategoryUpdate) -> Category:
+def update_category(
+    *,
+    session: Session,
+    category_id: int,
+    data: CategoryUpdate,
+    actor_id: int | None,
+    actor_email: str | None,
+) -> Category:
     """Change the fields sent; a new parent_id moves the category with its subtree."""
     category = get_category(session=session, category_id=category_id)
+    before = AUDIT_TRAIL.snapshot(category)
     changes = data.model_dump(exclude_unset=True)
     slug = changes.get("slug")
     if slug is not None and repository.slug_taken(session, slug, exclude_id=category.id):
@@ -204,10 +220,15 @@ def update_category(*, session: Session, category_id: int, data: CategoryUpdate)
     for field, value in changes.items():
         setattr(category, field, value)
     _flush(session, slug or category.slug)
+    AUDIT_TRAIL.record(
+        session, "category.updated", category, before, actor_id=actor_id, actor_email=actor_email
+    )
     return category
 
 
-def archive_category(*, session: Session, category_id: int) -> Category:
+def archive_category(
+    *, session: Session, category_id: int, actor_id: int | None, actor_email: str | None
+) -> Category:
     """Hide a category from lists; refused while it has active subcategories or products."""
     category = repository.get(session, category_id, lock="update")
     if category is None:
@@ -227,12 +248,18 @@ def archive_category(*, session: Session, category_id: int) -> Category:
             reason="has_active_products",
             active_products=products,
         )
+    before = AUDIT_TRAIL.snapshot(category)
     category.archived_at = utcnow()
     session.flush()
+    AUDIT_TRAIL.record(
+        session, "category.archived", category, before, actor_id=actor_id, actor_email=actor_email
+    )
     return category
 
 
-def restore_category(*, session: Session, category_id: int) -> Category:
+def restore_category(
+    *, session: Session, category_id: int, actor_id: int | None, actor_email: str | None
+) -> Category:
     """Bring an archived category back; its parent must be active."""
     category = repository.get(session, category_id, lock="update")
     if category is None:
@@ -246,6 +273,10 @@ def restore_category(*, session: Session, category_id: int) -> Category:
                 f"Parent category {parent.id} is archived; restore it first",
                 reason="parent_archived",
             )
+    before = AUDIT_TRAIL.snapshot(category)
     category.archived_at = None
     session.flush()
+    AUDIT_TRAIL.record(
+        session, "category.restored", category, before, actor_id=actor_id, actor_email=actor_email
+    )
     return category

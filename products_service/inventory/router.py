@@ -9,15 +9,16 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from common.auth.dependencies import CurrentUser, ManagerUser
 from common.db import SessionDep, snapshot_session
-from common.errors import error_responses
+from common.errors import Unprocessable, error_responses
+from common.fields import Instant
 from common.idempotency import IdempotencyKey, claim, remember
 from common.models import MovementType, TransferStatus
-from common.pagination import Page, PageDep, parse_sort
+from common.pagination import Page, PageDep, parse_sort, sort_pattern
 from products_service.inventory import repository, service
 from products_service.inventory.schemas import (
     AdjustmentCreate,
@@ -45,11 +46,14 @@ def _once(
     session: Session,
     response: Response,
     key: str | None,
+    user_id: int,
     scope: str,
     payload: Any,
     work: Callable[[], tuple[int, Answer]],
 ) -> Answer | JSONResponse:
-    """Do the work once per Idempotency-Key; a retry replays the stored first answer."""
+    """Do the work once per Idempotency-Key and user (keys are the caller's own: another
+    user's same key is another request); a retry replays the stored first answer."""
+    scope = f"{scope}:user-{user_id}"
     if key is not None:
         replay = claim(session, scope=scope, key=key, payload=payload)
         if replay is not None:
@@ -87,6 +91,7 @@ def receive_stock(
         session=session,
         response=response,
         key=idempotency_key,
+        user_id=principal.id,
         scope="inventory.receipt",
         payload=body,
         work=lambda: _created(service.receive(session=session, data=body, actor_id=principal.id)),
@@ -112,6 +117,7 @@ def adjust_stock(
         session=session,
         response=response,
         key=idempotency_key,
+        user_id=principal.id,
         scope="inventory.adjustment",
         payload=body,
         work=lambda: _created(service.adjust(session=session, data=body, actor_id=principal.id)),
@@ -145,6 +151,7 @@ def count_stock(
         session=session,
         response=response,
         key=idempotency_key,
+        user_id=principal.id,
         scope="inventory.count",
         payload=body,
         work=work,
@@ -170,6 +177,7 @@ def damage_stock(
         session=session,
         response=response,
         key=idempotency_key,
+        user_id=principal.id,
         scope="inventory.damage",
         payload=body,
         work=lambda: _created(service.damage(session=session, data=body, actor_id=principal.id)),
@@ -195,6 +203,7 @@ def return_stock(
         session=session,
         response=response,
         key=idempotency_key,
+        user_id=principal.id,
         scope="inventory.return",
         payload=body,
         work=lambda: _created(
@@ -230,13 +239,14 @@ def create_transfer(
         session=session,
         response=response,
         key=idempotency_key,
+        user_id=principal.id,
         scope="inventory.transfer",
         payload=body,
         work=work,
     )
 
 
-@router.get("/transfers", summary="List transfers")
+@router.get("/transfers", summary="List transfers", responses=error_responses(400))
 def list_transfers(
     _user: CurrentUser,
     session: SessionDep,
@@ -246,7 +256,13 @@ def list_transfers(
     warehouse_id: Annotated[
         int | None, Query(gt=0, description="Transfers from or to this warehouse")
     ] = None,
-    sort: Annotated[str | None, Query(description="created_at or id; '-' for descending")] = None,
+    sort: Annotated[
+        str | None,
+        Query(
+            description="created_at or id; '-' for descending",
+            json_schema_extra={"pattern": sort_pattern(repository.TRANSFER_SORT)},
+        ),
+    ] = None,
 ) -> Page[TransferRead]:
     """Transfers, newest first, filtered by status, product or warehouse."""
     order_by = parse_sort(sort, repository.TRANSFER_SORT, "-created_at,-id")
@@ -299,6 +315,7 @@ def complete_transfer(
         session=session,
         response=response,
         key=idempotency_key,
+        user_id=principal.id,
         scope="inventory.transfer.complete",
         payload={"transfer_id": transfer_id},
         work=work,
@@ -330,6 +347,7 @@ def cancel_transfer(
         session=session,
         response=response,
         key=idempotency_key,
+        user_id=principal.id,
         scope="inventory.transfer.cancel",
         payload={"transfer_id": transfer_id},
         work=work,
@@ -339,7 +357,7 @@ def cancel_transfer(
 # --- reads -----------------------------------------------------------------------------
 
 
-@router.get("/levels", summary="List stock levels")
+@router.get("/levels", summary="List stock levels", responses=error_responses(400))
 def list_levels(
     _user: CurrentUser,
     session: SessionDep,
@@ -348,7 +366,10 @@ def list_levels(
     warehouse_id: Annotated[int | None, Query(gt=0)] = None,
     sort: Annotated[
         str | None,
-        Query(description="product_id, warehouse_id, on_hand, available or updated_at"),
+        Query(
+            description="product_id, warehouse_id, on_hand, available or updated_at",
+            json_schema_extra={"pattern": sort_pattern(repository.LEVEL_SORT)},
+        ),
     ] = None,
 ) -> Page[StockLevelRead]:
     """On-hand, reserved and available stock per product and warehouse."""
@@ -379,16 +400,26 @@ def list_movements(
         Query(alias="type", description="Repeat to match several types"),
     ] = None,
     created_from: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(alias="from", description="Inclusive, ISO 8601 with an offset"),
     ] = None,
     created_to: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(alias="to", description="Exclusive, ISO 8601 with an offset"),
     ] = None,
-    sort: Annotated[str | None, Query(description="created_at or id; '-' for descending")] = None,
+    sort: Annotated[
+        str | None,
+        Query(
+            description="created_at or id; '-' for descending",
+            json_schema_extra={"pattern": sort_pattern(repository.MOVEMENT_SORT)},
+        ),
+    ] = None,
 ) -> Page[MovementRead]:
     """Every movement of a product with the level it left and who made it; newest first."""
+    if created_from is not None and created_to is not None and created_to <= created_from:
+        raise Unprocessable(
+            "to must be later than from (from is included, to is not)", field="query.to"
+        )
     order_by = parse_sort(sort, repository.MOVEMENT_SORT, "-created_at,-id")
     items, total = service.list_movements(
         session=session,

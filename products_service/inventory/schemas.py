@@ -52,7 +52,9 @@ class AdjustmentCreate(_StockRequest):
 
     quantity: Annotated[
         int,
-        Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, description="Signed change, never zero"),
+        Field(
+            strict=True, ge=-MAX_QUANTITY, le=MAX_QUANTITY, description="Signed change, never zero"
+        ),
     ]
     reason: RequiredReason
     reference: Reference | None = None
@@ -75,7 +77,7 @@ class AdjustmentCreate(_StockRequest):
 class CountCreate(_StockRequest):
     """The quantity found on the shelf; the ledger records the difference."""
 
-    counted_quantity: Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+    counted_quantity: Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
     reason: Reason = "stock count"
     reference: Reference | None = None
 

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Query, status
 from common.auth.dependencies import CurrentUser, ManagerUser
 from common.db import SessionDep
 from common.errors import error_responses
-from common.pagination import Page, PageDep
-from products_service.products import service
+from common.pagination import Page, PageDep, sort_pattern
+from products_service.products import repository, service
 from products_service.products.schemas import (
     ProductCreate,
     ProductDetail,
@@ -35,9 +35,18 @@ def _detail(view: service.ProductView) -> ProductDetail:
     summary="Create a product",
     responses=error_responses(403, 409, 422),
 )
-def create_product(body: ProductCreate, _user: ManagerUser, session: SessionDep) -> ProductDetail:
+def create_product(
+    body: ProductCreate, principal: ManagerUser, session: SessionDep
+) -> ProductDetail:
     """Add a product; the SKU must be unused and the category, if any, active."""
-    return _detail(service.create_product(session=session, data=body))
+    return _detail(
+        service.create_product(
+            session=session,
+            data=body,
+            actor_id=principal.id,
+            actor_email=principal.user.email,
+        )
+    )
 
 
 @router.get("", summary="List, search and filter products", responses=error_responses(400, 422))
@@ -47,7 +56,12 @@ def list_products(
     page: PageDep,
     filters: Annotated[ProductFilters, Query()],
     sort: Annotated[
-        str | None, Query(description=SORT_HELP, examples=["-price,name", "stock"])
+        str | None,
+        Query(
+            description=SORT_HELP,
+            json_schema_extra={"pattern": sort_pattern(repository.SORT_COLUMNS)},
+            examples=["-price,name", "stock"],
+        ),
     ] = None,
 ) -> Page[ProductRead]:
     """Products with their stock totals, newest first unless sorted otherwise."""
@@ -76,18 +90,33 @@ def get_product(product_id: int, _user: CurrentUser, session: SessionDep) -> Pro
     "/{product_id}", summary="Update a product", responses=error_responses(403, 404, 409, 422)
 )
 def update_product(
-    product_id: int, body: ProductUpdate, _user: ManagerUser, session: SessionDep
+    product_id: int, body: ProductUpdate, principal: ManagerUser, session: SessionDep
 ) -> ProductDetail:
     """Change only the fields sent; a new SKU must be unused (409)."""
-    return _detail(service.update_product(session=session, product_id=product_id, data=body))
+    return _detail(
+        service.update_product(
+            session=session,
+            product_id=product_id,
+            data=body,
+            actor_id=principal.id,
+            actor_email=principal.user.email,
+        )
+    )
 
 
 @router.post(
     "/{product_id}/archive", summary="Archive a product", responses=error_responses(403, 404)
 )
-def archive_product(product_id: int, _user: ManagerUser, session: SessionDep) -> ProductDetail:
+def archive_product(product_id: int, principal: ManagerUser, session: SessionDep) -> ProductDetail:
     """Hide it from the list unless include_archived=true; stock is untouched. Idempotent."""
-    return _detail(service.archive_product(session=session, product_id=product_id))
+    return _detail(
+        service.archive_product(
+            session=session,
+            product_id=product_id,
+            actor_id=principal.id,
+            actor_email=principal.user.email,
+        )
+    )
 
 
 @router.post(
@@ -95,6 +124,13 @@ def archive_product(product_id: int, _user: ManagerUser, session: SessionDep) ->
     summary="Restore an archived product",
     responses=error_responses(403, 404),
 )
-def restore_product(product_id: int, _user: ManagerUser, session: SessionDep) -> ProductDetail:
+def restore_product(product_id: int, principal: ManagerUser, session: SessionDep) -> ProductDetail:
     """Show it in the list again. Idempotent."""
-    return _detail(service.restore_product(session=session, product_id=product_id))
+    return _detail(
+        service.restore_product(
+            session=session,
+            product_id=product_id,
+            actor_id=principal.id,
+            actor_email=principal.user.email,
+        )
+    )

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -16,7 +15,9 @@ from pydantic import (
     field_validator,
 )
 
+from common.fields import Instant
 from common.models import Category, Product, ProductStatus
+from common.money import MONEY_OUT_PATTERN, DecimalText
 from products_service.categories.schemas import CategoryRef, strip_text
 
 CENT = Decimal("0.01")
@@ -39,17 +40,18 @@ def _money_text(value: Decimal) -> str:
 Money = Annotated[
     Decimal,
     Field(ge=0, le=MAX_MONEY, examples=["19.90"]),
+    DecimalText(),
     AfterValidator(_whole_cents),
     PlainSerializer(_money_text, return_type=str, when_used="json"),
 ]
 MoneyOut = Annotated[
     Decimal,
     PlainSerializer(_money_text, return_type=str, when_used="json"),
-    Field(examples=["19.90"]),
+    Field(examples=["19.90"], json_schema_extra={"pattern": MONEY_OUT_PATTERN}),
 ]
 Sku = Annotated[
     str,
-    BeforeValidator(strip_text),
+    # Before the validator: pydantic leaves constraints after one out of the document.
     Field(
         min_length=1,
         max_length=64,
@@ -57,14 +59,22 @@ Sku = Annotated[
         description="Letters, digits, '-', '_' and '.'; surrounding spaces are trimmed",
         examples=["TSHIRT-BLK-M"],
     ),
+    BeforeValidator(strip_text),
 ]
-ProductName = Annotated[str, BeforeValidator(strip_text), Field(min_length=1, max_length=200)]
+ProductName = Annotated[str, Field(min_length=1, max_length=200), BeforeValidator(strip_text)]
 Description = Annotated[str, Field(max_length=20_000)]
 Threshold = Annotated[
     int,
-    Field(ge=0, le=MAX_THRESHOLD, description="Low stock when total available is at most this"),
+    Field(
+        strict=True,  # JSON only: false is not 0
+        ge=0,
+        le=MAX_THRESHOLD,
+        description="Low stock when total available is at most this",
+    ),
 ]
-CategoryId = Annotated[int | None, Field(gt=0, description="An active category, or null")]
+CategoryId = Annotated[
+    int | None, Field(strict=True, gt=0, description="An active category, or null")
+]
 
 
 class ProductCreate(BaseModel):
@@ -135,10 +145,10 @@ class ProductFilters(BaseModel):
     min_price: Annotated[Money | None, Field(description="Price at least this")] = None
     max_price: Annotated[Money | None, Field(description="Price at most this")] = None
     created_from: Annotated[
-        AwareDatetime | None, Field(description="Created at or after (ISO 8601 with offset)")
+        Instant | None, Field(description="Created at or after (ISO 8601 with offset)")
     ] = None
     created_to: Annotated[
-        AwareDatetime | None, Field(description="Created at or before (ISO 8601 with offset)")
+        Instant | None, Field(description="Created at or before (ISO 8601 with offset)")
     ] = None
     low_stock_only: Annotated[
         bool, Field(description="Only products whose total available <= their threshold")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from common import outbox
+from common import audit, outbox
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.models import Category, Product
@@ -97,6 +97,10 @@ EVENT_FIELDS = (
 )
 
 
+# What the audit log follows of a product.
+AUDIT_TRAIL = audit.Trail("product", (*EVENT_FIELDS, "description", "archived_at"))
+
+
 def _publish(session: Session, type_: str, product: Product, **extra: object) -> None:
     """Append a catalog event in the change's transaction (see common.outbox)."""
     payload = {"product_id": product.id, **{f: getattr(product, f) for f in EVENT_FIELDS}}
@@ -123,7 +127,9 @@ def get_product_by_sku(*, session: Session, sku: str) -> ProductView:
     return _view(session, product)
 
 
-def create_product(*, session: Session, data: ProductCreate) -> ProductView:
+def create_product(
+    *, session: Session, data: ProductCreate, actor_id: int | None, actor_email: str | None
+) -> ProductView:
     if data.category_id is not None:
         _usable_category(session, data.category_id)
     if repository.sku_taken(session, data.sku):
@@ -132,10 +138,20 @@ def create_product(*, session: Session, data: ProductCreate) -> ProductView:
     session.add(product)
     _flush(session, data.sku)
     _publish(session, "product.created", product)
+    AUDIT_TRAIL.record(
+        session, "product.created", product, {}, actor_id=actor_id, actor_email=actor_email
+    )
     return _view(session, product)
 
 
-def update_product(*, session: Session, product_id: int, data: ProductUpdate) -> ProductView:
+def update_product(
+    *,
+    session: Session,
+    product_id: int,
+    data: ProductUpdate,
+    actor_id: int | None,
+    actor_email: str | None,
+) -> ProductView:
     """Change the fields sent; a new SKU must be unused and a new category active."""
     product = _get(session, product_id)
     changes = data.model_dump(exclude_unset=True)
@@ -145,35 +161,50 @@ def update_product(*, session: Session, product_id: int, data: ProductUpdate) ->
     sku = changes.get("sku")
     if sku is not None and repository.sku_taken(session, sku, exclude_id=product.id):
         raise _sku_conflict(sku)
-    before = {field: getattr(product, field) for field in changes}
+    before = AUDIT_TRAIL.snapshot(product)
     for field, value in changes.items():
         setattr(product, field, value)
     _flush(session, product.sku)
-    changed = sorted(f for f in changes if getattr(product, f) != before[f])
+    changed = AUDIT_TRAIL.record(
+        session, "product.updated", product, before, actor_id=actor_id, actor_email=actor_email
+    )
     if changed:
         previous = {
-            f: str(before[f]) if f in ("price", "cost_price") else before[f] for f in changed
+            f: str(c["before"]) if f in ("price", "cost_price") else c["before"]
+            for f, c in changed.items()
         }
-        _publish(session, "product.updated", product, changed=changed, previous=previous)
+        _publish(session, "product.updated", product, changed=list(changed), previous=previous)
     return _view(session, product)
 
 
-def archive_product(*, session: Session, product_id: int) -> ProductView:
+def archive_product(
+    *, session: Session, product_id: int, actor_id: int | None, actor_email: str | None
+) -> ProductView:
     """Hide it from the default list; its stock is left as it is."""
     product = _get(session, product_id)
     if product.archived_at is None:
+        before = AUDIT_TRAIL.snapshot(product)
         product.archived_at = utcnow()
         session.flush()
         _publish(session, "product.archived", product)
+        AUDIT_TRAIL.record(
+            session, "product.archived", product, before, actor_id=actor_id, actor_email=actor_email
+        )
     return _view(session, product)
 
 
-def restore_product(*, session: Session, product_id: int) -> ProductView:
+def restore_product(
+    *, session: Session, product_id: int, actor_id: int | None, actor_email: str | None
+) -> ProductView:
     product = _get(session, product_id)
     if product.archived_at is not None:
+        before = AUDIT_TRAIL.snapshot(product)
         product.archived_at = None
         session.flush()
         _publish(session, "product.restored", product)
+        AUDIT_TRAIL.record(
+            session, "product.restored", product, before, actor_id=actor_id, actor_email=actor_email
+        )
     return _view(session, product)
 
 

@@ -1,4 +1,5 @@
-"""Stock reservations: the API sales_service calls to reserve, commit and release stock.
+"""Stock reservations (holds): sales_service reserves, commits and releases with its service
+token; no person can (a commit sells stock, and must name its sale). People may read them.
 
 The request and response models are the shared contract in ``common.contracts``.
 """
@@ -7,12 +8,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from common.auth.dependencies import CurrentUser, ManagerUser
-from common.contracts import InsufficientStockBody, ReservationRead, ReserveRequest
+from common.auth.dependencies import PersonOrService, SalesServiceCaller
+from common.contracts import (
+    InsufficientStockBody,
+    ReservationCommit,
+    ReservationRead,
+    ReserveRequest,
+)
 from common.db import SessionDep
 from common.errors import ErrorBody, error_responses
 from common.models import ReservationStatus
-from common.pagination import Page, PageDep, parse_sort
+from common.pagination import Page, PageDep, parse_sort, sort_pattern
 from common.settings import ProductsSettings
 from products_service.reservations import service
 from products_service.reservations.repository import RESERVATION_SORT
@@ -62,7 +68,7 @@ COMMIT_CONFLICT: dict[int | str, dict[str, Any]] = {
 )
 def reserve(
     body: ReserveRequest,
-    principal: ManagerUser,
+    _service: SalesServiceCaller,
     session: SessionDep,
     settings: ProductsSettingsDep,
     response: Response,
@@ -71,16 +77,16 @@ def reserve(
     idempotency_key and body answers 200 with the first reservation and changes nothing;
     the same key with another body is a 422."""
     reservation, created = service.reserve_stock(
-        session=session, data=body, actor_id=principal.id, settings=settings
+        session=session, data=body, actor_id=body.actor_id, settings=settings
     )
     if not created:
         response.status_code = status.HTTP_200_OK
     return ReservationRead.model_validate(reservation)
 
 
-@router.get("", summary="List reservations")
+@router.get("", summary="List reservations", responses=error_responses(400, 422))
 def list_reservations(
-    _user: CurrentUser,
+    _reader: PersonOrService,
     session: SessionDep,
     page: PageDep,
     status_filter: Annotated[
@@ -88,7 +94,11 @@ def list_reservations(
     ] = None,
     reference: Annotated[str | None, Query(max_length=120)] = None,
     sort: Annotated[
-        str | None, Query(description="Fields: id, created_at, expires_at; '-' for descending")
+        str | None,
+        Query(
+            description="Fields: id, created_at, expires_at; '-' for descending",
+            json_schema_extra={"pattern": sort_pattern(RESERVATION_SORT)},
+        ),
     ] = None,
 ) -> Page[ReservationRead]:
     """Reservations, newest first unless sorted otherwise."""
@@ -109,7 +119,7 @@ def list_reservations(
 
 @router.get("/{reservation_id}", summary="Get a reservation", responses=error_responses(404))
 def get_reservation(
-    reservation_id: int, _user: CurrentUser, session: SessionDep
+    reservation_id: int, _reader: PersonOrService, session: SessionDep
 ) -> ReservationRead:
     """One reservation with its lines (a request line split over warehouses appears per
     warehouse, with the same line_no)."""
@@ -123,13 +133,22 @@ def get_reservation(
     summary="Commit a reservation: its stock is sold",
     responses={**error_responses(404), **COMMIT_CONFLICT},
 )
-def commit(reservation_id: int, principal: ManagerUser, session: SessionDep) -> ReservationRead:
-    """Write one `sale` ledger movement per line; committing again answers the same and
-    changes nothing. A released reservation is a 409 `invalid_state`; an expired one is
+def commit(
+    reservation_id: int,
+    body: ReservationCommit,
+    _service: SalesServiceCaller,
+    session: SessionDep,
+) -> ReservationRead:
+    """Write one `sale` ledger movement per line, referencing the named sale; committing
+    again for the same sale answers the same and changes nothing (for another sale: 409
+    `invalid_state`). A released reservation is a 409 `invalid_state`; an expired one is
     committed if its stock is still free, else 409 `insufficient_stock`."""
     return ReservationRead.model_validate(
         service.commit_reservation(
-            session=session, reservation_id=reservation_id, actor_id=principal.id
+            session=session,
+            reservation_id=reservation_id,
+            sale_reference=body.sale_reference,
+            actor_id=body.actor_id,
         )
     )
 
@@ -139,7 +158,9 @@ def commit(reservation_id: int, principal: ManagerUser, session: SessionDep) -> 
     summary="Release a reservation: its stock is free again",
     responses=error_responses(404, 409),
 )
-def release(reservation_id: int, _manager: ManagerUser, session: SessionDep) -> ReservationRead:
+def release(
+    reservation_id: int, _service: SalesServiceCaller, session: SessionDep
+) -> ReservationRead:
     """Return the held stock; releasing a released or expired reservation changes nothing.
     A committed reservation cannot be released (409 `invalid_state`)."""
     return ReservationRead.model_validate(

@@ -337,15 +337,23 @@ def _ensure_still_available(
 
 
 def commit_reservation(
-    *, session: Session, reservation_id: int, actor_id: int | None
+    *, session: Session, reservation_id: int, sale_reference: str, actor_id: int | None
 ) -> Reservation:
-    """Turn the held stock into one ``sale`` movement per line; repeating it changes nothing.
+    """Turn the held stock into one ``sale`` movement per line, referencing the sale it went
+    to; repeating it for the same sale changes nothing.
 
     An expired reservation (its stock was returned) is committed if that stock is still free.
     """
     reservation = _lock_reservation(session, reservation_id)
     status = reservation.status
     if status is ReservationStatus.COMMITTED:
+        if reservation.reference != sale_reference:
+            raise InvalidState(
+                f"Reservation {reservation_id} was committed for sale "
+                f"{reservation.reference!r}, not {sale_reference!r}",
+                reservation_id=reservation_id,
+                status=status.value,
+            )
         return reservation
     if status is ReservationStatus.RELEASED:
         raise InvalidState(
@@ -356,19 +364,19 @@ def commit_reservation(
     levels = lock_levels(session, _level_keys(reservation))
     if status is ReservationStatus.EXPIRED:
         _ensure_still_available(session, reservation, levels)
-    reference = reservation.reference or f"reservation:{reservation.id}"
     for line in reservation.lines:
         record_movement(
             session,
             levels[(line.product_id, line.warehouse_id)],
             movement_type=MovementType.SALE,
             quantity=-line.quantity,
-            reason=f"reservation {reservation.id} line {line.line_no}",
-            reference=reference,
+            reason=f"sale {sale_reference}: reservation {reservation.id} line {line.line_no}",
+            reference=sale_reference,
             actor_id=actor_id,
             release_reserved=line.quantity if status is ReservationStatus.ACTIVE else 0,
         )
     reservation.status = ReservationStatus.COMMITTED
+    reservation.reference = sale_reference
     session.flush()
     return reservation
 

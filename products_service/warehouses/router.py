@@ -7,8 +7,8 @@ from fastapi import APIRouter, Query, status
 from common.auth.dependencies import CurrentUser, ManagerUser
 from common.db import SessionDep
 from common.errors import error_responses
-from common.pagination import Page, PageDep
-from products_service.warehouses import service
+from common.pagination import Page, PageDep, sort_pattern
+from products_service.warehouses import repository, service
 from products_service.warehouses.schemas import WarehouseCreate, WarehouseRead, WarehouseUpdate
 
 router = APIRouter(prefix="/warehouses", tags=["warehouses"], responses=error_responses(401, 422))
@@ -23,10 +23,14 @@ SORT_HELP = "Comma-separated fields, '-' for descending: code, name, created_at"
     responses=error_responses(403, 409, 422),
 )
 def create_warehouse(
-    body: WarehouseCreate, _user: ManagerUser, session: SessionDep
+    body: WarehouseCreate, principal: ManagerUser, session: SessionDep
 ) -> WarehouseRead:
     """Add a warehouse with a unique code; is_default=true moves the default to it."""
-    return WarehouseRead.model_validate(service.create_warehouse(session=session, data=body))
+    return WarehouseRead.model_validate(
+        service.create_warehouse(
+            session=session, data=body, actor_id=principal.id, actor_email=principal.user.email
+        )
+    )
 
 
 @router.get("", summary="List warehouses", responses=error_responses(400, 422))
@@ -34,7 +38,14 @@ def list_warehouses(
     _user: CurrentUser,
     session: SessionDep,
     page: PageDep,
-    sort: Annotated[str | None, Query(description=SORT_HELP, examples=["name"])] = None,
+    sort: Annotated[
+        str | None,
+        Query(
+            description=SORT_HELP,
+            json_schema_extra={"pattern": sort_pattern(repository.SORT_COLUMNS)},
+            examples=["name"],
+        ),
+    ] = None,
     include_inactive: Annotated[bool, Query(description="Also list inactive ones")] = False,
 ) -> Page[WarehouseRead]:
     """Active warehouses by code, unless told otherwise."""
@@ -63,9 +74,15 @@ def get_warehouse(warehouse_id: int, _user: CurrentUser, session: SessionDep) ->
     responses=error_responses(403, 404, 409, 422),
 )
 def update_warehouse(
-    warehouse_id: int, body: WarehouseUpdate, _user: ManagerUser, session: SessionDep
+    warehouse_id: int, body: WarehouseUpdate, principal: ManagerUser, session: SessionDep
 ) -> WarehouseRead:
     """Change name, address, active flag or default; the default cannot be deactivated (409)."""
     return WarehouseRead.model_validate(
-        service.update_warehouse(session=session, warehouse_id=warehouse_id, data=body)
+        service.update_warehouse(
+            session=session,
+            warehouse_id=warehouse_id,
+            data=body,
+            actor_id=principal.id,
+            actor_email=principal.user.email,
+        )
     )

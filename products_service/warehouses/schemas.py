@@ -14,16 +14,20 @@ def _upper_code(value: Any) -> Any:
 
 WarehouseCode = Annotated[
     str,
-    BeforeValidator(_upper_code),
+    # Before the validator: pydantic leaves constraints after one out of the document.
     Field(
         min_length=1,
         max_length=32,
         pattern=r"^[A-Z0-9]+(-[A-Z0-9]+)*$",
         description="Uppercase letters, digits and single hyphens; lowercase is uppercased",
         examples=["BER-1"],
+        # What is accepted, before uppercasing; the stored code matches the pattern above.
+        json_schema_extra={"pattern": r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$"},
     ),
+    BeforeValidator(_upper_code),
 ]
-WarehouseName = Annotated[str, BeforeValidator(strip_text), Field(min_length=1, max_length=120)]
+WarehouseName = Annotated[str, Field(min_length=1, max_length=120), BeforeValidator(strip_text)]
+JsonBool = Annotated[bool, Field(strict=True)]  # JSON only: 0 is not false
 Address = Annotated[str, Field(max_length=500)]
 
 
@@ -31,9 +35,10 @@ class WarehouseCreate(BaseModel):
     code: WarehouseCode
     name: WarehouseName
     address: Address = ""
-    is_active: bool = True
+    is_active: JsonBool = True
     is_default: Annotated[
-        bool, Field(description="Make this the default warehouse; the previous one stops being it")
+        JsonBool,
+        Field(description="Make this the default warehouse; the previous one stops being it"),
     ] = False
 
     model_config = ConfigDict(
@@ -63,9 +68,9 @@ class WarehouseUpdate(BaseModel):
 
     name: WarehouseName | None = None
     address: Address | None = None
-    is_active: bool | None = None
+    is_active: JsonBool | None = None
     is_default: Annotated[
-        bool | None,
+        JsonBool | None,
         Field(description="true makes this the default; to move the default, set it on another"),
     ] = None
 

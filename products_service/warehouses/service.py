@@ -3,11 +3,19 @@
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common import audit
 from common.errors import Conflict, NotFound
 from common.models import Warehouse
 from common.pagination import PageParams, parse_sort
 from products_service.warehouses import repository
 from products_service.warehouses.schemas import WarehouseCreate, WarehouseUpdate
+
+# What the audit log follows of a warehouse.
+AUDIT_TRAIL = audit.Trail("warehouse", ("code", "name", "address", "is_default", "is_active"))
+
+
+def _snapshots(warehouses: list[Warehouse]) -> dict[int, dict[str, object]]:
+    return {w.id: AUDIT_TRAIL.snapshot(w) for w in warehouses}
 
 
 def _code_conflict(code: str) -> Conflict:
@@ -34,12 +42,15 @@ def list_warehouses(
     )
 
 
-def create_warehouse(*, session: Session, data: WarehouseCreate) -> Warehouse:
+def create_warehouse(
+    *, session: Session, data: WarehouseCreate, actor_id: int | None, actor_email: str | None
+) -> Warehouse:
     """Add a warehouse; created as the default, it takes that role from the previous one."""
     if repository.code_taken(session, data.code):
         raise _code_conflict(data.code)
     # Locked before the insert, in id order, so concurrent default switches queue up.
     previous = repository.lock_all(session) if data.is_default else []
+    before = _snapshots(previous)
     warehouse = Warehouse(**data.model_dump())
     session.add(warehouse)
     for other in previous:
@@ -50,10 +61,29 @@ def create_warehouse(*, session: Session, data: WarehouseCreate) -> Warehouse:
         if "code" in str(exc.orig):
             raise _code_conflict(data.code) from exc
         raise
+    AUDIT_TRAIL.record(
+        session, "warehouse.created", warehouse, {}, actor_id=actor_id, actor_email=actor_email
+    )
+    for other in previous:  # the one that stopped being the default
+        AUDIT_TRAIL.record(
+            session,
+            "warehouse.updated",
+            other,
+            before[other.id],
+            actor_id=actor_id,
+            actor_email=actor_email,
+        )
     return warehouse
 
 
-def update_warehouse(*, session: Session, warehouse_id: int, data: WarehouseUpdate) -> Warehouse:
+def update_warehouse(
+    *,
+    session: Session,
+    warehouse_id: int,
+    data: WarehouseUpdate,
+    actor_id: int | None,
+    actor_email: str | None,
+) -> Warehouse:
     """Change the fields sent, keeping exactly one default warehouse and keeping it active."""
     changes = data.model_dump(exclude_unset=True)
     wants_default = changes.get("is_default")
@@ -79,6 +109,7 @@ def update_warehouse(*, session: Session, warehouse_id: int, data: WarehouseUpda
             "inactive; make another warehouse the default first",
             field="is_active",
         )
+    before = _snapshots([warehouse, *everyone])
     for field in ("name", "address", "is_active"):
         if field in changes:
             setattr(warehouse, field, changes[field])
@@ -86,4 +117,14 @@ def update_warehouse(*, session: Session, warehouse_id: int, data: WarehouseUpda
         for other in everyone:
             other.is_default = other.id == warehouse.id
     session.flush()
+    # The one changed, then any that lost the default to it.
+    for changed in [warehouse, *(w for w in everyone if w.id != warehouse.id)]:
+        AUDIT_TRAIL.record(
+            session,
+            "warehouse.updated",
+            changed,
+            before[changed.id],
+            actor_id=actor_id,
+            actor_email=actor_email,
+        )
     return warehouse

@@ -8,7 +8,7 @@ from common.auth.dependencies import CurrentUser, ManagerUser
 from common.db import SessionDep
 from common.errors import error_responses
 from common.models import SalesChannel
-from common.pagination import Page, PageDep, paginate, parse_sort
+from common.pagination import Page, PageDep, paginate, parse_sort, sort_pattern
 from sales_service.channels import repository, service
 from sales_service.channels.schemas import ChannelCreate, ChannelRead, ChannelUpdate
 
@@ -27,9 +27,13 @@ SORTS = {
     summary="Create a sales channel",
     responses=error_responses(403, 409, 422),
 )
-def create_channel(body: ChannelCreate, _user: ManagerUser, session: SessionDep) -> ChannelRead:
+def create_channel(body: ChannelCreate, principal: ManagerUser, session: SessionDep) -> ChannelRead:
     """Register a channel; its code is unique and lowercase."""
-    return ChannelRead.model_validate(service.create_channel(session=session, data=body))
+    return ChannelRead.model_validate(
+        service.create_channel(
+            session=session, data=body, actor_id=principal.id, actor_email=principal.user.email
+        )
+    )
 
 
 @router.get("", summary="List sales channels", responses=error_responses(400))
@@ -38,7 +42,13 @@ def list_channels(
     session: SessionDep,
     page: PageDep,
     include_inactive: Annotated[bool, Query()] = False,
-    sort: Annotated[str | None, Query(description="e.g. name or -created_at")] = None,
+    sort: Annotated[
+        str | None,
+        Query(
+            description="e.g. name or -created_at",
+            json_schema_extra={"pattern": sort_pattern(SORTS)},
+        ),
+    ] = None,
 ) -> Page[ChannelRead]:
     """Channels, active ones only unless include_inactive is true."""
     order = [*parse_sort(sort, SORTS, "code"), SalesChannel.id.asc()]
@@ -63,9 +73,15 @@ def get_channel(channel_id: int, _user: CurrentUser, session: SessionDep) -> Cha
     "/{channel_id}", summary="Update a sales channel", responses=error_responses(403, 404, 422)
 )
 def update_channel(
-    channel_id: int, body: ChannelUpdate, _user: ManagerUser, session: SessionDep
+    channel_id: int, body: ChannelUpdate, principal: ManagerUser, session: SessionDep
 ) -> ChannelRead:
     """Rename or (de)activate a channel; an inactive channel takes no new sales."""
     return ChannelRead.model_validate(
-        service.update_channel(session=session, channel_id=channel_id, data=body)
+        service.update_channel(
+            session=session,
+            channel_id=channel_id,
+            data=body,
+            actor_id=principal.id,
+            actor_email=principal.user.email,
+        )
     )

@@ -8,8 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 ChannelCode = Annotated[
     str,
     StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$"),
-    Field(min_length=1, max_length=40, description="Lowercase letters, digits and hyphens"),
+    Field(
+        min_length=1,
+        max_length=40,
+        description="Lowercase letters, digits and hyphens; uppercase is lowercased",
+        # What is accepted, before lowercasing; the stored code is lowercase.
+        json_schema_extra={"pattern": r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$"},
+    ),
 ]
+JsonBool = Annotated[bool, Field(strict=True)]  # JSON only: 0 is not false
 ChannelName = Annotated[
     str, StringConstraints(strip_whitespace=True), Field(min_length=1, max_length=120)
 ]
@@ -22,14 +29,14 @@ class ChannelCreate(BaseModel):
 
     code: ChannelCode
     name: ChannelName
-    is_active: bool = True
+    is_active: JsonBool = True
 
 
 class ChannelUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: ChannelName | None = None
-    is_active: bool | None = None
+    is_active: JsonBool | None = None
 
 
 class ChannelRead(BaseModel):

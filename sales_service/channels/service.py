@@ -3,10 +3,14 @@
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from common import audit
 from common.errors import Conflict, NotFound
 from common.models import SalesChannel
 from sales_service.channels import repository
 from sales_service.channels.schemas import ChannelCreate, ChannelUpdate
+
+# What the audit log follows of a channel.
+AUDIT_TRAIL = audit.Trail("channel", ("code", "name", "is_active"))
 
 
 def get_channel(*, session: Session, channel_id: int) -> SalesChannel:
@@ -16,7 +20,9 @@ def get_channel(*, session: Session, channel_id: int) -> SalesChannel:
     return channel
 
 
-def create_channel(*, session: Session, data: ChannelCreate) -> SalesChannel:
+def create_channel(
+    *, session: Session, data: ChannelCreate, actor_id: int | None, actor_email: str | None
+) -> SalesChannel:
     duplicate = Conflict(f"A channel with code {data.code!r} already exists", field="code")
     if repository.id_for_code(session, data.code) is not None:
         raise duplicate
@@ -27,13 +33,27 @@ def create_channel(*, session: Session, data: ChannelCreate) -> SalesChannel:
             session.flush()
     except IntegrityError as exc:
         raise duplicate from exc
+    AUDIT_TRAIL.record(
+        session, "channel.created", channel, {}, actor_id=actor_id, actor_email=actor_email
+    )
     return channel
 
 
-def update_channel(*, session: Session, channel_id: int, data: ChannelUpdate) -> SalesChannel:
+def update_channel(
+    *,
+    session: Session,
+    channel_id: int,
+    data: ChannelUpdate,
+    actor_id: int | None,
+    actor_email: str | None,
+) -> SalesChannel:
     channel = get_channel(session=session, channel_id=channel_id)
+    before = AUDIT_TRAIL.snapshot(channel)
     for field, value in data.model_dump(exclude_unset=True).items():
         if value is not None:
             setattr(channel, field, value)
     session.flush()
+    AUDIT_TRAIL.record(
+        session, "channel.updated", channel, before, actor_id=actor_id, actor_email=actor_email
+    )
     return channel

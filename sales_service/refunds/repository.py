@@ -9,10 +9,11 @@ from common.models import SaleRefund, SaleRefundLine, StockSync
 from common.pagination import PageParams, paginate
 
 
-def find_by_key(session: Session, key: str) -> SaleRefund | None:
+def find_by_key(session: Session, key: str, user_id: int | None) -> SaleRefund | None:
+    """The refund this user made with this Idempotency-Key (keys are per user)."""
     return session.scalar(
         select(SaleRefund)
-        .where(SaleRefund.idempotency_key == key)
+        .where(SaleRefund.created_by_id == user_id, SaleRefund.idempotency_key == key)
         .options(selectinload(SaleRefund.lines))
         .execution_options(populate_existing=True)
     )

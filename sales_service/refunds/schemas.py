@@ -17,11 +17,13 @@ class RefundLineCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    line_id: Annotated[int | None, Field(gt=0, description="The sale line's id")] = None
-    line_no: Annotated[int | None, Field(gt=0, description="The sale line's number (1-based)")] = (
+    line_id: Annotated[int | None, Field(strict=True, gt=0, description="The sale line's id")] = (
         None
     )
-    quantity: Annotated[int, Field(gt=0, le=100_000)]
+    line_no: Annotated[
+        int | None, Field(strict=True, gt=0, description="The sale line's number (1-based)")
+    ] = None
+    quantity: Annotated[int, Field(strict=True, gt=0, le=100_000)]
 
     @model_validator(mode="after")
     def _one_line_name(self) -> "RefundLineCreate":

@@ -201,10 +201,16 @@ def refund_sale(
     same one to get the first refund back.
     """
     digest = request_hash({"sale_id": sale_id, "kind": kind.value, "request": payload})
-    if key is not None and (existing := repository.find_by_key(session, key)) is not None:
+    if (
+        key is not None
+        and (existing := repository.find_by_key(session, key, caller.user_id)) is not None
+    ):
         return _replay(session, existing, digest)
     sale = _get_sale(session, sale_id, for_update=True)
-    if key is not None and (existing := repository.find_by_key(session, key)) is not None:
+    if (
+        key is not None
+        and (existing := repository.find_by_key(session, key, caller.user_id)) is not None
+    ):
         return _replay(session, existing, digest)  # a retry that waited for the first's lock
     if sale.status in CLOSED:
         raise InvalidState(
@@ -224,7 +230,7 @@ def refund_sale(
         session.commit()
     except IntegrityError:
         session.rollback()
-        existing = repository.find_by_key(session, key) if key is not None else None
+        existing = repository.find_by_key(session, key, caller.user_id) if key is not None else None
         if existing is None:
             raise
         # The same key was used at the same moment on another sale; whichever came first won.

@@ -83,7 +83,8 @@ class DateRange:
         return (self.last - self.first).days + 1
 
 
-def _check_date(value: date, name: str) -> None:
+def check_date(value: date, name: str) -> None:
+    """422 unless ``value`` is a day reports cover (checked before any date arithmetic)."""
     if not FIRST_DATE <= value <= LAST_DATE:
         raise Unprocessable(
             f"{name} ({value.isoformat()}) is outside the dates reports cover: choose a date "
@@ -101,14 +102,17 @@ def resolve_range(
     names: tuple[str, str] = ("from", "to"),
 ) -> DateRange:
     """Fill defaults (the 30 days up to today in the zone) and check the order and limits."""
+    for value, name in ((first, names[0]), (last, names[1])):
+        if value is not None:
+            check_date(value, name)  # first: a default computed from it must not overflow
     if last is None:
         last = today or datetime.now(zone).date()
         if first is not None and first > last:
             last = first + timedelta(days=DEFAULT_DAYS - 1)
     if first is None:
         first = last - timedelta(days=DEFAULT_DAYS - 1)
-    _check_date(first, names[0])
-    _check_date(last, names[1])
+    check_date(first, names[0])
+    check_date(last, names[1])
     if last < first:
         raise Unprocessable(
             f"{names[1]} ({last.isoformat()}) is before {names[0]} ({first.isoformat()}): "

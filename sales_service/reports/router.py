@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from common.auth.dependencies import CurrentUser, SettingsDep
 from common.db import snapshot_session
 from common.errors import Unprocessable, error_responses
+from common.pagination import MAX_OFFSET
 from sales_service.reports import service
-from sales_service.reports.calendar import Period, Weekday, resolve_range, resolve_zone
+from sales_service.reports.calendar import Period, Weekday, check_date, resolve_range, resolve_zone
 from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import Filters
 from sales_service.reports.schemas import (
@@ -262,13 +263,14 @@ def inventory_insight(
     category_ids: CategoryIds = None,
     channel_ids: ChannelIds = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> InventoryInsight:
     """Per product (by its current category): net units sold per day over the `window_days`
     days ending `as_of`, available stock (on hand less reserved, all warehouses), days of
     cover at that velocity and the projected stock-out date; soonest stock-out first."""
     zone = _zone(timezone, settings)
     day = as_of or datetime.now(zone).date()
+    check_date(day, "as_of")
     return service.inventory_insight(
         session=session,
         as_of=day,

@@ -25,10 +25,10 @@ SALES: Table = Sale.__table__  # type: ignore[assignment]
 LINES: Table = SaleLine.__table__  # type: ignore[assignment]
 
 
-def find_by_key(session: Session, key: str) -> Sale | None:
-    """The sale recorded with this Idempotency-Key, lines loaded (a plain indexed lookup
-    first: almost every key is new, and then the ORM has nothing to load)."""
-    found = session.connection().execute(_ID_BY_KEY, {"key": key}).scalar()
+def find_by_key(session: Session, key: str, user_id: int | None) -> Sale | None:
+    """The sale this user recorded with this Idempotency-Key, lines loaded (a plain indexed
+    lookup first: almost every key is new, and then the ORM has nothing to load)."""
+    found = session.connection().execute(_ID_BY_KEY, {"key": key, "user": user_id}).scalar()
     return None if found is None else get_with_lines(session, found)
 
 
@@ -110,7 +110,9 @@ _INSERT_LINES_RETURNING = insert(LINES).returning(LINES.c.id, sort_by_parameter_
 _NUMBER_SALE = (
     update(SALES).where(SALES.c.id == bindparam("b_id")).values(number=bindparam("b_number"))
 )
-_ID_BY_KEY = select(SALES.c.id).where(SALES.c.idempotency_key == bindparam("key"))
+_ID_BY_KEY = select(SALES.c.id).where(
+    SALES.c.created_by_id == bindparam("user"), SALES.c.idempotency_key == bindparam("key")
+)
 
 
 def _values(obj: Sale | SaleLine, table: Table) -> dict[str, Any]:

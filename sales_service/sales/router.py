@@ -10,16 +10,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 from sqlalchemy import Engine, Select
 
 from common.auth.dependencies import CurrentUser, ManagerClaims
 from common.db import SessionDep
 from common.errors import Unprocessable, error_responses
+from common.fields import Instant
 from common.idempotency import IdempotencyKey
 from common.models import Sale, SalesChannel, SaleStatus, StockSync
 from common.observability import current_request_id
-from common.pagination import Page, PageDep, paginate, parse_sort
+from common.pagination import Page, PageDep, paginate, parse_sort, sort_pattern
 from sales_service.clients.products import ProductsClientDep
 from sales_service.sales import repository, service
 from sales_service.sales.repository import ChannelRow
@@ -79,11 +79,11 @@ def record_sale(
 def sale_filters(
     session: SessionDep,
     sold_from: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(description="Sold at or after this time (inclusive), ISO 8601 with an offset"),
     ] = None,
     sold_to: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(description="Sold before this time (exclusive), ISO 8601 with an offset"),
     ] = None,
     product_id: Annotated[
@@ -134,7 +134,10 @@ def sale_filters(
 SaleFiltersDep = Annotated[repository.SaleFilters, Depends(sale_filters)]
 SortParam = Annotated[
     str | None,
-    Query(description="sold_at, total, number or created_at, '-' for descending; default -sold_at"),
+    Query(
+        description="sold_at, total, number or created_at, '-' for descending; default -sold_at",
+        json_schema_extra={"pattern": sort_pattern(repository.SALE_SORT)},
+    ),
 ]
 DEFAULT_SORT = "-sold_at"
 

@@ -4,19 +4,21 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from common.fields import Instant
 from common.models import SaleStatus, StockSync
+from common.money import DecimalText
 
-Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), DecimalText()]
 MAX_SALE_LINES = 200
 
 
 class SaleLineCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    product_id: Annotated[int, Field(gt=0)]
-    quantity: Annotated[int, Field(gt=0, le=100_000)]
+    product_id: Annotated[int, Field(strict=True, gt=0)]
+    quantity: Annotated[int, Field(strict=True, gt=0, le=100_000)]
     unit_price: Annotated[
         Money | None, Field(description="Default: the product's current price")
     ] = None
@@ -40,10 +42,10 @@ class SaleCreate(BaseModel):
         },
     )
 
-    channel_id: Annotated[int | None, Field(gt=0)] = None
+    channel_id: Annotated[int | None, Field(strict=True, gt=0)] = None
     channel_code: Annotated[str | None, Field(min_length=1, max_length=40)] = None
     sold_at: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Field(description="When it was sold (with an offset); default now; past for imports"),
     ] = None
     note: Annotated[str, Field(max_length=500)] = ""

@@ -58,6 +58,8 @@ from sales_service.sales.schemas import SaleCreate
 
 logger = logging.getLogger(__name__)
 CENT = Decimal("0.01")
+# The largest line or sale total the columns hold (NUMERIC(14, 2)).
+MAX_TOTAL = Decimal("999999999999.99")
 FUTURE_TOLERANCE = timedelta(minutes=5)
 # The first instant on FIRST_DATE anywhere (UTC+14 is the earliest zone): older sales could
 # never be reported on.
@@ -174,6 +176,30 @@ def _replay(existing: Sale, digest: str) -> Sale:
     )
 
 
+def _too_large(what: str, total: Decimal, field: str) -> Unprocessable:
+    return Unprocessable(
+        f"{what} would be {total:,}, more than the {MAX_TOTAL:,} a sale can hold; "
+        "split it into several sales",
+        field=field,
+    )
+
+
+def _check_given_prices(data: SaleCreate) -> None:
+    """The totals that the request alone decides, refused before any stock is taken."""
+    for number, line in enumerate(data.lines, start=1):
+        if line.unit_price is not None and line.unit_price * line.quantity > MAX_TOTAL:
+            total = line.unit_price * line.quantity
+            raise _too_large(f"Line {number}'s total", total, f"body.lines.{number - 1}")
+
+
+def _check_totals(sale: Sale) -> None:
+    for index, line in enumerate(sale.lines):
+        if line.line_total > MAX_TOTAL:
+            raise _too_large(f"Line {index + 1}'s total", line.line_total, f"body.lines.{index}")
+    if sale.total > MAX_TOTAL or sale.cost_total > MAX_TOTAL:
+        raise _too_large("The sale's total", max(sale.total, sale.cost_total), "body.lines")
+
+
 def _check_sold_at(data: SaleCreate) -> None:
     if data.sold_at is not None and data.sold_at > utcnow() + FUTURE_TOLERANCE:
         raise Unprocessable("sold_at is in the future", field="body.sold_at")
@@ -245,6 +271,12 @@ def record_sale(
     sale = _build_sale(
         data, checked.channel, taken, key=key, digest=checked.digest, actor_id=checked.user_id
     )
+    try:
+        _check_totals(sale)  # with the products' own prices, known only now
+    except Unprocessable:
+        if _claim_void(session, stock_key):
+            _give_back(products_client, stock_key, request_id)
+        raise
     written = _write(session, sale, stock_key, key)
     if not isinstance(written, _NotWritten):
         return Recorded(sale, created=True, channel=checked.channel)
@@ -263,10 +295,11 @@ def _check(
     user = authenticate(session, claims)
     require_role(user.role, Role.MANAGER)  # as stored: the token may predate a demotion
     digest = request_hash(data.model_dump(mode="json"))
-    if key is not None and (existing := repository.find_by_key(session, key)) is not None:
+    if key is not None and (existing := repository.find_by_key(session, key, user.id)):
         replay = _replay(existing, digest)
         return Recorded(replay, created=False, channel=_channel_of(session, replay))
     _check_sold_at(data)
+    _check_given_prices(data)
     channel = _resolve_channel(session, data)
     session.commit()  # hold nothing while products_service works
     return _Checked(user_id=user.id, channel=channel, digest=digest)
@@ -293,7 +326,7 @@ def _write(session: Session, sale: Sale, stock_key: str, key: str | None) -> _No
             raise
         # A request with the same key wrote its sale first (our insert waited for its commit).
         twin = (
-            repository.find_by_key(session, key)
+            repository.find_by_key(session, key, sale.created_by_id)
             if key is not None and isinstance(exc, IntegrityError)
             else None
         )

@@ -3,7 +3,6 @@ schema it builds is the one the models describe."""
 
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, select, text

@@ -33,6 +33,9 @@ T = TypeVar("T")
 WORKERS = 40
 
 
+SOLD = {"sale_reference": "S-1"}
+
+
 def body(*lines: dict[str, Any], key: str, **extra: Any) -> dict[str, Any]:
     return {"idempotency_key": key, "lines": list(lines), **extra}
 
@@ -47,10 +50,10 @@ def reservation_count(engine: Engine) -> int:
 
 
 @pytest.fixture
-def http(live_products: LiveServer, manager_headers: dict[str, str]) -> Iterator[httpx.Client]:
+def http(live_products: LiveServer, service_headers: dict[str, str]) -> Iterator[httpx.Client]:
     limits = httpx.Limits(max_connections=WORKERS + 10, max_keepalive_connections=WORKERS + 10)
     with httpx.Client(
-        base_url=live_products.url, headers=manager_headers, timeout=60, limits=limits
+        base_url=live_products.url, headers=service_headers, timeout=60, limits=limits
     ) as client:
         yield client
 
@@ -90,7 +93,7 @@ def test_200_buyers_for_50_units_then_every_sale_commits(
     assert len(set(ids)) == 50
 
     def commit(reservation_id: int) -> Callable[[], httpx.Response]:
-        return lambda: http.post(f"{RESERVATIONS_PATH}/{reservation_id}/commit")
+        return lambda: http.post(f"{RESERVATIONS_PATH}/{reservation_id}/commit", json=SOLD)
 
     commits = all_at_once([commit(i) for i in ids], workers=WORKERS)
     assert [c.status_code for c in commits] == [200] * 50
@@ -177,7 +180,7 @@ def test_the_server_sweeps_an_expired_reservation_and_a_late_commit_still_sells(
     assert _wait_for_status(http, made.json()["id"], "expired", within=10) == "expired"
     assert level(engine, product, main) == (10, 0)
 
-    late = http.post(f"{RESERVATIONS_PATH}/{made.json()['id']}/commit")
+    late = http.post(f"{RESERVATIONS_PATH}/{made.json()['id']}/commit", json=SOLD)
     assert late.status_code == 200, late.text
     assert late.json()["status"] == "committed"
     assert level(engine, product, main) == (6, 0)
@@ -192,7 +195,7 @@ def test_a_late_commit_fails_when_the_swept_stock_was_sold(
     assert _wait_for_status(http, made.json()["id"], "expired", within=10) == "expired"
     rival = http.post(RESERVATIONS_PATH, json=body(line(product, 4), key="rival"))
     assert rival.status_code == 201
-    late = http.post(f"{RESERVATIONS_PATH}/{made.json()['id']}/commit")
+    late = http.post(f"{RESERVATIONS_PATH}/{made.json()['id']}/commit", json=SOLD)
     assert late.status_code == 409
     assert late.json()["lines"][0]["available"] == 1
     assert http.get(f"{RESERVATIONS_PATH}/{made.json()['id']}").json()["status"] == "expired"
@@ -214,7 +217,7 @@ def test_commits_racing_the_sweeper_sell_each_reservation_exactly_once(
     time.sleep(max(0.0, due - time.time()))
 
     def commit(reservation_id: int) -> Callable[[], httpx.Response]:
-        return lambda: http.post(f"{RESERVATIONS_PATH}/{reservation_id}/commit")
+        return lambda: http.post(f"{RESERVATIONS_PATH}/{reservation_id}/commit", json=SOLD)
 
     commits = all_at_once([commit(m.json()["id"]) for m in made], workers=WORKERS)
     assert [c.status_code for c in commits] == [200] * 30
@@ -233,7 +236,7 @@ def test_commit_and_release_racing_on_one_reservation_apply_exactly_one(
     ]
 
     def act(reservation_id: int, action: str) -> Callable[[], httpx.Response]:
-        return lambda: http.post(f"{RESERVATIONS_PATH}/{reservation_id}/{action}")
+        return lambda: http.post(f"{RESERVATIONS_PATH}/{reservation_id}/{action}", json=SOLD)
 
     calls = [act(i, a) for i in ids for a in ("commit", "release")]
     results = all_at_once(calls, workers=WORKERS)

@@ -300,7 +300,7 @@ def test_stock_held_by_a_reservation_or_in_an_inactive_warehouse_is_not_sold(
     held = client.post(
         RESERVATIONS_PATH,
         json={"idempotency_key": "hold-for-take", "lines": [line(product, 3)]},
-        headers=manager_headers,
+        headers=service_headers,
     )
     assert held.status_code == 201, held.text
 
