@@ -1,17 +1,22 @@
 """Engine, sessions and column types shared by both services."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from common.errors import LOCK_CONFLICT_CODES
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -157,3 +162,17 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 # scope="function": the commit happens before the response is sent, so a failed commit is
 # reported to the caller instead of hiding behind a 200 that was already on the wire.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def retry_lock_conflicts(session: Session, work: Callable[[], T], attempts: int = 5) -> T:
+    """Run ``work`` (one short transaction that ends itself); when it is chosen as a deadlock
+    victim or waits out a lock, roll back and run it again (the database undid all of it)."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except OperationalError as exc:
+            session.rollback()
+            code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+            if attempt == attempts - 1 or code not in LOCK_CONFLICT_CODES:
+                raise
+    raise AssertionError("unreachable")

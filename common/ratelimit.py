@@ -5,9 +5,9 @@ Who a request counts for is read from its bearer token alone (signature and expi
 database query): a person's token counts for its user (``SHOP_RATE_LIMIT_PER_MINUTE``), a
 service's own token is not limited (the person behind the call was counted where it came
 in), and a request with no valid token counts for its client address
-(``SHOP_RATE_LIMIT_ANONYMOUS_PER_MINUTE``; the address uvicorn gives, so set
-FORWARDED_ALLOW_IPS behind a proxy). The probes (/health, /ready) and CORS preflights are
-never limited.
+(``SHOP_RATE_LIMIT_ANONYMOUS_PER_MINUTE``; behind a proxy, set SHOP_FORWARDED_ALLOW_IPS so
+that address is the client's, not the proxy's). The probes (/health, /ready) and CORS
+preflights are never limited.
 
 The algorithm is GCRA (a leaky bucket kept as one timestamp per key): a caller may spend the
 whole minute's budget at once, after which requests pass at the steady rate, one every

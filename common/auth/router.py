@@ -22,7 +22,7 @@ from common.auth.schemas import (
     UserRead,
     UserUpdate,
 )
-from common.db import SessionDep
+from common.db import SessionDep, retry_lock_conflicts
 from common.errors import error_responses
 from common.models import User
 from common.pagination import Page, PageDep, paginate
@@ -55,12 +55,17 @@ def _finish_login(
     settings: CommonSettings,
 ) -> TokenRead:
     with sessions() as session:
-        issued = service.login(
-            session=session, admission=admission, password=password, settings=settings
-        )
-        answer = _token_read(issued)
-        session.commit()
-    return answer
+
+        def log_in() -> TokenRead:
+            issued = service.login(
+                session=session, admission=admission, password=password, settings=settings
+            )
+            answer = _token_read(issued)
+            session.commit()
+            return answer
+
+        # Its delete of the pair's failures may meet a concurrent attempt's locks.
+        return retry_lock_conflicts(session, log_in)
 
 
 async def _admitted(request: Request, settings: CommonSettings, account: str) -> throttle.Admission:

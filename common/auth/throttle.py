@@ -19,12 +19,14 @@ attempt that was recorded before it.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import case, delete, func, or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from common.db import utcnow
+from common.db import retry_lock_conflicts, utcnow
 from common.errors import TooManyRequests
 from common.models import LoginAttempt
 from common.settings import CommonSettings
@@ -46,6 +48,52 @@ def _slowdown(failures: int, limit: int, settings: CommonSettings) -> float:
     return min(settings.login_max_delay_seconds, 0.25 * 2 ** min(failures - limit, 16))
 
 
+def _pair_failures(
+    session: Session, account: str, client: str, earlier: Any, since: datetime
+) -> tuple[int, datetime | None]:
+    """The pair's attempts recorded before this one, in a transaction of its own (its
+    shared locks end at once). A locking read waits for attempts still being recorded, so
+    it sees every earlier one."""
+
+    def count() -> tuple[int, datetime | None]:
+        failures, last = session.execute(
+            select(func.count(), func.max(LoginAttempt.attempted_at))
+            .where(
+                LoginAttempt.account == account,
+                LoginAttempt.client == client,
+                earlier,
+                LoginAttempt.attempted_at >= since,
+            )
+            .with_for_update(read=True)
+        ).one()
+        session.commit()
+        return int(failures), last
+
+    return retry_lock_conflicts(session, count)
+
+
+def _record(session: Session, account: str, client: str, now: datetime) -> int:
+    def insert() -> int:
+        attempt = LoginAttempt(account=account, client=client, attempted_at=now)
+        session.add(attempt)
+        session.flush()
+        attempt_id = attempt.id
+        session.commit()
+        return attempt_id
+
+    return retry_lock_conflicts(session, insert)
+
+
+def _forget(session: Session, which: Any) -> None:
+    """Delete attempts, best effort: one that meets a lock stays (as a failure, erring on
+    the safe side) until the window drops it."""
+    try:
+        session.execute(delete(LoginAttempt).where(which))
+        session.commit()
+    except OperationalError:
+        session.rollback()
+
+
 def admit(
     sessions: sessionmaker[Session], *, account: str, client: str, settings: CommonSettings
 ) -> Admission:
@@ -53,23 +101,9 @@ def admit(
     now = utcnow()
     since = now - timedelta(seconds=settings.login_window_seconds)
     with sessions() as session:
-        session.execute(
-            delete(LoginAttempt).where(
-                LoginAttempt.account == account, LoginAttempt.attempted_at < since
-            )
-        )
-        attempt = LoginAttempt(account=account, client=client, attempted_at=now)
-        session.add(attempt)
-        session.flush()
-        attempt_id = attempt.id
-        session.commit()
-        pair = (LoginAttempt.account == account) & (LoginAttempt.client == client)
+        attempt_id = _record(session, account, client, now)
         earlier = LoginAttempt.id < attempt_id
-        failures, last_failure = session.execute(
-            select(func.count(), func.max(LoginAttempt.attempted_at))
-            .where(pair, earlier, LoginAttempt.attempted_at >= since)
-            .with_for_update(read=True)
-        ).one()
+        failures, last_failure = _pair_failures(session, account, client, earlier, since)
         if failures >= settings.login_max_failures_per_pair and last_failure is not None:
             doublings = min(failures - settings.login_max_failures_per_pair, 16)
             wait = min(
@@ -78,8 +112,7 @@ def admit(
             retry = (last_failure + timedelta(seconds=wait) - now).total_seconds()
             if retry > 0:
                 # A refused attempt is no guess: it does not lengthen the wait.
-                session.execute(delete(LoginAttempt).where(LoginAttempt.id == attempt_id))
-                session.commit()
+                _forget(session, LoginAttempt.id == attempt_id)
                 seconds = int(retry) + 1
                 raise TooManyRequests(
                     "Too many failed logins to this account from this address; "
@@ -97,6 +130,7 @@ def admit(
             )
         ).one()
         session.commit()
+        _forget(session, (LoginAttempt.account == account) & (LoginAttempt.attempted_at < since))
     delay = max(
         _slowdown(int(by_account), settings.login_max_failures_per_account, settings),
         _slowdown(int(by_client), settings.login_max_failures_per_client, settings),
