@@ -164,14 +164,18 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def retry_lock_conflicts(session: Session, work: Callable[[], T], attempts: int = 5) -> T:
+def retry_lock_conflicts(
+    work: Callable[[], T], *, session: Session | None = None, attempts: int = 5
+) -> T:
     """Run ``work`` (one short transaction that ends itself); when it is chosen as a deadlock
-    victim or waits out a lock, roll back and run it again (the database undid all of it)."""
+    victim or waits out a lock, roll back (``session``, if it runs in one) and run it again:
+    the database undid all of it."""
     for attempt in range(attempts):
         try:
             return work()
         except OperationalError as exc:
-            session.rollback()
+            if session is not None:
+                session.rollback()
             code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
             if attempt == attempts - 1 or code not in LOCK_CONFLICT_CODES:
                 raise

@@ -65,7 +65,7 @@ def _finish_login(
             return answer
 
         # Its delete of the pair's failures may meet a concurrent attempt's locks.
-        return retry_lock_conflicts(session, log_in)
+        return retry_lock_conflicts(log_in, session=session)
 
 
 async def _admitted(request: Request, settings: CommonSettings, account: str) -> throttle.Admission:

@@ -69,7 +69,7 @@ def _pair_failures(
         session.commit()
         return int(failures), last
 
-    return retry_lock_conflicts(session, count)
+    return retry_lock_conflicts(count, session=session)
 
 
 def _record(session: Session, account: str, client: str, now: datetime) -> int:
@@ -81,7 +81,7 @@ def _record(session: Session, account: str, client: str, now: datetime) -> int:
         session.commit()
         return attempt_id
 
-    return retry_lock_conflicts(session, insert)
+    return retry_lock_conflicts(insert, session=session)
 
 
 def _forget(session: Session, which: Any) -> None:

@@ -11,6 +11,7 @@ import logging
 from sqlalchemy import Connection, Engine
 
 from common import outbox
+from common.db import retry_lock_conflicts
 from sales_service.events import REPORTED_TYPES
 from sales_service.reports.rollups import apply_events, rebuild_rollups
 
@@ -22,8 +23,13 @@ BATCH = 2000
 def consume_once(engine: Engine, *, batch: int = BATCH) -> int:
     """Apply the next batch of sale events to the rollups, in a transaction of its own;
     returns how many were read."""
-    with engine.begin() as connection:
-        return consume_batch(connection, batch=batch)
+
+    def one_pass() -> int:
+        with engine.begin() as connection:
+            return consume_batch(connection, batch=batch)
+
+    # Another replica's pass (or a rebuild) may meet this one on the same rows: retried.
+    return retry_lock_conflicts(one_pass)
 
 
 def consume_batch(connection: Connection, *, batch: int = BATCH) -> int:
