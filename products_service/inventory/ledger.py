@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from common import outbox
 from common.errors import InsufficientStock
-from common.models import MovementType, StockLevel, StockMovement
+from common.models import MovementType, Product, StockLevel, StockMovement
 
 LevelKey = tuple[int, int]  # (product_id, warehouse_id)
 
@@ -36,11 +36,25 @@ def ensure_levels(session: Session, keys: Iterable[LevelKey]) -> None:
         session.execute(ins.on_duplicate_key_update(product_id=ins.inserted.product_id))
 
 
+def _hold_products(session: Session, product_ids: Iterable[int]) -> None:
+    """Share-lock the products before their levels: a sale's stock take locks a product and
+    then its levels, and a movement's row share-locks its product (its foreign key) after
+    the level; taking the product first here keeps every path in one order, so a receipt
+    and a sale of one product wait for each other instead of deadlocking."""
+    session.execute(
+        select(Product.id)
+        .where(Product.id.in_(sorted(set(product_ids))))
+        .order_by(Product.id)
+        .with_for_update(read=True)
+    ).all()
+
+
 def lock_levels(session: Session, keys: Iterable[LevelKey]) -> dict[LevelKey, StockLevel]:
     """Lock (creating at zero if missing) the level rows for these keys, in stable order."""
     wanted = sorted(set(keys))
     if not wanted:
         return {}
+    _hold_products(session, (p for p, _ in wanted))
     existing = {
         (row.product_id, row.warehouse_id)
         for row in session.execute(
@@ -67,6 +81,7 @@ def lock_product_levels(session: Session, product_ids: Iterable[int]) -> list[St
     ids = sorted(set(product_ids))
     if not ids:
         return []
+    _hold_products(session, ids)
     return list(
         session.scalars(
             select(StockLevel)
