@@ -5,6 +5,8 @@ deadlock answered a 503 to one of them)."""
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -33,31 +35,27 @@ def test_sales_receipts_and_holds_of_one_product_at_once_all_succeed(
     product = create_product(engine, stock={main: 400, north: 400})
     calls: list[Callable[[], httpx.Response]] = []
     with httpx.Client(base_url=live_products.url, timeout=60) as http:
+
+        def post(path: str, body: dict[str, Any], headers: dict[str, str]) -> Callable[[], Any]:
+            return partial(http.post, path, json=body, headers=headers)
+
         for n in range(60):
             if n % 3 == 0:
-                body = {"key": uuid.uuid4().hex, "lines": [{"product_id": product, "quantity": 1}]}
-                calls.append(
-                    lambda b=body: http.post(SALE_STOCK_PATH, json=b, headers=service_headers)
-                )
+                sale = {"key": uuid.uuid4().hex, "lines": [{"product_id": product, "quantity": 1}]}
+                calls.append(post(SALE_STOCK_PATH, sale, service_headers))
             elif n % 3 == 1:
                 receipt = {
                     "product_id": product,
                     "warehouse_id": main if n % 2 else north,
                     "quantity": 2,
                 }
-                calls.append(
-                    lambda r=receipt: http.post(
-                        "/api/v1/inventory/receipts", json=r, headers=manager_headers
-                    )
-                )
+                calls.append(post("/api/v1/inventory/receipts", receipt, manager_headers))
             else:
                 hold = {
                     "idempotency_key": uuid.uuid4().hex,
                     "lines": [{"product_id": product, "quantity": 1}],
                 }
-                calls.append(
-                    lambda h=hold: http.post(RESERVATIONS_PATH, json=h, headers=service_headers)
-                )
+                calls.append(post(RESERVATIONS_PATH, hold, service_headers))
         answers = all_at_once(calls, workers=30)
     statuses = Counter(a.status_code for a in answers)
     assert statuses == {201: 60}, [a.text for a in answers if a.status_code != 201][:3]
