@@ -198,6 +198,22 @@ class Warehouse(TimestampMixin, Base):
 # --- inventory --------------------------------------------------------------------------
 
 
+class StockHealthState(Base):
+    """The stock health a product was last announced in (ok, low, critical, out: see the
+    low-stock list), kept by the stock-alerts consumer so that an alert is sent when the
+    health changes, never again while it stays."""
+
+    __tablename__ = "stock_health_states"
+
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    health: Mapped[str] = mapped_column(String(10))
+    available: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class StockLevel(Base):
     """Current stock of one product in one warehouse; the ledger below always sums to on_hand."""
 
@@ -695,3 +711,93 @@ class SaleStockClaim(Base):
         unique=True,
     )
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- webhooks (common/webhooks) ---------------------------------------------------------
+
+
+class WebhookDeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # queued, in flight or waiting for its next try
+    SUCCEEDED = "succeeded"  # the receiver answered 2xx
+    FAILED = "failed"  # retried for the whole retry window, then given up
+
+
+class WebhookEndpoint(TimestampMixin, Base):
+    """A receiver an admin registered: every matching event is POSTed to it, signed."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    # Exact types ("sale.recorded") or prefixes ending in "." ("sale."); empty: every event.
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    # "whsec_" + base64 of the HMAC key (Standard Webhooks). The previous one still signs
+    # too, until it expires, so receivers can switch keys without missing a message.
+    secret: Mapped[str] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    # Since when its deliveries fail without one succeeding in between (None: healthy).
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # The newest event id of each outbox when the endpoint was created: it gets later ones.
+    products_after_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    sales_after_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The worker delivering its queue now (one at a time keeps the order), and until when.
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One event to send to one endpoint: the body as sent, its state and its next try."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "message_id"),
+        # The worker's queue: an endpoint's pending deliveries in order (and its FK index).
+        Index("ix_webhook_deliveries_queue", "endpoint_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    # The Webhook-Id header and the body's "id": "<source>-<event id>", the same for every
+    # try and every endpoint, so a receiver can drop a message it already processed.
+    message_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(10))  # products | sales | ping
+    event_id: Mapped[int | None] = mapped_column(BigInteger)
+    event_type: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[dict[str, object]] = mapped_column(JSON)
+    status: Mapped[WebhookDeliveryStatus] = mapped_column(
+        _enum(WebhookDeliveryStatus), default=WebhookDeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Tries since it was last queued (created or redelivered): they set the backoff.
+    round_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_latency_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery: when, what the receiver answered (or what failed), how long."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_delivery", "delivery_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+    )
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    latency_ms: Mapped[int] = mapped_column(Integer)

@@ -99,6 +99,56 @@ class CommonSettings(BaseSettings):
     # Without a token it is open in development and test, and refused in production.
     metrics_enabled: bool = True
     metrics_token: SecretStr | None = None
+    # Event streams (common/streams): how often a process with stream clients reads its
+    # outbox, the quiet time after which a stream sends a `: ping`, the reconnection delay
+    # it advises, how long a stream token opens streams, streams per process, and how many
+    # unsent events a client may lag by before it is disconnected (it resumes by id).
+    stream_poll_seconds: float = Field(default=0.25, gt=0)
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    stream_retry_ms: int = Field(default=3000, ge=0)
+    stream_token_seconds: int = Field(default=60, gt=0, le=3600)
+    stream_max_clients: int = Field(default=1000, gt=0)
+    stream_client_buffer_events: int = Field(default=5000, gt=0)
+    # How long a gap in the outbox ids holds the events after it back (common.streams.feed
+    # .GapGuard): a gap fills within milliseconds, unless its transaction rolled back.
+    stream_gap_grace_seconds: float = Field(default=2.0, ge=0)
+    # sales.today is recomputed (the revenue report, per timezone and filter followed) after
+    # the sale events that change it, at most this often.
+    stream_today_seconds: float = Field(default=1.0, ge=0)
+
+    # Webhooks (common/webhooks): each process fans its own outbox out to the endpoints and
+    # delivers whatever is due, from either service. Off: neither runs in this process.
+    webhooks_enabled: bool = True
+    webhook_poll_seconds: float = Field(default=0.5, gt=0)
+    # One POST, from connecting to the whole answer; longer is a failed try.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Endpoints this process delivers to at once (each endpoint one message at a time).
+    webhook_max_concurrency: int = Field(default=8, gt=0, le=256)
+    # Retries: full jitter, the n-th wait uniform in [0, min(cap, base * 2^(n-1))], until a
+    # delivery has been retried for max_age; then it has failed. Defaults: 14 to 18 tries
+    # over 24 to 30 hours.
+    webhook_retry_base_seconds: float = Field(default=60.0, gt=0)
+    webhook_retry_cap_seconds: float = Field(default=8 * 3600.0, gt=0)
+    webhook_retry_max_age_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # Disable an endpoint when one of its deliveries has finally failed (its later ones wait
+    # until it is enabled again); false: skip that delivery and go on with the next.
+    webhook_auto_disable: bool = True
+    # How long a worker owns an endpoint's queue without renewing it; a worker that died
+    # holding one is replaced when it runs out. Must exceed the timeout.
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    # After a secret is rotated, the old one signs too for this long.
+    webhook_rotation_grace_seconds: float = Field(default=24 * 3600.0, ge=0)
+    # Finished deliveries (and their attempts) older than this are deleted; 0 keeps them.
+    webhook_retention_days: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _webhook_lease_outlives_a_post(self) -> "CommonSettings":
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds + 1:
+            raise ValueError(
+                "SHOP_WEBHOOK_LEASE_SECONDS must exceed SHOP_WEBHOOK_TIMEOUT_SECONDS by more "
+                "than a second: another worker would take over a POST still in flight"
+            )
+        return self
 
     @field_validator("store_timezone")
     @classmethod
@@ -165,6 +215,8 @@ class ProductsSettings(CommonSettings):
     reservation_sweep_seconds: float = Field(default=5.0, gt=0)
     reservation_default_ttl_seconds: int = Field(default=900, gt=0)
     reservation_max_ttl_seconds: int = Field(default=3600, gt=0)
+    # How often the stock-alerts consumer looks for new products events once caught up.
+    alert_poll_seconds: float = Field(default=0.5, gt=0)
 
 
 class SalesSettings(CommonSettings):

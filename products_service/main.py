@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from common import outbox
 from common.app import (
     API_PREFIX,
     attach_database,
@@ -19,12 +20,18 @@ from common.audit import router as audit_router
 from common.auth.router import router as auth_router
 from common.auth.router import users_router
 from common.settings import ProductsSettings, get_products_settings
+from common.streams.feed import attach_feed
+from common.streams.router import router as stream_token_router
+from common.webhooks.delivery import run_webhooks
+from common.webhooks.router import router as webhooks_router
 from products_service.categories.router import router as categories_router
+from products_service.inventory.alerts import consume_once as consume_stock_alerts
 from products_service.inventory.router import router as inventory_router
 from products_service.products.router import router as products_router
 from products_service.reservations.router import router as reservations_router
 from products_service.reservations.service import expire_due_reservations
 from products_service.sale_stock.router import router as sale_stock_router
+from products_service.streams.router import router as events_router
 from products_service.warehouses.router import router as warehouses_router
 
 logger = logging.getLogger(__name__)
@@ -40,6 +47,19 @@ async def _sweep_expired_reservations(app: FastAPI, every: float) -> None:
         await asyncio.sleep(every)
 
 
+async def _stock_alert_loop(app: FastAPI, every: float) -> None:
+    """Announce stock health changes from the products outbox (one replica at a time does it,
+    every replica may run this)."""
+    while True:
+        try:
+            read = await asyncio.to_thread(consume_stock_alerts, app.state.engine)
+        except Exception:
+            logger.exception("stock alerts consumer failed; retrying")
+            read = 0
+        if not read:
+            await asyncio.sleep(every)
+
+
 def create_app(settings: ProductsSettings | None = None) -> FastAPI:
     """Build the products app; tests pass their own settings."""
     settings = settings or get_products_settings()
@@ -48,13 +68,23 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limit_worker_threads(settings)
         seed_first_admin(app)
-        sweeper = asyncio.create_task(
-            _sweep_expired_reservations(app, settings.reservation_sweep_seconds)
+        feed = attach_feed(
+            app, service="products_service", table=outbox.PRODUCTS_OUTBOX, settings=settings
         )
+        loops = [
+            asyncio.create_task(
+                _sweep_expired_reservations(app, settings.reservation_sweep_seconds)
+            ),
+            asyncio.create_task(_stock_alert_loop(app, settings.alert_poll_seconds)),
+            asyncio.create_task(run_webhooks(settings, source="products")),
+        ]
         yield
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for loop in loops:
+            loop.cancel()
+        for loop in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        await feed.close()
         app.state.engine.dispose()
 
     app = FastAPI(
@@ -80,6 +110,9 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         reservations_router,
         sale_stock_router,
         audit_router,
+        stream_token_router,
+        events_router,
+        webhooks_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

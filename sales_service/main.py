@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from common import outbox
 from common.app import (
     API_PREFIX,
     attach_database,
@@ -19,6 +20,10 @@ from common.audit import router as audit_router
 from common.auth.router import router as auth_router
 from common.auth.security import ServiceCredential
 from common.settings import SalesSettings, get_sales_settings
+from common.streams.feed import attach_feed
+from common.streams.router import router as stream_token_router
+from common.webhooks.delivery import run_webhooks
+from common.webhooks.router import router as webhooks_router
 from sales_service.channels.router import router as channels_router
 from sales_service.clients.products import ProductsClient
 from sales_service.refunds.router import router as refunds_router
@@ -27,6 +32,8 @@ from sales_service.reports.router import router as reports_router
 from sales_service.sales.reconciler import reconcile_once
 from sales_service.sales.router import router as sales_router
 from sales_service.stock_sync import ensure_service_user, sync_pending_refunds
+from sales_service.streams.router import router as events_router
+from sales_service.streams.today import TodayFigures
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +84,17 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
         limit_worker_threads(settings)
         seed_first_admin(app)
         app.state.service_user_id = ensure_service_user(app.state.sessionmaker)
+        feed = attach_feed(
+            app,
+            service="sales_service",
+            table=outbox.SALES_OUTBOX,
+            settings=settings,
+            derivation=TodayFigures(app.state.engine),
+        )
         loops = [
             asyncio.create_task(_sync_loop(app, settings)),
             asyncio.create_task(_rollup_loop(app, settings)),
+            asyncio.create_task(run_webhooks(settings, source="sales")),
         ]
         yield
         for loop in loops:
@@ -87,6 +102,7 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
         for loop in loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+        await feed.close()
         app.state.products_client.close()
         app.state.engine.dispose()
 
@@ -116,6 +132,9 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
         refunds_router,
         reports_router,
         audit_router,
+        stream_token_router,
+        events_router,
+        webhooks_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

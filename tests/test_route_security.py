@@ -16,7 +16,11 @@ PUBLIC = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
 }
-ANY_USER_WRITES = {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/password")}
+ANY_USER_WRITES = {
+    ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/password"),
+    ("POST", "/api/v1/events/stream-token"),  # any signed-in user may follow the events
+}
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 

@@ -2,10 +2,10 @@
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, case, func, literal, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from common.models import (
     Category,
@@ -165,16 +165,19 @@ def list_levels(
 # --- low stock -------------------------------------------------------------------------
 
 
-def list_low_stock(
-    session: Session,
-    *,
-    threshold: int | None,
-    warehouse_id: int | None,
-    category_id: int | None,
-    include_ok: bool,
-    page: PageParams,
-) -> tuple[list[Any], int]:
-    """Unarchived products by total available stock against their threshold, most urgent first.
+class _HealthQuery(NamedTuple):
+    stmt: Select[Any]
+    available: ColumnElement[Any]
+    threshold: ColumnElement[Any] | InstrumentedAttribute[int]
+    rank: ColumnElement[Any]
+
+
+def _health_query(
+    *, threshold: int | None, warehouse_id: int | None, product_ids: Collection[int] | None
+) -> _HealthQuery:
+    """Every product (archived too) by total available stock against its threshold, with its
+    health rank: 0 out (available <= 0), 1 critical (<= half the threshold), 2 low (<= the
+    threshold), 3 ok.
 
     Without ``warehouse_id`` only active warehouses count; with it, that warehouse alone.
     Products with no level row at all count as zero.
@@ -186,6 +189,8 @@ def list_low_stock(
         levels = levels.where(StockLevel.warehouse_id == warehouse_id)
     else:
         levels = levels.where(Warehouse.is_active.is_(True))
+    if product_ids is not None:
+        levels = levels.where(StockLevel.product_id.in_(product_ids))
     stock = levels.subquery("stock")
 
     on_hand = func.coalesce(func.sum(stock.c.on_hand), 0)
@@ -204,6 +209,7 @@ def list_low_stock(
             Product.sku,
             Product.name,
             Product.category_id,
+            Product.archived_at,
             on_hand.label("on_hand"),
             reserved.label("reserved"),
             available.label("available"),
@@ -211,15 +217,33 @@ def list_low_stock(
             rank.label("rank"),
         )
         .outerjoin(stock, stock.c.product_id == Product.id)
-        .where(Product.archived_at.is_(None))
         .group_by(
             Product.id,
             Product.sku,
             Product.name,
             Product.category_id,
+            Product.archived_at,
             Product.low_stock_threshold,
         )
     )
+    if product_ids is not None:
+        stmt = stmt.where(Product.id.in_(product_ids))
+    return _HealthQuery(stmt, available, limit, rank)
+
+
+def list_low_stock(
+    session: Session,
+    *,
+    threshold: int | None,
+    warehouse_id: int | None,
+    category_id: int | None,
+    include_ok: bool,
+    page: PageParams,
+) -> tuple[list[Any], int]:
+    """Unarchived products by total available stock against their threshold, most urgent
+    first (see _health_query)."""
+    query = _health_query(threshold=threshold, warehouse_id=warehouse_id, product_ids=None)
+    stmt = query.stmt.where(Product.archived_at.is_(None))
     if category_id is not None:
         # A category's subtree: itself and every category whose path passes through it.
         subtree = select(Category.id).where(
@@ -227,8 +251,19 @@ def list_low_stock(
         )
         stmt = stmt.where(Product.category_id.in_(subtree))
     if not include_ok:
-        stmt = stmt.having(available <= limit)
-    return paginate(session, stmt, page, [rank.asc(), available.asc(), Product.id.asc()])
+        stmt = stmt.having(query.available <= query.threshold)
+    return paginate(
+        session, stmt, page, [query.rank.asc(), query.available.asc(), Product.id.asc()]
+    )
+
+
+def stock_health(session: Session, product_ids: Collection[int]) -> list[Any]:
+    """These products' rows of the low-stock list (all active warehouses, each product's own
+    threshold), archived ones included, with ``archived_at``."""
+    if not product_ids:
+        return []
+    query = _health_query(threshold=None, warehouse_id=None, product_ids=product_ids)
+    return list(session.execute(query.stmt))
 
 
 # --- ledger check ----------------------------------------------------------------------

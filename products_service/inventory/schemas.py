@@ -163,6 +163,13 @@ class LowStockRead(BaseModel):
     health: StockHealth
 
 
+class ProductHealth(LowStockRead):
+    """A product's row of the low-stock list, computed whether or not it is archived (the
+    list itself leaves archived products out)."""
+
+    archived: bool
+
+
 class LedgerMismatch(BaseModel):
     """A level row (or a ledger with no level row) that breaks an invariant."""
 

@@ -33,6 +33,7 @@ from products_service.inventory.schemas import (
     LedgerMismatch,
     LowStockRead,
     MovementRead,
+    ProductHealth,
     ReceiptCreate,
     ReturnCreate,
     StockChangeRead,
@@ -441,22 +442,36 @@ def list_low_stock(
         include_ok=include_ok,
         page=page,
     )
-    health = list(StockHealth)
-    items = [
-        LowStockRead(
-            product_id=row.product_id,
-            sku=row.sku,
-            name=row.name,
-            category_id=row.category_id,
-            on_hand=int(row.on_hand),
-            reserved=int(row.reserved),
-            available=int(row.available),
-            threshold=int(row.threshold),
-            health=health[int(row.rank)],
+    return [LowStockRead(**_low_stock_fields(row)) for row in rows], total
+
+
+def stock_health(*, session: Session, product_ids: Collection[int]) -> dict[int, ProductHealth]:
+    """These products' health as the low-stock list reckons it (all active warehouses, each
+    product's own threshold), archived ones included; a product that does not exist is left
+    out."""
+    return {
+        row.product_id: ProductHealth(
+            **_low_stock_fields(row), archived=row.archived_at is not None
         )
-        for row in rows
-    ]
-    return items, total
+        for row in repository.stock_health(session, sorted(product_ids))
+    }
+
+
+_HEALTH_BY_RANK = list(StockHealth)  # the repository's rank, most urgent first
+
+
+def _low_stock_fields(row: Any) -> dict[str, Any]:
+    return {
+        "product_id": row.product_id,
+        "sku": row.sku,
+        "name": row.name,
+        "category_id": row.category_id,
+        "on_hand": int(row.on_hand),
+        "reserved": int(row.reserved),
+        "available": int(row.available),
+        "threshold": int(row.threshold),
+        "health": _HEALTH_BY_RANK[int(row.rank)],
+    }
 
 
 # --- the ledger check ------------------------------------------------------------------

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, select
 
 from common.db import make_sessionmaker
 from common.models import ProductsEvent, Role, User
+from products_service.inventory.alerts import HEALTH_CHANGED
 from tests.products_service.factories import API, main_warehouse_id, make_category, make_product
 
 Headers = dict[str, str]
@@ -22,11 +23,14 @@ def last_event_id(engine: Engine) -> int:
 
 
 def events_after(engine: Engine, after_id: int) -> list[ProductsEvent]:
-    """products_outbox rows appended after ``after_id``, in id order."""
+    """products_outbox rows appended after ``after_id``, in id order; not the stock alerts,
+    which the stock-alerts consumer appends later, in transactions of its own."""
     with make_sessionmaker(engine)() as session:
         return list(
             session.scalars(
-                select(ProductsEvent).where(ProductsEvent.id > after_id).order_by(ProductsEvent.id)
+                select(ProductsEvent)
+                .where(ProductsEvent.id > after_id, ProductsEvent.type != HEALTH_CHANGED)
+                .order_by(ProductsEvent.id)
             )
         )
 

@@ -20,6 +20,7 @@ from common.contracts import RESERVATIONS_PATH, SALE_STOCK_PATH, InsufficientSto
 from common.db import make_sessionmaker
 from common.models import MovementType, ProductsEvent, ProductStatus, Role, SaleStockTake, User
 from common.settings import ProductsSettings
+from products_service.inventory.alerts import HEALTH_CHANGED
 from tests.conftest import LiveServer, all_at_once
 from tests.products_service.factories import (
     API,
@@ -83,9 +84,14 @@ def last_event_id(engine: Engine) -> int:
 
 
 def events_after(engine: Engine, after_id: int, type_: str | None = None) -> list[ProductsEvent]:
-    """products_outbox rows appended after ``after_id``, in id order."""
+    """products_outbox rows appended after ``after_id``, in id order; not the stock alerts,
+    which the stock-alerts consumer appends later, in transactions of its own."""
     with make_sessionmaker(engine)() as session:
-        stmt = select(ProductsEvent).where(ProductsEvent.id > after_id).order_by(ProductsEvent.id)
+        stmt = (
+            select(ProductsEvent)
+            .where(ProductsEvent.id > after_id, ProductsEvent.type != HEALTH_CHANGED)
+            .order_by(ProductsEvent.id)
+        )
         if type_ is not None:
             stmt = stmt.where(ProductsEvent.type == type_)
         return list(session.scalars(stmt))

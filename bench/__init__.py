@@ -1,0 +1,1 @@
+"""Benchmarks (see bench/README.md); a package so that one script can reuse another."""

@@ -1,0 +1,1 @@
+"""products_service's live event stream (common.streams)."""
