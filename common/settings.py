@@ -111,7 +111,7 @@ class CommonSettings(BaseSettings):
     stream_client_buffer_events: int = Field(default=5000, gt=0)
     # How long a gap in the outbox ids holds the events after it back (common.streams.feed
     # .GapGuard): a gap fills within milliseconds, unless its transaction rolled back.
-    stream_gap_grace_seconds: float = Field(default=2.0, ge=0)
+    stream_gap_grace_seconds: float = Field(default=1.0, ge=0)
     # sales.today is recomputed (the revenue report, per timezone and filter followed) after
     # the sale events that change it, at most this often.
     stream_today_seconds: float = Field(default=1.0, ge=0)

@@ -39,6 +39,7 @@ from common.streams.events import EventFilter, StreamEvent
 logger = logging.getLogger(__name__)
 BATCH = 500  # events per read; a fuller backlog is read again at once
 GAP_RECHECK_SECONDS = 0.05
+WAKE_AT_ONCE = 20  # streams woken per turn of the event loop (see EventFeed._publish)
 RETRY_AFTER_FAILURE_SECONDS = 2.0
 
 
@@ -62,8 +63,9 @@ class Derivation(Protocol):
 
 @dataclass(frozen=True)
 class Batch:
-    """Events read together (in id order) and the figures derived from them; ``last_id`` is
-    the last id read, which moves a client's position even when none of the events match."""
+    """Events read together (in id order), and the figures derived from the events before
+    them; ``last_id`` is the last id read, which moves a client's position even when none
+    of the events match."""
 
     events: Sequence[StreamEvent]
     last_id: int
@@ -92,6 +94,9 @@ class Subscription:
         self.start = start  # the feed's position when it joined: later batches reach it
         self.limit = limit
         self.ended: str | None = None  # why the feed let go of it: "overflow", "shutdown"
+        # When its stream owes the client a heartbeat (time.monotonic()): the feed's ticker
+        # wakes it then, so no stream keeps a timer of its own.
+        self.heartbeat_due = float("inf")
         self._pending: deque[Batch] = deque()
         self._count = 0
         self._wake = asyncio.Event()
@@ -113,13 +118,14 @@ class Subscription:
         self._count = 0
         self._wake.set()
 
-    async def take(self, within: float) -> list[Batch] | None:
-        """Every batch queued, waiting up to ``within`` seconds for one; None when none came (or
-        the feed let go of it: see ``ended``)."""
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def take(self) -> list[Batch] | None:
+        """Every batch queued, waiting for one; None when woken without one (a heartbeat is
+        due, or the feed let go of it: see ``ended``)."""
         if not self._pending and self.ended is None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(within):
-                    await self._wake.wait()
+            await self._wake.wait()
         self._wake.clear()
         if self.ended is not None or not self._pending:
             return None
@@ -197,7 +203,9 @@ class EventFeed:
         self.closing = False
         self._subscribers: set[Subscription] = set()
         self._cache: dict[Hashable, _Cached] = {}
+        self._derived_next: dict[Hashable, bytes] = {}  # computed, to send at the next poll
         self._task: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._gaps = GapGuard(settings.stream_gap_grace_seconds)
         self._settled = asyncio.Event()
 
@@ -219,6 +227,7 @@ class EventFeed:
         """Start the poller if it is not running, and wait until it knows where it starts."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"{self.table.name} feed")
+            self._ticker = asyncio.create_task(self._tick(), name=f"{self.table.name} ticker")
         try:
             await asyncio.wait_for(self._settled.wait(), within)
         except TimeoutError:
@@ -307,29 +316,47 @@ class EventFeed:
             elif published < BATCH:
                 await asyncio.sleep(self.settings.stream_poll_seconds)
 
+    async def _tick(self) -> None:
+        """Wake the streams that owe their client a heartbeat (one timer for all of them)."""
+        every = min(1.0, self.settings.stream_heartbeat_seconds / 4)
+        while True:
+            await asyncio.sleep(every)
+            now = time.monotonic()
+            for subscription in self._subscribers:
+                if subscription.heartbeat_due <= now:
+                    subscription.wake()
+
     async def poll_once(self) -> int:
         """Read what is new, hand what is settled to every subscriber, then bring derived
         figures up to date; the number of events handed on."""
         read = await asyncio.to_thread(self._read, self.position)
         settled = self._gaps.settled(self.position, [e.id for e in read], time.monotonic())
         events = read[:settled]
+        # The figures computed after the last poll go with these events (one write to each
+        # client), or alone if there are none; no event waits for a computation.
+        derived, self._derived_next = self._derived_next, {}
         if events:
             self.position = events[-1].id
-            self._publish(Batch(events, self.position))
-        # Then the figures they change (no event waits for them): at most one more write a
-        # stream_today_seconds to the clients that follow them.
-        derived = await self._derive(events)
-        if derived:
-            self._publish(Batch((), self.position, derived), keys=lambda key: key in derived)
+            await self._publish(Batch(events, self.position, derived))
+        elif derived:
+            await self._publish(Batch((), self.position, derived), keys=lambda key: key in derived)
+        self._derived_next = await self._derive(events)
         return len(events)
 
-    def _publish(self, batch: Batch, keys: Callable[[Hashable | None], bool] | None = None) -> None:
-        for subscription in list(self._subscribers):
+    async def _publish(
+        self, batch: Batch, keys: Callable[[Hashable | None], bool] | None = None
+    ) -> None:
+        """Hand the batch to the subscribers (of these keys), a few at a time: each one woken
+        writes to its client in the next turn of the event loop, and requests waiting for
+        that loop (a sale's answer) get their turn between the groups, not after them all."""
+        for n, subscription in enumerate(list(self._subscribers)):
             if keys is not None and not keys(subscription.key):
                 continue
             if not subscription.push(batch):
                 logger.info("event stream too slow for %s: disconnected", self.table.name)
                 self.unsubscribe(subscription)
+            if n % WAKE_AT_ONCE == WAKE_AT_ONCE - 1:
+                await asyncio.sleep(0)
 
     async def _derive(self, events: Sequence[StreamEvent]) -> dict[Hashable, bytes]:
         """Recompute the derived figures the new events change, or whose time ran out, for
@@ -385,11 +412,12 @@ class EventFeed:
     async def close(self) -> None:
         """Stop the poller (the app's shutdown)."""
         self.shutdown()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._ticker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._ticker = None
 
 
 def end_streams_on_exit_signal(feed: EventFeed) -> None:

@@ -219,14 +219,15 @@ async def messages(
                 figure = await feed.derived_now(derived_key)
                 if figure:
                     yield figure
-            quiet_since = time.monotonic()
+            subscription.heartbeat_due = time.monotonic() + heartbeat
             while True:
-                wait = max(0.0, quiet_since + heartbeat - time.monotonic())
-                batches = await subscription.take(wait)
+                batches = await subscription.take()
                 if subscription.ended is not None:
                     return
                 parts: list[bytes] = []
                 for batch in batches or ():
+                    if derived_key is not None and derived_key in batch.derived:
+                        parts.append(batch.derived[derived_key])  # (of the events before)
                     if batch.events and batch.events[0].id > position:  # all of it is new
                         parts.append(batch.wire_for(event_filter))
                     else:
@@ -236,13 +237,11 @@ async def messages(
                             if e.id > position and event_filter.matches(e)
                         )
                     position = max(position, batch.last_id)
-                    if derived_key is not None and derived_key in batch.derived:
-                        parts.append(batch.derived[derived_key])
-                if not parts and time.monotonic() - quiet_since >= heartbeat:
+                if not parts and time.monotonic() >= subscription.heartbeat_due:
                     parts.append(HEARTBEAT)
                 if parts:
                     yield b"".join(parts)
-                    quiet_since = time.monotonic()
+                    subscription.heartbeat_due = time.monotonic() + heartbeat
         finally:
             feed.unsubscribe(subscription)
     finally:
