@@ -356,7 +356,12 @@ def run(
     manager_id, channel_id, products = seed(engine, args.products)
     settings = CommonSettings(environment="test", database_url=url, jwt_secret=JWT_SECRET)
     token, _ = create_access_token(user_id=manager_id, role=Role.MANAGER, settings=settings)
-    env = service_env(url, SHOP_LOG_LEVEL=args.log_level, **extra_env)
+    env = service_env(
+        url,
+        SHOP_LOG_LEVEL=args.log_level,
+        SHOP_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",  # the receiver's
+        **extra_env,
+    )
     print(
         f"{len(products)} products; uvicorn --workers {args.workers} per service; receiver "
         f"{receiver.url}; started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.webhooks.addresses import IPNetwork, parse_networks
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRET = "change-me-dev-only-secret-0123456789abcdef"  # noqa: S105
 PLACEHOLDER_ADMIN_PASSWORD = "admin-change-me"  # noqa: S105
@@ -136,10 +138,23 @@ class CommonSettings(BaseSettings):
     # How long a worker owns an endpoint's queue without renewing it; a worker that died
     # holding one is replaced when it runs out. Must exceed the timeout.
     webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    # Webhooks go to public addresses only (common/webhooks/addresses.py); these networks
+    # are allowed even so, comma-separated, e.g. "10.20.0.0/16" or "127.0.0.0/8".
+    webhook_allowed_networks: str = ""
     # After a secret is rotated, the old one signs too for this long.
     webhook_rotation_grace_seconds: float = Field(default=24 * 3600.0, ge=0)
     # Finished deliveries (and their attempts) older than this are deleted; 0 keeps them.
     webhook_retention_days: float = Field(default=30.0, ge=0)
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # ValueError naming the bad one
+        return value
+
+    @property
+    def webhook_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.webhook_allowed_networks)
 
     @model_validator(mode="after")
     def _webhook_lease_outlives_a_post(self) -> "CommonSettings":

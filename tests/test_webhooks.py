@@ -22,10 +22,13 @@ import pytest
 from sqlalchemy import Engine, select
 
 from common import migrate
-from common.db import make_engine
+from common.db import make_engine, utcnow
 from common.models import WebhookDelivery
 from common.settings import ProductsSettings
-from common.webhooks import InvalidSignature, verify_signature
+from common.webhooks import InvalidSignature, generate_secret, verify_signature
+from common.webhooks.addresses import GuardedTransport, parse_networks
+from common.webhooks.delivery import post
+from common.webhooks.repository import Due, Target
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, _clean, sales_env, service_env
 
 API = "/api/v1"
@@ -37,6 +40,7 @@ FAST = {
     "SHOP_WEBHOOK_RETRY_BASE_SECONDS": "0.05",
     "SHOP_WEBHOOK_RETRY_CAP_SECONDS": "0.3",
     "SHOP_WEBHOOK_RETRY_MAX_AGE_SECONDS": "60",
+    "SHOP_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",  # the receiver's (refused by default)
 }
 
 
@@ -302,6 +306,64 @@ def test_an_endpoint_is_registered_with_a_secret_shown_once(
     log = shop.api.get("/audit-log", params={"entity_type": "webhook_endpoint"}).json()["items"]
     assert {e["action"] for e in log} == {"webhook_endpoint.created", "webhook_endpoint.deleted"}
     assert all(e["changes"]["secret"]["after"] in ("[redacted]", None) for e in log)
+
+
+def test_an_endpoint_inside_the_services_network_is_refused_unless_an_operator_allows_it(
+    start_shop: StartShop,
+) -> None:
+    shop = start_shop(SHOP_WEBHOOK_ALLOWED_NETWORKS="")
+    inside = (
+        "http://127.0.0.1:3306/",
+        "http://localhost:8000/api/v1/products",  # a name is resolved and judged by address
+        "http://2130706433/",  # 127.0.0.1 written as a number
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/x",
+        "http://100.64.0.1/x",
+        "http://[::1]:8001/",
+        "http://[::ffff:192.168.0.1]/",  # IPv4 inside IPv6
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
+        "http://0.0.0.0:8001/",
+        "http://224.0.0.1/",
+    )
+    for url in inside:
+        answer = shop.api.post("/webhooks", json={"url": url})
+        assert answer.status_code == 422, (url, answer.text)
+        (problem,) = answer.json()["fields"]
+        assert problem["field"] == "body.url", url
+        assert "public addresses only" in problem["reason"], (url, problem)
+
+    public = shop.api.post(
+        "/webhooks", json={"url": "https://93.184.216.34/hook", "event_types": ["webhook.none"]}
+    )
+    assert public.status_code == 201, public.text
+    moved = shop.api.patch(f"/webhooks/{public.json()['id']}", json={"url": "http://192.168.1.1/"})
+    assert moved.status_code == 422 and moved.json()["fields"][0]["field"] == "body.url"
+    assert shop.endpoint(public.json()["id"])["url"] == "https://93.184.216.34/hook"
+
+
+def test_a_delivery_connects_only_to_an_address_it_may_reach_whatever_the_name_resolved_to(
+    receiver: Receiver,
+) -> None:
+    """The check at registration is not enough (a name may resolve elsewhere later): each
+    connection checks the address it connects to."""
+    secret = generate_secret()
+    receiver.secrets["/hook"] = secret
+    limits = httpx.Limits(max_connections=2, max_keepalive_connections=1)
+    due = Due(1, "msg_guard", {"type": "webhook.ping"}, 0, utcnow())
+    for url in (receiver.url(), receiver.url().replace("127.0.0.1", "localhost")):
+        target = Target(1, url, (secret,), True, True)
+        with GuardedTransport((), limits) as transport:
+            refused = post(transport, target, due, 5)
+        assert refused.status_code is None and refused.error is not None
+        assert "is a loopback address" in refused.error, refused.error
+        assert receiver.got() == []
+
+    allowed = parse_networks("127.0.0.0/8")
+    for url in (receiver.url(), receiver.url().replace("127.0.0.1", "localhost")):
+        with GuardedTransport(allowed, limits) as transport:
+            sent = post(transport, Target(1, url, (secret,), True, True), due, 5)
+        assert sent.ok, sent.error  # (localhost's ::1, if any, is passed over for 127.0.0.1)
+    assert [r.verified for r in receiver.got()] == [True, True]
 
 
 def test_a_ping_is_delivered_signed_with_the_documented_body(

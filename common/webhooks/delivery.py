@@ -49,6 +49,7 @@ from sqlalchemy import Engine
 from common.db import make_engine, retry_lock_conflicts, utcnow
 from common.settings import CommonSettings
 from common.webhooks import repository
+from common.webhooks.addresses import GuardedTransport
 from common.webhooks.fanout import BATCH as FAN_OUT_BATCH
 from common.webhooks.fanout import Source, fan_out_once
 from common.webhooks.repository import Due, Target
@@ -275,7 +276,9 @@ class WebhookRunner:
         self.engine = make_engine(settings.database_url, pool_size=2, max_overflow=concurrency)
         # Connections are kept per receiver and reused; no proxy is taken from the environment
         # (the receivers are named by URL), and redirects are not followed (a 3xx fails).
-        self.transport = httpx.HTTPTransport(
+        # Only public addresses, or the networks allowed, are connected to (addresses.py).
+        self.transport = GuardedTransport(
+            settings.webhook_networks,
             limits=httpx.Limits(
                 max_connections=concurrency * 2, max_keepalive_connections=concurrency
             ),

@@ -3,12 +3,15 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, status
+from fastapi.exceptions import RequestValidationError
 
 from common.auth.dependencies import AdminUser, Principal, SettingsDep
 from common.db import SessionDep
 from common.errors import error_responses
 from common.pagination import Page, PageDep
+from common.settings import CommonSettings
 from common.webhooks import service
+from common.webhooks.addresses import check_url
 from common.webhooks.schemas import (
     DeliveryFilters,
     WebhookDeliveryDetail,
@@ -25,6 +28,16 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"], responses=error_respon
 
 def _actor(principal: Principal) -> service.Actor:
     return service.Actor(principal.id, principal.user.email)
+
+
+def _check_destination(url: str | None, settings: CommonSettings) -> None:
+    """A 422 on ``url`` when it names (or its host resolves to) an address webhooks may not
+    be sent to: loopback, private, link-local... (see common.webhooks.addresses)."""
+    reason = url and check_url(url, settings.webhook_networks)
+    if reason:
+        raise RequestValidationError(
+            [{"loc": ("body", "url"), "msg": reason, "type": "url_not_public"}]
+        )
 
 
 def _delivery(view: service.DeliveryView) -> WebhookDeliveryRead:
@@ -67,12 +80,13 @@ def redeliver(delivery_id: int, _admin: AdminUser, session: SessionDep) -> Webho
     operation_id="createWebhookEndpoint",
 )
 def create_endpoint(
-    body: WebhookEndpointCreate, admin: AdminUser, session: SessionDep
+    body: WebhookEndpointCreate, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> WebhookEndpointWithSecret:
     """Every matching event from now on is POSTed to the URL, signed with the secret (shown
     only in this answer and on rotation): headers Webhook-Id, Webhook-Timestamp and
     Webhook-Signature `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the
     bytes the `whsec_` secret encodes in base64 (Standard Webhooks)."""
+    _check_destination(body.url, settings)
     endpoint = service.create_endpoint(session=session, data=body, actor=_actor(admin))
     return WebhookEndpointWithSecret.model_validate(endpoint)
 
@@ -111,10 +125,15 @@ def get_endpoint(endpoint_id: int, _admin: AdminUser, session: SessionDep) -> We
     operation_id="updateWebhookEndpoint",
 )
 def update_endpoint(
-    endpoint_id: int, body: WebhookEndpointUpdate, admin: AdminUser, session: SessionDep
+    endpoint_id: int,
+    body: WebhookEndpointUpdate,
+    admin: AdminUser,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> WebhookEndpointRead:
     """Change the URL, description or event types, or disable it (`is_active: false`) or
     enable it again: delivery resumes where it stopped, with a fresh retry window."""
+    _check_destination(body.url, settings)
     endpoint = service.update_endpoint(
         session=session, endpoint_id=endpoint_id, data=body, actor=_actor(admin)
     )
