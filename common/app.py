@@ -20,6 +20,7 @@ from common.errors import install_error_handlers
 from common.headers import install_security_headers
 from common.observability import REQUEST_ID_HEADER, configure_logging, install_observability
 from common.openapi import install_openapi
+from common.query import install_query_check
 from common.ratelimit import RATE_LIMIT_HEADERS, install_rate_limit
 from common.settings import CommonSettings
 
@@ -74,6 +75,7 @@ def install_common(
     # Innermost: a body is checked (size, JSON that could never be stored) before any route.
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
     install_openapi(app)
+    install_query_check(app)  # (routes included after this)
     install_rate_limit(app, settings)  # inside CORS: a 429 carries its CORS headers
     app.add_middleware(
         CORSMiddleware,

@@ -239,7 +239,7 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log = REPO_ROOT / "var" / f"test-{module.split('.')[0]}-{self.port}.log"
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 90) -> None:  # generous: a loaded CI machine
         self.log.parent.mkdir(exist_ok=True)
         cmd = [
             sys.executable,

@@ -57,7 +57,7 @@ class RestartableServer(LiveServer):
 
     own_process_group = True
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 90) -> None:
         self.paused = False
         super().start(timeout)
 
