@@ -76,7 +76,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
                 _sweep_expired_reservations(app, settings.reservation_sweep_seconds)
             ),
             asyncio.create_task(_stock_alert_loop(app, settings.alert_poll_seconds)),
-            asyncio.create_task(run_webhooks(settings, source="products")),
+            asyncio.create_task(run_webhooks(settings, sources=("products", "sales"))),
         ]
         yield
         for loop in loops:

@@ -22,7 +22,6 @@ from common.auth.security import ServiceCredential
 from common.settings import SalesSettings, get_sales_settings
 from common.streams.feed import attach_feed
 from common.streams.router import router as stream_token_router
-from common.webhooks.delivery import run_webhooks
 from common.webhooks.router import router as webhooks_router
 from sales_service.channels.router import router as channels_router
 from sales_service.clients.products import ProductsClient
@@ -94,7 +93,8 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
         loops = [
             asyncio.create_task(_sync_loop(app, settings)),
             asyncio.create_task(_rollup_loop(app, settings)),
-            asyncio.create_task(run_webhooks(settings, source="sales")),
+            # (webhooks of sales events are fanned out and delivered by products_service:
+            # see common.webhooks.delivery)
         ]
         yield
         for loop in loops:

@@ -27,18 +27,22 @@ Isolation from the sale path: the worker runs on threads of its own (one per end
 delivered, at most ``webhook_max_concurrency``; a hung receiver holds one of them, never a
 request's), with a connection pool of its own, and touches only the webhook tables and
 reads the outbox. Blocking httpx costs much less CPU per POST than its async client (see
-``post``), and each endpoint's messages go one at a time anyway.
+``post``), and each endpoint's messages go one at a time anyway. It runs in products_service
+only, which fans out both outboxes (sales_service's too): a thread in the process that
+records sales would take its CPU (and its interpreter lock) from them, and sales_service's
+one worker is what bounds the sale rate, where products_service has time to spare.
 """
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -268,9 +272,9 @@ class WebhookRunner:
     (its lease runs out and another worker sends it again).
     """
 
-    def __init__(self, settings: CommonSettings, source: Source | None) -> None:
+    def __init__(self, settings: CommonSettings, sources: Sequence[Source]) -> None:
         self.settings = settings
-        self.source = source
+        self.sources = tuple(sources)
         self.policy = RetryPolicy.of(settings)
         concurrency = settings.webhook_max_concurrency
         self.engine = make_engine(settings.database_url, pool_size=2, max_overflow=concurrency)
@@ -294,11 +298,11 @@ class WebhookRunner:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        loops = [self._claim_loop]
-        if self.source is not None:
-            loops.append(self._fan_out_loop)
-        for loop in loops:
-            thread = threading.Thread(target=loop, name=f"webhooks-{loop.__name__}", daemon=True)
+        loops: list[tuple[str, Callable[[], None]]] = [("claim", self._claim_loop)]
+        for source in self.sources:
+            loops.append((f"fan-out-{source}", functools.partial(self._fan_out_loop, source)))
+        for name, loop in loops:
+            thread = threading.Thread(target=loop, name=f"webhooks-{name}", daemon=True)
             thread.start()
             self.threads.append(thread)
 
@@ -327,13 +331,12 @@ class WebhookRunner:
             self.transport.close()
         self.engine.dispose()
 
-    def _fan_out_loop(self) -> None:
-        assert self.source is not None
+    def _fan_out_loop(self, source: Source) -> None:
         while not self.stopping.is_set():
             try:
-                read, queued = fan_out_once(self.engine, self.source)
+                read, queued = fan_out_once(self.engine, source)
             except Exception:
-                logger.exception("webhook fan-out of the %s outbox failed; retrying", self.source)
+                logger.exception("webhook fan-out of the %s outbox failed; retrying", source)
                 read, queued = 0, 0
             if queued:
                 self.wake.set()
@@ -477,12 +480,12 @@ class WebhookRunner:
             self.wake.set()
 
 
-async def run_webhooks(settings: CommonSettings, *, source: Source | None) -> None:
-    """Run webhook fan-out of ``source``'s outbox (None: none) and delivery until cancelled
-    (a service's lifespan task); does nothing when ``webhooks_enabled`` is off."""
+async def run_webhooks(settings: CommonSettings, *, sources: Sequence[Source]) -> None:
+    """Run webhook fan-out of the ``sources``' outboxes and delivery until cancelled (a
+    service's lifespan task); does nothing when ``webhooks_enabled`` is off."""
     if not settings.webhooks_enabled:
         return
-    runner = await asyncio.to_thread(WebhookRunner, settings, source)
+    runner = await asyncio.to_thread(WebhookRunner, settings, sources)
     runner.start()
     try:
         await asyncio.Event().wait()  # until the lifespan cancels this task
