@@ -83,7 +83,16 @@ def install_common(
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["Retry-After", "Idempotency-Key", REQUEST_ID_HEADER, *RATE_LIMIT_HEADERS],
+        # What a browser's script may read of an answer: a replayed retry, an export's
+        # file name, when to retry, the request id to quote, the rate limit's figures.
+        expose_headers=[
+            "Retry-After",
+            "Idempotency-Key",
+            "Idempotent-Replayed",
+            "Content-Disposition",
+            REQUEST_ID_HEADER,
+            *RATE_LIMIT_HEADERS,
+        ],
     )
     # Added after CORS, so it wraps it: preflights get an id and are counted too.
     install_observability(app, settings)
@@ -94,7 +103,7 @@ def install_common(
     probes = APIRouter(tags=["health"])
 
     @probes.get("/health", summary="Liveness: the process answers")
-    def health() -> dict[str, str]:
+    def get_health() -> dict[str, str]:
         """Always ok while the process is serving requests."""
         return {"status": "ok"}
 
@@ -103,7 +112,7 @@ def install_common(
         summary="Readiness: the database answers",
         responses={503: {"description": "The database or a called service is unreachable"}},
     )
-    def ready(request: Request) -> Any:
+    def get_readiness(request: Request) -> Any:
         """Ok when the database (and every service this one calls) answers; 503 naming what
         does not otherwise."""
         checks: dict[str, str] = {}

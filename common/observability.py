@@ -346,7 +346,7 @@ def install_observability(app: FastAPI, settings: CommonSettings) -> None:
             **error_responses(401, 403),
         },
     )
-    def metrics_endpoint(request: Request) -> Response:
+    def get_metrics(request: Request) -> Response:
         """Request counts and latencies by route and status, plus process metrics, in the
         Prometheus text format. With SHOP_METRICS_TOKEN set, only to
         `Authorization: Bearer <that token>`; without it, refused in production."""

@@ -8,6 +8,7 @@ document is built once, on first use, and then served as is.
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from common.errors import ErrorBody, ValidationErrorBody
 
@@ -17,8 +18,18 @@ _REF_TEMPLATE = "#/components/schemas/{model}"
 _DESCRIPTION_422 = "Invalid input; each bad field is listed"
 
 
+def operation_id(route: APIRoute) -> str:
+    """A route's operation id: its function's name in camelCase (``list_sales`` ->
+    ``listSales``), what a client generated from the document names its method. FastAPI's
+    own (``list_sales_api_v1_sales_get``) makes those names unusable."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
 def install_openapi(app: FastAPI) -> None:
-    """Make ``app.openapi()`` describe the validation answers the handlers really send."""
+    """Make ``app.openapi()`` describe the validation answers the handlers really send, and
+    name each operation after its function (routes included after this)."""
+    app.router.generate_unique_id_function = operation_id
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

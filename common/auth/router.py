@@ -114,7 +114,7 @@ async def login(body: LoginRequest, request: Request, settings: SettingsDep) -> 
     response_model=TokenRead,
     responses=LOGIN_RESPONSES,
 )
-async def token(
+async def login_with_form(
     request: Request,
     settings: SettingsDep,
     username: Annotated[str, Form(max_length=254, description="The user's email")],
@@ -140,7 +140,7 @@ async def token(
     response_model=TokenRead,
     responses=error_responses(401, 422),
 )
-def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenRead:
+def refresh_session(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenRead:
     """A new access token and refresh token for this one, which is used up. Sending a used
     refresh token again ends its whole session (someone else holds a copy): 401."""
     try:
@@ -197,7 +197,7 @@ def logout(principal: CurrentUser, session: SessionDep) -> None:
 
 
 @router.get("/me", summary="The current user", responses=error_responses(401))
-def me(principal: CurrentUser, session: SessionDep) -> UserRead:
+def get_current_user(principal: CurrentUser, session: SessionDep) -> UserRead:
     """Who the token belongs to, and their role."""
     return UserRead.model_validate(session.get_one(User, principal.id))
 

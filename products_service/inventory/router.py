@@ -358,7 +358,7 @@ def cancel_transfer(
 
 
 @router.get("/levels", summary="List stock levels", responses=error_responses(400))
-def list_levels(
+def list_stock_levels(
     _user: CurrentUser,
     session: SessionDep,
     page: PageDep,
@@ -389,7 +389,7 @@ def list_levels(
     summary="A product's stock ledger",
     responses=error_responses(400, 404, 422),
 )
-def list_movements(
+def list_stock_movements(
     product_id: int,
     _user: CurrentUser,
     session: SessionDep,
@@ -471,7 +471,7 @@ def list_low_stock(
 
 
 @router.get("/ledger-check", summary="Prove the stock invariants")
-def ledger_check(_user: CurrentUser, request: Request) -> LedgerCheckRead:
+def check_ledger(_user: CurrentUser, request: Request) -> LedgerCheckRead:
     """For every level: ledger sum == on_hand == last on_hand_after, reserved == active holds."""
     # Its own session: the check compares several queries, so it needs one snapshot (the
     # caller's lookup already ended its transaction, so nothing is held meanwhile).

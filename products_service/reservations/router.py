@@ -66,7 +66,7 @@ COMMIT_CONFLICT: dict[int | str, dict[str, Any]] = {
         **RESERVE_CONFLICT,
     },
 )
-def reserve(
+def create_reservation(
     body: ReserveRequest,
     _service: SalesServiceCaller,
     session: SessionDep,
@@ -133,7 +133,7 @@ def get_reservation(
     summary="Commit a reservation: its stock is sold",
     responses={**error_responses(404), **COMMIT_CONFLICT},
 )
-def commit(
+def commit_reservation(
     reservation_id: int,
     body: ReservationCommit,
     _service: SalesServiceCaller,
@@ -158,7 +158,7 @@ def commit(
     summary="Release a reservation: its stock is free again",
     responses=error_responses(404, 409),
 )
-def release(
+def release_reservation(
     reservation_id: int, _service: SalesServiceCaller, session: SessionDep
 ) -> ReservationRead:
     """Return the held stock; releasing a released or expired reservation changes nothing.

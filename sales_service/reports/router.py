@@ -113,7 +113,7 @@ def _filters(
 
 @router.get("/revenue", summary="Revenue series by period")
 @with_definitions
-def revenue(
+def get_revenue_report(
     _user: CurrentUser,
     session: ReportSession,
     settings: SettingsDep,
@@ -143,7 +143,7 @@ def revenue(
 
 @router.get("/compare", summary="Compare two periods")
 @with_definitions
-def compare(
+def compare_periods(
     _user: CurrentUser,
     session: ReportSession,
     settings: SettingsDep,
@@ -191,7 +191,7 @@ def compare(
 
 @router.get("/breakdown", summary="Top products, categories or channels")
 @with_definitions
-def breakdown(
+def get_breakdown_report(
     _user: CurrentUser,
     session: ReportSession,
     settings: SettingsDep,
@@ -228,7 +228,7 @@ def breakdown(
 
 @router.get("/summary", summary="Summary KPIs against the previous period")
 @with_definitions
-def summary(
+def get_summary_report(
     _user: CurrentUser,
     session: ReportSession,
     settings: SettingsDep,
@@ -250,7 +250,7 @@ def summary(
 
 @router.get("/inventory-insight", summary="Sales velocity, days of cover and stock-out dates")
 @with_definitions
-def inventory_insight(
+def get_inventory_insight(
     _user: CurrentUser,
     session: ReportSession,
     settings: SettingsDep,

@@ -110,3 +110,35 @@ def test_sort_parameters_name_their_fields_and_codes_their_grammar(products_app:
     assert re.fullmatch(code["pattern"], "ber-1")
     sku = document["components"]["schemas"]["ProductCreate"]["properties"]["sku"]
     assert sku["pattern"] == r"^[A-Za-z0-9._-]+$"
+
+
+def test_every_operation_has_a_unique_camel_case_id_a_generated_client_can_name_a_method_after(
+    products_app: Any, sales_app: Any
+) -> None:
+    for app in (products_app, sales_app):
+        ids = [
+            operation["operationId"]
+            for item in app.openapi()["paths"].values()
+            for operation in item.values()
+        ]
+        assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+        odd = [i for i in ids if not re.fullmatch(r"[a-z]+(?:[A-Z][a-z0-9]*)*", i)]
+        assert not odd, odd  # e.g. FastAPI's own "list_sales_api_v1_sales_get"
+    sales_ids = {
+        op["operationId"] for item in sales_app.openapi()["paths"].values() for op in item.values()
+    }
+    assert {"recordSale", "listSales", "getRevenueReport", "login"} <= sales_ids
+
+
+def test_a_browser_script_may_read_the_headers_the_api_sends_for_it(
+    client: TestClient, manager_headers: dict[str, str]
+) -> None:
+    origin = "http://localhost:5173"
+    answer = client.get(
+        f"{API}/products", params={"limit": 1}, headers={**manager_headers, "Origin": origin}
+    )
+    assert answer.headers["access-control-allow-origin"] == origin
+    exposed = {
+        h.strip().lower() for h in answer.headers["access-control-expose-headers"].split(",")
+    }
+    assert {"idempotent-replayed", "content-disposition", "retry-after", "x-request-id"} <= exposed
