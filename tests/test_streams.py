@@ -33,7 +33,7 @@ API = "/api/v1"
 STREAM = f"{API}/events/stream"
 HEARTBEAT = "0.5"
 GAP_GRACE = "3"  # stream_sales: long enough to see a gap held (the default is 1 s)
-SEEN_WITHIN = 10.0  # seconds: generous, for a loaded CI machine (the feed polls every 0.25 s)
+SEEN_WITHIN = 10.0  # seconds: generous, for a loaded CI machine (the feed polls every 0.5 s)
 
 Headers = dict[str, str]
 
