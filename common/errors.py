@@ -155,11 +155,14 @@ def _allowed_methods(request: Request) -> list[str]:
     """Every method the API documents for this request's path (Starlette would name only
     those of the first route that matches it)."""
     path = request.url.path
-    methods: set[str] = set()
-    for template, operations in request.app.openapi().get("paths", {}).items():
-        pattern = _PATH_PARAMETER.sub("[^/]+", re.escape(template))
-        if re.fullmatch(pattern, path):
-            methods |= {method.upper() for method in operations if method in _HTTP_METHODS}
+    matched = [
+        (template, operations)
+        for template, operations in request.app.openapi().get("paths", {}).items()
+        if re.fullmatch(_PATH_PARAMETER.sub("[^/]+", re.escape(template)), path)
+    ]
+    # A path spelt out (/categories/tree) is that route's, not a parameter's value as well.
+    literal = [(t, ops) for t, ops in matched if t == path]
+    methods = {m.upper() for _, ops in literal or matched for m in ops if m in _HTTP_METHODS}
     return sorted(methods)
 
 

@@ -106,10 +106,27 @@ def replace_path_prefix(session: Session, old_prefix: str, new_prefix: str) -> N
     )
 
 
+def names(session: Session, ids: Collection[int]) -> dict[int, str]:
+    """Each category's name by id (archived ones too)."""
+    if not ids:
+        return {}
+    rows = session.execute(select(Category.id, Category.name).where(Category.id.in_(ids)))
+    return {row.id: row.name for row in rows}
+
+
+def every(session: Session, *, include_archived: bool) -> list[Category]:
+    """The whole tree's rows, parents before children (by path, then name)."""
+    stmt = select(Category).order_by(func.length(Category.path), Category.name, Category.id)
+    if not include_archived:
+        stmt = stmt.where(Category.archived_at.is_(None))
+    return list(session.scalars(stmt))
+
+
 def list_page(
     session: Session,
     *,
     parent_id: int | None,
+    top_level: bool,
     q: str | None,
     include_archived: bool,
     page: PageParams,
@@ -119,6 +136,8 @@ def list_page(
     stmt = select(Category)
     if parent_id is not None:
         stmt = stmt.where(Category.parent_id == parent_id)
+    if top_level:
+        stmt = stmt.where(Category.parent_id.is_(None))
     if q:
         stmt = stmt.where(func.lower(Category.name).contains(q.lower(), autoescape=True))
     if not include_archived:

@@ -2,23 +2,42 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from sqlalchemy.orm import Session
 
 from common.auth.dependencies import CurrentUser, ManagerUser
 from common.db import SessionDep
 from common.errors import error_responses
+from common.models import Category
 from common.pagination import Page, PageDep, sort_pattern
 from products_service.categories import repository, service
 from products_service.categories.schemas import (
     CategoryCreate,
     CategoryDetail,
     CategoryRead,
+    CategoryTreeNode,
     CategoryUpdate,
 )
 
 router = APIRouter(prefix="/categories", tags=["categories"], responses=error_responses(401, 422))
 
 SORT_HELP = "Comma-separated fields, '-' for descending: name, slug, created_at"
+
+
+def _read(session: Session, category: Category) -> CategoryRead:
+    return CategoryRead.of(category, service.full_names(session, [category])[category.id])
+
+
+def _node(node: service.TreeNode) -> CategoryTreeNode:
+    category = node.category
+    return CategoryTreeNode(
+        id=category.id,
+        name=category.name,
+        slug=category.slug,
+        full_name=node.full_name,
+        archived_at=category.archived_at,
+        children=[_node(child) for child in node.children],
+    )
 
 
 @router.post(
@@ -31,10 +50,11 @@ def create_category(
     body: CategoryCreate, principal: ManagerUser, session: SessionDep
 ) -> CategoryRead:
     """Add a category, optionally under a parent; the slug is derived from the name if omitted."""
-    return CategoryRead.model_validate(
+    return _read(
+        session,
         service.create_category(
             session=session, data=body, actor_id=principal.id, actor_email=principal.user.email
-        )
+        ),
     )
 
 
@@ -52,6 +72,9 @@ def list_categories(
         ),
     ] = None,
     parent_id: Annotated[int | None, Query(description="Only direct children of this one")] = None,
+    top_level: Annotated[
+        bool, Query(description="Only the top-level categories (those without a parent)")
+    ] = False,
     q: Annotated[str | None, Query(max_length=120, description="Name contains this")] = None,
     include_archived: Annotated[bool, Query(description="Also list archived ones")] = False,
 ) -> Page[CategoryRead]:
@@ -61,15 +84,36 @@ def list_categories(
         page=page,
         sort=sort,
         parent_id=parent_id,
+        top_level=top_level,
         q=q,
         include_archived=include_archived,
     )
+    names = service.full_names(session, items)
     return Page(
-        items=[CategoryRead.model_validate(c) for c in items],
+        items=[CategoryRead.of(c, names[c.id]) for c in items],
         total=total,
         limit=page.limit,
         offset=page.offset,
     )
+
+
+@router.get("/tree", summary="The category tree")
+def get_category_tree(
+    _user: CurrentUser,
+    session: SessionDep,
+    include_archived: Annotated[bool, Query(description="Archived ones too")] = False,
+) -> list[CategoryTreeNode]:
+    """Every category nested under its parent, siblings by name, each with its full name:
+    what a category picker shows. Without `include_archived`, an archived category is left
+    out with everything under it."""
+    return [_node(n) for n in service.tree(session=session, include_archived=include_archived)]
+
+
+@router.api_route("/tree", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+def tree_is_read_only() -> None:
+    """A 405 naming GET: without it, PATCH /categories/tree would be read as an update of a
+    category whose id is "tree" (a 422)."""
+    raise HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED, "Method Not Allowed")
 
 
 @router.get(
@@ -96,14 +140,15 @@ def update_category(
     category_id: int, body: CategoryUpdate, principal: ManagerUser, session: SessionDep
 ) -> CategoryRead:
     """Change name, slug, description or parent; moving under its own subtree is a 409."""
-    return CategoryRead.model_validate(
+    return _read(
+        session,
         service.update_category(
             session=session,
             category_id=category_id,
             data=body,
             actor_id=principal.id,
             actor_email=principal.user.email,
-        )
+        ),
     )
 
 
@@ -114,13 +159,14 @@ def update_category(
 )
 def archive_category(category_id: int, principal: ManagerUser, session: SessionDep) -> CategoryRead:
     """Hide it from lists; 409 while it has active subcategories or active products."""
-    return CategoryRead.model_validate(
+    return _read(
+        session,
         service.archive_category(
             session=session,
             category_id=category_id,
             actor_id=principal.id,
             actor_email=principal.user.email,
-        )
+        ),
     )
 
 
@@ -131,11 +177,12 @@ def archive_category(category_id: int, principal: ManagerUser, session: SessionD
 )
 def restore_category(category_id: int, principal: ManagerUser, session: SessionDep) -> CategoryRead:
     """Make it active again; 409 while its parent is still archived."""
-    return CategoryRead.model_validate(
+    return _read(
+        session,
         service.restore_category(
             session=session,
             category_id=category_id,
             actor_id=principal.id,
             actor_email=principal.user.email,
-        )
+        ),
     )

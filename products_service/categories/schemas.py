@@ -8,6 +8,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from common.models import Category
 
 SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+FULL_NAME_SEPARATOR = " / "  # between the names of a category's path (full_name)
 
 
 def strip_text(value: Any) -> Any:
@@ -111,6 +112,22 @@ class CategoryRead(BaseModel):
     archived_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    full_name: Annotated[
+        str,
+        Field(
+            description="Names from the root down to this one",
+            examples=["Sports / Running / Trail shoes"],
+        ),
+    ]
+
+    @classmethod
+    def of(cls, category: Category, full_name: str) -> "CategoryRead":
+        fields = {
+            name: getattr(category, name)
+            for name in CategoryRead.model_fields
+            if name != "full_name"
+        }
+        return CategoryRead.model_validate({**fields, "full_name": full_name})
 
 
 class CategoryDetail(CategoryRead):
@@ -121,10 +138,22 @@ class CategoryDetail(CategoryRead):
     def build(
         cls, category: Category, ancestors: list[Category], children: list[Category]
     ) -> "CategoryDetail":
+        full_name = FULL_NAME_SEPARATOR.join([*(a.name for a in ancestors), category.name])
         return cls.model_validate(
             {
-                **CategoryRead.model_validate(category).model_dump(),
+                **CategoryRead.of(category, full_name).model_dump(),
                 "ancestors": [CategoryRef.model_validate(c) for c in ancestors],
                 "children": [CategoryRef.model_validate(c) for c in children],
             }
         )
+
+
+class CategoryTreeNode(BaseModel):
+    """A category in the tree, with its subcategories (by name)."""
+
+    id: int
+    name: str
+    slug: str
+    full_name: Annotated[str, Field(examples=["Sports / Running"])]
+    archived_at: datetime | None
+    children: list["CategoryTreeNode"]

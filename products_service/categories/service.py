@@ -2,6 +2,7 @@
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +14,11 @@ from common.errors import Conflict, NotFound, Unprocessable
 from common.models import Category
 from common.pagination import PageParams, parse_sort
 from products_service.categories import repository
-from products_service.categories.schemas import CategoryCreate, CategoryUpdate
+from products_service.categories.schemas import (
+    FULL_NAME_SEPARATOR,
+    CategoryCreate,
+    CategoryUpdate,
+)
 
 MAX_PATH_LENGTH = 255  # the width of categories.path
 SLUG_MAX_LENGTH = 120
@@ -109,18 +114,68 @@ def list_categories(
     page: PageParams,
     sort: str | None,
     parent_id: int | None,
+    top_level: bool,
     q: str | None,
     include_archived: bool,
 ) -> tuple[list[Category], int]:
+    if top_level and parent_id is not None:
+        raise Unprocessable(
+            "Ask for the top-level categories or for a parent's children, not both",
+            field="query.top_level",
+        )
     order_by = parse_sort(sort, repository.SORT_COLUMNS, default="name")
     return repository.list_page(
         session,
         parent_id=parent_id,
+        top_level=top_level,
         q=q.strip() if q else None,
         include_archived=include_archived,
         page=page,
         order_by=order_by,
     )
+
+
+def ancestor_ids(category: Category) -> list[int]:
+    """The ids on a category's path, root first, itself last ("/1/5/9/" -> [1, 5, 9])."""
+    return [int(part) for part in category.path.strip("/").split("/") if part]
+
+
+def full_names(session: Session, categories: Iterable[Category]) -> dict[int, str]:
+    """Each category's name after its ancestors', "Sports / Running / Trail shoes" (one
+    query for all of them)."""
+    categories = list(categories)
+    known = {c.id: c.name for c in categories}
+    wanted = {i for c in categories for i in ancestor_ids(c)} - known.keys()
+    known |= repository.names(session, wanted)
+    return {
+        c.id: FULL_NAME_SEPARATOR.join(known.get(i, "?") for i in ancestor_ids(c) or [c.id])
+        for c in categories
+    }
+
+
+@dataclass
+class TreeNode:
+    category: Category
+    full_name: str
+    children: list["TreeNode"]
+
+
+def tree(*, session: Session, include_archived: bool) -> list[TreeNode]:
+    """Every category nested under its parent, siblings by name: the roots' list. Without
+    archived ones, an archived category's subtree is left out with it."""
+    nodes: dict[int, TreeNode] = {}
+    roots: list[TreeNode] = []
+    for category in repository.every(session, include_archived=include_archived):
+        parent = nodes.get(category.parent_id) if category.parent_id is not None else None
+        if category.parent_id is not None and parent is None:
+            continue  # under an archived (left out) category
+        prefix = parent.full_name + FULL_NAME_SEPARATOR if parent else ""
+        node = TreeNode(category, prefix + category.name, [])
+        nodes[category.id] = node
+        (parent.children if parent else roots).append(node)
+    for node in [*roots, *nodes.values()]:
+        node.children.sort(key=lambda child: (child.category.name.casefold(), child.category.id))
+    return sorted(roots, key=lambda root: (root.category.name.casefold(), root.category.id))
 
 
 def create_category(

@@ -335,3 +335,70 @@ def test_crossing_moves_in_parallel_never_make_a_cycle(
                 parent = fresh.get(category["parent_id"]) if category["parent_id"] else None
                 expected = f"{parent['path'] if parent else '/'}{category['id']}/"
                 assert category["path"] == expected
+
+
+def test_the_tree_nests_every_category_under_its_parent_with_full_names(
+    client: TestClient, manager_headers: dict[str, str], viewer_headers: dict[str, str]
+) -> None:
+    sports = make_category(client, manager_headers, "Sports")
+    running = make_category(client, manager_headers, "Running", parent_id=sports["id"])
+    trail = make_category(client, manager_headers, "trail shoes", parent_id=running["id"])
+    make_category(client, manager_headers, "Cycling", parent_id=sports["id"])
+    books = make_category(client, manager_headers, "Books")
+    old = make_category(client, manager_headers, "Old stock", parent_id=books["id"])
+    client.post(f"{API}/categories/{old['id']}/archive", headers=manager_headers)
+
+    answer = client.get(f"{API}/categories/tree", headers=viewer_headers)
+    assert answer.status_code == 200, answer.text
+
+    def shape(nodes: list[dict[str, Any]]) -> list[Any]:
+        return [(n["full_name"], shape(n["children"])) for n in nodes]
+
+    assert shape(answer.json()) == [
+        ("Books", []),  # its archived subcategory is left out
+        (
+            "Sports",
+            [
+                ("Sports / Cycling", []),
+                ("Sports / Running", [("Sports / Running / trail shoes", [])]),
+            ],
+        ),
+    ]
+    everything = client.get(
+        f"{API}/categories/tree", params={"include_archived": True}, headers=viewer_headers
+    ).json()
+    assert [c["full_name"] for c in everything[0]["children"]] == ["Books / Old stock"]
+    assert everything[0]["children"][0]["archived_at"] is not None
+
+    # each category read says its full name too, and a list can ask for the roots only
+    read = client.get(f"{API}/categories/{trail['id']}", headers=viewer_headers).json()
+    assert read["full_name"] == "Sports / Running / trail shoes"
+    listed = client.get(f"{API}/categories", params={"q": "trail"}, headers=viewer_headers)
+    assert [c["full_name"] for c in listed.json()["items"]] == ["Sports / Running / trail shoes"]
+    moved = client.patch(
+        f"{API}/categories/{trail['id']}", json={"parent_id": books["id"]}, headers=manager_headers
+    )
+    assert moved.json()["full_name"] == "Books / trail shoes"
+    roots = client.get(f"{API}/categories", params={"top_level": True}, headers=viewer_headers)
+    assert [c["name"] for c in roots.json()["items"]] == ["Books", "Sports"]
+    both = client.get(
+        f"{API}/categories",
+        params={"top_level": True, "parent_id": books["id"]},
+        headers=viewer_headers,
+    )
+    assert both.status_code == 422 and both.json()["field"] == "query.top_level"
+
+
+def test_the_tree_route_is_read_only_and_says_so(
+    client: TestClient, manager_headers: dict[str, str]
+) -> None:
+    for method in ("PATCH", "PUT", "POST", "DELETE"):
+        answer = client.request(
+            method,
+            f"{API}/categories/tree",
+            params={"include_archived": "true"},
+            json={"name": "x"},
+            headers=manager_headers,
+        )
+        assert answer.status_code == 405, (method, answer.text)
+        assert answer.headers["allow"] == "GET"
