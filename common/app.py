@@ -73,7 +73,11 @@ def install_common(
     configure_logging()
     install_error_handlers(app)
     # Innermost: a body is checked (size, JSON that could never be stored) before any route.
-    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyGuard,
+        max_body_bytes=settings.max_body_bytes,
+        upload_limits={f"{API_PREFIX}/imports/": settings.import_max_bytes},
+    )
     install_openapi(app)
     install_query_check(app)  # (routes included after this)
     install_rate_limit(app, settings)  # inside CORS: a 429 carries its CORS headers

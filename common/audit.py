@@ -105,22 +105,42 @@ def record(
     ``{"before": ..., "after": ...}`` (see ``diff``); secret fields are redacted here, so
     callers may pass them as they are.
     """
+    session.execute(
+        _INSERT,
+        _row(
+            actor_id=actor_id,
+            actor_email=actor_email,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            changes=changes,
+        ),
+    )
+
+
+def _row(
+    *,
+    actor_id: int | None,
+    actor_email: str | None,
+    action: str,
+    entity_type: str,
+    entity_id: int,
+    changes: Changes,
+) -> dict[str, Any]:
+    """One audit_log row, the changes checked and redacted."""
     for field, change in changes.items():
         if not isinstance(change, Mapping) or set(change) != {"before", "after"}:
             raise ValueError(f"audit change of {field!r} must be {{'before': ..., 'after': ...}}")
-    session.execute(
-        _INSERT,
-        {
-            "occurred_at": utcnow(),
-            "actor_id": actor_id,
-            "actor_email": actor_email,
-            "action": action,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "changes": to_jsonable_python(_redact(changes)),
-            "request_id": current_request_id() or None,
-        },
-    )
+    return {
+        "occurred_at": utcnow(),
+        "actor_id": actor_id,
+        "actor_email": actor_email,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "changes": to_jsonable_python(_redact(changes)),
+        "request_id": current_request_id() or None,
+    }
 
 
 class _Entity(Protocol):
@@ -166,6 +186,34 @@ class Trail:
                 changes=changes,
             )
         return changes
+
+    def record_many(
+        self,
+        session: Session,
+        action: str,
+        entities: Iterable[tuple[_Entity, Mapping[str, Any]]],
+        *,
+        actor_id: int | None,
+        actor_email: str | None,
+    ) -> list[dict[str, dict[str, Any]]]:
+        """``record`` for many entities (each with its ``before``) in one INSERT; answer each
+        one's changes, in order (a bulk import's batch)."""
+        found = [(entity, diff(before, self.snapshot(entity))) for entity, before in entities]
+        rows = [
+            _row(
+                actor_id=actor_id,
+                actor_email=actor_email,
+                action=action,
+                entity_type=self.entity_type,
+                entity_id=entity.id,
+                changes=changes,
+            )
+            for entity, changes in found
+            if changes
+        ]
+        if rows:
+            session.execute(_INSERT, rows)
+        return [changes for _, changes in found]
 
 
 # --- reading ----------------------------------------------------------------------------

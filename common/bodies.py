@@ -12,6 +12,7 @@ Pure ASGI and one pass of a Rust parser over the bytes, so the sale path barely 
 """
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pydantic_core
@@ -97,9 +98,20 @@ def _content_length(scope: Scope) -> int | None:
 class BodyGuard:
     """ASGI middleware: the body size limit, and the JSON checks above."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, upload_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Path prefix -> a larger limit, for the routes that take files (imports).
+        self.upload_limits = dict(upload_limits or {})
+
+    def _limit(self, scope: Scope) -> int:
+        path: str = scope["path"]
+        return next(
+            (limit for prefix, limit in self.upload_limits.items() if path.startswith(prefix)),
+            self.max_body_bytes,
+        )
 
     async def _answer(self, send: Send, status: int, body: bytes) -> None:
         await send(
@@ -114,8 +126,7 @@ class BodyGuard:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _too_large(self, send: Send) -> None:
-        limit = self.max_body_bytes
+    async def _too_large(self, send: Send, limit: int) -> None:
         body = json.dumps(
             {
                 "error": "payload_too_large",
@@ -129,12 +140,13 @@ class BodyGuard:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
         length = _content_length(scope)
-        if length is not None and length > self.max_body_bytes:
-            await self._too_large(send)
+        if length is not None and length > limit:
+            await self._too_large(send, limit)
             return
         if not _is_json(scope):
-            await self.app(scope, self._counting(receive), send)
+            await self.app(scope, self._counting(receive, limit), send)
             return
         chunks, size, more = [], 0, True
         while more:
@@ -143,8 +155,8 @@ class BodyGuard:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                await self._too_large(send)
+            if size > limit:
+                await self._too_large(send, limit)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -164,7 +176,7 @@ class BodyGuard:
 
         await self.app(scope, replay, send)
 
-    def _counting(self, receive: Receive) -> Receive:
+    def _counting(self, receive: Receive, limit: int) -> Receive:
         """A streamed body that passes the limit ends there, as if the client went away."""
         seen = 0
 
@@ -173,7 +185,7 @@ class BodyGuard:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
+                if seen > limit:
                     return {"type": "http.disconnect"}
             return message
 

@@ -373,6 +373,8 @@ class Sale(Base):
     __tablename__ = "sales"
     __table_args__ = (
         UniqueConstraint("created_by_id", "idempotency_key", name="uq_sales_user_key"),
+        # An imported order is one sale per channel however often its file is imported.
+        UniqueConstraint("channel_id", "external_order_id", name="uq_sales_channel_external_id"),
         Index("ix_sales_sold_at", "sold_at"),
         Index("ix_sales_channel_sold_at", "channel_id", "sold_at"),
         Index("ix_sales_stock_sync", "stock_sync", "id"),
@@ -396,6 +398,8 @@ class Sale(Base):
     request_hash: Mapped[str] = mapped_column(String(64), default="")
     reservation_id: Mapped[int | None] = mapped_column(Integer)
     stock_sync: Mapped[StockSync] = mapped_column(_enum(StockSync), default=StockSync.PENDING)
+    # The marketplace's own order id of an imported order (e.g. Amazon's 058-3718414-0463502).
+    external_order_id: Mapped[str | None] = mapped_column(String(100))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -664,6 +668,47 @@ class SalesEvent(OutboxEvent, Base):
 
     __tablename__ = "sales_outbox"
     __table_args__ = {"sqlite_autoincrement": True}
+
+
+class ImportJobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # written whole (or, a dry run, checked)
+    REJECTED = "rejected"  # a problem in the file: nothing written, the report says which
+    CANCELLED = "cancelled"  # stopped on request: nothing written
+    FAILED = "failed"  # an unexpected error: nothing written
+
+
+class ImportJob(Base):
+    """An import running in the background: its progress while it runs, its report after.
+
+    Written by the process that runs it (its progress in short transactions of their own);
+    any replica answers its status and takes a cancel request, which the runner sees at its
+    next batch."""
+
+    __tablename__ = "import_jobs"
+    __table_args__ = (Index("ix_import_jobs_service_id", "service", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(20))
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[ImportJobStatus] = mapped_column(
+        _enum(ImportJobStatus), default=ImportJobStatus.QUEUED
+    )
+    stage: Mapped[str] = mapped_column(String(10), default="")
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    report: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxPosition(Base):

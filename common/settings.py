@@ -83,6 +83,9 @@ class CommonSettings(BaseSettings):
     # Larger request bodies are refused with 413 (the largest the API takes is a sale or a
     # reservation of 200 lines, a few tens of kilobytes).
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # The file uploads of /api/v1/imports/ may be this large (spooled to disk as they come in,
+    # then read as a stream); larger ones get 413. The CLI imports read files of any size.
+    import_max_bytes: int = Field(default=256 * 1_048_576, gt=0)
 
     cors_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
     store_timezone: str = "UTC"

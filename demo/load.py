@@ -46,7 +46,7 @@ BULK_COLUMNS: dict[str, tuple[Table, tuple[str, ...]]] = {
             "id", "number", "channel_id", "status", "sold_at", "units", "total", "cost_total",
             "refunded_units", "refunded_total", "refunded_cost", "note", "idempotency_key",
             "request_hash", "reservation_id", "stock_sync", "created_by_id", "created_at",
-            "updated_at",
+            "updated_at", "external_order_id",
         ),
     ),
     "sale_lines": (

@@ -462,7 +462,7 @@ def simulate(plan: Plan, catalog: Catalog, refs: ShopRefs, ids: NextIds, sink: R
             sales_rows.append(
                 (sale_id, number, channel, status, when, units, money[total],
                  money[cost_total], r_units, money[r_total], money[r_cost], "", None, "",
-                 None, "done", actor, when, updated)
+                 None, "done", actor, when, updated, None)
             )  # fmt: skip
             for n, (line_id, i, qty, price, cost, allocation) in enumerate(lines):
                 rq = refunded_qty[n]

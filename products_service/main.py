@@ -19,12 +19,15 @@ from common.app import (
 from common.audit import router as audit_router
 from common.auth.router import router as auth_router
 from common.auth.router import users_router
+from common.import_jobs import jobs_router
 from common.settings import ProductsSettings, get_products_settings
 from common.streams.feed import attach_feed
 from common.streams.router import router as stream_token_router
 from common.webhooks.delivery import run_webhooks
 from common.webhooks.router import router as webhooks_router
 from products_service.categories.router import router as categories_router
+from products_service.exports.router import router as exports_router
+from products_service.imports.router import router as imports_router
 from products_service.inventory.alerts import consume_once as consume_stock_alerts
 from products_service.inventory.router import router as inventory_router
 from products_service.products.router import router as products_router
@@ -113,6 +116,9 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         stream_token_router,
         events_router,
         webhooks_router,
+        imports_router,
+        jobs_router("products"),
+        exports_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

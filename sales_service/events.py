@@ -5,10 +5,11 @@ Each carries what the change did to the sale's lines, as their net state before 
 apply it without reading the sale, which may have changed again since.
 """
 
+from decimal import Decimal
 from typing import Any
 
 from common import outbox
-from common.models import RefundKind, Sale, SaleRefund
+from common.models import RefundKind, Sale, SaleRefund, SaleStatus
 from sales_service.reports.rollups import line_states, states_before_refund
 
 SALE_RECORDED = "sale.recorded"
@@ -49,3 +50,18 @@ def sale_refunded(sale: Sale, refund: SaleRefund) -> dict[str, Any]:
         "lines_after": line_states(sale),
     }
     return outbox.event(kind, sale.id, payload)
+
+
+def sale_recorded_as_cancelled(sale: Sale, refund: SaleRefund) -> list[dict[str, Any]]:
+    """An imported order cancelled on its marketplace, written cancelled at once (both with
+    lines loaded, the refund applied), announced as it happened there: recorded, then
+    cancelled, so every consumer nets it to nothing."""
+    recorded = {
+        **_sale(sale),
+        "status": SaleStatus.COMPLETED,
+        "refunded_total": Decimal("0.00"),
+        "refunded_units": 0,
+        "lines_before": [],
+        "lines_after": states_before_refund(sale, refund),
+    }
+    return [outbox.event(SALE_RECORDED, sale.id, recorded), sale_refunded(sale, refund)]

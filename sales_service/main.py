@@ -19,12 +19,14 @@ from common.app import (
 from common.audit import router as audit_router
 from common.auth.router import router as auth_router
 from common.auth.security import ServiceCredential
+from common.import_jobs import jobs_router
 from common.settings import SalesSettings, get_sales_settings
 from common.streams.feed import attach_feed
 from common.streams.router import router as stream_token_router
 from common.webhooks.router import router as webhooks_router
 from sales_service.channels.router import router as channels_router
 from sales_service.clients.products import ProductsClient
+from sales_service.imports.router import router as imports_router
 from sales_service.refunds.router import router as refunds_router
 from sales_service.reports.consumer import consume_once
 from sales_service.reports.router import router as reports_router
@@ -135,6 +137,8 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
         stream_token_router,
         events_router,
         webhooks_router,
+        imports_router,
+        jobs_router("sales"),
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -8,7 +8,7 @@ Rules that hold here for every caller:
 - ``on_hand`` never goes below zero nor below what is reserved.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -20,6 +20,9 @@ from common.errors import InsufficientStock
 from common.models import MovementType, Product, StockLevel, StockMovement
 
 LevelKey = tuple[int, int]  # (product_id, warehouse_id)
+# Up to this many keys (a sale's lines), each level row is locked by a statement of its own,
+# touching nothing else; more (a bulk import) are locked with their products' other levels.
+ONE_BY_ONE = 20
 
 
 def ensure_levels(session: Session, keys: Iterable[LevelKey]) -> None:
@@ -64,6 +67,12 @@ def lock_levels(session: Session, keys: Iterable[LevelKey]) -> dict[LevelKey, St
         )
     }
     ensure_levels(session, [k for k in wanted if k not in existing])
+    if len(wanted) > ONE_BY_ONE:
+        # A bulk change (an import's batch): one statement locks every level row of these
+        # products, in the same (product, warehouse) order, instead of one per key.
+        rows = _lock_level_rows(session, sorted({p for p, _ in wanted}))
+        by_key = {(level.product_id, level.warehouse_id): level for level in rows}
+        return {key: by_key[key] for key in wanted}
     locked: dict[LevelKey, StockLevel] = {}
     for product_id, warehouse_id in wanted:
         level = session.scalars(
@@ -82,10 +91,14 @@ def lock_product_levels(session: Session, product_ids: Iterable[int]) -> list[St
     if not ids:
         return []
     _hold_products(session, ids)
+    return _lock_level_rows(session, ids)
+
+
+def _lock_level_rows(session: Session, product_ids: list[int]) -> list[StockLevel]:
     return list(
         session.scalars(
             select(StockLevel)
-            .where(StockLevel.product_id.in_(ids))
+            .where(StockLevel.product_id.in_(product_ids))
             .order_by(StockLevel.product_id, StockLevel.warehouse_id)
             .with_for_update()
             .execution_options(populate_existing=True)
@@ -109,6 +122,69 @@ def record_movement(
     ``release_reserved`` also lowers ``reserved`` by that much in the same step; a sale
     commit uses it to turn held stock into sold stock.
     """
+    movement = _apply(
+        session,
+        level,
+        movement_type=movement_type,
+        quantity=quantity,
+        reason=reason,
+        reference=reference,
+        actor_id=actor_id,
+        release_reserved=release_reserved,
+    )
+    session.flush()
+    outbox.append(session, outbox.PRODUCTS_OUTBOX, [movement_event(movement, level.reserved)])
+    return movement
+
+
+def record_movements(
+    session: Session,
+    changes: Sequence[tuple[StockLevel, int]],
+    *,
+    movement_type: MovementType,
+    reason: str = "",
+    reference: str | None = None,
+    actor_id: int | None = None,
+) -> list[StockMovement]:
+    """``record_movement`` for many locked levels at once, each with its signed quantity
+    (distinct levels): the rows are written in one flush and their events in one INSERT, so
+    a bulk import's batch costs a few statements, not a few per row."""
+    moved = [
+        (
+            level,
+            _apply(
+                session,
+                level,
+                movement_type=movement_type,
+                quantity=quantity,
+                reason=reason,
+                reference=reference,
+                actor_id=actor_id,
+            ),
+        )
+        for level, quantity in changes
+    ]
+    session.flush()
+    outbox.append(
+        session,
+        outbox.PRODUCTS_OUTBOX,
+        [movement_event(movement, level.reserved) for level, movement in moved],
+    )
+    return [movement for _, movement in moved]
+
+
+def _apply(
+    session: Session,
+    level: StockLevel,
+    *,
+    movement_type: MovementType,
+    quantity: int,
+    reason: str,
+    reference: str | None,
+    actor_id: int | None,
+    release_reserved: int = 0,
+) -> StockMovement:
+    """Check and change the level, and add (not yet flush) its ledger row."""
     if quantity == 0:
         raise ValueError("a movement must change stock")
     new_on_hand = level.on_hand + quantity
@@ -138,8 +214,6 @@ def record_movement(
         actor_id=actor_id,
     )
     session.add(movement)
-    session.flush()
-    outbox.append(session, outbox.PRODUCTS_OUTBOX, [movement_event(movement, level.reserved)])
     return movement
 
 

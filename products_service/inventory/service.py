@@ -4,7 +4,7 @@ Every change locks its level rows through ``ledger.lock_levels`` and writes thro
 ``ledger.record_movement``, so the ledger of a level always sums to its ``on_hand``.
 """
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,7 @@ from common.models import (
 )
 from common.pagination import PageParams
 from products_service.inventory import repository
-from products_service.inventory.ledger import lock_levels, record_movement
+from products_service.inventory.ledger import lock_levels, record_movement, record_movements
 from products_service.inventory.schemas import (
     AdjustmentCreate,
     CountCreate,
@@ -181,40 +181,93 @@ def count(*, session: Session, data: CountCreate, actor_id: int) -> StockChangeR
     """Set on_hand to what was counted, recording the difference; a match records nothing."""
     _target(session, data.product_id, data.warehouse_id)
     level = _lock_one(session, data.product_id, data.warehouse_id)
-    if data.counted_quantity < level.reserved:
-        raise InsufficientStock(
-            f"Counted {data.counted_quantity} of product {level.product_id} in warehouse "
-            f"{level.warehouse_id}, but {level.reserved} are reserved; release or commit "
-            "those reservations before recording this count",
-            product_id=level.product_id,
-            warehouse_id=level.warehouse_id,
-            counted_quantity=data.counted_quantity,
-            on_hand=level.on_hand,
-            reserved=level.reserved,
-            available=level.available,
-        )
-    delta = data.counted_quantity - level.on_hand
-    if delta == 0:
+    movement = correct_count(
+        session,
+        level,
+        counted_quantity=data.counted_quantity,
+        reason=data.reason,
+        reference=data.reference,
+        actor_id=actor_id,
+    )
+    if movement is None:
         return _change(
             session,
             level,
             None,
             f"Count matches on hand ({level.on_hand}); nothing was recorded",
         )
-    movement = record_movement(
-        session,
-        level,
-        movement_type=MovementType.COUNT_CORRECTION,
-        quantity=delta,
-        reason=data.reason,
-        reference=data.reference,
-        actor_id=actor_id,
-    )
     return _change(
         session,
         level,
         movement,
-        f"Count of {data.counted_quantity} corrected on hand by {delta:+d}",
+        f"Count of {data.counted_quantity} corrected on hand by {movement.quantity:+d}",
+    )
+
+
+def count_shortfall(level: StockLevel, counted_quantity: int) -> InsufficientStock | None:
+    """The refusal of a count below what is reserved on that shelf, if it is one."""
+    if counted_quantity >= level.reserved:
+        return None
+    return InsufficientStock(
+        f"Counted {counted_quantity} of product {level.product_id} in warehouse "
+        f"{level.warehouse_id}, but {level.reserved} are reserved; release or commit "
+        "those reservations before recording this count",
+        product_id=level.product_id,
+        warehouse_id=level.warehouse_id,
+        counted_quantity=counted_quantity,
+        on_hand=level.on_hand,
+        reserved=level.reserved,
+        available=level.available,
+    )
+
+
+def correct_count(
+    session: Session,
+    level: StockLevel,
+    *,
+    counted_quantity: int,
+    reason: str,
+    reference: str | None,
+    actor_id: int | None,
+) -> StockMovement | None:
+    """On a locked level, record the `count_correction` that makes on_hand the counted
+    quantity; None when they already match. Refused below what is reserved."""
+    moved = correct_counts(
+        session,
+        [(level, counted_quantity)],
+        reason=reason,
+        reference=reference,
+        actor_id=actor_id,
+    )
+    return moved[0] if moved else None
+
+
+def correct_counts(
+    session: Session,
+    counts: Sequence[tuple[StockLevel, int]],
+    *,
+    reason: str,
+    reference: str | None,
+    actor_id: int | None,
+) -> list[StockMovement]:
+    """``correct_count`` for many locked levels (each with its counted quantity) at once;
+    the levels that already match record nothing."""
+    for level, counted_quantity in counts:
+        shortfall = count_shortfall(level, counted_quantity)
+        if shortfall is not None:
+            raise shortfall
+    changes = [
+        (level, counted - level.on_hand) for level, counted in counts if counted != level.on_hand
+    ]
+    if not changes:
+        return []
+    return record_movements(
+        session,
+        changes,
+        movement_type=MovementType.COUNT_CORRECTION,
+        reason=reason,
+        reference=reference,
+        actor_id=actor_id,
     )
 
 

@@ -1,6 +1,8 @@
 """Product rules: unique SKUs, usable categories, archiving, and the stock each one holds."""
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -101,12 +103,24 @@ EVENT_FIELDS = (
 AUDIT_TRAIL = audit.Trail("product", (*EVENT_FIELDS, "description", "archived_at"))
 
 
+def _event(type_: str, product: Product, **extra: object) -> dict[str, Any]:
+    """A catalog event about this product, with the fields every consumer relies on."""
+    payload = {"product_id": product.id, **{f: getattr(product, f) for f in EVENT_FIELDS}}
+    return outbox.event(type_, product.id, {**payload, **extra})
+
+
+def _updated_event(product: Product, changed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``product.updated`` naming the fields that changed and what they were."""
+    previous = {
+        f: str(c["before"]) if f in ("price", "cost_price") else c["before"]
+        for f, c in changed.items()
+    }
+    return _event("product.updated", product, changed=list(changed), previous=previous)
+
+
 def _publish(session: Session, type_: str, product: Product, **extra: object) -> None:
     """Append a catalog event in the change's transaction (see common.outbox)."""
-    payload = {"product_id": product.id, **{f: getattr(product, f) for f in EVENT_FIELDS}}
-    outbox.append(
-        session, outbox.PRODUCTS_OUTBOX, [outbox.event(type_, product.id, {**payload, **extra})]
-    )
+    outbox.append(session, outbox.PRODUCTS_OUTBOX, [_event(type_, product, **extra)])
 
 
 def _get(session: Session, product_id: int) -> Product:
@@ -169,12 +183,57 @@ def update_product(
         session, "product.updated", product, before, actor_id=actor_id, actor_email=actor_email
     )
     if changed:
-        previous = {
-            f: str(c["before"]) if f in ("price", "cost_price") else c["before"]
-            for f, c in changed.items()
-        }
-        _publish(session, "product.updated", product, changed=list(changed), previous=previous)
+        outbox.append(session, outbox.PRODUCTS_OUTBOX, [_updated_event(product, changed)])
     return _view(session, product)
+
+
+def save_many(
+    *,
+    session: Session,
+    creates: Sequence[ProductCreate],
+    updates: Sequence[tuple[Product, Mapping[str, Any]]],
+    actor_id: int | None,
+    actor_email: str | None,
+) -> list[Product]:
+    """Create and change many products at once (an import's batch), with the events and
+    audit entries ``create_product`` and ``update_product`` write for each one.
+
+    The caller has checked what those check (SKUs free, categories active) in this
+    transaction; a SKU taken meanwhile by someone else is the same 409. ``updates`` pairs a
+    loaded product with the fields to set. Answers the new products.
+    """
+    created = [Product(**data.model_dump()) for data in creates]
+    session.add_all(created)
+    befores = [(product, AUDIT_TRAIL.snapshot(product)) for product, _ in updates]
+    for product, changes in updates:
+        for field, value in changes.items():
+            setattr(product, field, value)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if "sku" in str(exc.orig):
+            raise Conflict(
+                "A SKU of this batch was taken by another request meanwhile; nothing was "
+                "written. Run it again",
+                field="sku",
+            ) from exc
+        raise
+    events = [_event("product.created", product) for product in created]
+    AUDIT_TRAIL.record_many(
+        session,
+        "product.created",
+        [(product, {}) for product in created],
+        actor_id=actor_id,
+        actor_email=actor_email,
+    )
+    audited = AUDIT_TRAIL.record_many(
+        session, "product.updated", befores, actor_id=actor_id, actor_email=actor_email
+    )
+    for (product, _), changed in zip(befores, audited, strict=True):
+        if changed:
+            events.append(_updated_event(product, changed))
+    outbox.append(session, outbox.PRODUCTS_OUTBOX, events)
+    return created
 
 
 def archive_product(

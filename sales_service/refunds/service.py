@@ -69,6 +69,15 @@ class StockReturn:
     quantity: int
 
 
+def took_no_stock(sale: Sale) -> bool:
+    """Whether the sale never took stock, so a refund has none to put back: its stock take
+    failed for good, or it is an imported order of history (external_order_id set, no line
+    allocated to a shelf). Its lines loaded."""
+    if sale.stock_sync is StockSync.FAILED:
+        return True
+    return sale.external_order_id is not None and not any(line.allocations for line in sale.lines)
+
+
 def _get_sale(session: Session, sale_id: int, *, for_update: bool = False) -> Sale:
     sale = sales_repository.get_with_lines(session, sale_id, for_update=for_update)
     if sale is None:
@@ -139,7 +148,7 @@ def _wanted(sale: Sale, lines: list[RefundLineCreate] | None) -> list[tuple[Sale
     return list(chosen.values())
 
 
-def _apply(
+def apply_refund(
     sale: Sale,
     wanted: list[tuple[SaleLine, int]],
     *,
@@ -147,7 +156,7 @@ def _apply(
     reason: str,
     key: str | None,
     digest: str,
-    actor_id: int,
+    actor_id: int | None,
 ) -> SaleRefund:
     """Build the refund and move its units and money onto the lines' and sale's refunded sums."""
     refund_lines = []
@@ -180,6 +189,22 @@ def _apply(
         sale.status = SaleStatus.REFUNDED
     else:
         sale.status = SaleStatus.PARTIALLY_REFUNDED
+    return refund
+
+
+def cancellation_of_import(sale: Sale, *, reason: str, actor_id: int | None) -> SaleRefund:
+    """The whole cancellation of an imported order that was cancelled on its marketplace,
+    applied to the sale before it is written; it took no stock, so none goes back."""
+    refund = apply_refund(
+        sale,
+        [(line, line.quantity) for line in sale.lines],
+        kind=RefundKind.CANCELLATION,
+        reason=reason,
+        key=None,
+        digest="",
+        actor_id=actor_id,
+    )
+    refund.stock_sync = StockSync.DONE
     return refund
 
 
@@ -219,10 +244,10 @@ def refund_sale(
             status=sale.status.value,
         )
     wanted = _wanted(sale, lines)
-    refund = _apply(
+    refund = apply_refund(
         sale, wanted, kind=kind, reason=reason, key=key, digest=digest, actor_id=caller.user_id
     )
-    if sale.stock_sync is StockSync.FAILED:
+    if took_no_stock(sale):
         refund.stock_sync = StockSync.DONE  # the sale's stock was never taken: none to return
     try:
         repository.add_refund(session, refund)
@@ -316,7 +341,7 @@ def return_stock(
     """
     if refund.stock_sync is not StockSync.PENDING or sale.stock_sync is StockSync.PENDING:
         return  # done already, or the sale's own stock commit has to land first
-    if sale.stock_sync is StockSync.FAILED:
+    if took_no_stock(sale):
         refund.stock_sync = StockSync.DONE  # the sale never took stock, so none goes back
         session.commit()
         return

@@ -1,15 +1,15 @@
 """SQL for sales: lookups by key, the catalog rows a sale snapshots, listing and export."""
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Row, Select, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from common.db import snapshot_session, utcnow
+from common.db import utcnow
 from common.models import (
     Category,
     Sale,
@@ -75,9 +75,10 @@ def channel_row(
     return None if row is None else ChannelRow(row.id, row.code, row.name, row.is_active)
 
 
-def add_sale(session: Session, sale: Sale, *, stock_key: str) -> None:
+def add_sale(session: Session, sale: Sale, *, stock_key: str | None) -> None:
     """Insert the sale and its lines (built, not added to the session), number it, give the
-    objects their ids, and claim its stock key for it.
+    objects their ids, and claim its stock key for it (None: an imported order that took no
+    stock, so there is no take to claim).
 
     Plain INSERTs on the session's connection: the ORM's unit of work costs several times
     as much CPU as the statements themselves, and the sale is only read back as built.
@@ -98,15 +99,44 @@ def add_sale(session: Session, sale: Sale, *, stock_key: str) -> None:
     else:  # MySQL 8 has no INSERT ... RETURNING: one row at a time
         for line, row in zip(sale.lines, rows, strict=True):
             line.id = _insert(connection, LINES, row)
-    connection.execute(
-        _INSERTS[CLAIMS], {"stock_key": stock_key, "sale_id": sale.id, "claimed_at": utcnow()}
-    )
+    if stock_key is not None:
+        connection.execute(
+            _INSERTS[CLAIMS], {"stock_key": stock_key, "sale_id": sale.id, "claimed_at": utcnow()}
+        )
+
+
+def add_sales(session: Session, sales: Sequence[Sale]) -> None:
+    """``add_sale`` for many sales that took no stock (an import's batch, built alike): one
+    INSERT of the sales, one of their lines and one numbering statement, where the database
+    answers an INSERT of many rows with their ids; else one sale at a time."""
+    connection = session.connection()
+    if (
+        len(sales) < 2
+        or not connection.dialect.insert_executemany_returning_sort_by_parameter_order
+    ):
+        for sale in sales:
+            add_sale(session, sale, stock_key=None)
+        return
+    ids = connection.execute(_INSERT_SALES_RETURNING, [_values(s, SALES) for s in sales]).scalars()
+    for sale, sale_id in zip(sales, ids, strict=True):
+        sale.id = sale_id
+        sale.number = f"S-{sale_id:08d}"
+        for line in sale.lines:
+            line.sale_id = sale_id
+    connection.execute(_NUMBER_SALE, [{"b_id": s.id, "b_number": s.number} for s in sales])
+    lines = [line for sale in sales for line in sale.lines]
+    line_ids = connection.execute(
+        _INSERT_LINES_RETURNING, [_values(line, LINES) for line in lines]
+    ).scalars()
+    for line, line_id in zip(lines, line_ids, strict=True):
+        line.id = line_id
 
 
 # Built once: a statement object keeps its compiled form's cache key, so executing the same
 # object again skips building and keying a new one (a measurable part of a sale's CPU).
 _INSERTS = {table: insert(table) for table in (SALES, LINES, CLAIMS)}
 _INSERT_LINES_RETURNING = insert(LINES).returning(LINES.c.id, sort_by_parameter_order=True)
+_INSERT_SALES_RETURNING = insert(SALES).returning(SALES.c.id, sort_by_parameter_order=True)
 _NUMBER_SALE = (
     update(SALES).where(SALES.c.id == bindparam("b_id")).values(number=bindparam("b_number"))
 )
@@ -250,17 +280,3 @@ def export_query(filters: SaleFilters, order_by: list[Any]) -> Select[*tuple[Any
         .join(SalesChannel, SalesChannel.id == Sale.channel_id)
     )
     return _filtered(stmt, filters).order_by(*order_by, SaleLine.line_no)
-
-
-def stream_export(
-    engine: Engine, stmt: Select[*tuple[Any, ...]], *, batch: int = 1000
-) -> Iterator[Sequence[Row[Any]]]:
-    """The rows of ``stmt`` in batches, read through a server-side cursor on its own
-    connection, from one snapshot that holds up no writer (see snapshot_session).
-
-    Only one batch is in memory at a time, however many rows match. The connection lives as
-    long as the iteration (e.g. a streamed response).
-    """
-    with snapshot_session(engine) as session:
-        result = session.execute(stmt.execution_options(stream_results=True, yield_per=batch))
-        yield from result.partitions()

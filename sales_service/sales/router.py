@@ -1,19 +1,13 @@
 """Sales: record, read, list and export (refunds and cancellations: sales_service/refunds)."""
 
-import csv
-import io
-import itertools
-from collections.abc import Iterator
-from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Engine, Select
 
 from common.auth.dependencies import CurrentUser, ManagerClaims
 from common.db import SessionDep
+from common.delimited import csv_chunks, csv_download, stream_rows
 from common.errors import Unprocessable, error_responses
 from common.fields import Instant
 from common.idempotency import IdempotencyKey
@@ -188,32 +182,6 @@ EXPORT_HEADER = (
 )
 
 
-def _csv_cell(value: Any) -> Any:
-    """Times in ISO 8601 with their offset, money as a plain decimal, nothing as empty."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, SaleStatus):
-        return value.value
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return value
-
-
-def _csv_chunks(engine: Engine, stmt: Select[*tuple[Any, ...]]) -> Iterator[str]:
-    """The header, then one chunk of CSV per batch of rows read from the database."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(EXPORT_HEADER)
-    for rows in repository.stream_export(engine, stmt):
-        writer.writerows([_csv_cell(value) for value in row] for row in rows)
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
-
-
 @router.get(
     "/export.csv",
     summary="Export sales as CSV",
@@ -234,22 +202,17 @@ def export_sales(
 
     Columns: number, sold_at (ISO 8601, UTC offset), channel (code), status, line_no, sku,
     product_name, category_id, quantity, unit_price, line_total, refunded_quantity,
-    refunded_total; money as plain decimals. Rows are read through a server-side cursor, so
-    any number of them streams without being held in memory.
+    refunded_total; money as plain decimals; a text cell a spreadsheet would run as a
+    formula (starting with =, +, -, @, tab or carriage return) gets a leading `'`. Rows are
+    read through a server-side cursor, so any number of them streams without being held in
+    memory.
     """
     stmt = repository.export_query(filters, _order(sort))
     # The rows are read by their own session while the response streams; end this request's
     # transaction first (on the embedded SQLite file it would hold the write lock).
     session.commit()
-    chunks = _csv_chunks(request.app.state.engine, stmt)
-    # Run the query and read the first batch now, so a failure is an error answer rather
-    # than a 200 with a cut-off file.
-    first = next(chunks)
-    return StreamingResponse(
-        itertools.chain([first], chunks),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": "attachment; filename=sales.csv"},
-    )
+    chunks = csv_chunks(stream_rows(request.app.state.engine, stmt), EXPORT_HEADER)
+    return csv_download(chunks, "sales.csv")
 
 
 @router.get("/{sale_id}", summary="Get a sale", responses=error_responses(404))

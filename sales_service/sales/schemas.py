@@ -104,9 +104,14 @@ class SaleRead(BaseModel):
     refunded_total: Decimal
     net_total: Decimal
     stock_sync: StockSync = Field(
-        description="'done': its stock was taken in products_service before it was recorded "
-        "(sales recorded by older versions could be 'pending' or 'failed')"
+        description="'done': its stock was taken in products_service before it was recorded, "
+        "or it is an imported order (external_order_id set), which takes none (sales "
+        "recorded by older versions could be 'pending' or 'failed')"
     )
     note: str
+    external_order_id: str | None = Field(
+        default=None,
+        description="An imported order's id on its marketplace (e.g. Amazon's), else null",
+    )
     created_at: datetime
     lines: list[SaleLineRead]

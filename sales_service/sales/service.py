@@ -28,6 +28,7 @@ period.
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -39,7 +40,7 @@ from sqlalchemy.orm import Session
 from common import outbox
 from common.auth.dependencies import authenticate, require_role
 from common.auth.security import TokenClaims
-from common.contracts import SaleStockLine, SaleStockRead, SaleStockTake
+from common.contracts import SaleStockLine, SaleStockTake, TakenLine
 from common.db import utcnow
 from common.errors import (
     AppError,
@@ -106,19 +107,21 @@ def _resolve_channel(session: Session, data: SaleCreate) -> ChannelRow:
     return channel
 
 
-def _build_sale(
+def build_sale(
     data: SaleCreate,
     channel: ChannelRow,
-    taken: SaleStockRead,
+    taken: Sequence[TakenLine],
     *,
     key: str | None,
     digest: str,
-    actor_id: int,
+    actor_id: int | None,
 ) -> Sale:
+    """The sale (not yet written) of these lines, each with its product's snapshot as taken
+    (or, for an imported order that takes no stock, as the catalog has it)."""
     # Stored in UTC, and answered so: the instant the caller named, not its offset.
     sold_at = (data.sold_at or utcnow()).astimezone(UTC)
     lines = []
-    for line, product in zip(data.lines, taken.lines, strict=True):
+    for line, product in zip(data.lines, taken, strict=True):
         unit_price = (line.unit_price if line.unit_price is not None else product.price).quantize(
             CENT
         )
@@ -192,7 +195,7 @@ def _check_given_prices(data: SaleCreate) -> None:
             raise _too_large(f"Line {number}'s total", total, f"body.lines.{number - 1}")
 
 
-def _check_totals(sale: Sale) -> None:
+def check_totals(sale: Sale) -> None:
     for index, line in enumerate(sale.lines):
         if line.line_total > MAX_TOTAL:
             raise _too_large(f"Line {index + 1}'s total", line.line_total, f"body.lines.{index}")
@@ -246,13 +249,39 @@ def record_sale(
     checked = _check(session, data, key, claims)
     if isinstance(checked, Recorded):
         return checked
+    return take_and_record(
+        session=session,
+        data=data,
+        channel=checked.channel,
+        key=key,
+        digest=checked.digest,
+        actor_id=checked.user_id,
+        request_id=request_id,
+        products_client=products_client,
+    )
 
+
+def take_and_record(
+    *,
+    session: Session,
+    data: SaleCreate,
+    channel: ChannelRow,
+    key: str | None,
+    digest: str,
+    actor_id: int | None,
+    request_id: str,
+    products_client: ProductsClient,
+    external_order_id: str | None = None,
+) -> Recorded:
+    """Steps 2 and 3: take the stock in products_service, then write the sale (committed);
+    the caller has done step 1 (who sells, through which channel, a replay). An imported
+    order that takes stock comes here too, with its marketplace order id."""
     stock_key = uuid.uuid4().hex
     try:
         taken = products_client.take_sale_stock(
             SaleStockTake(
                 key=stock_key,
-                actor_id=checked.user_id,
+                actor_id=actor_id,
                 lines=[
                     SaleStockLine(product_id=ln.product_id, quantity=ln.quantity)
                     for ln in data.lines
@@ -268,22 +297,21 @@ def record_sale(
             f"Could not take stock: {exc.detail}; nothing was recorded", **exc.context
         ) from exc
 
-    sale = _build_sale(
-        data, checked.channel, taken, key=key, digest=checked.digest, actor_id=checked.user_id
-    )
+    sale = build_sale(data, channel, taken.lines, key=key, digest=digest, actor_id=actor_id)
+    sale.external_order_id = external_order_id
     try:
-        _check_totals(sale)  # with the products' own prices, known only now
+        check_totals(sale)  # with the products' own prices, known only now
     except Unprocessable:
         if _claim_void(session, stock_key):
             _give_back(products_client, stock_key, request_id)
         raise
     written = _write(session, sale, stock_key, key)
     if not isinstance(written, _NotWritten):
-        return Recorded(sale, created=True, channel=checked.channel)
+        return Recorded(sale, created=True, channel=channel)
     if _claim_void(session, stock_key):
         _give_back(products_client, stock_key, request_id)
     if written.twin is not None and written.twin_channel is not None:
-        twin = _replay(written.twin, checked.digest)
+        twin = _replay(written.twin, digest)
         return Recorded(twin, created=False, channel=written.twin_channel)
     _raise_not_recorded(written.error, stock_key)
 

@@ -20,11 +20,13 @@ from tests.products_service.test_inventory import (
 )
 
 
-def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    database_url: str, *args: str, module: str = "products_service.cli"
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
     env.update(SHOP_ENVIRONMENT="test", SHOP_DATABASE_URL=database_url, PYTHONPATH=str(REPO_ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "products_service.cli", *args],
+        [sys.executable, "-m", module, *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event, insert, select
+from sqlalchemy import Engine, event, insert, select, update
 
 from common.db import make_sessionmaker, utcnow
+from common.delimited import stream_rows
 from common.models import Sale, SaleLine, SaleStatus, StockSync
 from sales_service.sales import repository
 from tests.conftest import LiveServer
@@ -545,7 +546,16 @@ def test_export_rows_arrive_in_batches(
     sales_app: Any, many_sales: dict[str, int], engine: Engine
 ) -> None:
     stmt = repository.export_query(repository.SaleFilters(), [Sale.id.asc()])
-    sizes = [
-        len(batch) for batch in repository.stream_export(sales_app.state.engine, stmt, batch=1000)
-    ]
+    sizes = [len(batch) for batch in stream_rows(sales_app.state.engine, stmt, batch=1000)]
     assert sizes == [1000, 1000, 1000]
+
+
+def test_the_export_writes_formula_like_text_as_text(
+    sales_client: TestClient, viewer_headers: dict, world: World, engine: Engine
+) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(SaleLine).values(product_name="=cmd|' /C calc'!A0"))
+    exported = sales_client.get("/api/v1/sales/export.csv", headers=viewer_headers)
+    assert exported.status_code == 200, exported.text
+    names = {row[HEADER.index("product_name")] for row in parse_csv(exported.text)[1:]}
+    assert names == {"'=cmd|' /C calc'!A0"}

@@ -1,0 +1,369 @@
+"""Delimited text files (CSV, and the tab-separated flat files marketplaces produce): reading
+an uploaded file row by row without trusting it, and writing exports a spreadsheet cannot be
+tricked by.
+
+Reading is streamed: the bytes are decoded as they are read and the ``csv`` module hands over
+one record at a time, so a file is never held in memory whole; a cell is at most
+``csv.field_size_limit()`` characters (128 KiB), so neither is one huge row.
+
+Rows are numbered as a spreadsheet shows them: the header is row 1, the first record row 2.
+"""
+
+import csv
+import enum
+import io
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import PurePath
+from typing import IO, Any
+
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy import Engine, Row, Select
+
+from common.db import snapshot_session
+
+
+class Encoding(enum.StrEnum):
+    """How the file's bytes are text: UTF-8 (with or without a byte order mark) or Latin-1."""
+
+    UTF8 = "utf-8"
+    LATIN1 = "latin-1"
+
+
+class TableFormat(enum.StrEnum):
+    """Comma-separated (``.csv``) or tab-separated (``.tsv``, ``.txt`` flat files)."""
+
+    CSV = "csv"
+    TSV = "tsv"
+
+
+_CODECS = {Encoding.UTF8: "utf-8-sig", Encoding.LATIN1: "latin-1"}  # utf-8-sig: BOM optional
+_DELIMITERS = {TableFormat.CSV: ",", TableFormat.TSV: "\t"}
+_NAMES = {",": "a comma", "\t": "a tab", ";": "a semicolon", "|": "a vertical bar"}
+# Characters no text cell may hold: a NUL or an escape sequence in a name is never meant.
+_CONTROLS = frozenset(chr(c) for c in range(32)) - {"\t", "\n", "\r"} | {"\x7f"}
+# A cell starting with one of these is run as a formula by Excel, LibreOffice and Sheets.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Refused at import in text fields; '-' starts ordinary text too (a list, a range), so it is
+# only guarded on export.
+IMPORT_FORMULA_STARTS = ("=", "+", "@")
+VALUE_SHOWN = 200  # characters of a bad value quoted back in a report
+
+
+class Problem(BaseModel):
+    """One thing wrong with an imported file, in the API's error shape: a code, a sentence,
+    and where: the row (1 is the header, None for the whole file), the column and the value."""
+
+    error: str
+    detail: str
+    row: int | None = None
+    column: str | None = None
+    value: str | None = None
+
+
+def problem(
+    error: str, detail: str, *, row: int | None, column: str | None = None, value: Any = None
+) -> Problem:
+    shown = None if value is None else str(value)
+    if shown is not None and len(shown) > VALUE_SHOWN:
+        shown = shown[:VALUE_SHOWN] + "..."
+    where = f"row {row}" if row is not None else "the file"
+    if column is not None:
+        where += f", column {column}"
+    return Problem(error=error, detail=f"{where}: {detail}", row=row, column=column, value=shown)
+
+
+class FileRefused(Exception):
+    """The file as a whole cannot be read (encoding, header, empty): no row of it counts."""
+
+    def __init__(self, refusal: Problem) -> None:
+        super().__init__(refusal.detail)
+        self.problem = refusal
+
+
+def format_for(file_name: str | None, given: TableFormat | None) -> TableFormat:
+    """The format asked for, else by the file name: ``.tsv`` and ``.txt`` are tab-separated."""
+    if given is not None:
+        return given
+    suffix = PurePath(file_name or "").suffix.lower()
+    return TableFormat.TSV if suffix in (".tsv", ".txt", ".tab") else TableFormat.CSV
+
+
+@dataclass(frozen=True)
+class Columns:
+    """What an import reads: the columns it requires, those it also knows, and other names
+    it takes for them (e.g. ``cost`` for ``cost_price``). Header names are matched trimmed
+    and in any case."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    aliases: Mapping[str, str] | None = None
+    # A marketplace's report has many columns an import does not need: read past them.
+    ignore_unknown: bool = False
+
+    @property
+    def known(self) -> tuple[str, ...]:
+        return (*self.required, *self.optional)
+
+    def canonical(self, name: str) -> str:
+        cleaned = name.strip().lower().replace(" ", "_")
+        return (self.aliases or {}).get(cleaned, cleaned)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One data row: its number and its cells by column name (only the file's columns)."""
+
+    row: int
+    cells: dict[str, str]
+
+
+class TableReader:
+    """Reads a binary stream as a delimited table, checking the header once, then yielding
+    records; a file-wide problem (encoding, header, quoting) raises ``FileRefused``."""
+
+    def __init__(
+        self,
+        binary: IO[bytes],
+        *,
+        columns: Columns,
+        encoding: Encoding = Encoding.UTF8,
+        table_format: TableFormat = TableFormat.CSV,
+    ) -> None:
+        self.columns = columns
+        self.encoding = encoding
+        self.delimiter = _DELIMITERS[table_format]
+        self._text = io.TextIOWrapper(
+            io.BufferedReader(_Unclosable(binary), buffer_size=256 * 1024),
+            encoding=_CODECS[encoding],
+            errors="strict",
+            newline="",
+        )
+        self._reader = csv.reader(self._text, delimiter=self.delimiter, strict=True)
+        self.header: list[str] = self._read_header()
+
+    def _next(self, row: int) -> list[str] | None:
+        try:
+            return next(self._reader)
+        except StopIteration:
+            return None
+        except UnicodeDecodeError as exc:
+            hint = (
+                " If it is Latin-1 (ISO-8859-1, as older spreadsheets save it), say "
+                "encoding=latin-1."
+                if self.encoding == Encoding.UTF8
+                else ""
+            )
+            raise FileRefused(
+                problem(
+                    "undecodable_file",
+                    f"the file is not {self.encoding.value} text (byte {exc.object[exc.start]:#04x}"
+                    f" near row {row}).{hint}",
+                    row=None,
+                )
+            ) from exc
+        except csv.Error as exc:
+            raise FileRefused(
+                problem("malformed_file", f"cannot be read as CSV near row {row}: {exc}", row=None)
+            ) from exc
+
+    def _read_header(self) -> list[str]:
+        raw = self._next(1)
+        while raw is not None and not any(cell.strip() for cell in raw):
+            raw = self._next(1)  # blank lines before the header
+        if raw is None:
+            raise FileRefused(problem("empty_file", "the file is empty (no header)", row=None))
+        header = [self.columns.canonical(name) for name in raw]
+        if len(header) == 1 and len(self.columns.known) > 1:
+            other = next((d for d in _NAMES if d != self.delimiter and d in raw[0]), None)
+            if other is not None:
+                raise FileRefused(
+                    problem(
+                        "wrong_delimiter",
+                        f"the header is one column, {raw[0][:VALUE_SHOWN]!r}: its columns "
+                        f"seem separated by {_NAMES[other]}, but this file is read as "
+                        f"separated by {_NAMES[self.delimiter]} (format=csv for commas, "
+                        "format=tsv for tabs)",
+                        row=1,
+                    )
+                )
+        duplicated = sorted(
+            name
+            for name, times in Counter(header).items()
+            if times > 1 and (name in self.columns.known or not self.columns.ignore_unknown)
+        )
+        if duplicated:
+            raise FileRefused(
+                problem(
+                    "duplicated_columns",
+                    f"these columns appear more than once: {', '.join(duplicated)}",
+                    row=1,
+                    value=",".join(duplicated),
+                )
+            )
+        unknown = [name for name in header if name not in self.columns.known]
+        if unknown and not self.columns.ignore_unknown:
+            raise FileRefused(
+                problem(
+                    "unknown_columns",
+                    f"unknown columns {', '.join(unknown)}; the columns are "
+                    f"{', '.join(self.columns.known)}",
+                    row=1,
+                    value=",".join(unknown),
+                )
+            )
+        missing = [name for name in self.columns.required if name not in header]
+        if missing:
+            raise FileRefused(
+                problem(
+                    "missing_columns",
+                    f"required columns missing: {', '.join(missing)}",
+                    row=1,
+                    value=",".join(missing),
+                )
+            )
+        return header
+
+    def records(self) -> Iterator[Record | Problem]:
+        """The data rows in order; a row that cannot be matched to the header comes as the
+        Problem with it instead (blank lines are skipped)."""
+        width = len(self.header)
+        for number in itertools.count(2):
+            raw = self._next(number)
+            if raw is None:
+                return
+            if not any(cell.strip() for cell in raw):
+                continue
+            if len(raw) != width:
+                yield problem(
+                    "wrong_cell_count",
+                    f"has {len(raw)} cells but the header has {width} columns (a stray "
+                    f"{_NAMES[self.delimiter][2:]} or an unclosed quote?)",
+                    row=number,
+                )
+                continue
+            cells = dict(zip(self.header, raw, strict=True))
+            if self.columns.ignore_unknown:
+                cells = {name: cells[name] for name in self.columns.known if name in cells}
+            bad = next(
+                ((name, cell) for name, cell in cells.items() if not _CONTROLS.isdisjoint(cell)),
+                None,
+            )
+            if bad is not None:
+                yield problem(
+                    "control_character",
+                    "holds a control character (only tab and newlines are allowed)",
+                    row=number,
+                    column=bad[0],
+                    value=bad[1].encode("unicode_escape").decode("ascii"),
+                )
+                continue
+            yield Record(row=number, cells=cells)
+
+    def close(self) -> None:
+        """Let go of the stream without closing the caller's file."""
+        self._text.close()
+
+
+class _Unclosable(io.RawIOBase):
+    """The caller's stream as the TextIOWrapper sees it: closing the wrapper leaves it open
+    (the caller may read it again, e.g. for the second pass of an import)."""
+
+    def __init__(self, binary: IO[bytes]) -> None:
+        self._binary = binary
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._binary.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def looks_like_formula(text: str) -> bool:
+    """A text cell that a spreadsheet would run as a formula if it were written back."""
+    return text.startswith(IMPORT_FORMULA_STARTS)
+
+
+def unguard_formula(text: str) -> str | None:
+    """The text of a cell an export guarded (``'=SUM(A1)`` -> ``=SUM(A1)``): its quote says
+    it is text, so it imports as such and an export round-trips. None for any other cell."""
+    if text.startswith("'") and text[1:].startswith(FORMULA_STARTS):
+        return text[1:]
+    return None
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def guard_formula(text: str) -> str:
+    """Prefix a quote to a cell a spreadsheet would run as a formula (OWASP's CSV injection
+    advice): ``=cmd|' /C calc'!A0`` is written as ``'=cmd|' /C calc'!A0``."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: times in ISO 8601 with their offset, money as a plain decimal,
+    enums as their value, nothing as empty, and text guarded against formulas (numbers are
+    written by us, so a negative quantity stays a number)."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, str):
+        return guard_formula(value)
+    return value
+
+
+def stream_rows(
+    engine: Engine, stmt: Select[*tuple[Any, ...]], *, batch: int = 1000
+) -> Iterator[Sequence[Row[Any]]]:
+    """The rows of ``stmt`` in batches, read through a server-side cursor on its own
+    connection, from one snapshot that holds up no writer (see snapshot_session).
+
+    Only one batch is in memory at a time, however many rows match. The connection lives as
+    long as the iteration (e.g. a streamed response).
+    """
+    with snapshot_session(engine) as session:
+        result = session.execute(stmt.execution_options(stream_results=True, yield_per=batch))
+        yield from result.partitions()
+
+
+def csv_chunks(
+    rows: Iterator[Sequence[Sequence[Any]]],
+    header: Sequence[str],
+    *,
+    cells: Callable[[Sequence[Any]], Sequence[Any]] = lambda row: row,
+) -> Iterator[str]:
+    """The header, then one chunk of CSV per batch of rows, every cell through ``csv_cell``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for batch in rows:
+        writer.writerows([csv_cell(value) for value in cells(row)] for row in batch)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def csv_download(chunks: Iterator[str], file_name: str) -> StreamingResponse:
+    """Stream the chunks as a CSV attachment. The first chunk (the query run and its first
+    batch read) is produced now, so a failure is an error answer rather than a 200 with a
+    cut-off file."""
+    first = next(chunks)
+    return StreamingResponse(
+        itertools.chain([first], chunks),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f"attachment; filename={file_name}"},
+    )

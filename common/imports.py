@@ -1,0 +1,420 @@
+"""Bulk imports of delimited files, whatever they hold: two streamed passes, a report in the
+error shape, and all or nothing.
+
+An import reads its file twice, in batches of ``BATCH`` rows. The first pass checks every
+row against the database and plans what it would create or change, writing nothing: that is
+the whole of a dry run. A real run whose first pass found any problem is refused (422
+``import_rejected`` with the report) and writes nothing; otherwise the second pass applies
+the file in the caller's transaction and the caller commits once, so a file lands whole or
+not at all. Should the second pass meet a problem the first did not (someone changed the
+data in between), it raises and the caller rolls the transaction back.
+
+What a file holds is an ``Importer``: the columns it reads, how it checks one row on its own,
+and how it checks (and, when told, writes) a batch against the database.
+"""
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, Field, ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import Progress as ProgressBar
+from sqlalchemy.orm import Session
+
+from common.delimited import (
+    Columns,
+    Encoding,
+    FileRefused,
+    Problem,
+    Record,
+    TableFormat,
+    TableReader,
+    format_for,
+    problem,
+)
+from common.errors import Unprocessable
+
+BATCH = 500
+MAX_LISTED = 1000  # errors, and changes, listed in a report; the rest are counted
+
+
+class ImportChange(BaseModel):
+    """What a row creates or changes: for an update, each field before and after."""
+
+    row: int
+    action: Literal["create", "update"]
+    key: Annotated[
+        str,
+        Field(description="The SKU, SKU@warehouse for a stock count, the order id for orders"),
+    ]
+    changes: dict[str, dict[str, Any]] = {}
+
+
+class ImportReport(BaseModel):
+    """What an import found and did. ``dry_run``: nothing was written, the counts say what a
+    real run would do. ``applied``: a real run wrote the whole file (never a part of it)."""
+
+    kind: Annotated[str, Field(examples=["products", "stock_counts", "orders"])]
+    file_name: str | None
+    dry_run: bool
+    applied: bool
+    ok: Annotated[bool, Field(description="No row or file problem; a real run writes it all")]
+    rows_read: int
+    rows_rejected: int
+    created: Annotated[int, Field(description="Products or sales created (stock counts: 0)")]
+    updated: Annotated[
+        int, Field(description="Products changed, or stock levels corrected by a count")
+    ]
+    unchanged: Annotated[
+        int,
+        Field(description="Rows (orders: orders) already there as they are: nothing to write"),
+    ]
+    skipped: Annotated[int, Field(description="Orders left out on purpose (cancelled ones)")] = 0
+    partial: Annotated[
+        bool,
+        Field(
+            description="Orders that take stock land one by one: those in `changes` landed, "
+            "those in `errors` did not"
+        ),
+    ] = False
+    categories_created: Annotated[
+        list[str], Field(description="Category paths created (or, in a dry run, to create)")
+    ] = []
+    notes: Annotated[
+        list[str], Field(description="How the file was read, e.g. the zone of dates without one")
+    ] = []
+    errors: Annotated[
+        list[Problem],
+        Field(description=f"Each problem in the error shape, the first {MAX_LISTED}"),
+    ]
+    errors_not_listed: int = 0
+    changes: Annotated[
+        list[ImportChange], Field(description=f"What rows create or change, the first {MAX_LISTED}")
+    ]
+    changes_not_listed: int = 0
+
+
+@dataclass(frozen=True)
+class ImportFile:
+    """How to read the file, and whether to write it."""
+
+    file_name: str | None = None
+    encoding: Encoding = Encoding.UTF8
+    table_format: TableFormat | None = None  # None: by the file name (.tsv, .txt: tabs)
+    dry_run: bool = False
+
+
+class ImportRejected(Unprocessable):
+    """A real run refused: the report says why, row by row; nothing was written."""
+
+    code = "import_rejected"
+
+    def __init__(self, detail: str, report: ImportReport) -> None:
+        super().__init__(f"{detail}; nothing was written", report=report.model_dump(mode="json"))
+        self.report = report
+
+
+class Progress(Protocol):
+    """Told, after each batch, which pass it is (``check``, then ``write``), the rows read
+    in it so far and how far into the file (bytes; a little ahead, the reading is buffered):
+    a CLI's progress bar."""
+
+    def __call__(self, stage: str, rows: int, position: int) -> None: ...
+
+
+@dataclass
+class Tally:
+    """The report being built: counts, and the first MAX_LISTED errors and changes."""
+
+    kind: str
+    file: ImportFile
+    rows_read: int = 0
+    rows_rejected: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    partial: bool = False
+    refused: bool = False
+    categories_created: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    errors_not_listed: int = 0
+    changes: list[ImportChange] = field(default_factory=list)
+    changes_not_listed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused and self.rows_rejected == 0
+
+    def refuse(self, reason: Problem) -> None:
+        self.refused = True
+        self._note(reason)
+
+    def reject(self, problems: Iterable[Problem]) -> None:
+        """One row is refused, for these reasons."""
+        self.rows_rejected += 1
+        for reason in problems:
+            self._note(reason)
+
+    def _note(self, reason: Problem) -> None:
+        if len(self.errors) < MAX_LISTED:
+            self.errors.append(reason)
+        else:
+            self.errors_not_listed += 1
+
+    def change(self, row: int, action: str, key: str, changes: Mapping[str, Any]) -> None:
+        if action == "create":
+            self.created += 1
+        else:
+            self.updated += 1
+        if len(self.changes) < MAX_LISTED:
+            self.changes.append(
+                ImportChange.model_validate(
+                    {"row": row, "action": action, "key": key, "changes": changes}
+                )
+            )
+        else:
+            self.changes_not_listed += 1
+
+    def report(self, *, applied: bool) -> ImportReport:
+        return ImportReport.model_validate(
+            {
+                "kind": self.kind,
+                "file_name": self.file.file_name,
+                "dry_run": self.file.dry_run,
+                "applied": applied,
+                "ok": self.ok,
+                "rows_read": self.rows_read,
+                "rows_rejected": self.rows_rejected,
+                "created": self.created,
+                "updated": self.updated,
+                "unchanged": self.unchanged,
+                "skipped": self.skipped,
+                "partial": self.partial,
+                "categories_created": self.categories_created,
+                "notes": self.notes,
+                # In row order (a batch's database checks come after its rows' own).
+                "errors": sorted(self.errors, key=lambda e: e.row or 0),
+                "errors_not_listed": self.errors_not_listed,
+                "changes": self.changes,
+                "changes_not_listed": self.changes_not_listed,
+            }
+        )
+
+
+class Importer(Protocol):
+    columns: Columns
+
+    def check(self, record: Record) -> Any:
+        """The row parsed on its own (no database), or a list of its problems."""
+
+    def settle(self, rows: list[Any], *, write: bool) -> None:
+        """Check a batch against the database and count it; write it if ``write``."""
+
+    def finish(self, *, write: bool) -> None:
+        """After the last batch: settle what was held back (e.g. an order whose lines may
+        go on in the next batch)."""
+
+
+Factory = Callable[[Tally], Importer]
+"""Makes the importer of one pass, reporting to that pass's tally."""
+
+
+def _read(
+    binary: IO[bytes],
+    kind: str,
+    factory: Factory,
+    file: ImportFile,
+    *,
+    write: bool,
+    one_by_one: bool = False,
+    progress: Progress | None,
+) -> Tally:
+    """One pass over the file; writes only while no problem has been met (one by one: on
+    past a problem, each unit stands alone)."""
+    tally = Tally(kind=kind, file=file)
+    importer = factory(tally)
+    try:
+        reader = TableReader(
+            binary,
+            columns=importer.columns,
+            encoding=file.encoding,
+            table_format=format_for(file.file_name, file.table_format),
+        )
+    except FileRefused as exc:
+        tally.refuse(exc.problem)
+        return tally
+    try:
+        batch: list[Any] = []
+        for item in reader.records():
+            tally.rows_read += 1
+            parsed = item if isinstance(item, Problem) else importer.check(item)
+            if isinstance(parsed, Problem):
+                tally.reject([parsed])
+            elif isinstance(parsed, list):
+                tally.reject(parsed)
+            else:
+                batch.append(parsed)
+            if len(batch) >= BATCH:
+                importer.settle(batch, write=write and (tally.ok or one_by_one))
+                batch = []
+                if progress is not None:
+                    progress("write" if write else "check", tally.rows_read, binary.tell())
+        importer.settle(batch, write=write and (tally.ok or one_by_one))
+        importer.finish(write=write and (tally.ok or one_by_one))
+        if progress is not None:
+            progress("write" if write else "check", tally.rows_read, binary.tell())
+    except FileRefused as exc:
+        tally.refuse(exc.problem)
+    finally:
+        reader.close()
+    if tally.rows_read == 0 and tally.ok:
+        tally.refuse(problem("empty_file", "the file has a header but no rows", row=None))
+    return tally
+
+
+def run_import(
+    binary: IO[bytes],
+    *,
+    kind: str,
+    factory: Factory,
+    file: ImportFile,
+    one_by_one: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Check the file, then (unless a dry run) write it; raises ImportRejected, having
+    written nothing, when any row or the file is refused. The caller commits.
+
+    ``one_by_one``: the importer commits each unit it writes itself (an order that takes
+    stock in products_service, across two services): after a clean check, a unit refused
+    while writing (e.g. short of stock) is reported and the others go on; the report is
+    then ``partial``, its ``changes`` the units that landed and its ``errors`` those that
+    did not."""
+    checked = _read(binary, kind, factory, file, write=False, progress=progress)
+    if file.dry_run:
+        return checked.report(applied=False)
+    if not checked.ok:
+        raise ImportRejected(
+            f"{checked.rows_rejected} of {checked.rows_read} rows have problems"
+            if not checked.refused
+            else "The file cannot be read as it is",
+            checked.report(applied=False),
+        )
+    if not (checked.created or checked.updated or checked.categories_created):
+        return checked.report(applied=True)  # all there already: nothing to write
+    binary.seek(0)
+    applied = _read(
+        binary, kind, factory, file, write=True, one_by_one=one_by_one, progress=progress
+    )
+    if one_by_one and not applied.ok:
+        applied.partial = True
+        return applied.report(applied=False)
+    if not applied.ok:
+        raise ImportRejected(
+            "The data changed while the file was being imported (see the report); run it again",
+            applied.report(applied=False),
+        )
+    return applied.report(applied=True)
+
+
+def validation_problems(
+    exc: ValidationError, row: int, cells: Mapping[str, str], *, missing_reason: str
+) -> list[Problem]:
+    found = []
+    for err in exc.errors():
+        column = str(err["loc"][0]) if err["loc"] else None
+        reason = missing_reason if err["type"] == "missing" else err["msg"]
+        reason = reason.removeprefix("Value error, ")
+        found.append(
+            problem(
+                "invalid_value" if err["type"] != "missing" else "missing_value",
+                reason,
+                row=row,
+                column=column,
+                value=cells.get(column or "") if err["type"] != "missing" else None,
+            )
+        )
+    return found
+
+
+# --- from a command line -------------------------------------------------------------------
+
+
+def import_file(
+    session: Session, path: Path, run: Callable[[IO[bytes], Progress | None], ImportReport]
+) -> ImportReport:
+    """Run an import of a local file (a CLI command): commit what it wrote, or answer the
+    refused report with nothing written."""
+    try:
+        with path.open("rb") as binary, terminal_progress(path) as progress:
+            report = run(binary, progress)
+    except ImportRejected as exc:
+        session.rollback()
+        return exc.report
+    session.commit()
+    return report
+
+
+@contextmanager
+def terminal_progress(path: Path) -> Iterator[Progress | None]:
+    """A progress bar on the terminal (rows, bytes, rate, time left), one per pass; None
+    when stderr is not a terminal (a pipe or a log gets the summary only)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rows]:>12,} rows"),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    size = path.stat().st_size
+    with ProgressBar(*columns, console=Console(stderr=True), transient=False) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, rows: int, position: int) -> None:
+            if stage not in tasks:
+                for earlier in tasks.values():
+                    bar.update(earlier, completed=size)
+                tasks[stage] = bar.add_task(stage, total=size, rows=0)
+            bar.update(tasks[stage], completed=min(position, size), rows=rows)
+
+        yield update
+
+
+def summary(report: ImportReport) -> str:
+    """The report in a few lines for a terminal: what was done, then each problem."""
+    done = (
+        "dry run"
+        if report.dry_run
+        else ("applied" if report.applied else "REFUSED, nothing written")
+    )
+    lines = [
+        f"{report.kind} from {report.file_name}: {done}; rows read {report.rows_read}, "
+        f"rejected {report.rows_rejected}; created {report.created}, updated "
+        f"{report.updated}, unchanged {report.unchanged}"
+    ]
+    if report.skipped:
+        lines.append(f"skipped on purpose (cancelled or pending orders): {report.skipped}")
+    lines += report.notes
+    if report.categories_created:
+        lines.append(f"categories created: {', '.join(report.categories_created)}")
+    lines += [f"  {problem.error}: {problem.detail}" for problem in report.errors]
+    if report.errors_not_listed:
+        lines.append(f"  ... and {report.errors_not_listed} more problems")
+    return "\n".join(lines)
