@@ -21,7 +21,7 @@ from common.models import (
     User,
     Warehouse,
 )
-from common.pagination import PageParams, paginate
+from common.pagination import PageParams, paginate, parse_sort
 from products_service.inventory.ledger import LevelKey
 
 # --- lookups ---------------------------------------------------------------------------
@@ -37,6 +37,12 @@ def get_warehouse(session: Session, warehouse_id: int) -> Warehouse | None:
 
 def get_category(session: Session, category_id: int) -> Category | None:
     return session.get(Category, category_id)
+
+
+def categories(session: Session, ids: Collection[int]) -> list[Category]:
+    if not ids:
+        return []
+    return list(session.scalars(select(Category).where(Category.id.in_(ids))))
 
 
 def get_level(session: Session, product_id: int, warehouse_id: int) -> StockLevel | None:
@@ -170,6 +176,7 @@ class _HealthQuery(NamedTuple):
     available: ColumnElement[Any]
     threshold: ColumnElement[Any] | InstrumentedAttribute[int]
     rank: ColumnElement[Any]
+    stock_on_hand: ColumnElement[Any]
 
 
 def _health_query(
@@ -228,7 +235,10 @@ def _health_query(
     )
     if product_ids is not None:
         stmt = stmt.where(Product.id.in_(product_ids))
-    return _HealthQuery(stmt, available, limit, rank)
+    return _HealthQuery(stmt, available, limit, rank, on_hand)
+
+
+LOW_STOCK_SORT = ("health", "available", "on_hand", "sku", "name")
 
 
 def list_low_stock(
@@ -239,10 +249,19 @@ def list_low_stock(
     category_id: int | None,
     include_ok: bool,
     page: PageParams,
+    sort: str | None,
 ) -> tuple[list[Any], int]:
     """Unarchived products by total available stock against their threshold, most urgent
-    first (see _health_query)."""
+    first unless ``sort`` says otherwise (see _health_query)."""
     query = _health_query(threshold=threshold, warehouse_id=warehouse_id, product_ids=None)
+    columns = {
+        "health": query.rank,
+        "available": query.available,
+        "on_hand": query.stock_on_hand,
+        "sku": Product.sku,
+        "name": Product.name,
+    }
+    order_by = parse_sort(sort, columns, "health,available")
     stmt = query.stmt.where(Product.archived_at.is_(None))
     if category_id is not None:
         # A category's subtree: itself and every category whose path passes through it.
@@ -252,9 +271,45 @@ def list_low_stock(
         stmt = stmt.where(Product.category_id.in_(subtree))
     if not include_ok:
         stmt = stmt.having(query.available <= query.threshold)
-    return paginate(
-        session, stmt, page, [query.rank.asc(), query.available.asc(), Product.id.asc()]
+    return paginate(session, stmt, page, [*order_by, Product.id.asc()])
+
+
+def stock_by_warehouse(
+    session: Session, product_ids: Collection[int], *, warehouse_id: int | None
+) -> list[Any]:
+    """The level rows the low-stock list counts for these products (that warehouse, or every
+    active one), with each warehouse's code."""
+    if not product_ids:
+        return []
+    stmt = (
+        select(
+            StockLevel.product_id,
+            StockLevel.warehouse_id,
+            Warehouse.code,
+            StockLevel.on_hand,
+            StockLevel.reserved,
+        )
+        .join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
+        .where(StockLevel.product_id.in_(product_ids))
+        .order_by(StockLevel.product_id, Warehouse.code)
     )
+    if warehouse_id is not None:
+        stmt = stmt.where(StockLevel.warehouse_id == warehouse_id)
+    else:
+        stmt = stmt.where(Warehouse.is_active.is_(True))
+    return list(session.execute(stmt))
+
+
+def product_facts(session: Session, product_ids: Collection[int]) -> dict[int, Any]:
+    """Price and own threshold of these products."""
+    if not product_ids:
+        return {}
+    rows = session.execute(
+        select(Product.id, Product.price, Product.low_stock_threshold).where(
+            Product.id.in_(product_ids)
+        )
+    )
+    return {row.id: row for row in rows}
 
 
 def stock_health(session: Session, product_ids: Collection[int]) -> list[Any]:

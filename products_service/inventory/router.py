@@ -25,7 +25,7 @@ from products_service.inventory.schemas import (
     CountCreate,
     DamageCreate,
     LedgerCheckRead,
-    LowStockRead,
+    LowStockItem,
     MovementRead,
     ReceiptCreate,
     ReturnCreate,
@@ -434,7 +434,7 @@ def list_stock_movements(
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
-@router.get("/low-stock", summary="Products low on stock", responses=error_responses(404, 422))
+@router.get("/low-stock", summary="Products low on stock", responses=error_responses(400, 404, 422))
 def list_low_stock(
     _user: CurrentUser,
     session: SessionDep,
@@ -453,11 +453,20 @@ def list_low_stock(
     include_ok: Annotated[
         bool, Query(description="Also list products above their threshold (health 'ok')")
     ] = False,
-) -> Page[LowStockRead]:
+    sort: Annotated[
+        str | None,
+        Query(
+            description="health (out, critical, low, ok), available, on_hand, sku or name; "
+            "default health,available (most urgent first)",
+            json_schema_extra={"pattern": sort_pattern(repository.LOW_STOCK_SORT)},
+        ),
+    ] = None,
+) -> Page[LowStockItem]:
     """Unarchived products whose available stock is at or below the threshold, most urgent first.
 
     Health: `out` (available <= 0), `critical` (<= half the threshold), `low` (<= threshold),
-    `ok` (above it). Stock in transit counts nowhere.
+    `ok` (above it). Stock in transit counts nowhere. Each row gives the product's price, its
+    own threshold, its category's full name and its stock per warehouse counted.
     """
     items, total = service.list_low_stock(
         session=session,
@@ -466,6 +475,7 @@ def list_low_stock(
         category_id=category_id,
         include_ok=include_ok,
         page=page,
+        sort=sort,
     )
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 

@@ -18,6 +18,7 @@ from common.contracts import (  # the part of the contract sales_service relies 
     StockLevelRead,
 )
 from common.models import TransferStatus
+from products_service.products.schemas import MoneyOut
 
 __all__ = ["MovementRead", "ReturnCreate", "StockChangeRead", "StockLevelRead"]
 
@@ -161,6 +162,32 @@ class LowStockRead(BaseModel):
     available: int
     threshold: int
     health: StockHealth
+
+
+class WarehouseStock(BaseModel):
+    """A product's stock in one warehouse."""
+
+    warehouse_id: int
+    warehouse_code: str
+    on_hand: int
+    reserved: int
+    available: int
+
+
+class LowStockItem(LowStockRead):
+    """A row of the low-stock list: the product's health, and what a buyer needs beside it."""
+
+    category_name: Annotated[
+        str | None, Field(description="The category's full name", examples=["Sports / Running"])
+    ]
+    price: MoneyOut
+    low_stock_threshold: Annotated[
+        int, Field(description="The product's own threshold (`threshold` is the one applied)")
+    ]
+    warehouses: Annotated[
+        list[WarehouseStock],
+        Field(description="The stock counted, per warehouse (those with a level row), by code"),
+    ]
 
 
 class ProductHealth(LowStockRead):

@@ -23,6 +23,7 @@ from common.models import (
     Warehouse,
 )
 from common.pagination import PageParams
+from products_service.categories.service import full_names
 from products_service.inventory import repository
 from products_service.inventory.ledger import lock_levels, record_movement, record_movements
 from products_service.inventory.schemas import (
@@ -31,7 +32,7 @@ from products_service.inventory.schemas import (
     DamageCreate,
     LedgerCheckRead,
     LedgerMismatch,
-    LowStockRead,
+    LowStockItem,
     MovementRead,
     ProductHealth,
     ReceiptCreate,
@@ -40,6 +41,7 @@ from products_service.inventory.schemas import (
     StockHealth,
     StockLevelRead,
     TransferCreate,
+    WarehouseStock,
 )
 
 CANCELLED_REASON = "transfer cancelled"
@@ -476,8 +478,11 @@ def list_low_stock(
     category_id: int | None,
     include_ok: bool,
     page: PageParams,
-) -> tuple[list[LowStockRead], int]:
-    """Products at or below their threshold (or the one given), most urgent first."""
+    sort: str | None = None,
+) -> tuple[list[LowStockItem], int]:
+    """Products at or below their threshold (or the one given), most urgent first unless
+    ``sort`` says otherwise; each with its price, own threshold, category's full name and
+    stock per warehouse."""
     if warehouse_id is not None:
         get_warehouse(session=session, warehouse_id=warehouse_id)
     if category_id is not None and repository.get_category(session, category_id) is None:
@@ -494,8 +499,35 @@ def list_low_stock(
         category_id=category_id,
         include_ok=include_ok,
         page=page,
+        sort=sort,
     )
-    return [LowStockRead(**_low_stock_fields(row)) for row in rows], total
+    ids = [row.product_id for row in rows]
+    facts = repository.product_facts(session, ids)
+    split: dict[int, list[WarehouseStock]] = {}
+    for level in repository.stock_by_warehouse(session, ids, warehouse_id=warehouse_id):
+        split.setdefault(level.product_id, []).append(
+            WarehouseStock(
+                warehouse_id=level.warehouse_id,
+                warehouse_code=level.code,
+                on_hand=level.on_hand,
+                reserved=level.reserved,
+                available=level.on_hand - level.reserved,
+            )
+        )
+    names = full_names(
+        session, repository.categories(session, {r.category_id for r in rows if r.category_id})
+    )
+    items = [
+        LowStockItem(
+            **_low_stock_fields(row),
+            category_name=names.get(row.category_id) if row.category_id else None,
+            price=facts[row.product_id].price,
+            low_stock_threshold=facts[row.product_id].low_stock_threshold,
+            warehouses=split.get(row.product_id, []),
+        )
+        for row in rows
+    ]
+    return items, total
 
 
 def stock_health(*, session: Session, product_ids: Collection[int]) -> dict[int, ProductHealth]:

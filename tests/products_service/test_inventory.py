@@ -890,6 +890,60 @@ def test_low_stock_classes_thresholds_and_filters(
     )
 
 
+def test_low_stock_rows_say_price_category_and_stock_per_warehouse_and_sort_as_asked(
+    client: TestClient, engine: Engine, manager_headers: dict
+) -> None:
+    main = main_warehouse(engine)
+    east = make_warehouse(engine, "LS-EAST")
+    garden = make_category(engine, "Garden")
+    hoses = make_category(engine, "Hoses", parent_id=garden)
+    split = make_product(engine, category_id=hoses, threshold=10)
+    bare = make_product(engine, threshold=3)  # no category, no stock anywhere
+    receive(client, manager_headers, split, main, 3)
+    receive(client, manager_headers, split, east, 4)
+    set_reserved(engine, split, east, 1)
+
+    answer = client.get(f"{API}/low-stock", headers=manager_headers)
+    assert answer.status_code == 200, answer.text
+    rows = {row["product_id"]: row for row in answer.json()["items"]}
+    row = rows[split]
+    assert (row["on_hand"], row["reserved"], row["available"]) == (7, 1, 6)
+    assert row["category_name"] == "Garden / Hoses"
+    assert row["price"] == "9.90" and row["low_stock_threshold"] == row["threshold"] == 10
+    main_code = client.get(f"/api/v1/warehouses/{main}", headers=manager_headers).json()["code"]
+    assert sorted(
+        (w["warehouse_code"], w["on_hand"], w["reserved"], w["available"])
+        for w in row["warehouses"]
+    ) == sorted([(main_code, 3, 0, 3), ("LS-EAST", 4, 1, 3)])
+    assert sum(w["available"] for w in row["warehouses"]) == row["available"]
+    assert rows[bare]["category_name"] is None and rows[bare]["warehouses"] == []
+    # a threshold given in the query is the one applied; the product's own is still told
+    overridden = client.get(f"{API}/low-stock", params={"threshold": 50}, headers=manager_headers)
+    mine = next(r for r in overridden.json()["items"] if r["product_id"] == split)
+    assert (mine["threshold"], mine["low_stock_threshold"]) == (50, 10)
+    # one warehouse: only its row
+    east_only = client.get(
+        f"{API}/low-stock", params={"warehouse_id": east}, headers=manager_headers
+    ).json()["items"]
+    assert [
+        w["warehouse_code"]
+        for w in next(r for r in east_only if r["product_id"] == split)["warehouses"]
+    ] == ["LS-EAST"]
+
+    def order(sort: str) -> list[int]:
+        got = client.get(
+            f"{API}/low-stock", params={"sort": sort, "include_ok": True}, headers=manager_headers
+        )
+        assert got.status_code == 200, got.text
+        return [r["product_id"] for r in got.json()["items"]]
+
+    assert order("available") == [bare, split]
+    assert order("-available") == [split, bare]
+    assert order("health") == [bare, split]  # out before low
+    bad = client.get(f"{API}/low-stock", params={"sort": "price"}, headers=manager_headers)
+    assert bad.status_code == 400 and "available" in bad.json()["detail"]
+
+
 # --- the ledger check ------------------------------------------------------------------
 
 
