@@ -255,6 +255,7 @@ print_summary() {
     printf '  %-16s %-28s Swagger: %s/docs\n' "$service" "$(base_url "$service")" \
       "$(base_url "$service")"
   done
+  printf '  %-16s %s/dashboard/\n' "dashboard" "$(base_url products_service)"
   local email=${SHOP_FIRST_ADMIN_EMAIL:-admin@example.com}
   if [[ ${SHOP_ENVIRONMENT:-development} == production ]]; then
     say "  Log in as $email with the password in SHOP_FIRST_ADMIN_PASSWORD."
@@ -423,6 +424,12 @@ local_start() {
   # sales_service calls the products_service this script starts.
   export SHOP_PRODUCTS_SERVICE_URL
   SHOP_PRODUCTS_SERVICE_URL=$(base_url products_service)
+  # The dashboard, served by products_service, calls sales_service where this script starts
+  # it, from products_service's origin, which sales_service's CORS must allow.
+  export SHOP_DASHBOARD_SALES_URL=${SHOP_DASHBOARD_SALES_URL:-$(base_url sales_service)}
+  if [[ -z ${SHOP_CORS_ORIGINS:-} ]]; then
+    export SHOP_CORS_ORIGINS="[\"$(base_url products_service)\",\"http://localhost:$PRODUCTS_PORT\",\"http://localhost:3000\",\"http://localhost:5173\"]"
+  fi
   for service in $SERVICES; do
     if running_pid "$service" >/dev/null; then continue; fi
     rm -f "$(pid_file "$service")"

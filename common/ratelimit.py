@@ -6,8 +6,8 @@ database query): a person's token counts for its user (``SHOP_RATE_LIMIT_PER_MIN
 service's own token is not limited (the person behind the call was counted where it came
 in), and a request with no valid token counts for its client address
 (``SHOP_RATE_LIMIT_ANONYMOUS_PER_MINUTE``; behind a proxy, set SHOP_FORWARDED_ALLOW_IPS so
-that address is the client's, not the proxy's). The probes (/health, /ready) and CORS
-preflights are never limited.
+that address is the client's, not the proxy's). The probes (/health, /ready), the
+dashboard's static files and CORS preflights are never limited.
 
 The algorithm is GCRA (a leaky bucket kept as one timestamp per key): a caller may spend the
 whole minute's budget at once, after which requests pass at the steady rate, one every
@@ -48,6 +48,9 @@ from common.settings import CommonSettings
 logger = logging.getLogger(__name__)
 
 UNLIMITED_PATHS = frozenset({"/health", "/ready"})
+# The dashboard's static files (products_service/dashboard.py): one page load fetches about
+# twenty of them before it can log in, and each is a file read, not an API call.
+UNLIMITED_PREFIXES = ("/dashboard/",)
 RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 WINDOW_SECONDS = 60
 # Redis answers in a millisecond when well; a stuck one must not hold requests for long.
@@ -225,7 +228,7 @@ class RateLimitMiddleware:
 
     def _subject(self, scope: Scope) -> tuple[str, str, int] | None:
         """What the request counts for (kind, key, limit), or None when it is not limited."""
-        if scope["path"] in UNLIMITED_PATHS:
+        if scope["path"] in UNLIMITED_PATHS or scope["path"].startswith(UNLIMITED_PREFIXES):
             return None
         authorization = None
         for name, value in scope["headers"]:

@@ -87,7 +87,14 @@ class CommonSettings(BaseSettings):
     # then read as a stream); larger ones get 413. The CLI imports read files of any size.
     import_max_bytes: int = Field(default=256 * 1_048_576, gt=0)
 
-    cors_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
+    # Browser origins that may call the API: the dashboard as products_service serves it
+    # (http://127.0.0.1:8000/dashboard/ calls sales_service cross-origin), and dev servers.
+    cors_origins: list[str] = [
+        "http://127.0.0.1:8000",
+        "http://localhost:8000",
+        "http://localhost:3000",
+        "http://localhost:5173",
+    ]
     store_timezone: str = "UTC"
 
     # The general API rate limit (common/ratelimit.py): requests a minute per user, and per
@@ -237,6 +244,10 @@ class ProductsSettings(CommonSettings):
     reservation_max_ttl_seconds: int = Field(default=3600, gt=0)
     # How often the stock-alerts consumer looks for new products events once caught up.
     alert_poll_seconds: float = Field(default=0.5, gt=0)
+    # The admin dashboard (dashboard/), served by this service at /dashboard/: on or off, and
+    # the sales_service base URL its browser code calls (products_service: its own origin).
+    dashboard_enabled: bool = True
+    dashboard_sales_url: str = "http://127.0.0.1:8001"
 
 
 class SalesSettings(CommonSettings):

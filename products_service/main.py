@@ -26,6 +26,7 @@ from common.streams.router import router as stream_token_router
 from common.webhooks.delivery import run_webhooks
 from common.webhooks.router import router as webhooks_router
 from products_service.categories.router import router as categories_router
+from products_service.dashboard import install_dashboard
 from products_service.exports.router import router as exports_router
 from products_service.imports.router import router as imports_router
 from products_service.inventory.alerts import consume_once as consume_stock_alerts
@@ -121,6 +122,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         exports_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
+    install_dashboard(app, settings)
     return app
 
 
