@@ -175,7 +175,8 @@ def _run(sessions: sessionmaker[Session], job_id: int, path: Path, run: RunImpor
             except BaseException:
                 session.rollback()
                 raise
-        _end(sessions, job_id, ImportJobStatus.SUCCEEDED, report=report)
+        # (the whole file was read, whatever the last progress report said)
+        _end(sessions, job_id, ImportJobStatus.SUCCEEDED, report=report, read_all=True)
     except ImportRejected as exc:
         _end(sessions, job_id, ImportJobStatus.REJECTED, report=exc.report)
     except ImportCancelled:
@@ -194,10 +195,12 @@ def _end(
     *,
     report: ImportReport | None = None,
     error: str | None = None,
+    read_all: bool = False,
 ) -> None:
     _set(
         sessions,
         job_id,
+        **({"bytes_read": ImportJob.bytes_total} if read_all else {}),
         status=state,
         finished_at=utcnow(),
         report=report.model_dump(mode="json") if report is not None else None,
