@@ -10,7 +10,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -33,7 +33,24 @@ class AppError(Exception):
         self.headers: dict[str, str] = {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.code, "detail": self.detail, **self.context}
+        """``{"error", "detail", ...context}``; an error about one input (``field=``) also
+        lists it in ``fields`` as a validation error does, so a client maps every error
+        onto its form the same way."""
+        context = dict(self.context)
+        field = context.pop("field", None)
+        body = {"error": self.code, "detail": self.detail, **context}
+        if field is not None:
+            body["fields"] = [{"field": located(field), "reason": self.detail, "type": self.code}]
+        return body
+
+
+LOCATIONS = ("body", "query", "header", "path")
+
+
+def located(field: str) -> str:
+    """Where an input is, as validation errors say it: ``slug`` -> ``body.slug``; a name
+    that says where it is already (``query.sort``) is kept."""
+    return field if field.split(".", 1)[0] in LOCATIONS else f"body.{field}"
 
 
 class BadRequest(AppError):
@@ -97,20 +114,23 @@ class UpstreamUnavailable(AppError):
     code = "upstream_unavailable"
 
 
-class ErrorBody(BaseModel):
-    """The shape of every error answer; extra keys carry context (e.g. the short lines)."""
-
-    model_config = ConfigDict(extra="allow")
-    error: str
-    detail: str
-
-
 class FieldError(BaseModel):
     """One bad input: where it is (e.g. ``body.price``, ``query.limit``) and what is wrong."""
 
     field: str
     reason: str
     type: str
+
+
+class ErrorBody(BaseModel):
+    """The shape of every error answer; extra keys carry context (e.g. the short lines)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    detail: str
+    fields: list[FieldError] | None = Field(
+        default=None, description="The inputs at fault, when the error is about some"
+    )
 
 
 class ValidationErrorBody(ErrorBody):

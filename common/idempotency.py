@@ -62,7 +62,8 @@ def replay(
     request under that key is a 422 naming what the key was used for."""
     if record.request_hash != digest:
         raise IdempotencyKeyReused(
-            f"{field} {key!r} was already used for {used_for} with a different request",
+            f"{field.split('.', 1)[-1] if field.startswith('header.') else field} {key!r} "
+            f"was already used for {used_for} with a different request",
             field=field,
             **context,
         )
@@ -104,7 +105,7 @@ def claim(session: Session, *, scope: str, key: str, payload: Any) -> Replay | N
         if record.request_hash != digest:
             raise IdempotencyKeyReused(
                 f"Idempotency-Key {key!r} was already used with a different request body",
-                field="Idempotency-Key",
+                field="header.Idempotency-Key",
             ) from None
         if record.status_code == PENDING:  # only visible if the first one is still running
             raise Conflict(

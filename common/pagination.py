@@ -66,7 +66,7 @@ def parse_sort(
         if field not in allowed:
             raise BadRequest(
                 f"Cannot sort by {field!r}; choose from: {', '.join(sorted(allowed))}",
-                field="sort",
+                field="query.sort",
             )
         column = allowed[field]
         clauses.append(column.desc() if descending else column.asc())

@@ -22,12 +22,8 @@ export class ApiError extends Error {
 
 function describe(status, body, service) {
   if (status === 0) return `Cannot reach ${service}_service. Is it running?`;
-  let text = body?.detail || `${service}_service answered ${status}`;
-  if (Array.isArray(body?.fields) && body.fields.length) {
-    text +=
-      ": " + body.fields.map((f) => `${f.field.replace(/^body\./, "")} ${f.reason}`).join("; ");
-  }
-  return text;
+  // (the detail names the fields at fault too, e.g. "Invalid input: body.price: ...")
+  return body?.detail || `${service}_service answered ${status}`;
 }
 
 export async function loadConfig() {

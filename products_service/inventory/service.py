@@ -490,7 +490,7 @@ def list_low_stock(
             f"Category {category_id} not found",
             resource="category",
             id=category_id,
-            field="category_id",
+            field="query.category_id",
         )
     rows, total = repository.list_low_stock(
         session,

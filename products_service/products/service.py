@@ -277,7 +277,7 @@ def list_products(
         root = categories.get(session, filters.category_id)
         if root is None:
             raise Unprocessable(
-                f"Category {filters.category_id} does not exist", field="category_id"
+                f"Category {filters.category_id} does not exist", field="query.category_id"
             )
         subtree_path = root.path
     rows, total = repository.list_page(

@@ -90,7 +90,7 @@ def _replay(session: Session, existing: SaleRefund, digest: str) -> RefundOutcom
         existing,
         digest,
         key=existing.idempotency_key or "",
-        field="Idempotency-Key",
+        field="header.Idempotency-Key",
         used_for=f"refund {existing.id}",
         refund_id=existing.id,
     )

@@ -106,14 +106,14 @@ def sale_filters(
 ) -> repository.SaleFilters:
     """The filters shared by the sales list and its CSV export."""
     if sold_from is not None and sold_to is not None and sold_to <= sold_from:
-        raise Unprocessable("sold_to must be later than sold_from", field="sold_to")
+        raise Unprocessable("sold_to must be later than sold_from", field="query.sold_to")
     path = None
     if category_id is not None:
         # The snapshot on each line names the category as it was when sold; the subtree is
         # taken from the category tree as it is now.
         path = repository.category_path(session, category_id)
         if path is None:
-            raise Unprocessable(f"Unknown category {category_id}", field="category_id")
+            raise Unprocessable(f"Unknown category {category_id}", field="query.category_id")
     return repository.SaleFilters(
         sold_from=sold_from,
         sold_to=sold_to,

@@ -173,7 +173,7 @@ def _replay(existing: Sale, digest: str) -> Sale:
         existing,
         digest,
         key=existing.idempotency_key or "",
-        field="Idempotency-Key",
+        field="header.Idempotency-Key",
         used_for=f"sale {existing.number}",
         sale_id=existing.id,
     )

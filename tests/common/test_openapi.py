@@ -142,3 +142,27 @@ def test_a_browser_script_may_read_the_headers_the_api_sends_for_it(
         h.strip().lower() for h in answer.headers["access-control-expose-headers"].split(",")
     }
     assert {"idempotent-replayed", "content-disposition", "retry-after", "x-request-id"} <= exposed
+
+
+def test_every_error_about_an_input_names_it_the_one_way(
+    products_app: Any, client: TestClient, manager_headers: dict[str, str]
+) -> None:
+    """A taken SKU (409), a bad sort (400) and a schema violation (422) all list the inputs
+    at fault in `fields`, located: one mapping onto a form for every error."""
+    make_product(client, manager_headers, sku="ONE-SHAPE-1")
+    again = {"sku": "ONE-SHAPE-1", "name": "Again", "price": "1.00", "cost_price": "0.50"}
+    taken = client.post(f"{API}/products", json=again, headers=manager_headers)
+    bad_sort = client.get(f"{API}/products", params={"sort": "colour"}, headers=manager_headers)
+    invalid = client.post(f"{API}/products", json={"sku": "X"}, headers=manager_headers)
+    for answer, status, where in (
+        (taken, 409, "body.sku"),
+        (bad_sort, 400, "query.sort"),
+        (invalid, 422, "body.name"),
+    ):
+        assert answer.status_code == status, answer.text
+        body = answer.json()
+        assert {"error", "detail", "fields"} <= body.keys() and "field" not in body
+        assert where in [f["field"] for f in body["fields"]], body
+        assert all(set(f) == {"field", "reason", "type"} for f in body["fields"])
+    schema = products_app.openapi()["components"]["schemas"]["ErrorBody"]
+    assert "fields" in schema["properties"]

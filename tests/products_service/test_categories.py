@@ -47,13 +47,13 @@ def test_slug_rules_and_duplicates(client: TestClient, manager_headers: dict[str
         headers=manager_headers,
     )
     assert duplicate.status_code == 409
-    assert duplicate.json()["field"] == "slug"
+    assert duplicate.json()["fields"][0]["field"] == "body.slug"
 
     derived_duplicate = client.post(
         f"{API}/categories", json={"name": "Running Shoes!"}, headers=manager_headers
     )
     assert derived_duplicate.status_code == 409
-    assert derived_duplicate.json()["field"] == "slug"
+    assert derived_duplicate.json()["fields"][0]["field"] == "body.slug"
 
     for bad in ("Running Shoes", "shoes--x", "-shoes", "sh_oes", "2024"):
         response = client.post(
@@ -64,7 +64,7 @@ def test_slug_rules_and_duplicates(client: TestClient, manager_headers: dict[str
 
     underivable = client.post(f"{API}/categories", json={"name": "日本"}, headers=manager_headers)
     assert underivable.status_code == 422
-    assert underivable.json()["field"] == "slug"
+    assert underivable.json()["fields"][0]["field"] == "body.slug"
 
 
 def test_unknown_or_archived_parent_is_refused(
@@ -74,7 +74,7 @@ def test_unknown_or_archived_parent_is_refused(
         f"{API}/categories", json={"name": "Orphan", "parent_id": 999999}, headers=manager_headers
     )
     assert unknown.status_code == 422
-    assert unknown.json()["field"] == "parent_id"
+    assert unknown.json()["fields"][0]["field"] == "body.parent_id"
     assert "999999" in unknown.json()["detail"]
 
     archived = make_category(client, manager_headers, "Old")
@@ -85,7 +85,7 @@ def test_unknown_or_archived_parent_is_refused(
         headers=manager_headers,
     )
     assert under_archived.status_code == 422
-    assert under_archived.json()["field"] == "parent_id"
+    assert under_archived.json()["fields"][0]["field"] == "body.parent_id"
 
 
 def test_lookup_by_id_or_slug_gives_ancestors_and_active_children(
@@ -206,7 +206,7 @@ def test_moving_under_itself_or_a_descendant_is_refused(
             f"{API}/categories/{a['id']}", json={"parent_id": target}, headers=manager_headers
         )
         assert response.status_code == 409, target
-        assert response.json()["field"] == "parent_id"
+        assert response.json()["fields"][0]["field"] == "body.parent_id"
     cycle = client.patch(
         f"{API}/categories/{a['id']}", json={"parent_id": c["id"]}, headers=manager_headers
     )
@@ -234,7 +234,7 @@ def test_patch_changes_only_what_is_sent(
         f"{API}/categories/{cat['id']}", json={"slug": "taken"}, headers=manager_headers
     )
     assert taken.status_code == 409
-    assert taken.json()["field"] == "slug"
+    assert taken.json()["fields"][0]["field"] == "body.slug"
 
     null_name = client.patch(
         f"{API}/categories/{cat['id']}", json={"name": None}, headers=manager_headers
@@ -386,7 +386,7 @@ def test_the_tree_nests_every_category_under_its_parent_with_full_names(
         params={"top_level": True, "parent_id": books["id"]},
         headers=viewer_headers,
     )
-    assert both.status_code == 422 and both.json()["field"] == "query.top_level"
+    assert both.status_code == 422 and both.json()["fields"][0]["field"] == "query.top_level"
 
 
 def test_the_tree_route_is_read_only_and_says_so(

@@ -353,7 +353,7 @@ def test_unknown_product_or_warehouse_is_404_naming_which(
     )
     assert missing_wh.status_code == 404
     assert missing_wh.json()["resource"] == "warehouse"
-    assert missing_wh.json()["field"] == "warehouse_id"
+    assert missing_wh.json()["fields"][0]["field"] == "body.warehouse_id"
 
     ledger = client.get(f"{API}/products/{product + 999}/movements", headers=manager_headers)
     assert ledger.status_code == 404
@@ -376,7 +376,7 @@ def test_inactive_warehouse_and_archived_product_rules(
     )
     assert into_closed.status_code == 409
     assert "inactive" in into_closed.json()["detail"]
-    assert into_closed.json()["field"] == "warehouse_id"
+    assert into_closed.json()["fields"][0]["field"] == "body.warehouse_id"
 
     archived_receipt = post(
         client,
@@ -632,10 +632,10 @@ def test_transfer_refusals(client: TestClient, engine: Engine, manager_headers: 
     assert "must differ" in same.json()["detail"]
     unknown = post(client, manager_headers, "/transfers", {**base, "to_warehouse_id": west + 99})
     assert unknown.status_code == 404
-    assert unknown.json()["field"] == "to_warehouse_id"
+    assert unknown.json()["fields"][0]["field"] == "body.to_warehouse_id"
     inactive = post(client, manager_headers, "/transfers", {**base, "to_warehouse_id": closed})
     assert inactive.status_code == 409
-    assert inactive.json()["field"] == "to_warehouse_id"
+    assert inactive.json()["fields"][0]["field"] == "body.to_warehouse_id"
     too_many = post(
         client, manager_headers, "/transfers", {**base, "to_warehouse_id": west, "quantity": 4}
     )
@@ -767,7 +767,7 @@ def test_ledger_filters_and_pagination(
         f"{API}/products/{product}/movements", params={"sort": "qty"}, headers=manager_headers
     )
     assert bad_sort.status_code == 400
-    assert bad_sort.json()["field"] == "sort"
+    assert bad_sort.json()["fields"][0]["field"] == "query.sort"
 
 
 def test_levels_list_filters_and_pages(

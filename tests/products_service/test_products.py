@@ -145,13 +145,13 @@ def test_sku_is_unique_on_create_and_update(
         headers=manager_headers,
     )
     assert duplicate.status_code == 409
-    assert duplicate.json()["field"] == "sku"
+    assert duplicate.json()["fields"][0]["field"] == "body.sku"
 
     renamed = client.patch(
         f"{API}/products/{other['id']}", json={"sku": "SKU-1"}, headers=manager_headers
     )
     assert renamed.status_code == 409
-    assert renamed.json()["field"] == "sku"
+    assert renamed.json()["fields"][0]["field"] == "body.sku"
 
     same = client.patch(
         f"{API}/products/{other['id']}", json={"sku": "SKU-2"}, headers=manager_headers
@@ -167,7 +167,7 @@ def test_category_must_exist_and_be_active(
         f"{API}/products", json={**payload, "category_id": 999999}, headers=manager_headers
     )
     assert unknown.status_code == 422
-    assert unknown.json()["field"] == "category_id"
+    assert unknown.json()["fields"][0]["field"] == "body.category_id"
 
     archived = make_category(client, manager_headers, "Retired")
     client.post(f"{API}/categories/{archived['id']}/archive", headers=manager_headers)
@@ -175,7 +175,7 @@ def test_category_must_exist_and_be_active(
         f"{API}/products", json={**payload, "category_id": archived["id"]}, headers=manager_headers
     )
     assert into_archived.status_code == 422
-    assert into_archived.json()["field"] == "category_id"
+    assert into_archived.json()["fields"][0]["field"] == "body.category_id"
     assert "archived" in into_archived.json()["detail"]
 
     product = make_product(client, manager_headers, "C-2")
@@ -185,7 +185,7 @@ def test_category_must_exist_and_be_active(
         headers=manager_headers,
     )
     assert moved.status_code == 422
-    assert moved.json()["field"] == "category_id"
+    assert moved.json()["fields"][0]["field"] == "body.category_id"
 
 
 def test_patch_changes_only_what_is_sent(
@@ -333,7 +333,7 @@ def test_category_filter_includes_subcategories(
 
     unknown = client.get(f"{API}/products", params={"category_id": 999999}, headers=viewer_headers)
     assert unknown.status_code == 422
-    assert unknown.json()["field"] == "category_id"
+    assert unknown.json()["fields"][0]["field"] == "query.category_id"
 
 
 def test_filters_by_status_price_low_stock_and_creation_time(

@@ -124,7 +124,7 @@ def test_ttl_is_taken_from_the_request_up_to_the_maximum(
         body(line(product, 1), ttl_seconds=settings.reservation_max_ttl_seconds + 1),
     )
     assert too_long.status_code == 422
-    assert too_long.json()["field"] == "ttl_seconds"
+    assert too_long.json()["fields"][0]["field"] == "body.ttl_seconds"
     assert level(engine, product, main).reserved == 0
 
     response = reserve(client, service_headers, body(line(product, 1), ttl_seconds=120))

@@ -49,7 +49,7 @@ def test_create_uppercases_the_code_and_refuses_duplicates(
             f"{API}/warehouses", json={"code": code, "name": "Again"}, headers=manager_headers
         )
         assert duplicate.status_code == 409, code
-        assert duplicate.json()["field"] == "code"
+        assert duplicate.json()["fields"][0]["field"] == "body.code"
 
     for bad in ("A B", "A_B", "-A", "A--B", "", "X" * 33):
         response = client.post(
@@ -92,13 +92,13 @@ def test_the_default_stays_active_and_cannot_simply_be_unset(
         f"{API}/warehouses/{main}", json={"is_active": False}, headers=manager_headers
     )
     assert deactivate.status_code == 409
-    assert deactivate.json()["field"] == "is_active"
+    assert deactivate.json()["fields"][0]["field"] == "body.is_active"
 
     unset = client.patch(
         f"{API}/warehouses/{main}", json={"is_default": False}, headers=manager_headers
     )
     assert unset.status_code == 409
-    assert unset.json()["field"] == "is_default"
+    assert unset.json()["fields"][0]["field"] == "body.is_default"
     assert defaults(client, viewer_headers) == ["MAIN"]
 
     inactive = make_warehouse(client, manager_headers, "OLD", is_active=False)

@@ -28,7 +28,7 @@ def test_a_line_total_past_the_column_is_422_before_any_stock_is_taken(
     body["lines"][0]["unit_price"] = "9999999999.99"
     answer = sales_client.post(SALES, json=body, headers=manager_headers)
     assert answer.status_code == 422, answer.text
-    assert answer.json()["field"] == "body.lines.0"
+    assert answer.json()["fields"][0]["field"] == "body.lines.0"
     assert "split it" in answer.json()["detail"]
     assert sale_count(engine) == 0
     assert take_statuses(engine) == {}
@@ -48,7 +48,7 @@ def test_a_catalog_price_that_overflows_gives_the_taken_stock_back(
         SALES, json=sale_body(channel, (cheap, 2), (dear, 101)), headers=manager_headers
     )
     assert answer.status_code == 422, answer.text
-    assert answer.json()["field"] == "body.lines.1"
+    assert answer.json()["fields"][0]["field"] == "body.lines.1"
     assert sale_count(engine) == 0
     assert take_statuses(engine) == {"returned": 1}
     assert level(engine, cheap, main) == (500, 0)

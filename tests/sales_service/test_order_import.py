@@ -222,7 +222,9 @@ def test_a_generic_csv_is_read_through_a_column_mapping(
     assert missing.status_code == 422
     assert missing.json()["report"]["errors"][0]["error"] == "missing_columns"
     no_channel = upload(sales_client, manager_headers, content, file_name="web.csv")
-    assert no_channel.status_code == 422 and no_channel.json()["field"] == "query.channel"
+    assert (
+        no_channel.status_code == 422 and no_channel.json()["fields"][0]["field"] == "query.channel"
+    )
 
 
 def test_a_report_with_bad_rows_is_refused_whole(

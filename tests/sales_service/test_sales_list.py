@@ -223,7 +223,9 @@ def test_time_window_is_inclusive_from_and_exclusive_to(
         headers=viewer_headers,
         params={"sold_from": T.isoformat(), "sold_to": T.isoformat()},
     )
-    assert backwards.status_code == 422 and backwards.json()["field"] == "sold_to"
+    assert (
+        backwards.status_code == 422 and backwards.json()["fields"][0]["field"] == "query.sold_to"
+    )
 
 
 def test_product_channel_and_status_filters_match_any_of_their_values(
@@ -273,7 +275,7 @@ def test_category_filter_takes_in_the_whole_subtree(
         "/api/v1/sales", headers=viewer_headers, params={"category_id": max(cat.values()) + 1}
     )
     assert unknown.status_code == 422, unknown.text
-    assert unknown.json()["field"] == "category_id"
+    assert unknown.json()["fields"][0]["field"] == "query.category_id"
 
 
 def test_sort_and_pages(sales_client: TestClient, viewer_headers: dict, world: World) -> None:
@@ -414,7 +416,9 @@ def test_the_export_refuses_bad_filters_before_streaming(
         headers=viewer_headers,
         params={"category_id": max(world.categories.values()) + 1},
     )
-    assert unknown.status_code == 422 and unknown.json()["field"] == "category_id"
+    assert (
+        unknown.status_code == 422 and unknown.json()["fields"][0]["field"] == "query.category_id"
+    )
     assert sales_client.get("/api/v1/sales/export.csv").status_code == 401
 
 
