@@ -378,6 +378,7 @@ class Sale(Base):
         Index("ix_sales_sold_at", "sold_at"),
         Index("ix_sales_channel_sold_at", "channel_id", "sold_at"),
         Index("ix_sales_stock_sync", "stock_sync", "id"),
+        Index("ix_sales_external_order_id", "external_order_id"),
         CheckConstraint("units > 0", name="units_positive"),
     )
 

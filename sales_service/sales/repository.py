@@ -5,13 +5,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from common.db import utcnow
 from common.models import (
     Category,
+    Product,
     Sale,
     SaleLine,
     SalesChannel,
@@ -207,7 +208,8 @@ class SaleFilters:
     sold_from: datetime | None = None  # inclusive
     sold_to: datetime | None = None  # exclusive
     product_ids: Sequence[int] = ()  # sales with a line of any of these products
-    category_path: str | None = None  # sales with a line in this category's subtree
+    category_paths: Sequence[str] = ()  # sales with a line in any of these subtrees
+    search: str | None = None  # a sale number, a marketplace order id or a product's SKU
     channel_ids: Sequence[int] = ()
     statuses: Sequence[SaleStatus] = ()
     stock_syncs: Sequence[StockSync] = ()  # e.g. FAILED: the sales someone has to settle
@@ -239,8 +241,23 @@ def _filtered(stmt: AnySelect, filters: SaleFilters) -> AnySelect:
             .correlate(Sale)  # not sale_lines: the export joins them in the outer query too
             .exists()
         )
-    if filters.category_path is not None:
-        subtree = select(Category.id).where(Category.path.like(f"{filters.category_path}%"))
+    if filters.search is not None:
+        # Each branch on an index: the number (unique), the order id, the product by SKU.
+        products = select(Product.id).where(Product.sku == filters.search)
+        stmt = stmt.where(
+            or_(
+                Sale.number == filters.search,
+                Sale.external_order_id == filters.search,
+                select(SaleLine.id)
+                .where(SaleLine.sale_id == Sale.id, SaleLine.product_id.in_(products))
+                .correlate(Sale)
+                .exists(),
+            )
+        )
+    if filters.category_paths:
+        subtree = select(Category.id).where(
+            or_(*(Category.path.like(f"{path}%") for path in filters.category_paths))
+        )
         stmt = stmt.where(
             select(SaleLine.id)
             .where(SaleLine.sale_id == Sale.id, SaleLine.category_id.in_(subtree))

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import Field
 
 from common.auth.dependencies import CurrentUser, ManagerClaims
 from common.db import SessionDep
@@ -85,8 +86,20 @@ def sale_filters(
         Query(description="Sales with a line of this product; repeat for any of several"),
     ] = None,
     category_id: Annotated[
-        int | None,
-        Query(gt=0, description="Sales with a line in this category or any subcategory"),
+        list[Annotated[int, Field(gt=0)]] | None,
+        Query(
+            description="Sales with a line in this category or any subcategory; repeat for "
+            "any of several"
+        ),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=100,
+            description="A sale number (S-00000042), a marketplace order id, or a product's "
+            "SKU (sales with a line of it); exact",
+        ),
     ] = None,
     channel_id: Annotated[list[int] | None, Query(description="Repeat for any of several")] = None,
     statuses: Annotated[
@@ -107,18 +120,20 @@ def sale_filters(
     """The filters shared by the sales list and its CSV export."""
     if sold_from is not None and sold_to is not None and sold_to <= sold_from:
         raise Unprocessable("sold_to must be later than sold_from", field="query.sold_to")
-    path = None
-    if category_id is not None:
+    paths = []
+    for one in dict.fromkeys(category_id or ()):
         # The snapshot on each line names the category as it was when sold; the subtree is
         # taken from the category tree as it is now.
-        path = repository.category_path(session, category_id)
+        path = repository.category_path(session, one)
         if path is None:
-            raise Unprocessable(f"Unknown category {category_id}", field="query.category_id")
+            raise Unprocessable(f"Unknown category {one}", field="query.category_id")
+        paths.append(path)
     return repository.SaleFilters(
         sold_from=sold_from,
         sold_to=sold_to,
         product_ids=product_id or (),
-        category_path=path,
+        category_paths=paths,
+        search=(q or "").strip() or None,
         channel_ids=channel_id or (),
         statuses=statuses or (),
         stock_syncs=stock_syncs or (),

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, event, insert, select, update
 
 from common.db import make_sessionmaker, utcnow
 from common.delimited import stream_rows
-from common.models import Sale, SaleLine, SaleStatus, StockSync
+from common.models import Product, Sale, SaleLine, SaleStatus, StockSync
 from sales_service.sales import repository
 from tests.conftest import LiveServer
 from tests.products_service.factories import create_product
@@ -253,6 +253,37 @@ def test_product_channel_and_status_filters_match_any_of_their_values(
         sales_client, viewer_headers, channel_id=world.channels["web"], product_id=phone
     ) == ["A-3"]
     assert numbers(sales_client, viewer_headers, product_id=world.products["misc"] + 1000) == []
+
+
+def test_several_categories_match_any_and_q_finds_a_sale_by_number_order_id_or_sku(
+    sales_client: TestClient, viewer_headers: dict, world: World, engine: Engine
+) -> None:
+    cat = world.categories
+    assert numbers(sales_client, viewer_headers, category_id=[cat["cases"], cat["books"]]) == [
+        "A-3",
+        "A-2",
+        "A-5",
+    ]
+    # a category and its own subcategory: each sale once
+    assert numbers(sales_client, viewer_headers, category_id=[cat["phones"], cat["cases"]]) == [
+        "A-3",
+        "A-2",
+        "A-1",
+    ]
+
+    assert numbers(sales_client, viewer_headers, q="A-4") == ["A-4"]
+    assert numbers(sales_client, viewer_headers, q=" A-4 ") == ["A-4"]  # pasted with spaces
+    with engine.begin() as connection:
+        connection.execute(
+            update(Sale).where(Sale.number == "A-2").values(external_order_id="112-7781-0042")
+        )
+        sku = connection.scalar(select(Product.sku).where(Product.id == world.products["phone"]))
+    assert numbers(sales_client, viewer_headers, q="112-7781-0042") == ["A-2"]
+    assert numbers(sales_client, viewer_headers, q=sku) == ["A-3", "A-1"]
+    assert numbers(sales_client, viewer_headers, q=sku, status="completed") == ["A-1"]
+    assert numbers(sales_client, viewer_headers, q="no-such-thing") == []
+    empty = sales_client.get("/api/v1/sales", params={"q": ""}, headers=viewer_headers)
+    assert empty.status_code == 422 and empty.json()["fields"][0]["field"] == "query.q"
 
 
 def test_category_filter_takes_in_the_whole_subtree(
