@@ -307,6 +307,7 @@ def test_the_low_stock_table_lists_a_product_pushed_below_its_threshold(
     row = page.get_by_test_id("low-stock").locator("tbody tr", has_text=product["sku"])
     expect(row).to_have_count(1)
     expect(row).to_contain_text("critical")  # 2 available, at most half the threshold of 5
+    expect(row).to_contain_text("MAIN 2")  # where the 2 are
     dashboard.settled()
     dashboard.shot("inventory")
 

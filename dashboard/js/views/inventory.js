@@ -166,6 +166,15 @@ async function renderLowStock(root, q) {
                 },
                 { label: "Health", value: (r) => badge(r.health) },
                 { label: "Available", value: (r) => integer(r.available), numeric: true },
+                {
+                  label: "Available by warehouse",
+                  value: (r) =>
+                    r.warehouses.length
+                      ? r.warehouses
+                          .map((w) => `${w.warehouse_code} ${integer(w.available)}`)
+                          .join(" · ")
+                      : "none stocked",
+                },
                 { label: "On hand", value: (r) => integer(r.on_hand), numeric: true },
                 { label: "Reserved", value: (r) => integer(r.reserved), numeric: true },
                 { label: "Threshold", value: (r) => integer(r.threshold), numeric: true },
