@@ -106,14 +106,6 @@ def replace_path_prefix(session: Session, old_prefix: str, new_prefix: str) -> N
     )
 
 
-def names(session: Session, ids: Collection[int]) -> dict[int, str]:
-    """Each category's name by id (archived ones too)."""
-    if not ids:
-        return {}
-    rows = session.execute(select(Category.id, Category.name).where(Category.id.in_(ids)))
-    return {row.id: row.name for row in rows}
-
-
 def every(session: Session, *, include_archived: bool) -> list[Category]:
     """The whole tree's rows, parents before children (by path, then name)."""
     stmt = select(Category).order_by(func.length(Category.path), Category.name, Category.id)

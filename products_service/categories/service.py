@@ -2,7 +2,7 @@
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -135,22 +135,22 @@ def list_categories(
     )
 
 
-def ancestor_ids(category: Category) -> list[int]:
-    """The ids on a category's path, root first, itself last ("/1/5/9/" -> [1, 5, 9])."""
-    return [int(part) for part in category.path.strip("/").split("/") if part]
-
-
 def full_names(session: Session, categories: Iterable[Category]) -> dict[int, str]:
     """Each category's name after its ancestors', "Sports / Running / Trail shoes" (one
     query for all of them)."""
     categories = list(categories)
     known = {c.id: c.name for c in categories}
-    wanted = {i for c in categories for i in ancestor_ids(c)} - known.keys()
-    known |= repository.names(session, wanted)
+    wanted = {i for c in categories for i in path_ids(c.path)} - known.keys()
+    known |= {c.id: c.name for c in repository.by_ids(session, wanted)}
     return {
-        c.id: FULL_NAME_SEPARATOR.join(known.get(i, "?") for i in ancestor_ids(c) or [c.id])
+        c.id: FULL_NAME_SEPARATOR.join(known.get(i, "?") for i in path_ids(c.path) or [c.id])
         for c in categories
     }
+
+
+def full_names_by_id(session: Session, category_ids: Collection[int]) -> dict[int, str]:
+    """``full_names`` of the categories with these ids."""
+    return full_names(session, repository.by_ids(session, category_ids))
 
 
 @dataclass

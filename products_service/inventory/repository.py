@@ -2,7 +2,7 @@
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -37,12 +37,6 @@ def get_warehouse(session: Session, warehouse_id: int) -> Warehouse | None:
 
 def get_category(session: Session, category_id: int) -> Category | None:
     return session.get(Category, category_id)
-
-
-def categories(session: Session, ids: Collection[int]) -> list[Category]:
-    if not ids:
-        return []
-    return list(session.scalars(select(Category).where(Category.id.in_(ids))))
 
 
 def get_level(session: Session, product_id: int, warehouse_id: int) -> StockLevel | None:
@@ -179,6 +173,18 @@ class _HealthQuery(NamedTuple):
     stock_on_hand: ColumnElement[Any]
 
 
+AnySelect = TypeVar("AnySelect", bound=Select[*tuple[Any, ...]])
+
+
+def _counted_levels(stmt: AnySelect, warehouse_id: int | None) -> AnySelect:
+    """``stmt`` over the level rows the low-stock list counts: that warehouse's alone, or
+    those of every active warehouse (joined, for its columns)."""
+    stmt = stmt.join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
+    if warehouse_id is not None:
+        return stmt.where(StockLevel.warehouse_id == warehouse_id)
+    return stmt.where(Warehouse.is_active.is_(True))
+
+
 def _health_query(
     *, threshold: int | None, warehouse_id: int | None, product_ids: Collection[int] | None
 ) -> _HealthQuery:
@@ -189,13 +195,9 @@ def _health_query(
     Without ``warehouse_id`` only active warehouses count; with it, that warehouse alone.
     Products with no level row at all count as zero.
     """
-    levels = select(StockLevel.product_id, StockLevel.on_hand, StockLevel.reserved).join(
-        Warehouse, Warehouse.id == StockLevel.warehouse_id
+    levels = _counted_levels(
+        select(StockLevel.product_id, StockLevel.on_hand, StockLevel.reserved), warehouse_id
     )
-    if warehouse_id is not None:
-        levels = levels.where(StockLevel.warehouse_id == warehouse_id)
-    else:
-        levels = levels.where(Warehouse.is_active.is_(True))
     if product_ids is not None:
         levels = levels.where(StockLevel.product_id.in_(product_ids))
     stock = levels.subquery("stock")
@@ -217,6 +219,8 @@ def _health_query(
             Product.name,
             Product.category_id,
             Product.archived_at,
+            Product.price,
+            Product.low_stock_threshold,
             on_hand.label("on_hand"),
             reserved.label("reserved"),
             available.label("available"),
@@ -230,6 +234,7 @@ def _health_query(
             Product.name,
             Product.category_id,
             Product.archived_at,
+            Product.price,
             Product.low_stock_threshold,
         )
     )
@@ -281,35 +286,15 @@ def stock_by_warehouse(
     active one), with each warehouse's code."""
     if not product_ids:
         return []
-    stmt = (
-        select(
-            StockLevel.product_id,
-            StockLevel.warehouse_id,
-            Warehouse.code,
-            StockLevel.on_hand,
-            StockLevel.reserved,
-        )
-        .join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
-        .where(StockLevel.product_id.in_(product_ids))
-        .order_by(StockLevel.product_id, Warehouse.code)
-    )
-    if warehouse_id is not None:
-        stmt = stmt.where(StockLevel.warehouse_id == warehouse_id)
-    else:
-        stmt = stmt.where(Warehouse.is_active.is_(True))
-    return list(session.execute(stmt))
-
-
-def product_facts(session: Session, product_ids: Collection[int]) -> dict[int, Any]:
-    """Price and own threshold of these products."""
-    if not product_ids:
-        return {}
-    rows = session.execute(
-        select(Product.id, Product.price, Product.low_stock_threshold).where(
-            Product.id.in_(product_ids)
-        )
-    )
-    return {row.id: row for row in rows}
+    stmt = select(
+        StockLevel.product_id,
+        StockLevel.warehouse_id,
+        Warehouse.code,
+        StockLevel.on_hand,
+        StockLevel.reserved,
+    ).select_from(StockLevel)
+    stmt = _counted_levels(stmt, warehouse_id).where(StockLevel.product_id.in_(product_ids))
+    return list(session.execute(stmt.order_by(StockLevel.product_id, Warehouse.code)))
 
 
 def stock_health(session: Session, product_ids: Collection[int]) -> list[Any]:

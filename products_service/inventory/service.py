@@ -23,7 +23,7 @@ from common.models import (
     Warehouse,
 )
 from common.pagination import PageParams
-from products_service.categories.service import full_names
+from products_service.categories.service import full_names_by_id
 from products_service.inventory import repository
 from products_service.inventory.ledger import lock_levels, record_movement, record_movements
 from products_service.inventory.schemas import (
@@ -502,7 +502,6 @@ def list_low_stock(
         sort=sort,
     )
     ids = [row.product_id for row in rows]
-    facts = repository.product_facts(session, ids)
     split: dict[int, list[WarehouseStock]] = {}
     for level in repository.stock_by_warehouse(session, ids, warehouse_id=warehouse_id):
         split.setdefault(level.product_id, []).append(
@@ -514,15 +513,13 @@ def list_low_stock(
                 available=level.on_hand - level.reserved,
             )
         )
-    names = full_names(
-        session, repository.categories(session, {r.category_id for r in rows if r.category_id})
-    )
+    names = full_names_by_id(session, {r.category_id for r in rows if r.category_id})
     items = [
         LowStockItem(
             **_low_stock_fields(row),
             category_name=names.get(row.category_id) if row.category_id else None,
-            price=facts[row.product_id].price,
-            low_stock_threshold=facts[row.product_id].low_stock_threshold,
+            price=row.price,
+            low_stock_threshold=row.low_stock_threshold,
             warehouses=split.get(row.product_id, []),
         )
         for row in rows
