@@ -62,7 +62,7 @@ def replay(
     request under that key is a 422 naming what the key was used for."""
     if record.request_hash != digest:
         raise IdempotencyKeyReused(
-            f"{field.split('.', 1)[-1] if field.startswith('header.') else field} {key!r} "
+            f"{field.removeprefix('header.')} {key!r} "
             f"was already used for {used_for} with a different request",
             field=field,
             **context,
