@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from common import migrate
+from common import migrate, outbox
 from common.db import make_engine, utcnow
 from common.models import WebhookDelivery
 from common.settings import ProductsSettings
@@ -587,6 +587,28 @@ def test_a_persistently_failing_endpoint_is_disabled_then_resumes_when_enabled(
 
     manual = shop.api.patch(f"/webhooks/{endpoint['id']}", json={"is_active": False})
     assert manual.json()["disabled_reason"] == f"Disabled by {ADMIN_EMAIL}"
+
+
+def test_products_service_alone_delivers_the_sales_outbox_too(
+    start_shop: StartShop, receiver: Receiver, hooks_engine: Engine
+) -> None:
+    """Webhooks run in products_service only (sales_service's one worker records sales): with
+    no sales_service running at all, a sale event in its outbox still reaches the receiver."""
+    shop = start_shop()  # products_service alone
+    endpoint = shop.register(receiver, event_types=["sale.recorded"])
+    with hooks_engine.begin() as connection:
+        outbox.append(
+            connection,
+            outbox.SALES_OUTBOX,
+            [outbox.event("sale.recorded", 7, {"sale_id": 7, "number": "S-HOOK-ALONE"})],
+        )
+    [got] = wait_until(receiver.acknowledged, what="the sale event")
+    assert got.json["type"] == "sale.recorded" and got.json["data"]["number"] == "S-HOOK-ALONE"
+    assert got.verified
+    wait_until(
+        lambda: [d["status"] for d in shop.deliveries(endpoint["id"])] == ["succeeded"],
+        what="the delivery recorded",
+    )
 
 
 def test_killing_the_service_mid_delivery_loses_nothing(
