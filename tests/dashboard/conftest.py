@@ -142,8 +142,11 @@ def shop() -> Iterator[Shop]:
             products.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Per module, not per session: Playwright's sync API keeps an event loop running in this
+    # thread while it is open, and a later test file on the same worker that calls
+    # asyncio.run() would fail (CI saw tests/common/test_observability.py do so).
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
