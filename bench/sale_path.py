@@ -574,6 +574,7 @@ def direct_sale(
                 insert(sale_lines).values(
                     sale_id=sale_id,
                     line_no=1,
+                    sold_at=now,
                     product_id=product_id,
                     sku=f"BENCH-{product_id}",
                     product_name=f"Bench product {product_id}",

@@ -411,13 +411,17 @@ class Sale(Base):
 
 
 class SaleLine(Base):
-    """A sold product with its price, cost and category as they were at the moment of sale."""
+    """A sold product with its price, cost and category as they were at the moment of sale.
+
+    ``sold_at`` repeats its sale's (which never changes), so that a report on a product or a
+    category reads that product's or category's lines of a period by index, without the sales.
+    """
 
     __tablename__ = "sale_lines"
     __table_args__ = (
         UniqueConstraint("sale_id", "line_no"),
-        Index("ix_sale_lines_product_sale", "product_id", "sale_id"),
-        Index("ix_sale_lines_category_sale", "category_id", "sale_id"),
+        Index("ix_sale_lines_product_sold", "product_id", "sold_at", "sale_id"),
+        Index("ix_sale_lines_category_sold", "category_id", "sold_at", "sale_id"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint(
             "refunded_quantity >= 0 AND refunded_quantity <= quantity", name="refund_within_sold"
@@ -429,6 +433,7 @@ class SaleLine(Base):
         BigInteger().with_variant(Integer, "sqlite"), ForeignKey("sales.id", ondelete="CASCADE")
     )
     line_no: Mapped[int] = mapped_column(Integer)
+    sold_at: Mapped[datetime] = mapped_column(UTCDateTime)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"))
     sku: Mapped[str] = mapped_column(String(64))
     product_name: Mapped[str] = mapped_column(String(200))
@@ -505,7 +510,7 @@ ROLLUP_MONEY = Numeric(18, 2)
 
 
 class ReportSalesRollup(Base):
-    """Net sales per UTC block and channel, split over a few shards so no row is hot.
+    """Net sales per UTC hour/day/month/year and channel (``shard`` is always 0).
 
     ``grain`` is the block length (see sales_service/reports/rollups.py); ``orders`` counts
     the sales with at least one unit not refunded.
@@ -524,7 +529,7 @@ class ReportSalesRollup(Base):
 
 
 class ReportProductRollup(Base):
-    """Net sales per UTC hour/day/month/year, product, channel and the line's category snapshot.
+    """Net sales per UTC month/year, product, channel and the line's category snapshot.
 
     ``category_key`` is the snapshot category id, 0 for none; ``orders`` counts the sales
     that hold the product with at least one unit not refunded.
@@ -547,10 +552,10 @@ class ReportProductRollup(Base):
 
 
 class ReportProductTotal(Base):
-    """Net sales per UTC hour/day/week/month/year and product, over all channels.
+    """Net sales per UTC day/month/year and product, over all channels.
 
-    The same sums as report_product_rollups without the channel and category split, so a
-    product ranking over a month reads about a thirtieth of the rows.
+    The same sums as report_product_rollups without the channel and category split, and per
+    day: what product rankings, product series and sales velocities read.
     """
 
     __tablename__ = "report_product_totals"
@@ -568,12 +573,12 @@ class ReportProductTotal(Base):
 
 
 class ReportCategoryRollup(Base):
-    """Net sales per UTC day/month/year (subtrees also per hour), category, channel, shard.
+    """Net sales per UTC day (all channels together, channel_id 0) or per UTC month/year and
+    channel, per category.
 
     ``scope`` 0 holds the lines of exactly that category; scope 1 holds those of the
     category and every subcategory below it (per the category paths recorded in
-    report_category_paths), so ``orders`` there counts each sale once per subtree. Subtrees
-    are also kept per UTC hour for all channels together, with channel_id 0.
+    report_category_paths), so ``orders`` there counts each sale once per subtree.
     """
 
     __tablename__ = "report_category_rollups"

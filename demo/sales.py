@@ -467,7 +467,7 @@ def simulate(plan: Plan, catalog: Catalog, refs: ShopRefs, ids: NextIds, sink: R
             for n, (line_id, i, qty, price, cost, allocation) in enumerate(lines):
                 rq = refunded_qty[n]
                 line_rows.append(
-                    (line_id, sale_id, n + 1, pid[i], sku[i], name[i], cat[i], qty,
+                    (line_id, sale_id, n + 1, when, pid[i], sku[i], name[i], cat[i], qty,
                      money[price], money[cost], money[price * qty], money[cost * qty], rq,
                      money[price * rq], money[cost * rq], _allocations_json(wids, allocation))
                 )  # fmt: skip

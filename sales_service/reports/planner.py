@@ -7,7 +7,7 @@ it touched is cut into finer blocks down to raw rows (``decompose``), so an answ
 one snapshot is exact however far the consumer lags.
 """
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -18,10 +18,11 @@ from sales_service.reports import repository
 from sales_service.reports.consumer import CONSUMER as ROLLUP_CONSUMER
 from sales_service.reports.repository import GroupBy, Interval, Query, Source, Sums
 from sales_service.reports.rollups import (
-    ALL_GRAINS,
-    COARSE_GRAINS,
+    CATEGORY_GRAINS,
+    DAY,
     HOUR,
     PRODUCT_GRAINS,
+    SALES_GRAINS,
     TOTAL_GRAINS,
     UNCATEGORIZED,
     Measures,
@@ -66,6 +67,7 @@ class Context:
     use_rollups: bool = True
     _paths: dict[int, str] | None = None
     _dirty: list[datetime] | None = None
+    _dirty_read: bool = False
 
     @property
     def paths(self) -> dict[int, str]:
@@ -80,11 +82,13 @@ class Context:
         return self.stale
 
     @property
-    def dirty(self) -> list[datetime]:
+    def dirty(self) -> list[datetime] | None:
         """When the sales sold that events the rollups have not applied yet changed, sorted:
-        the rollup blocks holding these moments are stale and are read from raw rows."""
-        if self._dirty is None:
+        the rollup blocks holding these moments are stale and are read from raw rows. None
+        while the rollups wait for a rebuild (after a migration changed them): all is raw."""
+        if not self._dirty_read:
             self._dirty = repository.pending_sale_times(self.session, ROLLUP_CONSUMER)
+            self._dirty_read = True
         return self._dirty
 
 
@@ -135,7 +139,7 @@ def tree_query(ctx: Context, query: Query, parent_id: int | None) -> Query:
 
 def choose_source(ctx: Context, query: Query, has_category_filter: bool) -> Source:
     """The rollup that answers this exactly (orders included), else the raw rows."""
-    if not ctx.use_rollups:
+    if not ctx.use_rollups or ctx.dirty is None:
         return Source.RAW
     group = query.group_by
     products = query.product_ids
@@ -168,22 +172,74 @@ def choose_source(ctx: Context, query: Query, has_category_filter: bool) -> Sour
 # --- summing over intervals ------------------------------------------------------------------
 
 
+@dataclass
+class Plan:
+    """What adds up to the exact sums over some intervals: whole rollup blocks per grain, raw
+    rows, and trimmed blocks (a finest block read whole, less the raw rows of its part that
+    lies outside the interval) per grain and anchor (see ``decompose``)."""
+
+    blocks: dict[int, list[Interval]] = field(default_factory=dict)
+    raw: list[Interval] = field(default_factory=list)
+    trimmed: dict[tuple[int, bool], list[Interval]] = field(default_factory=dict)
+    trimmed_out: dict[tuple[int, bool], list[Interval]] = field(default_factory=dict)
+
+
+FIXED_LENGTH = {HOUR: 3600, DAY: 86400}  # seconds; months and years vary
+
+
 def decompose(
-    start: datetime, end: datetime, grains: Sequence[int], dirty: Sequence[datetime] = ()
-) -> tuple[dict[int, list[Interval]], list[Interval]]:
+    start: datetime,
+    end: datetime,
+    grains: Sequence[int],
+    dirty: Sequence[datetime] = (),
+    *,
+    plan: Plan | None = None,
+    bucket: tuple[datetime, datetime | None] | None = None,
+) -> Plan:
     """Cut [start, end) into whole UTC blocks of the grains (coarsest first) and raw leftovers.
 
     A block holding a ``dirty`` moment (sorted) is not used: it is cut into finer blocks, and
     at the finest grain read raw, so only the few blocks an unapplied event touched are.
+
+    A leftover that covers more than half of a clean block of the finest grain is read as
+    that block less the raw rows of the rest of it (sums and counts of sales add up over
+    disjoint stretches of time, so a difference is as exact as a sum). Per bucket
+    (``bucket`` = its start and end, the end None for the last), the block's rows must land
+    in the leftover's bucket: they are anchored at the block's start if that lies in the
+    bucket, else at its last moment (fixed-length grains only); the rows taken off are
+    anchored the same way, by the block they lie in.
     """
-    blocks: dict[int, list[Interval]] = {}
-    raw: list[Interval] = []
+    plan = plan if plan is not None else Plan()
+    finest = grains[0] if grains else None
+
+    def leftover(a: datetime, b: datetime) -> None:
+        if finest is None:
+            plan.raw.append((a, b))
+            return
+        g0 = grain_floor(finest, a)
+        g1 = grain_next(finest, g0)
+        if b > g1:  # across a boundary of the finest grain: each side on its own
+            leftover(a, g1)
+            leftover(g1, b)
+            return
+        outside = (a - g0) + (g1 - b)
+        clean = bisect_left(dirty, g0) == bisect_left(dirty, g1)
+        anchor_start = bucket is None or g0 >= bucket[0]
+        anchor_end = bucket is not None and (bucket[1] is None or g1 <= bucket[1])
+        anchored = anchor_start or (anchor_end and finest in FIXED_LENGTH)
+        if not (clean and anchored and outside < b - a):
+            plan.raw.append((a, b))
+            return
+        key = (finest, anchor_start)
+        plan.trimmed.setdefault(key, []).append((g0, g1))
+        pieces = [(g0, a), (b, g1)]
+        plan.trimmed_out.setdefault(key, []).extend((x, y) for x, y in pieces if x < y)
 
     def cut(a: datetime, b: datetime, level: int) -> None:
         if a >= b:
             return
         if level < 0:
-            raw.append((a, b))
+            leftover(a, b)
             return
         grain = grains[level]
         inner_a, inner_b = grain_ceil(grain, a), grain_floor(grain, b)
@@ -196,16 +252,16 @@ def decompose(
             if block < clean_from:
                 continue  # a block already cut for an earlier moment
             if clean_from < block:
-                blocks.setdefault(grain, []).append((clean_from, block))
+                plan.blocks.setdefault(grain, []).append((clean_from, block))
             clean_from = grain_next(grain, block)
             cut(block, clean_from, level - 1)
         if clean_from < inner_b:
-            blocks.setdefault(grain, []).append((clean_from, inner_b))
+            plan.blocks.setdefault(grain, []).append((clean_from, inner_b))
         cut(a, inner_a, level - 1)
         cut(inner_b, b, level - 1)
 
     cut(start, end, len(grains) - 1)
-    return blocks, raw
+    return plan
 
 
 def merge(intervals: Iterable[Interval]) -> list[Interval]:
@@ -221,16 +277,15 @@ def merge(intervals: Iterable[Interval]) -> list[Interval]:
 def grains_of(source: Source, query: Query) -> tuple[int, ...]:
     """The block lengths the source keeps for this query, finest first."""
     if source is Source.SALES_ROLLUPS:
-        return ALL_GRAINS
+        return SALES_GRAINS
     if source is Source.PRODUCT_ROLLUPS:
         return PRODUCT_GRAINS
     if source is Source.PRODUCT_TOTALS:
         return TOTAL_GRAINS
     if source is Source.CATEGORY_ROLLUPS:
-        per_channel = query.channel_ids or query.group_by in (GroupBy.CHANNEL, GroupBy.CATEGORY)
-        if per_channel or query.self_nodes:
-            return COARSE_GRAINS
-        return (HOUR, *COARSE_GRAINS)  # subtrees per hour, all channels together
+        if query.channel_ids or query.group_by is GroupBy.CHANNEL:
+            return CATEGORY_GRAINS
+        return (DAY, *CATEGORY_GRAINS)  # days are kept for all channels together
     return ()
 
 
@@ -260,23 +315,42 @@ def plan_parts(
 ) -> list[repository.Part]:
     """The SELECTs whose rows add up to the exact sums: rollup blocks, raw leftovers."""
     source = choose_source(ctx, query, has_category_filter)
-    per_grain: dict[int, list[Interval]] = {}
-    raw: list[Interval] = []
+    grains = grains_of(source, query)
+    dirty = (ctx.dirty or ()) if grains else ()
+    plan = Plan()
     for start, end in intervals:
-        grains = grains_of(source, query)
-        blocks, leftovers = decompose(start, end, grains, ctx.dirty if grains else ())
-        for grain, found in blocks.items():
-            per_grain.setdefault(grain, []).extend(found)
-        raw.extend(leftovers)
+        bucket: tuple[datetime, datetime | None] | None = None
+        if boundaries is not None:
+            index = bisect_right(boundaries, start) - 1
+            following = boundaries[index + 1] if index + 1 < len(boundaries) else None
+            bucket = (boundaries[index], following)
+        decompose(start, end, grains, dirty, plan=plan, bucket=bucket)
+    session = ctx.session
     parts = [
-        repository.rollup_part(
-            ctx.session, source, query, grain, merge(found), boundaries=boundaries
-        )
-        for grain, found in sorted(per_grain.items())
+        repository.rollup_part(session, source, query, grain, merge(found), boundaries=boundaries)
+        for grain, found in sorted(plan.blocks.items())
     ]
+    for (grain, at_start), found in sorted(plan.trimmed.items()):
+        shift = 0 if at_start else FIXED_LENGTH[grain] - 1
+        parts.append(
+            repository.rollup_part(
+                session, source, query, grain, merge(found), boundaries=boundaries, shift=shift
+            )
+        )
+        out = repository.raw_part(
+            session,
+            query,
+            merge(plan.trimmed_out[(grain, at_start)]),
+            boundaries=boundaries,
+            less=(grain, shift),
+        )
+        if out is not None:
+            ctx.sources.add(Source.RAW)
+            parts.append(out)
     if parts:
         ctx.sources.add(source)
-    if raw and (part := repository.raw_part(ctx.session, query, merge(raw), boundaries=boundaries)):
+    raw = merge(plan.raw)
+    if raw and (part := repository.raw_part(session, query, raw, boundaries=boundaries)):
         ctx.sources.add(Source.RAW)
         parts.append(part)
     return parts

@@ -3,7 +3,7 @@
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -35,6 +35,7 @@ from common.models import (
     StockLevel,
 )
 from sales_service.reports.rollups import (
+    ALL_CHANNELS,
     CATEGORY_TABLE,
     PRODUCT_TABLE,
     SALES_TABLE,
@@ -43,8 +44,10 @@ from sales_service.reports.rollups import (
     TOTALS_TABLE,
     UNCATEGORIZED,
     Measures,
+    floor_sql,
 )
 
+LINES_TABLE: Table = SaleLine.__table__  # type: ignore[assignment]
 SLOT_SECONDS = 900  # raw rows are summed per UTC quarter hour, the finest report boundary
 Interval = tuple[datetime, datetime]
 
@@ -110,17 +113,24 @@ Boundaries = Sequence[datetime] | None  # bucket starts (UTC, ascending) to sum 
 EPOCH_SQL: Any = literal_column("'1970-01-01 00:00:00'")
 
 
-def _bucket_of(session: Session, column: Any, boundaries: Sequence[datetime]) -> Any:
-    """SQL for the index of the bucket holding ``column`` (1 = the first), or the raw block
-    start where the database cannot search a list (SQLite: Python does it afterwards)."""
+def _bucket_of(
+    session: Session, column: Any, boundaries: Sequence[datetime], shift: int = 0
+) -> Any:
+    """SQL for the index of the bucket holding ``column`` + ``shift`` seconds (1 = the first),
+    or the column itself where the database cannot search a list (SQLite: Python does it
+    afterwards)."""
     if session.get_bind().dialect.name == "sqlite":
         return column
     # INTERVAL(n, b1, b2, ...) binary-searches the sorted list: one row per bucket comes back
-    seconds = func.timestampdiff(literal_column("SECOND"), EPOCH_SQL, column)
+    seconds: Any = func.timestampdiff(literal_column("SECOND"), EPOCH_SQL, column)
+    if shift:
+        seconds = seconds + shift
     return func.interval(seconds, *[int(b.timestamp()) for b in boundaries])
 
 
-def _collect(session: Session, stmt: Any, boundaries: Boundaries, *, slots: bool = False) -> Sums:
+def _collect(
+    session: Session, stmt: Any, boundaries: Boundaries, *, slots: bool = False, shift: int = 0
+) -> Sums:
     """Rows of (bucket, grp, measures) into sums keyed by (bucket index | None, group)."""
     sums: Sums = {}
     sqlite = boundaries is not None and session.get_bind().dialect.name == "sqlite"
@@ -131,7 +141,7 @@ def _collect(session: Session, stmt: Any, boundaries: Boundaries, *, slots: bool
                 moment = (
                     datetime.fromtimestamp(int(row.bucket) * SLOT_SECONDS, UTC)
                     if slots
-                    else _as_utc(row.bucket)
+                    else _as_utc(row.bucket) + timedelta(seconds=shift)
                 )
                 bucket = bisect.bisect_right(boundaries, moment) - 1
             else:
@@ -189,6 +199,7 @@ class Part:
 
     stmt: Any
     slots: bool = False  # SQLite: ``bucket`` is a raw quarter-hour slot, not a block start
+    shift: int = 0  # SQLite: seconds to add to ``bucket`` (a block start) before bucketing
 
 
 @dataclass(frozen=True)
@@ -210,7 +221,8 @@ def run_sums(
     if session.get_bind().dialect.name == "sqlite":
         sums: Sums = {}
         for part in parts:
-            for key, measures in _collect(session, part.stmt, boundaries, slots=part.slots).items():
+            found = _collect(session, part.stmt, boundaries, slots=part.slots, shift=part.shift)
+            for key, measures in found.items():
                 if key in sums:
                     sums[key].add(measures)
                 else:
@@ -256,8 +268,10 @@ def rollup_part(
     intervals: Sequence[Interval],
     *,
     boundaries: Boundaries,
+    shift: int = 0,
 ) -> Part:
-    """Sum rollup blocks of one grain starting inside the intervals, per bucket and/or group."""
+    """Sum rollup blocks of one grain starting inside the intervals, per bucket and/or group
+    (each block bucketed by its start + ``shift`` seconds)."""
     table = {
         Source.SALES_ROLLUPS: SALES_TABLE,
         Source.PRODUCT_ROLLUPS: PRODUCT_TABLE,
@@ -273,14 +287,21 @@ def rollup_part(
         if query.group_by is GroupBy.PRODUCT:
             group = table.c.product_id
         bucket = (
-            None if boundaries is None else _bucket_of(session, table.c.bucket_start, boundaries)
+            None
+            if boundaries is None
+            else _bucket_of(session, table.c.bucket_start, boundaries, shift)
         )
-        return Part(_grouped(columns, where, bucket, group, table=table))
+        return Part(_grouped(columns, where, bucket, group, table=table), shift=shift)
     if query.channel_ids:
         where.append(table.c.channel_id.in_(query.channel_ids))
     if query.group_by is GroupBy.CHANNEL:
         group = table.c.channel_id
-    if source is Source.PRODUCT_ROLLUPS:
+    if source is Source.SALES_ROLLUPS:
+        if query.group_by is GroupBy.CHANNEL and not query.channel_ids:
+            where.append(table.c.channel_id != ALL_CHANNELS)
+        elif not query.channel_ids:  # the rows of all channels together
+            where.append(table.c.channel_id == ALL_CHANNELS)
+    elif source is Source.PRODUCT_ROLLUPS:
         if query.product_ids:
             where.append(table.c.product_id.in_(query.product_ids))
         if query.category_keys is not None:
@@ -303,25 +324,49 @@ def rollup_part(
             group = table.c.category_key
         else:  # one category with its subtree: its scope-1 row is exactly that filter
             where += [table.c.scope == SCOPE_TREE, table.c.category_key == query.subtree_node]
-    bucket = None if boundaries is None else _bucket_of(session, table.c.bucket_start, boundaries)
-    return Part(_grouped(columns, where, bucket, group, table=table))
+    bucket = (
+        None if boundaries is None else _bucket_of(session, table.c.bucket_start, boundaries, shift)
+    )
+    return Part(_grouped(columns, where, bucket, group, table=table), shift=shift)
 
 
-def _slot(session: Session) -> Any:
+def _slot(session: Session, table: str) -> Any:
     if session.get_bind().dialect.name == "sqlite":
-        return literal_column(f"CAST(strftime('%s', sales.sold_at) AS INTEGER) / {SLOT_SECONDS}")
+        return literal_column(f"CAST(strftime('%s', {table}.sold_at) AS INTEGER) / {SLOT_SECONDS}")
     return literal_column(
-        f"TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', sales.sold_at) DIV {SLOT_SECONDS}"
+        f"TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {table}.sold_at) DIV {SLOT_SECONDS}"
     )
 
 
+def _category_in(column: Any, keys: Iterable[int]) -> ColumnElement[bool]:
+    """``COALESCE(column, 0) IN keys``, written so that an index on the column serves it."""
+    ids = sorted(set(keys) - {UNCATEGORIZED})
+    found = column.in_(ids)
+    return or_(found, column.is_(None)) if UNCATEGORIZED in set(keys) else found
+
+
 def raw_part(
-    session: Session, query: Query, intervals: Sequence[Interval], *, boundaries: Boundaries
+    session: Session,
+    query: Query,
+    intervals: Sequence[Interval],
+    *,
+    boundaries: Boundaries,
+    less: tuple[int, int] | None = None,
 ) -> Part | None:
-    """The same sums straight from sales and sale_lines, per bucket and/or group."""
+    """The same sums straight from sales and sale_lines, per bucket and/or group.
+
+    Filtered on products or categories, the lines of the period are found by their own
+    ``sold_at`` (indexed after the product and the category), and the sales are joined only
+    for a channel; else the period's sales are found first and their lines by sale.
+
+    With ``less`` = (grain, shift), the sums are negated and bucketed as the rollup block of
+    that grain holding them is (its start + shift): what a trimmed block takes off."""
     if query.group_by is GroupBy.CATEGORY_TREE and not query.tree_groups:
         return None
     line_category = func.coalesce(SaleLine.category_id, UNCATEGORIZED)
+    by_lines = bool(query.product_ids) or query.category_keys is not None
+    needs_sales = not by_lines or bool(query.channel_ids) or query.group_by is GroupBy.CHANNEL
+    moment = SaleLine.sold_at if by_lines else Sale.sold_at
     group: Any = None
     if query.group_by is GroupBy.PRODUCT:
         group = SaleLine.product_id
@@ -332,27 +377,39 @@ def raw_part(
     elif query.group_by is GroupBy.CATEGORY_TREE:
         group = case(dict(query.tree_groups), value=line_category, else_=None)
     net_units = SaleLine.quantity - SaleLine.refunded_quantity
+    sign = 1 if less is None else -1
     columns: list[Any] = [
-        func.count(func.distinct(case((net_units > 0, Sale.id), else_=None))).label("orders"),
-        func.sum(net_units).label("units"),
-        func.sum(SaleLine.line_total - SaleLine.refunded_total).label("revenue"),
-        func.sum(SaleLine.line_cost - SaleLine.refunded_cost).label("cost"),
+        (
+            sign * func.count(func.distinct(case((net_units > 0, SaleLine.sale_id), else_=None)))
+        ).label("orders"),
+        (sign * func.sum(net_units)).label("units"),
+        (sign * func.sum(SaleLine.line_total - SaleLine.refunded_total)).label("revenue"),
+        (sign * func.sum(SaleLine.line_cost - SaleLine.refunded_cost)).label("cost"),
     ]
-    where: list[Any] = [_ranges(Sale.sold_at, intervals)]
+    where: list[Any] = [_ranges(moment, intervals)]
     if query.product_ids:
         where.append(SaleLine.product_id.in_(query.product_ids))
     if query.category_keys is not None:
-        where.append(line_category.in_(query.category_keys))
+        where.append(_category_in(SaleLine.category_id, query.category_keys))
     if query.channel_ids:
         where.append(Sale.channel_id.in_(query.channel_ids))
     if query.group_by is GroupBy.CATEGORY_TREE:
-        where.append(line_category.in_([c for c, _ in query.tree_groups]))
+        where.append(_category_in(SaleLine.category_id, [c for c, _ in query.tree_groups]))
     bucket = None
-    if boundaries is not None:
-        sqlite = session.get_bind().dialect.name == "sqlite"
+    table = "sale_lines" if by_lines else "sales"
+    dialect = session.get_bind().dialect.name
+    if boundaries is not None and less is not None:
+        grain, shift = less
+        block: Any = literal_column(floor_sql(dialect, grain, f"{table}.sold_at"))
+        bucket = _bucket_of(session, block, boundaries, shift)
+    elif boundaries is not None:
         # per quarter-hour slot on SQLite: each sale is in one slot, so distinct counts add up
-        bucket = _slot(session) if sqlite else _bucket_of(session, Sale.sold_at, boundaries)
-    return Part(_grouped(columns, where, bucket, group), slots=True)
+        sqlite = dialect == "sqlite"
+        bucket = _slot(session, table) if sqlite else _bucket_of(session, moment, boundaries)
+    stmt = _grouped(columns, where, bucket, group, table=None if needs_sales else LINES_TABLE)
+    if less is not None:
+        return Part(stmt, shift=less[1])
+    return Part(stmt, slots=True)
 
 
 # --- catalog and names -------------------------------------------------------------------
@@ -500,17 +557,22 @@ class WatermarkRow:
     latest_refund_id: int | None
 
 
-def pending_sale_times(session: Session, consumer: str) -> list[datetime]:
+def pending_sale_times(session: Session, consumer: str) -> list[datetime] | None:
     """When each sale sold that an event after the rollup consumer's position changed
-    (sorted, distinct): the rollup blocks holding them do not include those events yet."""
-    position = (
-        select(OutboxPosition.position).where(OutboxPosition.consumer == consumer).scalar_subquery()
-    )
+    (sorted, distinct): the rollup blocks holding them do not include those events yet.
+    None while the consumer has a rebuild to do: the rollups then hold nothing to go by."""
+    state = session.execute(
+        select(OutboxPosition.position, OutboxPosition.needs_rebuild).where(
+            OutboxPosition.consumer == consumer
+        )
+    ).first()
+    if state is not None and state.needs_rebuild:
+        return None
     rows = session.execute(
         select(Sale.sold_at)
         .distinct()
         .join(SalesEvent, SalesEvent.subject_id == Sale.id)
-        .where(SalesEvent.id > func.coalesce(position, 0))
+        .where(SalesEvent.id > (state.position if state is not None else 0))
         .order_by(Sale.sold_at)
     )
     return [_as_utc(row.sold_at) for row in rows]

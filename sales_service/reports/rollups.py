@@ -1,26 +1,28 @@
 """Report rollups: exact net sums, kept by one consumer of the sales outbox.
 
 Four tables (models in common/models.py) hold the net figures defined in
-sales_service/reports/service.py, summed per block of UTC time:
+sales_service/reports/service.py, summed per block of UTC time. Each keeps only the grains
+that fit in fewer rows than the raw lines they sum (on three years of a thousand products,
+all four together hold fewer rows than there are sale lines):
 
-- ``report_sales_rollups``: per 15-minute, hour, day, month and year block, channel and
-  shard. Any calendar period of any zone starts and ends on a 15-minute boundary in UTC
-  (offsets such as +05:30 and +05:45 exist), so a period is a handful of these blocks.
-- ``report_product_rollups``: per UTC hour, day, month and year, product, channel and the
-  line's category snapshot; ``orders`` counts the sales holding that product.
-- ``report_product_totals``: the same per UTC hour, day, week (from Monday), month and year
-  and product only, for rankings and velocities over all channels.
-- ``report_category_rollups``: per UTC day, month and year, category, channel and shard;
-  scope 0 counts the lines of exactly that category, scope 1 those of its whole subtree (as
-  the category paths were when counted: see ``report_category_paths``). Subtrees are also
-  kept per UTC hour, for all channels together (channel_id 0), so that a category's series
-  in a zone whose days do not start at 00:00 UTC needs no raw rows.
+- ``report_sales_rollups``: per UTC hour, day, month and year, per channel and for all
+  channels together (channel_id 0, a fifth of the rows to read for the shop's totals). Any
+  calendar period of a whole-hour zone starts and ends on an hour in UTC, so a period is a
+  handful of these blocks; zones at half or quarter past (+05:30, +05:45) read the part of
+  an hour at each end from the raw sales.
+- ``report_product_rollups``: per UTC month and year, product, channel and the line's
+  category snapshot; ``orders`` counts the sales holding that product.
+- ``report_product_totals``: per UTC day, month and year and product only, for rankings,
+  product series and velocities over all channels.
+- ``report_category_rollups``: per UTC month and year, category and channel, and per UTC
+  day for all channels together (channel_id 0); scope 0 counts the lines of exactly that
+  category, scope 1 those of its whole subtree (as the category paths were when counted:
+  see ``report_category_paths``), so that a subtree's orders count each sale once.
 
 A period of a zone is cut into the largest whole blocks these grains have, and what is left
-is read from the raw rows: nothing for unfiltered or per-channel figures; for products and
-category subtrees, the part of an hour left where a zone's periods start at half past (e.g.
-Asia/Kolkata); for categories with a channel filter or split, which have no hourly blocks,
-up to a day at each end of each period.
+(the part of a day at each end where a zone's days do not start at 00:00 UTC, less for the
+sales figures) is read from the raw rows, or, where it is most of a block, as that block
+less the raw rows of the rest of it (see sales_service/reports/planner.py).
 
 Every block row is only ever changed by adding what a batch of sale events (sales and
 refunds, see sales_service/events.py) changed, with one ``INSERT ... ON DUPLICATE KEY UPDATE
@@ -37,6 +39,7 @@ that the events and the rebuild give the same rows.
 
 import calendar
 import functools
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -62,12 +65,13 @@ from common.models import (
     SaleRefund,
 )
 
-QUARTER_HOUR, HOUR, DAY, MONTH, YEAR, WEEK = 1, 2, 3, 4, 5, 6
-ALL_GRAINS = (QUARTER_HOUR, HOUR, DAY, MONTH, YEAR)
-PRODUCT_GRAINS = (HOUR, DAY, MONTH, YEAR)
-TOTAL_GRAINS = (HOUR, DAY, WEEK, MONTH, YEAR)  # finest first; weeks are UTC, from Monday
-COARSE_GRAINS = (DAY, MONTH, YEAR)
-ALL_CHANNELS = 0  # category rows per hour are not split by channel (see the module docstring)
+HOUR, DAY, MONTH, YEAR = 2, 3, 4, 5  # the values stored in the ``grain`` columns
+SALES_GRAINS = (HOUR, DAY, MONTH, YEAR)  # finest first
+PRODUCT_GRAINS = (MONTH, YEAR)
+TOTAL_GRAINS = (DAY, MONTH, YEAR)
+CATEGORY_GRAINS = (MONTH, YEAR)  # per channel
+CATEGORY_DAY_GRAINS = (DAY,)  # all channels together
+ALL_CHANNELS = 0  # the channel_id of rows for all channels together (no channel has id 0)
 SHARDS = 1  # one writer (the consumer) keeps the rollups, so no row is hot
 SCOPE_SELF, SCOPE_TREE = 0, 1
 UNCATEGORIZED = 0
@@ -89,15 +93,10 @@ MEASURES = ("orders", "units", "revenue", "cost")
 def grain_floor(grain: int, moment: datetime) -> datetime:
     """The start of the UTC block of this grain that holds ``moment`` (aware, in UTC)."""
     t = moment.astimezone(UTC)
-    if grain == QUARTER_HOUR:
-        return t.replace(minute=t.minute - t.minute % 15, second=0, microsecond=0)
     if grain == HOUR:
         return t.replace(minute=0, second=0, microsecond=0)
     if grain == DAY:
         return t.replace(hour=0, minute=0, second=0, microsecond=0)
-    if grain == WEEK:
-        midnight = t.replace(hour=0, minute=0, second=0, microsecond=0)
-        return midnight - timedelta(days=midnight.weekday())
     if grain == MONTH:
         return t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     if grain == YEAR:
@@ -107,14 +106,10 @@ def grain_floor(grain: int, moment: datetime) -> datetime:
 
 def grain_next(grain: int, start: datetime) -> datetime:
     """The start of the block after the one starting at ``start``."""
-    if grain == QUARTER_HOUR:
-        return start + timedelta(minutes=15)
     if grain == HOUR:
         return start + timedelta(hours=1)
     if grain == DAY:
         return start + timedelta(days=1)
-    if grain == WEEK:
-        return start + timedelta(days=7)
     if grain == MONTH:
         days = calendar.monthrange(start.year, start.month)[1]
         return start + timedelta(days=days)
@@ -194,21 +189,20 @@ def contributions(
     for line in lines:
         category = line.category_id if line.category_id is not None else UNCATEGORIZED
         nodes = ancestry(paths.get(category), category) if category != UNCATEGORIZED else [category]
-        for grain in ALL_GRAINS:
-            put((SALES_TABLE, (grain, grain_floor(grain, sold_at), channel_id, shard)), line)
+        for grain in SALES_GRAINS:
+            bucket = grain_floor(grain, sold_at)
+            put((SALES_TABLE, (grain, bucket, channel_id, shard)), line)
+            put((SALES_TABLE, (grain, bucket, ALL_CHANNELS, shard)), line)
         for grain in PRODUCT_GRAINS:
             bucket = grain_floor(grain, sold_at)
             put((PRODUCT_TABLE, (grain, bucket, line.product_id, channel_id, category)), line)
         for grain in TOTAL_GRAINS:
             put((TOTALS_TABLE, (grain, grain_floor(grain, sold_at), line.product_id)), line)
-        for grain in COARSE_GRAINS:
+        for grain, channel in (*((g, channel_id) for g in CATEGORY_GRAINS), (DAY, ALL_CHANNELS)):
             bucket = grain_floor(grain, sold_at)
-            put((CATEGORY_TABLE, (grain, bucket, SCOPE_SELF, category, channel_id, shard)), line)
+            put((CATEGORY_TABLE, (grain, bucket, SCOPE_SELF, category, channel, shard)), line)
             for node in nodes:
-                put((CATEGORY_TABLE, (grain, bucket, SCOPE_TREE, node, channel_id, shard)), line)
-        hour = grain_floor(HOUR, sold_at)
-        for node in nodes:
-            put((CATEGORY_TABLE, (HOUR, hour, SCOPE_TREE, node, ALL_CHANNELS, shard)), line)
+                put((CATEGORY_TABLE, (grain, bucket, SCOPE_TREE, node, channel, shard)), line)
     for key in live:
         out[key].orders = 1
     return dict(out)
@@ -404,22 +398,15 @@ def category_rollups_stale(session: Session) -> bool:
 # --- rebuilding from the raw rows --------------------------------------------------------
 
 _MYSQL_FLOORS = {
-    QUARTER_HOUR: "(CAST(DATE_FORMAT({c}, '%Y-%m-%d %H:00:00') AS DATETIME)"
-    " + INTERVAL (MINUTE({c}) DIV 15 * 15) MINUTE)",
     HOUR: "CAST(DATE_FORMAT({c}, '%Y-%m-%d %H:00:00') AS DATETIME)",
     DAY: "CAST(DATE({c}) AS DATETIME)",
-    WEEK: "CAST(DATE({c}) - INTERVAL WEEKDAY({c}) DAY AS DATETIME)",
     MONTH: "CAST(DATE_FORMAT({c}, '%Y-%m-01') AS DATETIME)",
     YEAR: "CAST(DATE_FORMAT({c}, '%Y-01-01') AS DATETIME)",
 }
 # SQLite keeps datetimes as text in SQLAlchemy's format; keys must match it to the character.
 _SQLITE_FLOORS = {
-    QUARTER_HOUR: "(strftime('%Y-%m-%d %H:', {c}) || printf('%02d', "
-    "CAST(strftime('%M', {c}) AS INTEGER) / 15 * 15) || '\\:00.000000')",  # \: is a colon
     HOUR: "strftime('%Y-%m-%d %H:00:00.000000', {c})",
     DAY: "strftime('%Y-%m-%d 00:00:00.000000', {c})",
-    WEEK: "strftime('%Y-%m-%d 00:00:00.000000', {c}, "
-    "'-' || ((CAST(strftime('%w', {c}) AS INTEGER) + 6) % 7) || ' days')",
     MONTH: "strftime('%Y-%m-01 00:00:00.000000', {c})",
     YEAR: "strftime('%Y-01-01 00:00:00.000000', {c})",
 }
@@ -481,23 +468,14 @@ def rebuild_rollups(
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(worker, [months[n::workers] for n in range(workers)]))
-    for finer, coarser in ((QUARTER_HOUR, HOUR), (HOUR, DAY), (DAY, MONTH), (MONTH, YEAR)):
-        _roll_up(connection, dialect, SALES_TABLE, finer, coarser)
-    for finer, coarser in ((HOUR, DAY), (DAY, MONTH), (MONTH, YEAR)):
-        _roll_up(connection, dialect, PRODUCT_TABLE, finer, coarser)
-    # a sale holds a product under one channel and one category: its orders add up across them
-    connection.execute(
-        text(
-            f"INSERT INTO report_product_totals (grain, bucket_start, product_id, "  # noqa: S608
-            f"orders, units, revenue, cost) SELECT {HOUR}, bucket_start, product_id, "
-            f"SUM(orders), SUM(units), SUM(revenue), SUM(cost) FROM report_product_rollups "
-            f"WHERE grain = {HOUR} GROUP BY bucket_start, product_id"
-        )
-    )
-    for finer, coarser in ((HOUR, DAY), (DAY, WEEK), (DAY, MONTH), (MONTH, YEAR)):
-        _roll_up(connection, dialect, TOTALS_TABLE, finer, coarser)
-    for finer, coarser in ((DAY, MONTH), (MONTH, YEAR)):
-        _roll_up(connection, dialect, CATEGORY_TABLE, finer, coarser)
+    for table, grains in (
+        (SALES_TABLE, SALES_GRAINS),
+        (PRODUCT_TABLE, PRODUCT_GRAINS),
+        (TOTALS_TABLE, TOTAL_GRAINS),
+        (CATEGORY_TABLE, CATEGORY_GRAINS),
+    ):
+        for finer, coarser in itertools.pairwise(grains):
+            _roll_up(connection, dialect, table, finer, coarser)
 
 
 def _drop_temporary(connection: Connection) -> str:
@@ -515,7 +493,7 @@ def _create_work_tables(connection: Connection, categories: dict[int, str]) -> N
         "CREATE TEMPORARY TABLE report_tmp_ancestors (category_id INTEGER NOT NULL, "
         "node_id INTEGER NOT NULL, PRIMARY KEY (category_id, node_id))",
         f"CREATE TEMPORARY TABLE report_tmp_lines (sale_id BIGINT NOT NULL, "
-        f"quarter {moment} NOT NULL, hour {moment} NOT NULL, day {moment} NOT NULL, "
+        f"hour {moment} NOT NULL, day {moment} NOT NULL, "
         f"channel_id INTEGER NOT NULL, "
         f"shard INTEGER NOT NULL, product_id INTEGER NOT NULL, category_key INTEGER NOT NULL, "
         f"live INTEGER NOT NULL, units BIGINT NOT NULL, revenue DECIMAL(18, 2) NOT NULL, "
@@ -538,7 +516,6 @@ _ORDERS_SUMS = (
 
 def _rebuild_month(connection: Connection, dialect: str, start: datetime, end: datetime) -> None:
     # Every piece of these statements is a constant of this module; only :start/:end vary.
-    quarter = floor_sql(dialect, QUARTER_HOUR, "s.sold_at")
     hour = floor_sql(dialect, HOUR, "s.sold_at")
     day = floor_sql(dialect, DAY, "s.sold_at")
     # sales first: the month is a range of ix_sales_sold_at, each line found by its sale id
@@ -546,7 +523,7 @@ def _rebuild_month(connection: Connection, dialect: str, start: datetime, end: d
     connection.execute(text("DELETE FROM report_tmp_lines"))
     connection.execute(
         _timed(
-            f"INSERT INTO report_tmp_lines SELECT {straight}s.id, {quarter}, {hour}, {day}, "  # noqa: S608
+            f"INSERT INTO report_tmp_lines SELECT {straight}s.id, {hour}, {day}, "  # noqa: S608
             f"s.channel_id, s.id % {SHARDS}, l.product_id, COALESCE(l.category_id, 0), "
             f"CASE WHEN l.quantity > l.refunded_quantity THEN 1 ELSE 0 END, "
             f"l.quantity - l.refunded_quantity, l.line_total - l.refunded_total, "
@@ -556,46 +533,50 @@ def _rebuild_month(connection: Connection, dialect: str, start: datetime, end: d
         ),
         {"start": start, "end": end},
     )
+    category = (
+        "INSERT INTO report_category_rollups (grain, bucket_start, scope, category_key, "
+        "channel_id, shard, orders, units, revenue, cost) "
+    )
+    ancestors = "JOIN report_tmp_ancestors a ON a.category_id = t.category_key"
     statements = [
         f"INSERT INTO report_sales_rollups "  # noqa: S608
         f"(grain, bucket_start, channel_id, shard, orders, units, revenue, cost) "
-        f"SELECT {QUARTER_HOUR}, t.quarter, t.channel_id, t.shard, {_ORDERS_SUMS} "
-        f"FROM report_tmp_lines t GROUP BY t.quarter, t.channel_id, t.shard",
+        f"SELECT {HOUR}, t.hour, t.channel_id, t.shard, {_ORDERS_SUMS} "
+        f"FROM report_tmp_lines t GROUP BY t.hour, t.channel_id, t.shard",
+        f"INSERT INTO report_sales_rollups "  # noqa: S608
+        f"(grain, bucket_start, channel_id, shard, orders, units, revenue, cost) "
+        f"SELECT {HOUR}, t.hour, {ALL_CHANNELS}, t.shard, {_ORDERS_SUMS} "
+        f"FROM report_tmp_lines t GROUP BY t.hour, t.shard",
         f"INSERT INTO report_product_rollups "  # noqa: S608
         f"(grain, bucket_start, product_id, channel_id, category_key, "
         f"orders, units, revenue, cost) "
-        f"SELECT {HOUR}, t.hour, t.product_id, t.channel_id, t.category_key, {_ORDERS_SUMS} "
-        f"FROM report_tmp_lines t GROUP BY t.hour, t.product_id, t.channel_id, t.category_key",
-        f"INSERT INTO report_category_rollups "  # noqa: S608
-        f"(grain, bucket_start, scope, category_key, channel_id, shard, "
-        f"orders, units, revenue, cost) "
-        f"SELECT {DAY}, t.day, {SCOPE_SELF}, t.category_key, t.channel_id, t.shard, "
-        f"{_ORDERS_SUMS} FROM report_tmp_lines t "
-        f"GROUP BY t.day, t.category_key, t.channel_id, t.shard",
-        f"INSERT INTO report_category_rollups "  # noqa: S608
-        f"(grain, bucket_start, scope, category_key, channel_id, shard, "
-        f"orders, units, revenue, cost) "
-        f"SELECT {straight}{DAY}, t.day, {SCOPE_TREE}, a.node_id, t.channel_id, t.shard, "
-        f"{_ORDERS_SUMS} FROM report_tmp_lines t "
-        f"JOIN report_tmp_ancestors a ON a.category_id = t.category_key "
-        f"GROUP BY t.day, a.node_id, t.channel_id, t.shard",
-        f"INSERT INTO report_category_rollups "  # noqa: S608
-        f"(grain, bucket_start, scope, category_key, channel_id, shard, "
-        f"orders, units, revenue, cost) "
-        f"SELECT {straight}{HOUR}, t.hour, {SCOPE_TREE}, a.node_id, {ALL_CHANNELS}, t.shard, "
-        f"{_ORDERS_SUMS} FROM report_tmp_lines t "
-        f"JOIN report_tmp_ancestors a ON a.category_id = t.category_key "
-        f"GROUP BY t.hour, a.node_id, t.shard",
+        f"SELECT {MONTH}, :start, t.product_id, t.channel_id, t.category_key, {_ORDERS_SUMS} "
+        f"FROM report_tmp_lines t GROUP BY t.product_id, t.channel_id, t.category_key",
+        f"INSERT INTO report_product_totals "  # noqa: S608
+        f"(grain, bucket_start, product_id, orders, units, revenue, cost) "
+        f"SELECT {DAY}, t.day, t.product_id, {_ORDERS_SUMS} "
+        f"FROM report_tmp_lines t GROUP BY t.day, t.product_id",
+        f"{category}SELECT {MONTH}, :start, {SCOPE_SELF}, t.category_key, t.channel_id, "  # noqa: S608
+        f"t.shard, {_ORDERS_SUMS} FROM report_tmp_lines t "
+        f"GROUP BY t.category_key, t.channel_id, t.shard",
+        f"{category}SELECT {straight}{MONTH}, :start, {SCOPE_TREE}, a.node_id, t.channel_id, "  # noqa: S608
+        f"t.shard, {_ORDERS_SUMS} FROM report_tmp_lines t {ancestors} "
+        f"GROUP BY a.node_id, t.channel_id, t.shard",
+        f"{category}SELECT {DAY}, t.day, {SCOPE_SELF}, t.category_key, {ALL_CHANNELS}, "  # noqa: S608
+        f"t.shard, {_ORDERS_SUMS} FROM report_tmp_lines t GROUP BY t.day, t.category_key, t.shard",
+        f"{category}SELECT {straight}{DAY}, t.day, {SCOPE_TREE}, a.node_id, {ALL_CHANNELS}, "  # noqa: S608
+        f"t.shard, {_ORDERS_SUMS} FROM report_tmp_lines t {ancestors} "
+        f"GROUP BY t.day, a.node_id, t.shard",
     ]
     for statement in statements:
-        connection.execute(text(statement))
+        connection.execute(_timed(statement), {"start": start})
 
 
 def _timed(statement: str) -> Any:
-    """The statement with :start and :end bound as UTC datetimes (SQLite keeps them as text)."""
-    return text(statement).bindparams(
-        bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime())
-    )
+    """The statement with its :start and :end bound as UTC datetimes (SQLite keeps them as
+    text, in the format the rollups' keys are written in)."""
+    names = [name for name in ("start", "end") if f":{name}" in statement]
+    return text(statement).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in names])
 
 
 def _roll_up(connection: Connection, dialect: str, table: Table, finer: int, coarser: int) -> None:

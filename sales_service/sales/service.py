@@ -129,6 +129,7 @@ def build_sale(
         lines.append(
             SaleLine(
                 line_no=product.line_no,
+                sold_at=sold_at,
                 product_id=product.product_id,
                 sku=product.sku,
                 product_name=product.name,

@@ -121,6 +121,7 @@ def add_sale(
     sale_lines = [
         SaleLine(
             line_no=n,
+            sold_at=sold_at,
             product_id=spec.product_id,
             sku=f"RP-{spec.product_id}",
             product_name=f"Report product {spec.product_id}",

@@ -25,7 +25,7 @@ from sales_service.reports import rollups, service
 from sales_service.reports.calendar import DateRange, Period, Weekday
 from sales_service.reports.consumer import CONSUMER, catch_up, consume_batch, consume_once
 from sales_service.reports.parameters import CategoryRollup, Dimension, SortKey
-from sales_service.reports.planner import Filters
+from sales_service.reports.planner import Filters, decompose
 from sales_service.reports.repository import Source
 from sales_service.reports.schemas import Breakdown, RevenueSeries
 from sales_service.reports.service import Grouping
@@ -229,7 +229,8 @@ def test_reports_are_exact_while_the_consumer_lags(
                     fast, raw = series_both_ways(session, rng, period, filters)
                     assert fast.buckets == raw.buckets
                     assert fast.totals == raw.totals
-                    if applied:
+                    # a product's rollups are per UTC day: New York's days are read raw
+                    if applied and (period is Period.MONTH or not filters.product_ids):
                         assert any(name.startswith("report_") for name in fast.sources)
             by_category = [
                 service.breakdown(
@@ -288,10 +289,13 @@ def test_sales_written_while_the_consumer_runs_are_each_counted_once(
     catch_up(engine)
     with engine.connect() as connection:
         kept = rollup_rows(connection)
-        quarter = connection.execute(
-            text("SELECT SUM(orders), COUNT(*) FROM report_sales_rollups WHERE grain = 1")
+        hour = connection.execute(
+            text(
+                "SELECT SUM(orders), COUNT(*) FROM report_sales_rollups "
+                "WHERE grain = :hour AND channel_id = :channel"
+            ).bindparams(hour=rollups.HOUR, channel=catalog.channels[0])
         ).one()
-    assert quarter == (75, 1)  # 5 x 15 sales in one quarter hour: one row, one writer
+    assert hour == (75, 1)  # 5 x 15 sales in one hour: one row, one writer
     with engine.begin() as connection:
         delete_rollups(connection)
         rollups.rebuild_rollups(connection)
@@ -392,9 +396,19 @@ def test_embedded_sqlite_keeps_the_same_rollups_and_answers(tmp_path: Path) -> N
                     )
                     for use in (True, False)
                 )
-                assert fast.sources == ["report_sales_rollups"]
+                # whole hours from the rollups, the half hour at each end of a day raw
+                assert fast.sources == ["report_sales_rollups", "sales+sale_lines"]
                 assert fast.buckets == raw.buckets
                 assert fast.totals.orders > 0
+            # a product's and a category's days: UTC days less the raw rows they hold of others
+            berlin = DateRange(rng.first, rng.last, ZoneInfo("Europe/Berlin"))
+            for filters in (
+                Filters(product_ids=(catalog.products[2],)),
+                Filters(category_ids=(catalog.categories["home"],)),
+            ):
+                fast, raw = series_both_ways(session, berlin, Period.DAY, filters)
+                assert fast.buckets == raw.buckets and fast.totals.orders > 0
+                assert len(fast.sources) == 2
         # and through HTTP, as `make run` serves it
         settings = SalesSettings(
             environment="test",
@@ -419,3 +433,88 @@ def test_embedded_sqlite_keeps_the_same_rollups_and_answers(tmp_path: Path) -> N
             assert [row["name"] for row in response.json()["rows"]]
     finally:
         engine.dispose()
+
+
+def test_the_lean_rollups_migration_keeps_every_report_exact(tmp_path: Path) -> None:
+    """0012 reshapes the rollups and gives each sale line its sale's time: an existing shop
+    keeps exact reports straight after it (read raw while the rollups wait for their rebuild),
+    and the consumer's next pass rebuilds them to the same answers."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'upgraded.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        catalog = make_catalog(engine)
+        record_mix(engine, catalog, count=25)
+        config = migrate.alembic_config(url)
+        command.downgrade(config, "0011")  # as a shop was before it
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            times = connection.execute(
+                text(
+                    "SELECT COUNT(*), SUM(CASE WHEN l.sold_at = s.sold_at THEN 1 ELSE 0 END) "
+                    "FROM sale_lines l JOIN sales s ON s.id = l.sale_id"
+                )
+            ).one()
+            assert times[0] > 0 and times[0] == times[1]
+            assert not any(rollup_rows(connection).values())
+        rng = DateRange(date(2025, 3, 1), date(2025, 5, 31), ZoneInfo("Europe/Berlin"))
+        product = Filters(product_ids=(catalog.products[1],))
+        with Session(engine) as session:
+            before = [
+                series_both_ways(session, rng, period, filters)
+                for filters in (Filters(), product)
+                for period in (Period.DAY, Period.MONTH)
+            ]
+        for fast, raw in before:
+            assert fast.sources == [Source.RAW.value]  # no rollup to go by yet
+            assert fast.buckets == raw.buckets and raw.totals.orders > 0
+        catch_up(engine)
+        with Session(engine) as session:
+            after = [
+                series_both_ways(session, rng, period, filters)
+                for filters in (Filters(), product)
+                for period in (Period.DAY, Period.MONTH)
+            ]
+        with engine.connect() as connection:
+            assert all(rollup_rows(connection).values())
+        for (_, raw_before), (fast, raw) in zip(before, after, strict=True):
+            assert fast.buckets == raw.buckets == raw_before.buckets
+        assert any(name.startswith("report_") for fast, _ in after for name in fast.sources)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("zone", "anchored_at_start"), [("Europe/Berlin", True), ("America/New_York", False)]
+)
+def test_a_day_a_zone_cuts_is_read_as_the_rollup_block_less_the_rest(
+    engine: Engine, catalog: Catalog, zone: str, anchored_at_start: bool
+) -> None:
+    """Products and categories are kept per UTC day: a local day east or west of UTC covers
+    most of one, which is read whole less the raw rows of its other hours, not raw."""
+    rng = DateRange(date(2025, 3, 1), date(2025, 5, 31), ZoneInfo(zone))
+    day = rng.first + timedelta(days=10)
+    start = datetime.combine(day, datetime.min.time(), rng.zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), rng.zone)
+    plan = decompose(
+        start, end.astimezone(UTC), (rollups.DAY,), bucket=(start, end.astimezone(UTC))
+    )
+    assert list(plan.trimmed) == [(rollups.DAY, anchored_at_start)]
+    raw_hours = sum((b - a for a, b in plan.raw), timedelta())
+    out_hours = sum(
+        (b - a for a, b in plan.trimmed_out[(rollups.DAY, anchored_at_start)]), timedelta()
+    )
+    assert raw_hours + out_hours <= timedelta(hours=12)  # not the 24 hours of raw rows
+    record_mix(engine, catalog)
+    with Session(engine) as session:
+        for filters in (
+            Filters(product_ids=(catalog.products[2],)),
+            Filters(category_ids=(catalog.categories["home"],)),
+        ):
+            for period in (Period.DAY, Period.WEEK):
+                fast, raw = series_both_ways(session, rng, period, filters)
+                assert fast.buckets == raw.buckets
+                assert fast.totals == raw.totals and raw.totals.orders > 0
+                assert len(fast.sources) == 2 and fast.sources[-1] == Source.RAW.value

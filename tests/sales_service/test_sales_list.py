@@ -70,6 +70,7 @@ def insert_sale(
         lines.append(
             SaleLine(
                 line_no=line_no,
+                sold_at=sold_at,
                 product_id=item.product_id,
                 sku=f"SKU-{item.product_id}",
                 product_name=f'Product {item.product_id}, "quoted"',
@@ -498,6 +499,7 @@ def many_sales(sales_client: TestClient, manager_headers: dict, engine: Engine) 
                 {
                     "sale_id": ids[f"B-{n:05d}"],
                     "line_no": line_no,
+                    "sold_at": T + timedelta(minutes=n),
                     "product_id": product,
                     "sku": "BULK",
                     "product_name": "Bulk item",
