@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -368,13 +370,22 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
         assert rebuilt.rows == raw.rows
 
 
-def test_embedded_sqlite_keeps_the_same_rollups_and_answers(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'reports.db'}"
+@contextmanager
+def sqlite_shop(path: Path) -> Iterator[tuple[str, Engine, Catalog]]:
+    """An embedded SQLite shop (as `make run` keeps one) with 25 sales in its rollups."""
+    url = f"sqlite:///{path}"
     migrate.upgrade(url)
     engine = make_engine(url)
     try:
         catalog = make_catalog(engine)
         record_mix(engine, catalog, count=25)
+        yield url, engine, catalog
+    finally:
+        engine.dispose()
+
+
+def test_embedded_sqlite_keeps_the_same_rollups_and_answers(tmp_path: Path) -> None:
+    with sqlite_shop(tmp_path / "reports.db") as (url, engine, catalog):
         with engine.connect() as connection:
             kept = rollup_rows(connection)
         with engine.begin() as connection:
@@ -431,8 +442,6 @@ def test_embedded_sqlite_keeps_the_same_rollups_and_answers(tmp_path: Path) -> N
             )  # fmt: skip
             assert response.status_code == 200, response.text
             assert [row["name"] for row in response.json()["rows"]]
-    finally:
-        engine.dispose()
 
 
 def test_the_lean_rollups_migration_keeps_every_report_exact(tmp_path: Path) -> None:
@@ -441,12 +450,7 @@ def test_the_lean_rollups_migration_keeps_every_report_exact(tmp_path: Path) -> 
     and the consumer's next pass rebuilds them to the same answers."""
     from alembic import command
 
-    url = f"sqlite:///{tmp_path / 'upgraded.db'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    try:
-        catalog = make_catalog(engine)
-        record_mix(engine, catalog, count=25)
+    with sqlite_shop(tmp_path / "upgraded.db") as (url, engine, catalog):
         config = migrate.alembic_config(url)
         command.downgrade(config, "0011")  # as a shop was before it
         command.upgrade(config, "head")
@@ -482,8 +486,6 @@ def test_the_lean_rollups_migration_keeps_every_report_exact(tmp_path: Path) -> 
         for (_, raw_before), (fast, raw) in zip(before, after, strict=True):
             assert fast.buckets == raw.buckets == raw_before.buckets
         assert any(name.startswith("report_") for fast, _ in after for name in fast.sources)
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize(
