@@ -29,6 +29,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
+	scripts/lint-js.sh
 
 format: install
 	$(VENV)/bin/ruff format .

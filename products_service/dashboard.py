@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -23,6 +24,10 @@ from common.settings import REPO_ROOT, ProductsSettings
 
 DASHBOARD_DIR = REPO_ROOT / "dashboard"
 DASHBOARD_PATH = "/dashboard"
+# What the page loads; the rest of dashboard/ (its lint tooling and node_modules, READMEs) is
+# the repository's, not the site's.
+SERVED_FILES = frozenset({".", "index.html", "app.css"})
+SERVED_FOLDERS = ("js/", "vendor/")
 
 
 def origin_of(url: str) -> str:
@@ -49,14 +54,16 @@ def dashboard_content_security_policy(sales_url: str) -> str:
 
 
 class DashboardFiles(StaticFiles):
-    """The dashboard's files with their page policy, revalidated on each load (no stale app
-    after an upgrade: an unchanged file answers 304)."""
+    """The dashboard's files (only those the page loads) with their page policy, revalidated
+    on each load (no stale app after an upgrade: an unchanged file answers 304)."""
 
     def __init__(self, *, directory: Path, policy: str) -> None:
         super().__init__(directory=directory, html=True)
         self.policy = policy
 
     async def get_response(self, path: str, scope: Scope) -> Response:
+        if path not in SERVED_FILES and not path.startswith(SERVED_FOLDERS):
+            raise HTTPException(status_code=404)
         response = await super().get_response(path, scope)
         response.headers["Content-Security-Policy"] = self.policy
         response.headers.setdefault("Cache-Control", "no-cache")

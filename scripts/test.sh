@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: format check, lint, types, then pytest against a real MariaDB/MySQL.
+# The test command: format check, lint (Python and the dashboard's JavaScript), types, then
+# pytest against a real MariaDB/MySQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -7,6 +8,8 @@ VENV=${VENV:-.venv}
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/ruff" check .
 "$VENV/bin/mypy" .
+
+scripts/lint-js.sh  # the dashboard's JavaScript (ESLint)
 
 # The dashboard's browser tests (tests/dashboard) drive Debian's chromium: installed when
 # missing, where this runs as root with apt-get (elsewhere those tests say what is missing).

@@ -379,6 +379,20 @@ def test_compose_orders_database_migration_and_services() -> None:
     assert services["sales"]["environment"]["SHOP_PRODUCTS_SERVICE_URL"] == "http://products:8000"
 
 
+def test_compose_lets_the_dashboard_call_sales_from_where_products_is_published() -> None:
+    """Unless .env says otherwise, sales_service allows the dashboard's origin on the port
+    compose publishes products_service at, as ./docker-manager.sh does in local mode."""
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    published = re.fullmatch(
+        r".*:(\$\{SHOP_PRODUCTS_PORT:-8000\}):8000", services["products"]["ports"][0]
+    )
+    assert published, services["products"]["ports"]
+    origins = services["sales"]["environment"]["SHOP_CORS_ORIGINS"]
+    assert origins.startswith("${SHOP_CORS_ORIGINS:-[")
+    for host in ("127.0.0.1", "localhost"):
+        assert f'"http://{host}:{published[1]}"' in origins
+
+
 def _manifests() -> list[dict[str, Any]]:
     return [
         document

@@ -142,12 +142,7 @@ export async function call(service, method, path, options = {}) {
     }
   }
   if (!response.ok) {
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      body = null;
-    }
+    const body = await response.json().catch(() => null); // an error without a JSON body
     throw new ApiError(response.status, body, service);
   }
   if (options.raw) return response;

@@ -356,7 +356,10 @@ export function readQuery(query) {
 export function hashWith(path, params) {
   const search = new URLSearchParams();
   for (const [name, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null && value !== "") search.set(name, value);
+    // A list is the parameter repeated (?category_id=3&category_id=7), as the API takes it.
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (item !== undefined && item !== null && item !== "") search.append(name, item);
+    }
   }
   const text = search.toString();
   return `#/${path}${text ? `?${text}` : ""}`;

@@ -461,12 +461,23 @@ def list_low_stock(
             json_schema_extra={"pattern": sort_pattern(repository.LOW_STOCK_SORT)},
         ),
     ] = None,
+    window_days: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=365,
+            description="Days of sales measured for units_sold, days_of_cover and "
+            "projected_stockout_date: this many UTC days, today included",
+        ),
+    ] = 30,
 ) -> Page[LowStockItem]:
     """Unarchived products whose available stock is at or below the threshold, most urgent first.
 
     Health: `out` (available <= 0), `critical` (<= half the threshold), `low` (<= threshold),
     `ok` (above it). Stock in transit counts nowhere. Each row gives the product's price, its
-    own threshold, its category's full name and its stock per warehouse counted.
+    own threshold, its category's full name and its stock per warehouse counted; the row and
+    each warehouse say the net units sales took over the window (from the ledger), days of
+    cover and projected stock-out date, defined as sales_service's inventory insight does.
     """
     items, total = service.list_low_stock(
         session=session,
@@ -476,6 +487,7 @@ def list_low_stock(
         include_ok=include_ok,
         page=page,
         sort=sort,
+        window_days=window_days,
     )
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 

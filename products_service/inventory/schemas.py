@@ -1,10 +1,18 @@
 """Request and response bodies for stock operations, transfers, the ledger and its check."""
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
 
 from common.contracts import (  # the part of the contract sales_service relies on
     MAX_QUANTITY,
@@ -164,14 +172,51 @@ class LowStockRead(BaseModel):
     health: StockHealth
 
 
+# How long the available stock lasts at the pace sales took it over the window
+# (``window_days``, ending today in UTC): on each low-stock row and on each of its warehouses.
+def _days_text(value: Decimal) -> str:
+    return f"{value:.2f}"
+
+
+DaysOut = Annotated[
+    Decimal,
+    PlainSerializer(_days_text, return_type=str, when_used="json"),
+    Field(examples=["6.00"], json_schema_extra={"pattern": r"^[0-9]+\.[0-9]{2}$"}),
+]
+UnitsSold = Annotated[
+    int,
+    Field(
+        description="Net units sales took over the window, from the ledger: `sale` movements "
+        "less `return` movements (refunds, cancellations, stock given back)"
+    ),
+]
+DaysOfCover = Annotated[
+    DaysOut | None,
+    Field(
+        description="available x window_days / units_sold, rounded half up to the cent; "
+        "0.00 when none is available; else null when nothing was sold (units_sold <= 0)"
+    ),
+]
+StockoutDate = Annotated[
+    date | None,
+    Field(
+        description="Today (UTC) + available x window_days / units_sold days, rounded up; "
+        "today when none is available; else null when nothing was sold (units_sold <= 0)"
+    ),
+]
+
+
 class WarehouseStock(BaseModel):
-    """A product's stock in one warehouse."""
+    """A product's stock in one warehouse, and how long it lasts there."""
 
     warehouse_id: int
     warehouse_code: str
     on_hand: int
     reserved: int
     available: int
+    units_sold: UnitsSold
+    days_of_cover: DaysOfCover
+    projected_stockout_date: StockoutDate
 
 
 class LowStockItem(LowStockRead):
@@ -186,8 +231,14 @@ class LowStockItem(LowStockRead):
     ]
     warehouses: Annotated[
         list[WarehouseStock],
-        Field(description="The stock counted, per warehouse (those with a level row), by code"),
+        Field(
+            description="The stock counted, per warehouse (those with a level row), by code; "
+            "the row's `units_sold` is the sum of theirs"
+        ),
     ]
+    units_sold: UnitsSold
+    days_of_cover: DaysOfCover
+    projected_stockout_date: StockoutDate
 
 
 class ProductHealth(LowStockRead):

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -284,10 +285,66 @@ def test_recording_a_sale_lowers_the_stock_and_refunds_and_cancelling_restore_it
     assert dashboard.errors == []
 
 
+def test_the_sales_list_searches_a_sale_number_and_filters_by_several_categories(
+    dashboard: Dashboard, shop: Shop
+) -> None:
+    sale = shop.sales_api.get("/sales", params={"limit": 1, "offset": 5}).json()["items"][0]
+    ids = {c["name"]: c["id"] for c in shop.products_api.get("/categories").json()["items"]}
+    chosen = [ids["Audio"], ids["Board Games"]]
+    dashboard.login(VIEWER_EMAIL)
+    dashboard.goto("sales")
+    page = dashboard.page
+    rows = page.get_by_test_id("sales").locator("tbody tr")
+    expect(rows).to_have_count(25)
+
+    # Search (Enter submits): the sale number finds that one sale.
+    page.get_by_label("Search").fill(sale["number"])
+    page.get_by_label("Search").press("Enter")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(sale["number"])
+
+    # Two categories, by keyboard, applied with the search box emptied: sales with a line in
+    # either, the same as the API lists, page after page and in the export.
+    page.get_by_label("Search").fill("")
+    categories = page.get_by_role("group", name="Sales with a line in any of these")
+    expect(categories).to_be_hidden()
+    page.locator("summary", has_text="All").focus()
+    page.keyboard.press("Enter")
+    for name in ("Audio", "Board Games"):
+        categories.get_by_role("checkbox", name=re.compile(rf"^\s*{name}$")).check()
+    dashboard.shot("sales-categories")
+    categories.get_by_role("button", name="Apply").click()
+    expect(page.locator("summary")).to_have_text("2 chosen")
+    expect(page.locator("summary")).to_be_focused()
+    listed = shop.sales_api.get("/sales", params={"category_id": chosen, "limit": 25}).json()
+    assert 25 < listed["total"] < shop.sales_api.get("/sales").json()["total"]
+    numbers = rows.locator("th")
+    expect(numbers).to_have_text([s["number"] for s in listed["items"]])
+    assert "q=" not in page.url and page.url.count("category_id=") == 2
+
+    page.get_by_role("button", name="Next").click()
+    expect(page).to_have_url(re.compile(r"offset=25"))
+    second = shop.sales_api.get(
+        "/sales", params={"category_id": chosen, "limit": 25, "offset": 25}
+    ).json()
+    expect(numbers).to_have_text([s["number"] for s in second["items"]])
+    with page.expect_request(re.compile(r"/sales/export\.csv\?")) as request:
+        page.get_by_role("button", name="Export CSV").click()
+    query = parse_qs(urlsplit(request.value.url).query)
+    assert sorted(map(int, query["category_id"])) == sorted(chosen)
+    assert dashboard.errors == []
+
+
 def test_the_low_stock_table_lists_a_product_pushed_below_its_threshold(
     dashboard: Dashboard, shop: Shop
 ) -> None:
     product = new_product(shop, stock=10, threshold=5)
+    sold = shop.sales_api.post(
+        "/sales",
+        json={"channel_code": "retail", "lines": [{"product_id": product["id"], "quantity": 1}]},
+    )
+    assert sold.status_code == 201, sold.text
+    assert wait_until(lambda: available(shop, product["id"]) == 9)
     dashboard.login(MANAGER_EMAIL)
     dashboard.goto("inventory?include_ok=")
     page = dashboard.page
@@ -298,7 +355,7 @@ def test_the_low_stock_table_lists_a_product_pushed_below_its_threshold(
     dashboard.goto(f"catalog/{product['id']}")
     page.get_by_role("button", name="Adjust").click()
     page.get_by_label("Warehouse", exact=True).select_option(label="Main warehouse (MAIN)")
-    page.get_by_label("Change (negative removes)").fill("-8")
+    page.get_by_label("Change (negative removes)").fill("-7")
     page.get_by_label("Reason (required)").fill("water damage")
     page.get_by_role("form", name="Adjust stock").get_by_role("button", name="Adjust").click()
     expect(page.get_by_test_id("available")).to_have_text("2")
@@ -307,13 +364,20 @@ def test_the_low_stock_table_lists_a_product_pushed_below_its_threshold(
     row = page.get_by_test_id("low-stock").locator("tbody tr", has_text=product["sku"])
     expect(row).to_have_count(1)
     expect(row).to_contain_text("critical")  # 2 available, at most half the threshold of 5
-    expect(row).to_contain_text("MAIN 2")  # where the 2 are
+    # Where the 2 are, and how long they last there: 2 x 28 days / 1 sold in the 28 days.
+    split = row.get_by_role("table", name=f"{product['sku']} by warehouse")
+    expect(split.get_by_role("columnheader")).to_have_text(
+        ["Warehouse", "Available", "Days of cover", "Stock-out"]
+    )
+    main = split.get_by_role("row", name=re.compile(r"^MAIN\b"))
+    stockout = (datetime.now(UTC).date() + timedelta(days=56)).isoformat()
+    expect(main.get_by_role("cell")).to_have_text(["2", "56.00", stockout])
     dashboard.settled()
     dashboard.shot("inventory")
 
     row.get_by_role("link").click()
     ledger = page.get_by_test_id("ledger")
-    expect(ledger.locator("tbody tr")).to_have_count(2)
+    expect(ledger.locator("tbody tr")).to_have_count(3)
     expect(ledger).to_contain_text("water damage")
     dashboard.settled()
     dashboard.shot("inventory-ledger")

@@ -35,3 +35,19 @@ def test_the_dashboards_files_are_not_rate_limited() -> None:
         assert client.get("/dashboard/js/main.js").status_code == 200
     statuses = [client.get("/api/v1/auth/me").status_code for _ in range(3)]
     assert statuses == [401, 401, 429]
+
+
+def test_only_the_pages_files_are_served_not_the_rest_of_the_folder() -> None:
+    """dashboard/ also holds its lint tooling (package.json, node_modules once installed) and
+    a README: none of that is the site's."""
+    settings = ProductsSettings(
+        environment="test", database_url="sqlite://", jwt_secret=TEST_JWT_SECRET
+    )
+    client = TestClient(create_app(settings))
+    for path in ("/dashboard/", "/dashboard/index.html", "/dashboard/app.css",
+                 "/dashboard/js/main.js", "/dashboard/vendor/chart.umd.js"):  # fmt: skip
+        assert client.get(path).status_code == 200, path
+    for path in ("/dashboard/package.json", "/dashboard/eslint.config.js",
+                 "/dashboard/README.md", "/dashboard/node_modules/eslint/package.json",
+                 "/dashboard/js/../package.json", "/dashboard/vendor/../README.md"):  # fmt: skip
+        assert client.get(path).status_code == 404, path

@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, event, func, select, update
 
+from common.contracts import SALE_STOCK_PATH
 from common.db import make_sessionmaker, utcnow
 from common.models import (
     Category,
@@ -942,6 +943,148 @@ def test_low_stock_rows_say_price_category_and_stock_per_warehouse_and_sort_as_a
     assert order("health") == [bare, split]  # out before low
     bad = client.get(f"{API}/low-stock", params={"sort": "price"}, headers=manager_headers)
     assert bad.status_code == 400 and "available" in bad.json()["detail"]
+
+
+def sell(client: TestClient, service_headers: dict, key: str, product_id: int, qty: int) -> None:
+    """One sale's stock taken as sales_service takes it (from the warehouse with the most)."""
+    body = {"key": key, "lines": [{"product_id": product_id, "quantity": qty}]}
+    response = client.post(SALE_STOCK_PATH, json=body, headers=service_headers)
+    assert response.status_code == 201, response.text
+
+
+def backdate_sale(engine: Engine, key: str, when: datetime) -> None:
+    """Move a sale's ledger rows back in time (the API only ever writes the present)."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(StockMovement)
+            .where(StockMovement.reference == f"sale:{key}")
+            .values(created_at=when)
+        )
+
+
+def test_low_stock_rows_and_warehouses_say_units_sold_days_of_cover_and_stockout_date(
+    client: TestClient,
+    engine: Engine,
+    products_app: Any,
+    manager_headers: dict,
+    service_headers: dict,
+) -> None:
+    main = main_warehouse(engine)
+    east = make_warehouse(engine, "CV-EAST")
+    seller = make_product(engine, threshold=100)
+    idle = make_product(engine, threshold=10)
+    sold_out = make_product(engine, threshold=10)
+    today = datetime.now(UTC).date()
+    window_start = datetime.combine(today - timedelta(days=29), datetime.min.time(), UTC)
+
+    # MAIN: 12 (on the window's first instant) + 6 taken, 2 back by a refund: 16 sold; a take
+    # of 7 a microsecond before the window does not count.
+    receive(client, manager_headers, seller, main, 40)
+    sell(client, service_headers, "cover-old", seller, 7)
+    backdate_sale(engine, "cover-old", window_start - timedelta(microseconds=1))
+    sell(client, service_headers, "cover-first", seller, 12)
+    backdate_sale(engine, "cover-first", window_start)
+    sell(client, service_headers, "cover-main", seller, 6)
+    refund = {"product_id": seller, "warehouse_id": main, "quantity": 2, "reference": "S-9"}
+    assert post(client, manager_headers, "/returns", refund).status_code == 201
+    # CV-EAST (now the fuller shelf): 9 taken, and 4 taken then given back (no sale): 9 sold.
+    receive(client, manager_headers, seller, east, 30)
+    sell(client, service_headers, "cover-east", seller, 9)
+    sell(client, service_headers, "cover-undone", seller, 4)
+    given_back = client.post(f"{SALE_STOCK_PATH}/cover-undone/return", headers=service_headers)
+    assert given_back.status_code == 200, given_back.text
+    set_reserved(engine, seller, main, 2)  # MAIN: 17 on hand, 15 available
+    # Moved, but not by sales: a damage and a receipt.
+    receive(client, manager_headers, idle, main, 3)
+    damage = {"product_id": idle, "warehouse_id": main, "quantity": 1, "reason": "dropped"}
+    assert post(client, manager_headers, "/damages", damage).status_code == 201
+    receive(client, manager_headers, sold_out, main, 5)
+    sell(client, service_headers, "cover-sold-out", sold_out, 5)
+
+    def rows(**params: Any) -> dict[int, dict[str, Any]]:
+        answer = client.get(f"{API}/low-stock", params=params, headers=manager_headers)
+        assert answer.status_code == 200, answer.text
+        return {row["product_id"]: row for row in answer.json()["items"]}
+
+    def cover(item: dict[str, Any]) -> tuple[int, int, str | None, str | None]:
+        return (
+            item["available"],
+            item["units_sold"],
+            item["days_of_cover"],
+            item["projected_stockout_date"],
+        )
+
+    def on(days: int) -> str:
+        return (today + timedelta(days=days)).isoformat()
+
+    listed = rows()  # the default window: 30 days, today included
+    row = listed[seller]
+    per_warehouse = {w["warehouse_code"]: cover(w) for w in row["warehouses"]}
+    # 15 x 30 / 16 = 28.125: half up to 28.13 (half even would say 28.12); out in 29 days.
+    assert per_warehouse["MAIN"] == (15, 16, "28.13", on(29))
+    assert per_warehouse["CV-EAST"] == (21, 9, "70.00", on(70))
+    assert cover(row) == (36, 25, "43.20", on(44))  # 36 x 30 / 25
+    # Nothing sold: no projection, on the row or its warehouse.
+    assert cover(listed[idle]) == (2, 0, None, None)
+    assert [cover(w) for w in listed[idle]["warehouses"]] == [(2, 0, None, None)]
+    # None available: no cover, out today.
+    assert cover(listed[sold_out]) == (0, 5, "0.00", on(0))
+    assert [cover(w) for w in listed[sold_out]["warehouses"]] == [(0, 5, "0.00", on(0))]
+
+    # A shorter window: today's movements only.
+    row = rows(window_days=1)[seller]
+    per_warehouse = {w["warehouse_code"]: cover(w) for w in row["warehouses"]}
+    assert per_warehouse == {"MAIN": (15, 4, "3.75", on(4)), "CV-EAST": (21, 9, "2.33", on(3))}
+    assert cover(row) == (36, 13, "2.77", on(3))  # 36 / 13 = 2.769...
+    # One warehouse: the row is that warehouse's alone.
+    row = rows(warehouse_id=east)[seller]
+    assert cover(row) == (21, 9, "70.00", on(70))
+    assert [w["warehouse_code"] for w in row["warehouses"]] == ["CV-EAST"]
+    assert rows(window_days=365)[seller]["units_sold"] == 7 + 25
+
+    # The ledger is read once per page, however many products it holds.
+    ledger_reads: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM stock_movements" in statement:
+            ledger_reads.append(statement)
+
+    event.listen(products_app.state.engine, "before_cursor_execute", record)
+    try:
+        for limit in (1, 3):
+            ledger_reads.clear()
+            answer = client.get(
+                f"{API}/low-stock", params={"limit": limit}, headers=manager_headers
+            )
+            assert len(answer.json()["items"]) == limit
+            assert len(ledger_reads) == 1, ledger_reads
+    finally:
+        event.remove(products_app.state.engine, "before_cursor_execute", record)
+
+
+def test_low_stock_window_days_is_a_whole_number_of_days_from_1_to_365(
+    client: TestClient, manager_headers: dict
+) -> None:
+    for good in ("1", "365"):
+        answer = client.get(
+            f"{API}/low-stock", params={"window_days": good}, headers=manager_headers
+        )
+        assert answer.status_code == 200, answer.text
+    for bad, reason in [
+        ("0", "greater than or equal to 1"),
+        ("366", "less than or equal to 365"),
+        ("-3", "greater than or equal to 1"),
+        ("7.5", "valid integer"),
+        ("week", "valid integer"),
+    ]:
+        answer = client.get(
+            f"{API}/low-stock", params={"window_days": bad}, headers=manager_headers
+        )
+        assert answer.status_code == 422, (bad, answer.text)
+        body = answer.json()
+        assert body["error"] == "validation_error"
+        assert [f["field"] for f in body["fields"]] == ["query.window_days"]
+        assert reason in body["fields"][0]["reason"] and "window_days" in body["detail"]
 
 
 # --- the ledger check ------------------------------------------------------------------

@@ -21,6 +21,10 @@ import {
 } from "../ui.js";
 
 const PAGE = 50;
+// Days of sales the cover figures measure, per product (sales_service) and per warehouse
+// (the low-stock list): one window for both, so the two agree.
+const WINDOW_DAYS = 28;
+const NO_SALES = "no recent sales";
 const MOVEMENT_TYPES = [
   "receipt",
   "sale",
@@ -139,12 +143,17 @@ async function renderLowStock(root, q) {
         category_id: state.category_id,
         threshold: state.threshold,
         include_ok: state.include_ok || undefined,
+        window_days: WINDOW_DAYS,
         limit: PAGE,
         offset: state.offset,
       });
       const ids = page.items.map((item) => item.product_id);
       const insight = ids.length
-        ? await sales.get("/reports/inventory-insight", { product_id: ids, limit: ids.length })
+        ? await sales.get("/reports/inventory-insight", {
+            product_id: ids,
+            window_days: WINDOW_DAYS,
+            limit: ids.length,
+          })
         : { items: [] };
       const cover = new Map(insight.items.map((row) => [row.product_id, row]));
       const perWarehouse = state.warehouse_id ? " (all warehouses)" : "";
@@ -166,15 +175,7 @@ async function renderLowStock(root, q) {
                 },
                 { label: "Health", value: (r) => badge(r.health) },
                 { label: "Available", value: (r) => integer(r.available), numeric: true },
-                {
-                  label: "Available by warehouse",
-                  value: (r) =>
-                    r.warehouses.length
-                      ? r.warehouses
-                          .map((w) => `${w.warehouse_code} ${integer(w.available)}`)
-                          .join(" · ")
-                      : "none stocked",
-                },
+                { label: "By warehouse", value: warehouseSplit },
                 { label: "On hand", value: (r) => integer(r.on_hand), numeric: true },
                 { label: "Reserved", value: (r) => integer(r.reserved), numeric: true },
                 { label: "Threshold", value: (r) => integer(r.threshold), numeric: true },
@@ -185,7 +186,7 @@ async function renderLowStock(root, q) {
                 },
                 {
                   label: `Days of cover${perWarehouse}`,
-                  value: (r) => cover.get(r.product_id)?.days_of_cover ?? "no recent sales",
+                  value: (r) => cover.get(r.product_id)?.days_of_cover ?? NO_SALES,
                   numeric: true,
                 },
                 {
@@ -203,7 +204,8 @@ async function renderLowStock(root, q) {
           ? h(
               "p",
               { class: "muted" },
-              `Sales velocity over the ${insight.parameters.window_days} days to ${insight.parameters.as_of}.`,
+              `Sales velocity over the ${insight.parameters.window_days} days to ${insight.parameters.as_of}; ` +
+                "by warehouse, net units taken from its shelf by sales in the same days (UTC).",
             )
           : null,
       );
@@ -212,6 +214,42 @@ async function renderLowStock(root, q) {
     }
   };
   await show();
+}
+
+// Each warehouse's stock of a low-stock row, and how long it lasts there at the pace sales
+// took it: a small table of its own, with headers, so each figure is read with its name.
+function warehouseSplit(row) {
+  if (!row.warehouses.length) return "none stocked";
+  return h(
+    "table",
+    { class: "split", "aria-label": `${row.sku} by warehouse` },
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        h("th", { scope: "col" }, "Warehouse"),
+        h("th", { scope: "col", class: "num" }, "Available"),
+        h("th", { scope: "col", class: "num" }, "Days of cover"),
+        h("th", { scope: "col" }, "Stock-out"),
+      ),
+    ),
+    h(
+      "tbody",
+      {},
+      row.warehouses.map((w) =>
+        h(
+          "tr",
+          {},
+          h("th", { scope: "row" }, w.warehouse_code),
+          h("td", { class: "num" }, integer(w.available)),
+          h("td", { class: "num" }, w.days_of_cover ?? NO_SALES),
+          h("td", {}, w.projected_stockout_date ?? "none projected"),
+        ),
+      ),
+    ),
+  );
 }
 
 // --- one product's ledger ----------------------------------------------------------------

@@ -36,16 +36,8 @@ const SORTS = [
   ["-number", "Number, descending"],
   ["number", "Number, ascending"],
 ];
-const FILTERS = [
-  "from",
-  "to",
-  "channel_id",
-  "status",
-  "stock_sync",
-  "category_id",
-  "product_id",
-  "sort",
-];
+// One value each in the address; category_id may be repeated (any of several categories).
+const FILTERS = ["q", "from", "to", "channel_id", "status", "stock_sync", "product_id", "sort"];
 
 export async function render(root, route) {
   if (route.parts[0] === "new") return renderRecord(root, route);
@@ -62,15 +54,81 @@ function apiFilters(state) {
     channel_id: state.channel_id,
     status: state.status,
     stock_sync: state.stock_sync,
-    category_id: state.category_id,
+    category_id: state.category_id, // a list: the API takes the parameter repeated
     product_id: state.product_id,
+    q: state.q,
     sort: state.sort || "-sold_at",
   };
+}
+
+/**
+ * The categories to filter by: a disclosure of checkboxes in tree order, applied (with the
+ * search box) by the filter form's submit, Apply here included. Closing it unapplied puts the
+ * boxes back as the list is filtered; Escape closes it.
+ */
+function categoryPicker(categories, chosen) {
+  const options = categoryOptions(categories);
+  const names = new Map(options.map(([id, label]) => [String(id), label.trim()]));
+  const boxes = options.map(([id]) =>
+    h("input", { type: "checkbox", name: "category_id", value: String(id) }),
+  );
+  const check = (chosenIds) =>
+    boxes.forEach((box) => (box.checked = chosenIds.includes(box.value)));
+  check(chosen);
+  const shown =
+    chosen.length === 0
+      ? "All"
+      : chosen.length === 1
+        ? (names.get(chosen[0]) ?? "1 chosen")
+        : `${chosen.length} chosen`;
+  // (named, so that focus comes back to it when the screen renders again: see main.js)
+  const summary = h(
+    "summary",
+    { name: "categories", "aria-labelledby": "sales-categories-label sales-categories-shown" },
+    h("span", { id: "sales-categories-shown" }, shown),
+  );
+  const picker = h(
+    "details",
+    { class: "picker" },
+    summary,
+    h(
+      "fieldset",
+      { class: "picker-panel" },
+      h("legend", {}, "Sales with a line in any of these (subcategories included)"),
+      h(
+        "div",
+        { class: "picker-options" },
+        options.map(([, label], index) => h("label", { class: "check" }, boxes[index], label)),
+      ),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", onclick: () => check([]) }, "Clear"),
+        h("button", { type: "submit", class: "primary" }, "Apply"),
+      ),
+    ),
+  );
+  picker.addEventListener("toggle", () => {
+    if (!picker.open) check(chosen);
+  });
+  picker.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || !picker.open) return;
+    event.preventDefault();
+    picker.open = false;
+    summary.focus();
+  });
+  return h(
+    "div",
+    { class: "field" },
+    h("span", { class: "label", id: "sales-categories-label" }, "Categories"),
+    picker,
+  );
 }
 
 async function renderList(root, route) {
   const q = Object.fromEntries(route.query);
   const state = Object.fromEntries(FILTERS.map((name) => [name, q[name] || ""]));
+  state.category_id = [...new Set(route.query.getAll("category_id").filter(Boolean))];
   state.offset = Number(q.offset || 0);
   const write = (changes) => {
     const next = { ...state, offset: 0, ...changes };
@@ -78,9 +136,18 @@ async function renderList(root, route) {
   };
   const controls = h(
     "form",
-    { class: "controls", "aria-label": "Sales filters", onsubmit: (e) => e.preventDefault() },
+    { class: "controls", role: "search", "aria-label": "Sales filters" },
     loading(),
   );
+  // The search box and the categories apply together (Enter, Search or Apply); the other
+  // filters apply as they change.
+  controls.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const picker = controls.querySelector("details.picker");
+    if (picker?.contains(document.activeElement)) picker.querySelector("summary").focus();
+    const data = new FormData(controls);
+    write({ q: String(data.get("q") || "").trim(), category_id: data.getAll("category_id") });
+  });
   const exportButton = h("button", { type: "button" }, "Export CSV");
   const body = h("div", {}, loading());
   clear(
@@ -135,6 +202,17 @@ async function renderList(root, route) {
     clear(
       controls,
       field(
+        "Search",
+        h("input", {
+          type: "search",
+          name: "q",
+          value: state.q,
+          maxlength: "100",
+          placeholder: "Sale number, order id or SKU",
+        }),
+      ),
+      h("button", { type: "submit", name: "search" }, "Search"),
+      field(
         "Sold from",
         h("input", { type: "date", name: "from", value: state.from, onchange: onchange("from") }),
       ),
@@ -174,15 +252,7 @@ async function renderList(root, route) {
           { onchange: onchange("stock_sync") },
         ),
       ),
-      field(
-        "Category",
-        select(
-          "category_id",
-          [["", "All categories"], ...categoryOptions(categories)],
-          state.category_id,
-          { onchange: onchange("category_id") },
-        ),
-      ),
+      categoryPicker(categories, state.category_id),
       field(
         "Product",
         select(
