@@ -195,6 +195,7 @@ def decompose(
     *,
     plan: Plan | None = None,
     bucket: tuple[datetime, datetime | None] | None = None,
+    trim: bool = True,
 ) -> Plan:
     """Cut [start, end) into whole UTC blocks of the grains (coarsest first) and raw leftovers.
 
@@ -207,10 +208,11 @@ def decompose(
     (``bucket`` = its start and end, the end None for the last), the block's rows must land
     in the leftover's bucket: they are anchored at the block's start if that lies in the
     bucket, else at its last moment (fixed-length grains only); the rows taken off are
-    anchored the same way, by the block they lie in.
+    anchored the same way, by the block they lie in. Only with ``trim``: where groups are
+    listed, a group whose lines all lie in the part taken off would be listed with zeros.
     """
     plan = plan if plan is not None else Plan()
-    finest = grains[0] if grains else None
+    finest = grains[0] if grains and trim else None
 
     def leftover(a: datetime, b: datetime) -> None:
         if finest is None:
@@ -324,7 +326,8 @@ def plan_parts(
             index = bisect_right(boundaries, start) - 1
             following = boundaries[index + 1] if index + 1 < len(boundaries) else None
             bucket = (boundaries[index], following)
-        decompose(start, end, grains, dirty, plan=plan, bucket=bucket)
+        trim = query.group_by is GroupBy.NONE
+        decompose(start, end, grains, dirty, plan=plan, bucket=bucket, trim=trim)
     session = ctx.session
     parts = [
         repository.rollup_part(session, source, query, grain, merge(found), boundaries=boundaries)

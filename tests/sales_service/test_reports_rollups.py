@@ -520,3 +520,39 @@ def test_a_day_a_zone_cuts_is_read_as_the_rollup_block_less_the_rest(
                 assert fast.buckets == raw.buckets
                 assert fast.totals == raw.totals and raw.totals.orders > 0
                 assert len(fast.sources) == 2 and fast.sources[-1] == Source.RAW.value
+
+
+@pytest.mark.parametrize("dimension", [Dimension.PRODUCT, Dimension.CHANNEL, Dimension.CATEGORY])
+def test_a_group_with_no_line_in_the_range_is_not_listed(
+    engine: Engine, catalog: Catalog, dimension: Dimension
+) -> None:
+    """A Berlin day covers most of a UTC day: a sale in that UTC day's other hours (the next
+    Berlin day) is in the day's rollup row, and must not bring its product, channel or
+    category into the day's breakdown, not even with zeros (found by hypothesis)."""
+    berlin = ZoneInfo("Europe/Berlin")
+    with Session(engine) as session:
+        add_sale(
+            session,
+            catalog,
+            sold_at=datetime(2025, 3, 31, 0, 0, tzinfo=berlin),  # 2025-03-30 22:00 UTC
+            channel_id=catalog.channels[0],
+            lines=[spec(catalog, 0, 1, "5.00")],
+        )
+        session.commit()
+    catch_up(engine)
+    rng = DateRange(date(2025, 3, 30), date(2025, 3, 30), berlin)
+    with Session(engine) as session:
+        fast, raw = (
+            service.breakdown(
+                session=session,
+                rng=rng,
+                grouping=Grouping(dimension),
+                filters=Filters(),
+                sort=SortKey.REVENUE,
+                limit=10,
+                use_rollups=use,
+            )
+            for use in (True, False)
+        )
+    assert raw.rows == []
+    assert fast.rows == raw.rows
