@@ -7,11 +7,11 @@ Every change locks its level rows through ``ledger.lock_levels`` and writes thro
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from common.cover import stock_cover
 from common.db import utcnow
 from common.errors import Conflict, InsufficientStock, InvalidState, NotFound
 from common.models import (
@@ -472,35 +472,6 @@ def list_levels(
 
 
 # --- days of cover ---------------------------------------------------------------------
-
-CENT = Decimal("0.01")
-
-
-@dataclass(frozen=True)
-class StockCover:
-    """How long available stock lasts at the pace sales took it over a window of days."""
-
-    units_sold: int
-    days_of_cover: Decimal | None
-    projected_stockout_date: date | None
-
-
-def stock_cover(*, available: int, units_sold: int, window_days: int, today: date) -> StockCover:
-    """Days of cover and the projected stock-out date, defined and rounded exactly as
-    sales_service's inventory insight (``sales_service/reports/service.py``,
-    ``inventory_insight``) does: none available -> 0.00 days and out today; nothing sold
-    (net units <= 0) -> null; else available x window_days / units_sold days, half up to
-    the cent, and out on today + that many days rounded up (null past the last date)."""
-    cover: Decimal | None = None
-    stockout: date | None = None
-    if available <= 0:
-        cover, stockout = Decimal("0.00"), today
-    elif units_sold > 0:
-        cover = (Decimal(available) * window_days / units_sold).quantize(CENT, ROUND_HALF_UP)
-        days = -(-available * window_days // units_sold)  # rounded up, in integers
-        if days <= (date.max - today).days:
-            stockout = today + timedelta(days=days)
-    return StockCover(units_sold, cover, stockout)
 
 
 @dataclass(frozen=True)

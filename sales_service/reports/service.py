@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from common.cover import stock_cover
 from common.errors import Unprocessable
 from common.models import Category, Product, SalesChannel
 from sales_service.reports import repository
@@ -492,15 +493,9 @@ def inventory_insight(
     rows = []
     for item in found:
         units, available = item.units, item.available
-        cover: Decimal | None = None
-        stockout: date | None = None
-        if available <= 0:
-            cover, stockout = Decimal("0.00"), as_of
-        elif units > 0:
-            cover = (Decimal(available) * window_days / units).quantize(CENT, ROUND_HALF_UP)
-            days = -(-available * window_days // units)  # rounded up, in integers
-            if days <= (date.max - as_of).days:
-                stockout = as_of + timedelta(days=days)
+        cover = stock_cover(
+            available=available, units_sold=units, window_days=window_days, today=as_of
+        )
         rows.append(
             {
                 "product_id": item.product_id,
@@ -511,8 +506,8 @@ def inventory_insight(
                 "velocity_per_day": (Decimal(units) / window_days).quantize(
                     Decimal("0.0001"), ROUND_HALF_UP
                 ),
-                "days_of_cover": cover,
-                "projected_stockout_date": stockout,
+                "days_of_cover": cover.days_of_cover,
+                "projected_stockout_date": cover.projected_stockout_date,
             }
         )
     rows.sort(key=_soonest_out)
