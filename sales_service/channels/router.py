@@ -18,6 +18,7 @@ SORTS = {
     "code": SalesChannel.code,
     "name": SalesChannel.name,
     "created_at": SalesChannel.created_at,
+    "updated_at": SalesChannel.updated_at,
 }
 
 

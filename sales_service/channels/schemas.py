@@ -47,3 +47,4 @@ class ChannelRead(BaseModel):
     name: str
     is_active: bool
     created_at: datetime
+    updated_at: datetime
