@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import migrate
 from common.db import make_engine
 from sales_service.reports import service
-from sales_service.reports.calendar import DateRange, Period, Weekday
+from sales_service.reports.calendar import DateRange, Period, Weekday, base_range
 from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import Filters
 from sales_service.reports.rollups import rebuild_rollups
@@ -415,6 +415,9 @@ def fig(revenue: Any, cost: Any, units: Any, orders: Any) -> tuple[Decimal, Deci
     )
 
 
+NOTHING = fig(0, 0, 0, 0)
+
+
 def ours_fig(f: dict[str, Any]) -> tuple[Decimal, Decimal, int, int]:
     return fig(f["revenue"], f["cost"], f["units"], f["orders"])
 
@@ -425,7 +428,7 @@ def duck_series(db: Any, rng: DateRange, period: str) -> Any:
         f"""SELECT date_trunc('{period}', {local_time("s.sold_at", rng)})::DATE AS d, {SALE_NET}
             FROM sales s WHERE {where_range(rng)} GROUP BY d"""
     ).fetchall()
-    return {row[0]: fig(*row[1:]) for row in rows}
+    return {row[0]: fig(*row[1:]) for row in rows if fig(*row[1:]) != NOTHING}
 
 
 def ours_series(answer: dict[str, Any]) -> Any:
@@ -447,7 +450,8 @@ def duck_series_filtered(db: Any, rng: DateRange, period: str, line_filter: str)
             JOIN sales s ON s.id = l.sale_id
             WHERE {where_range(rng)} GROUP BY d"""
     ).fetchall()
-    return {row[0]: fig(*row[1:]) for row in rows}
+    # a bucket whose lines were all refunded nets to zero: compared as an empty bucket
+    return {row[0]: fig(*row[1:]) for row in rows if fig(*row[1:]) != NOTHING}
 
 
 def duck_breakdown(db: Any, rng: DateRange, by: str, limit: int) -> Any:
@@ -470,7 +474,7 @@ def duck_breakdown(db: Any, rng: DateRange, by: str, limit: int) -> Any:
 
 
 def ours_breakdown(answer: dict[str, Any]) -> Any:
-    return [(row["id"] if row["id"] is not None else 0, ours_fig(row)) for row in answer["rows"]]
+    return [(row["id"] if row["id"] is not None else 0, ours_fig(row)) for row in answer["groups"]]
 
 
 def duck_totals_two(db: Any, rng: DateRange, base: DateRange, group: str | None) -> Any:
@@ -486,9 +490,6 @@ def duck_totals_two(db: Any, rng: DateRange, base: DateRange, group: str | None)
     now = {row[1]: fig(*row[2:6]) for row in rows if row[0]}
     then = {row[1]: fig(*row[2:6]) for row in rows if not row[0]}
     return now, then
-
-
-NOTHING = fig(0, 0, 0, 0)
 
 
 def add_figs(figs: Any) -> Any:
@@ -688,7 +689,7 @@ def cases(
                 ours_series,
             )
         )
-        base = service.base_range(rng, Against.PREVIOUS_YEAR, None)
+        base = base_range(rng, Against.PREVIOUS_YEAR)
         found.append(
             Case(
                 f"compare with a year earlier, per channel, {label}",
@@ -714,7 +715,7 @@ def cases(
                     ours_breakdown,
                 )
             )
-        previous = service.base_range(rng, Against.PREVIOUS_PERIOD, None)
+        previous = base_range(rng, Against.PREVIOUS_PERIOD)
         found.append(
             Case(
                 f"summary KPIs, {label}",

@@ -1,10 +1,12 @@
 """Calendar periods in any IANA zone: the report's timezone, date range and buckets.
 
-Dates: ``from`` and ``to`` are calendar dates in the report's timezone, both included; the
-range is [``from`` 00:00, the day after ``to`` 00:00) in that zone, whatever the UTC offset
-or daylight-saving change in between. Periods are calendar days, weeks (starting on
-``week_start``, Monday by default), months, quarters and years of that zone, cut to the
-range; a day is 23 or 25 hours long across a DST change.
+Dates: ``from`` and ``to`` are calendar dates in the report's timezone, both included (or a
+``preset`` names them, counted from today in that zone); the range is [``from`` 00:00, the
+day after ``to`` 00:00) in that zone, whatever the UTC offset or daylight-saving change in
+between. Periods are calendar days, weeks (starting on ``week_start``, Monday by default),
+months, quarters and years of that zone, cut to the range (a bucket cut is ``partial``); a
+day is 23 or 25 hours long across a DST change. The period a range is compared with is in
+``base_range``.
 """
 
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from common.errors import Unprocessable
+from sales_service.reports.parameters import Against
 
 MAX_BUCKETS = 1100
 FIRST_DATE, LAST_DATE = date(1980, 1, 1), date(2199, 12, 31)
@@ -42,6 +45,21 @@ class Weekday(StrEnum):
         return list(Weekday).index(self)
 
 
+class Preset(StrEnum):
+    """Named ranges, counted from today in the report's zone; each ends today or is whole."""
+
+    TODAY = "today"
+    YESTERDAY = "yesterday"
+    LAST_7_DAYS = "last_7_days"
+    LAST_30_DAYS = "last_30_days"
+    MONTH_TO_DATE = "month_to_date"
+    QUARTER_TO_DATE = "quarter_to_date"
+    YEAR_TO_DATE = "year_to_date"
+    LAST_MONTH = "last_month"
+    LAST_QUARTER = "last_quarter"
+    LAST_YEAR = "last_year"
+
+
 def resolve_zone(name: str) -> ZoneInfo:
     """The IANA zone, or a 422 saying what a valid name looks like."""
     try:
@@ -62,13 +80,20 @@ def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
+def today_in(zone: ZoneInfo, now: datetime | None = None) -> date:
+    """The calendar date in the zone at ``now`` (default: this moment)."""
+    return (now or datetime.now(UTC)).astimezone(zone).date()
+
+
 @dataclass(frozen=True)
 class DateRange:
-    """Calendar dates ``first``..``last`` (both included) in ``zone``."""
+    """Calendar dates ``first``..``last`` (both included) in ``zone``, and the preset that
+    named them, if one did."""
 
     first: date
     last: date
     zone: ZoneInfo
+    preset: Preset | None = None
 
     @property
     def start(self) -> datetime:
@@ -98,15 +123,28 @@ def resolve_range(
     last: date | None,
     zone: ZoneInfo,
     *,
+    preset: Preset | None = None,
     today: date | None = None,
     names: tuple[str, str] = ("from", "to"),
 ) -> DateRange:
-    """Fill defaults (the 30 days up to today in the zone) and check the order and limits."""
+    """The preset's dates, or ``first``..``last`` with defaults filled in (the 30 days up to
+    today in the zone), checked for order and limits."""
+    if preset is not None:
+        if first is not None or last is not None:
+            given = " and ".join(
+                name for value, name in ((first, names[0]), (last, names[1])) if value is not None
+            )
+            raise Unprocessable(
+                f"preset={preset.value} sets {names[0]} and {names[1]} itself, and {given} "
+                f"was given too: give either preset or {names[0]}/{names[1]}, not both",
+                field="query.preset",
+            )
+        first, last = preset_dates(preset, today or today_in(zone))
     for value, name in ((first, names[0]), (last, names[1])):
         if value is not None:
             check_date(value, name)  # first: a default computed from it must not overflow
     if last is None:
-        last = today or datetime.now(zone).date()
+        last = today or today_in(zone)
         if first is not None and first > last:
             last = first + timedelta(days=DEFAULT_DAYS - 1)
     if first is None:
@@ -119,7 +157,106 @@ def resolve_range(
             f"{names[1]} is the last day included, so it must be on or after {names[0]}",
             field=f"query.{names[1]}",
         )
-    return DateRange(first, last, zone)
+    return DateRange(first, last, zone, preset)
+
+
+# --- presets and the periods compared with -----------------------------------------------------
+
+TO_DATE = {
+    Preset.MONTH_TO_DATE: Period.MONTH,
+    Preset.QUARTER_TO_DATE: Period.QUARTER,
+    Preset.YEAR_TO_DATE: Period.YEAR,
+}
+LAST_WHOLE = {
+    Preset.LAST_MONTH: Period.MONTH,
+    Preset.LAST_QUARTER: Period.QUARTER,
+    Preset.LAST_YEAR: Period.YEAR,
+}
+DAYS_ENDING_TODAY = {Preset.TODAY: 1, Preset.LAST_7_DAYS: 7, Preset.LAST_30_DAYS: 30}
+MONTHS = {Period.MONTH: 1, Period.QUARTER: 3, Period.YEAR: 12}
+
+
+def preset_dates(preset: Preset, today: date) -> tuple[date, date]:
+    """The first and last day the preset names, ``today`` being today in the report's zone."""
+    if preset in DAYS_ENDING_TODAY:
+        return today - timedelta(days=DAYS_ENDING_TODAY[preset] - 1), today
+    if preset is Preset.YESTERDAY:
+        yesterday = today - timedelta(days=1)
+        return yesterday, yesterday
+    if preset in TO_DATE:
+        return _period_start(today, TO_DATE[preset]), today
+    current = _period_start(today, LAST_WHOLE[preset])
+    return shift_months(current, -MONTHS[LAST_WHOLE[preset]]), current - timedelta(days=1)
+
+
+def shift_months(day: date, months: int) -> date:
+    """The same day ``months`` later (earlier if negative); a day past the end of the month
+    it lands in becomes that month's last day (31 March - 1 month = 28 February)."""
+    index = day.year * 12 + day.month - 1 + months
+    month_start = date(index // 12, index % 12 + 1, 1)
+    return min(month_start + timedelta(days=day.day - 1), _month_end(month_start))
+
+
+def _month_end(day: date) -> date:
+    return _period_after(day.replace(day=1), Period.MONTH) - timedelta(days=1)
+
+
+def _whole_periods(first: date, last: date, period: Period) -> int:
+    """How many whole calendar months, quarters or years ``first``..``last`` is (0 if it
+    cuts one)."""
+    after = last + timedelta(days=1)
+    if _period_start(first, period) != first or _period_start(after, period) != after:
+        return 0
+    months = (after.year - first.year) * 12 + after.month - first.month
+    return months // MONTHS[period]
+
+
+CALENDAR_STEP = {
+    Against.PREVIOUS_MONTH: Period.MONTH,
+    Against.PREVIOUS_QUARTER: Period.QUARTER,
+    Against.PREVIOUS_YEAR: Period.YEAR,
+}
+
+
+def base_range(rng: DateRange, against: Against, custom: DateRange | None = None) -> DateRange:
+    """The range ``rng`` is compared with.
+
+    - previous_period: as many days just before.
+    - previous_month / previous_quarter / previous_year: a range of whole calendar periods
+      of that length compares with as many whole periods just before (the first quarter
+      with the last one of the year before; January-February with November-December). Any
+      other range moves back one period: whole months stay whole months (February 2025 a
+      year earlier is 1-29 February 2024), other dates move day by day, a day past the end
+      of the month it lands in becoming that month's last day (31 March -> 28 February,
+      29 February 2024 -> 28 February 2023).
+    - custom: ``custom``, given with against_from and against_to.
+    """
+    if against is Against.CUSTOM:
+        if custom is None:
+            raise Unprocessable(
+                "against=custom needs against_from and against_to", field="query.against_from"
+            )
+        return custom
+    if custom is not None:
+        raise Unprocessable(
+            "against_from/against_to apply only with against=custom: drop them or set "
+            "against=custom",
+            field="query.against_from",
+        )
+    if against is Against.PREVIOUS_PERIOD:
+        last = rng.first - timedelta(days=1)
+        first = last - timedelta(days=rng.days - 1)
+    else:
+        period = CALENDAR_STEP[against]
+        months = MONTHS[period]
+        if count := _whole_periods(rng.first, rng.last, period):
+            first, last = shift_months(rng.first, -count * months), rng.first - timedelta(days=1)
+        elif _whole_periods(rng.first, rng.last, Period.MONTH):
+            first = shift_months(rng.first, -months)
+            last = _month_end(shift_months(rng.last, -months))
+        else:
+            first, last = shift_months(rng.first, -months), shift_months(rng.last, -months)
+    return resolve_range(first, last, rng.zone, names=("against_from", "against_to"))
 
 
 @dataclass(frozen=True)
@@ -131,9 +268,10 @@ class Bucket:
     start: datetime  # UTC
     end: datetime  # UTC
     label: str
+    partial: bool  # the range cuts the period: it starts after it or ends before it does
 
 
-def _period_start(day: date, period: Period, week_start: Weekday) -> date:
+def _period_start(day: date, period: Period, week_start: Weekday = Weekday.MONDAY) -> date:
     if period is Period.DAY:
         return day
     if period is Period.WEEK:
@@ -207,6 +345,7 @@ def make_buckets(rng: DateRange, period: Period, week_start: Weekday) -> list[Bu
                 start=local_midnight(first, rng.zone),
                 end=local_midnight(next_first, rng.zone),
                 label=_label(start, period),
+                partial=(first, next_first) != (start, after),
             )
         )
         start = after

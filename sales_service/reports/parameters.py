@@ -4,7 +4,11 @@ from enum import StrEnum
 
 
 class Against(StrEnum):
+    """The period a range is compared with (worked out in calendar.base_range)."""
+
     PREVIOUS_PERIOD = "previous_period"
+    PREVIOUS_MONTH = "previous_month"
+    PREVIOUS_QUARTER = "previous_quarter"
     PREVIOUS_YEAR = "previous_year"
     CUSTOM = "custom"
 

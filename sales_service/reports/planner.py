@@ -92,6 +92,20 @@ class Context:
         return self._dirty
 
 
+def within_subtree(ctx: Context, filters: Filters, root: int) -> Filters | None:
+    """The filters narrowed to the root category's subtree (the lines they match that lie
+    in it); None when none can.
+
+    Two subtrees are nested or apart, so the lines in the root's subtree and in any filter
+    category's are those of the root's subtree if the root lies under one of them, else
+    those of the filter categories that lie under the root."""
+    if not filters.category_ids or root in subtree(ctx.paths, filters.category_ids):
+        return replace(filters, category_ids=(root,))
+    below = subtree(ctx.paths, [root])
+    inside = tuple(c for c in filters.category_ids if c in below)
+    return replace(filters, category_ids=inside) if inside else None
+
+
 def base_query(ctx: Context, filters: Filters) -> Query:
     keys: tuple[int, ...] | None = None
     if filters.category_ids:

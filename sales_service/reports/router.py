@@ -5,8 +5,8 @@ see sales_service/reports/service.py for the one set of definitions.
 """
 
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
-from typing import Annotated, ParamSpec, TypeVar
+from datetime import date
+from typing import Annotated, NamedTuple, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,7 +17,16 @@ from common.db import snapshot_session
 from common.errors import Unprocessable, error_responses
 from common.pagination import MAX_OFFSET
 from sales_service.reports import service
-from sales_service.reports.calendar import Period, Weekday, check_date, resolve_range, resolve_zone
+from sales_service.reports.calendar import (
+    DateRange,
+    Period,
+    Preset,
+    Weekday,
+    check_date,
+    resolve_range,
+    resolve_zone,
+    today_in,
+)
 from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import Filters
 from sales_service.reports.schemas import (
@@ -37,7 +46,7 @@ DEFINITIONS = (
     "over the lines matching the filters; orders = sales with at least one matching line "
     "that still has a unit not refunded; average order value = revenue / orders. A sale and "
     "its refunds count in the period of its sold_at. `from`/`to` are dates in `timezone`, "
-    "both included."
+    "both included, or `preset` names them."
 )
 
 
@@ -71,6 +80,18 @@ To = Annotated[
     date | None,
     Query(alias="to", description="Last day included, in `timezone` (default: today there)"),
 ]
+PresetParameter = Annotated[
+    Preset | None,
+    Query(
+        alias="preset",
+        description="Instead of `from`/`to` (not with them): a range counted from today in "
+        "`timezone` at the moment of the request. last_7_days and last_30_days end today, "
+        "today included; month_to_date, quarter_to_date and year_to_date run from the start "
+        "of the current calendar period to today; last_month, last_quarter and last_year are "
+        "the whole calendar period before the current one. The answer's `parameters` give "
+        "the dates it resolved to",
+    ),
+]
 Timezone = Annotated[
     str | None,
     Query(
@@ -92,13 +113,67 @@ ParentId = Annotated[
     int | None,
     Query(
         description="Category rows: this category's own sales plus one row per child "
-        "(subcategories rolled up into it)"
+        "(subcategories rolled up into it); the totals are then those of its subtree"
     ),
 ]
+AgainstParameter = Annotated[
+    Against,
+    Query(
+        alias="against",
+        description="previous_period: as many days just before. previous_month, "
+        "previous_quarter, previous_year: whole calendar months (quarters, years) compare "
+        "with as many whole ones just before (November with October, Q1 with the Q4 before); "
+        "any other range moves back one month (three months, a year), whole months staying "
+        "whole and other days moving day by day, a day past the month's end becoming its "
+        "last day (31 Mar -> 28 Feb, 29 Feb -> 28 Feb). custom: against_from..against_to. "
+        "The answer's `base` names the dates",
+    ),
+]
+AgainstFrom = Annotated[date | None, Query(description="With against=custom")]
+AgainstTo = Annotated[date | None, Query(description="With against=custom")]
 
 
 def _zone(timezone: str | None, settings: SettingsDep) -> ZoneInfo:
     return resolve_zone(timezone or settings.store_timezone)
+
+
+def report_dates(
+    settings: SettingsDep,
+    from_date: From = None,
+    to_date: To = None,
+    preset: PresetParameter = None,
+    timezone: Timezone = None,
+) -> DateRange:
+    """The report's days in its zone: `from`/`to` with their defaults, or a preset."""
+    return resolve_range(from_date, to_date, _zone(timezone, settings), preset=preset)
+
+
+ReportDates = Annotated[DateRange, Depends(report_dates)]
+
+
+class Baseline(NamedTuple):
+    """What the report's range is compared with: a rule, or the dates of against=custom."""
+
+    against: Against
+    custom: DateRange | None
+
+
+def resolve_baseline(
+    rng: ReportDates,
+    against: AgainstParameter = Against.PREVIOUS_PERIOD,
+    against_from: AgainstFrom = None,
+    against_to: AgainstTo = None,
+) -> Baseline:
+    """The comparison parameters, the custom dates resolved in the report's zone."""
+    if against_from is None and against_to is None:
+        return Baseline(against, None)
+    if against_from is None or against_to is None:
+        raise Unprocessable("Give both against_from and against_to", field="query.against_from")
+    names = ("against_from", "against_to")
+    return Baseline(against, resolve_range(against_from, against_to, rng.zone, names=names))
+
+
+BaselineDep = Annotated[Baseline, Depends(resolve_baseline)]
 
 
 def _filters(
@@ -116,11 +191,8 @@ def _filters(
 def get_revenue_report(
     _user: CurrentUser,
     session: ReportSession,
-    settings: SettingsDep,
+    rng: ReportDates,
     period: Annotated[Period, Query(description="Calendar period of each bucket")] = Period.DAY,
-    from_date: From = None,
-    to_date: To = None,
-    timezone: Timezone = None,
     week_start: Annotated[Weekday, Query(description="First day of a week")] = Weekday.MONDAY,
     product_ids: ProductIds = None,
     category_ids: CategoryIds = None,
@@ -128,10 +200,9 @@ def get_revenue_report(
 ) -> RevenueSeries:
     """Revenue, units, orders, average order value and margin per day, week, month, quarter or
     year of the zone, with each bucket's start and end, empty buckets as zeros, and totals.
+    A week, month, quarter or year that the range cuts at either edge is `partial`.
 
     A series has at most 1100 buckets (e.g. three years of days)."""
-    zone = _zone(timezone, settings)
-    rng = resolve_range(from_date, to_date, zone)
     return service.revenue_series(
         session=session,
         rng=rng,
@@ -146,19 +217,8 @@ def get_revenue_report(
 def compare_periods(
     _user: CurrentUser,
     session: ReportSession,
-    settings: SettingsDep,
-    from_date: From = None,
-    to_date: To = None,
-    timezone: Timezone = None,
-    against: Annotated[
-        Against,
-        Query(
-            description="previous_period: as many days just before; previous_year: the same "
-            "dates a year earlier (29 Feb -> 28 Feb); custom: against_from..against_to"
-        ),
-    ] = Against.PREVIOUS_PERIOD,
-    against_from: Annotated[date | None, Query(description="With against=custom")] = None,
-    against_to: Annotated[date | None, Query(description="With against=custom")] = None,
+    rng: ReportDates,
+    baseline: BaselineDep,
     group_by: Annotated[
         Dimension | None, Query(description="Also compare per product, category or channel")
     ] = None,
@@ -171,18 +231,11 @@ def compare_periods(
 ) -> Comparison:
     """Each figure for both periods with the difference and the percentage change (null, not
     an error, where the base is zero), overall and optionally per group."""
-    zone = _zone(timezone, settings)
-    rng = resolve_range(from_date, to_date, zone)
-    custom = None
-    if against_from is not None or against_to is not None:
-        if against_from is None or against_to is None:
-            raise Unprocessable("Give both against_from and against_to", field="query.against_from")
-        custom = resolve_range(against_from, against_to, zone, names=("against_from", "against_to"))
     return service.compare(
         session=session,
         rng=rng,
-        against=against,
-        custom=custom,
+        against=baseline.against,
+        custom=baseline.custom,
         grouping=Grouping(group_by, category_rollup, parent_id),
         filters=_filters(product_ids, category_ids, channel_ids),
         limit=limit,
@@ -194,28 +247,25 @@ def compare_periods(
 def get_breakdown_report(
     _user: CurrentUser,
     session: ReportSession,
-    settings: SettingsDep,
-    by: Annotated[Dimension, Query(description="What each row is")] = Dimension.PRODUCT,
-    from_date: From = None,
-    to_date: To = None,
-    timezone: Timezone = None,
+    rng: ReportDates,
+    by: Annotated[Dimension, Query(description="What each group is")] = Dimension.PRODUCT,
     category_rollup: Rollup = CategoryRollup.NONE,
     parent_id: ParentId = None,
     sort: Annotated[
         SortKey, Query(description="Figure to rank by; a leading '-' ranks highest first")
     ] = SortKey.REVENUE,
-    limit: Annotated[int, Query(ge=1, le=500, description="Top N rows")] = 10,
+    limit: Annotated[int, Query(ge=1, le=500, description="Top N groups")] = 10,
     product_ids: ProductIds = None,
     category_ids: CategoryIds = None,
     channel_ids: ChannelIds = None,
 ) -> Breakdown:
     """Figures per product, category (its own sales, or with subcategories rolled up into the
-    top-level category or into the children of `parent_id`) or channel, the top `limit` rows
-    by revenue, units or margin, with the totals of the whole range.
+    top-level category or into the children of `parent_id`) or channel: the top `limit`
+    `groups` by revenue, units or margin, how many there were (`group_count`), and the
+    `totals` of the range (with `parent_id`, of the parent's subtree).
 
-    A row's orders are the orders holding it, so rows may add up to more than the total."""
-    zone = _zone(timezone, settings)
-    rng = resolve_range(from_date, to_date, zone)
+    A group's orders are the orders holding it, so groups may add up to more orders than the
+    total; every other figure of all the groups adds up to the totals."""
     return service.breakdown(
         session=session,
         rng=rng,
@@ -226,25 +276,26 @@ def get_breakdown_report(
     )
 
 
-@router.get("/summary", summary="Summary KPIs against the previous period")
+@router.get("/summary", summary="Summary KPIs against a base period")
 @with_definitions
 def get_summary_report(
     _user: CurrentUser,
     session: ReportSession,
-    settings: SettingsDep,
-    from_date: From = None,
-    to_date: To = None,
-    timezone: Timezone = None,
+    rng: ReportDates,
+    baseline: BaselineDep,
     product_ids: ProductIds = None,
     category_ids: CategoryIds = None,
     channel_ids: ChannelIds = None,
 ) -> Summary:
     """Revenue, cost, margin, margin %, units, orders, average order value, units per order
-    and revenue per day for the range and for the same number of days just before it."""
-    zone = _zone(timezone, settings)
-    rng = resolve_range(from_date, to_date, zone)
+    and revenue per day for the range and for its `base` period: by default the same number
+    of days just before it, or as `against` says, as in compare."""
     return service.summary(
-        session=session, rng=rng, filters=_filters(product_ids, category_ids, channel_ids)
+        session=session,
+        rng=rng,
+        filters=_filters(product_ids, category_ids, channel_ids),
+        against=baseline.against,
+        custom=baseline.custom,
     )
 
 
@@ -269,7 +320,7 @@ def get_inventory_insight(
     days ending `as_of`, available stock (on hand less reserved, all warehouses), days of
     cover at that velocity and the projected stock-out date; soonest stock-out first."""
     zone = _zone(timezone, settings)
-    day = as_of or datetime.now(zone).date()
+    day = as_of or today_in(zone)
     check_date(day, "as_of")
     return service.inventory_insight(
         session=session,

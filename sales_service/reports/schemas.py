@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sales_service.reports.calendar import Period, Weekday
+from sales_service.reports.calendar import Period, Preset, Weekday
 from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 
 REVENUE = "Sum of line_total - refunded_total over the matching lines"
@@ -63,7 +63,14 @@ class ResolvedParameters(BaseModel):
     channel_ids: list[int]
 
 
-class SeriesParameters(ResolvedParameters):
+class RangeParameters(ResolvedParameters):
+    preset: Annotated[
+        Preset | None,
+        Field(description="The preset `from` and `to` were resolved from; null when given"),
+    ]
+
+
+class SeriesParameters(RangeParameters):
     period: Period
     week_start: Weekday
 
@@ -72,6 +79,16 @@ class RevenueBucket(Figures):
     start: Annotated[datetime, Field(examples=["2025-03-30T00:00:00+01:00"])]
     end: Annotated[datetime, Field(examples=["2025-03-31T00:00:00+02:00"])]
     label: Annotated[str, Field(examples=["2025-03-30", "2025-03", "2025-Q1", "2025"])]
+    partial: Annotated[
+        bool,
+        Field(
+            description="true when the range cuts this period (it starts after the period "
+            "does or ends before it does, as a week or month at either edge may), so the "
+            "bucket holds fewer days than its label names; `start`/`end` are the days it "
+            "holds. Day buckets are never partial",
+            examples=[False],
+        ),
+    ]
 
 
 SOURCES = Field(
@@ -95,6 +112,7 @@ class RevenueSeries(BaseModel):
                         "product_ids": [],
                         "category_ids": [],
                         "channel_ids": [],
+                        "preset": None,
                         "period": "day",
                         "week_start": "monday",
                     },
@@ -103,6 +121,7 @@ class RevenueSeries(BaseModel):
                             "start": "2025-03-30T00:00:00+01:00",
                             "end": "2025-03-31T00:00:00+02:00",
                             "label": "2025-03-30",
+                            "partial": False,
                             "revenue": "120.00",
                             "cost": "50.00",
                             "margin": "70.00",
@@ -114,6 +133,7 @@ class RevenueSeries(BaseModel):
                             "start": "2025-03-31T00:00:00+02:00",
                             "end": "2025-04-01T00:00:00+02:00",
                             "label": "2025-03-31",
+                            "partial": False,
                             "revenue": "0.00",
                             "cost": "0.00",
                             "margin": "0.00",
@@ -188,6 +208,8 @@ class GroupChange(GroupRef, FiguresChange):
 
 
 class PeriodRead(BaseModel):
+    """A range of calendar days in the report's zone: the one asked for, or its base."""
+
     model_config = ConfigDict(populate_by_name=True)
 
     from_: Annotated[date, Field(alias="from")]
@@ -197,12 +219,19 @@ class PeriodRead(BaseModel):
     days: int
 
 
-class CompareParameters(ResolvedParameters):
-    against: Against
+AGAINST = Field(description="What the range is compared with; the answer's `base` names the dates")
+
+
+class CompareParameters(RangeParameters):
+    against: Annotated[Against, AGAINST]
     group_by: Dimension | None
     category_rollup: CategoryRollup
     parent_id: int | None
     limit: int
+
+
+GROUPS = "Per group, ranked; at most `limit` of them"
+GROUP_COUNT = "How many groups there were before `limit` cut the list"
 
 
 class Comparison(BaseModel):
@@ -212,6 +241,20 @@ class Comparison(BaseModel):
         json_schema_extra={
             "examples": [
                 {
+                    "current": {
+                        "from": "2025-11-01",
+                        "to": "2025-11-30",
+                        "start": "2025-11-01T00:00:00+01:00",
+                        "end": "2025-12-01T00:00:00+01:00",
+                        "days": 30,
+                    },
+                    "base": {
+                        "from": "2025-10-01",
+                        "to": "2025-10-31",
+                        "start": "2025-10-01T00:00:00+02:00",
+                        "end": "2025-11-01T00:00:00+01:00",
+                        "days": 31,
+                    },
                     "overall": {
                         "revenue": {
                             "current": "1200.00",
@@ -225,7 +268,21 @@ class Comparison(BaseModel):
                             "difference": 30,
                             "percent_change": None,
                         },
-                    }
+                    },
+                    "groups": [
+                        {
+                            "id": 3,
+                            "name": "Web store",
+                            "sku": None,
+                            "revenue": {
+                                "current": "900.00",
+                                "base": "1000.00",
+                                "difference": "-100.00",
+                                "percent_change": "-10.00",
+                            },
+                        }
+                    ],
+                    "group_count": 2,
                 }
             ]
         }
@@ -233,15 +290,23 @@ class Comparison(BaseModel):
 
     parameters: CompareParameters
     current: PeriodRead
-    base: PeriodRead
-    overall: FiguresChange
-    groups: Annotated[list[GroupChange], Field(description="Per group, ranked by current revenue")]
-    group_count: Annotated[int, Field(description="Groups with sales in either period")]
+    base: Annotated[PeriodRead, Field(description="The period compared with (see `against`)")]
+    overall: Annotated[
+        FiguresChange,
+        Field(description="All the filtered sales; with `parent_id`, those of its subtree"),
+    ]
+    groups: Annotated[
+        list[GroupChange],
+        Field(description=GROUPS + " by current revenue (empty without group_by)"),
+    ]
+    group_count: Annotated[
+        int, Field(description=GROUP_COUNT + ": those with sales in either period")
+    ]
     sources: Annotated[list[str], SOURCES]
     watermark: Watermark
 
 
-class BreakdownParameters(ResolvedParameters):
+class BreakdownParameters(RangeParameters):
     by: Dimension
     category_rollup: CategoryRollup
     parent_id: int | None
@@ -260,7 +325,7 @@ class Breakdown(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "rows": [
+                    "groups": [
                         {
                             "id": 7,
                             "name": "Mug",
@@ -273,16 +338,31 @@ class Breakdown(BaseModel):
                             "average_order_value": "17.86",
                         }
                     ],
-                    "groups": 1,
+                    "group_count": 1,
+                    "totals": {
+                        "revenue": "250.00",
+                        "cost": "82.00",
+                        "margin": "168.00",
+                        "units": 20,
+                        "orders": 14,
+                        "average_order_value": "17.86",
+                    },
                 }
             ]
         }
     )
 
     parameters: BreakdownParameters
-    rows: list[BreakdownRow]
-    groups: Annotated[int, Field(description="Groups with sales in the range (before limit)")]
-    totals: Annotated[Figures, Field(description="The whole range with the same filters")]
+    groups: Annotated[list[BreakdownRow], Field(description=GROUPS + " by `sort`")]
+    group_count: Annotated[int, Field(description=GROUP_COUNT + ": those with sales in the range")]
+    totals: Annotated[
+        Figures,
+        Field(
+            description="The whole range with the same filters; with `parent_id`, the parent's "
+            "subtree, so all the groups add up to it (but for orders: a sale holding two "
+            "groups is an order in each)"
+        ),
+    ]
     sources: Annotated[list[str], SOURCES]
     watermark: Watermark
 
@@ -293,15 +373,20 @@ class KpiChanges(FiguresChange):
     revenue_per_day: MoneyChange
 
 
+class SummaryParameters(RangeParameters):
+    against: Annotated[Against, AGAINST]
+
+
 class Summary(BaseModel):
-    """Headline figures for the range against the same number of days just before it."""
+    """Headline figures for the range against a base period (the days just before it by
+    default)."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
                     "current": {"from": "2025-03-01", "to": "2025-03-31", "days": 31},
-                    "previous": {"from": "2025-01-29", "to": "2025-02-28", "days": 31},
+                    "base": {"from": "2025-01-29", "to": "2025-02-28", "days": 31},
                     "kpis": {
                         "margin_percent": {
                             "current": "41.20",
@@ -315,9 +400,9 @@ class Summary(BaseModel):
         }
     )
 
-    parameters: ResolvedParameters
+    parameters: SummaryParameters
     current: PeriodRead
-    previous: PeriodRead
+    base: Annotated[PeriodRead, Field(description="The period compared with (see `against`)")]
     kpis: KpiChanges
     sources: Annotated[list[str], SOURCES]
     watermark: Watermark

@@ -9,9 +9,9 @@ Definitions (the same in every report, rollup and test):
 - **revenue**, **units** and **cost** are the sums of the net figures of the lines that match
   the filters; **margin** (gross margin) = revenue - cost.
 - **orders** = the number of sales with at least one matching line that still has a unit not
-  refunded (so fully refunded and cancelled sales are not orders). In a breakdown row it is
-  the number of orders holding that product / category / channel, so rows may add up to
-  more than the total.
+  refunded (so fully refunded and cancelled sales are not orders). In a breakdown or
+  comparison group it is the number of orders holding that product / category / channel,
+  so groups may add up to more than the total (every other figure adds up to it).
 - **average order value** = revenue / orders, rounded half up to the cent; null when there
   are no orders.
 - A sale, and every later refund of it, counts in the period of its ``sold_at``.
@@ -33,7 +33,14 @@ from common.cover import stock_cover
 from common.errors import Unprocessable
 from common.models import Category, Product, SalesChannel
 from sales_service.reports import repository
-from sales_service.reports.calendar import DateRange, Period, Weekday, make_buckets, resolve_range
+from sales_service.reports.calendar import (
+    DateRange,
+    Period,
+    Weekday,
+    base_range,
+    make_buckets,
+    resolve_range,
+)
 from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import (
     Context,
@@ -44,6 +51,7 @@ from sales_service.reports.planner import (
     sum_intervals,
     tree_query,
     with_subtree,
+    within_subtree,
 )
 from sales_service.reports.repository import GroupBy, Query
 from sales_service.reports.rollups import UNCATEGORIZED, Measures
@@ -195,12 +203,15 @@ def revenue_series(
     zone = rng.zone
     return RevenueSeries.model_validate(
         {
-            "parameters": _parameters(rng, filters, period=period, week_start=week_start),
+            "parameters": _parameters(
+                rng, filters, preset=rng.preset, period=period, week_start=week_start
+            ),
             "buckets": [
                 {
                     "start": b.start.astimezone(zone),
                     "end": b.end.astimezone(zone),
                     "label": b.label,
+                    "partial": b.partial,
                     **figures(m).as_dict(),
                 }
                 for b, m in zip(buckets, per_bucket, strict=True)
@@ -230,6 +241,19 @@ def _grouped_query(ctx: Context, filters: Filters, grouping: Grouping) -> Query:
     if grouping.parent_id is not None or grouping.rollup is CategoryRollup.TOP_LEVEL:
         return tree_query(ctx, query, grouping.parent_id)
     return replace(query, group_by=GroupBy.CATEGORY)
+
+
+def _overall(
+    ctx: Context, filters: Filters, grouping: Grouping, start: datetime, end: datetime
+) -> Measures | None:
+    """The sums the groups make up: every line matching the filters, or with ``parent_id``
+    those in the parent's subtree (the only ones its groups hold)."""
+    scope: Filters | None = filters
+    if grouping.parent_id is not None:
+        scope = within_subtree(ctx, filters, grouping.parent_id)
+    if scope is None:
+        return None
+    return range_totals(ctx, scope, start, end, base_query(ctx, scope))[0].get(None)
 
 
 def _check_grouping(session: Session, grouping: Grouping) -> None:
@@ -295,8 +319,8 @@ def breakdown(
     metric = SORT_FIELDS[sort.value.lstrip("-")]
     descending = sort.value.startswith("-")
     ranking = repository.Top(figure=metric, descending=descending, limit=limit)
-    per_group, groups = range_totals(ctx, filters, rng.start, rng.end, query, ranking)
-    totals, _ = range_totals(ctx, filters, rng.start, rng.end, base_query(ctx, filters))
+    per_group, group_count = range_totals(ctx, filters, rng.start, rng.end, query, ranking)
+    totals = _overall(ctx, filters, grouping, rng.start, rng.end)
     rows = [(key, figures(m)) for key, m in per_group.items() if key is not None]
     rows.sort(key=lambda r: r[0] or 0)  # ties: lower id first, as the database ranks them
     rows.sort(key=lambda r: getattr(r[1], metric), reverse=descending)
@@ -307,49 +331,20 @@ def breakdown(
             "parameters": _parameters(
                 rng,
                 filters,
+                preset=rng.preset,
                 by=grouping.dimension,
                 category_rollup=grouping.rollup,
                 parent_id=grouping.parent_id,
                 sort=sort,
                 limit=limit,
             ),
-            "rows": [{**refs[key], **fig.as_dict()} for key, fig in top],
-            "groups": len(rows) if groups is None else groups,
-            "totals": figures(totals.get(None)).as_dict(),
+            "groups": [{**refs[key], **fig.as_dict()} for key, fig in top],
+            "group_count": len(rows) if group_count is None else group_count,
+            "totals": figures(totals).as_dict(),
             "sources": sorted(ctx.sources),
             "watermark": watermark(session),
         }
     )
-
-
-def base_range(rng: DateRange, against: Against, custom: DateRange | None) -> DateRange:
-    """The period compared with: the same number of days before, a year earlier, or given."""
-    if against is Against.CUSTOM:
-        if custom is None:
-            raise Unprocessable(
-                "against=custom needs against_from and against_to", field="query.against_from"
-            )
-        return custom
-    if custom is not None:
-        raise Unprocessable(
-            "against_from/against_to apply only with against=custom: drop them or set "
-            "against=custom",
-            field="query.against_from",
-        )
-    if against is Against.PREVIOUS_PERIOD:
-        last = rng.first - timedelta(days=1)
-        first = last - timedelta(days=rng.days - 1)
-        return resolve_range(first, last, rng.zone, names=("against_from", "against_to"))
-    first, last = _year_before(rng.first), _year_before(rng.last)
-    return resolve_range(first, last, rng.zone, names=("against_from", "against_to"))
-
-
-def _year_before(day: date) -> date:
-    """The same date a year earlier; 29 February becomes 28 February."""
-    try:
-        return day.replace(year=day.year - 1)
-    except ValueError:
-        return day.replace(year=day.year - 1, day=28)
 
 
 def _period_dict(rng: DateRange) -> dict[str, Any]:
@@ -378,9 +373,8 @@ def compare(
     check_filters(session, filters)
     _check_grouping(session, grouping)
     ctx = _context(session, use_rollups)
-    plain = base_query(ctx, filters)
-    now_total = range_totals(ctx, filters, rng.start, rng.end, plain)[0].get(None)
-    then_total = range_totals(ctx, filters, base.start, base.end, plain)[0].get(None)
+    now_total = _overall(ctx, filters, grouping, rng.start, rng.end)
+    then_total = _overall(ctx, filters, grouping, base.start, base.end)
     groups: list[dict[str, Any]] = []
     group_count = 0
     if grouping.dimension is not None:
@@ -400,6 +394,7 @@ def compare(
             "parameters": _parameters(
                 rng,
                 filters,
+                preset=rng.preset,
                 against=against,
                 group_by=grouping.dimension,
                 category_rollup=grouping.rollup,
@@ -418,10 +413,17 @@ def compare(
 
 
 def summary(
-    *, session: Session, rng: DateRange, filters: Filters, use_rollups: bool = True
+    *,
+    session: Session,
+    rng: DateRange,
+    filters: Filters,
+    against: Against = Against.PREVIOUS_PERIOD,
+    custom: DateRange | None = None,
+    use_rollups: bool = True,
 ) -> Summary:
-    """Headline figures for the range against the same number of days just before it."""
-    base = base_range(rng, Against.PREVIOUS_PERIOD, None)
+    """Headline figures for the range against a base period (by default the same number of
+    days just before it)."""
+    base = base_range(rng, against, custom)
     check_filters(session, filters)
     ctx = _context(session, use_rollups)
     plain = base_query(ctx, filters)
@@ -440,13 +442,13 @@ def summary(
             "revenue_per_day": (f.revenue / days).quantize(CENT, ROUND_HALF_UP),
         }
 
-    current, previous = extras(now, rng.days), extras(then, base.days)
+    current, before = extras(now, rng.days), extras(then, base.days)
     return Summary.model_validate(
         {
-            "parameters": _parameters(rng, filters),
+            "parameters": _parameters(rng, filters, preset=rng.preset, against=against),
             "current": _period_dict(rng),
-            "previous": _period_dict(base),
-            "kpis": {name: change(current[name], previous[name]) for name in current},
+            "base": _period_dict(base),
+            "kpis": {name: change(current[name], before[name]) for name in current},
             "sources": sorted(ctx.sources),
             "watermark": watermark(session),
         }

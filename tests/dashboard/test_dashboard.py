@@ -120,6 +120,18 @@ def test_the_overview_shows_the_same_totals_as_the_summary_report(
         f"{'+' if change > 0 else MINUS}{shown}% vs previous period"
     )
     expect(page.get_by_role("heading", name="Top products")).to_be_visible()
+    # The period line names the summary's base period; the top tables list breakdown groups.
+    expect(page.locator(".period-line")).to_contain_text(
+        f"against {summary['base']['from']} to {summary['base']['to']}"
+    )
+    top = shop.sales_api.get(
+        "/reports/breakdown",
+        params={"from": days_ago(29), "to": today(), "timezone": "UTC", "by": "product",
+                "limit": 5, "sort": "-revenue"},
+    ).json()["groups"]  # fmt: skip
+    products = page.get_by_role("region", name="Top products").locator("tbody tr")
+    expect(products).to_have_count(len(top))
+    expect(products.first.locator("th")).to_have_text(f"{top[0]['name']} ({top[0]['sku']})")
     dashboard.settled()
     dashboard.shot("overview")
     assert dashboard.errors == []

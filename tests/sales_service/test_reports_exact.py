@@ -4,7 +4,9 @@ Sales land around daylight-saving changes (Berlin, New York), in a half-hour zon
 on a leap day and across a year end, some exactly on a period boundary; they have prices in
 cents, partial refunds and cancellations; filters and groupings vary. The reference below
 buckets each sale by the local date of its ``sold_at`` (zoneinfo), independently of the
-service's UTC arithmetic and rollups.
+service's UTC arithmetic and rollups (the base period of a comparison is the one calendar
+date arithmetic that it takes from the service: tests/sales_service/test_reports_calendar.py
+checks that).
 """
 
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from sales_service.reports import service
-from sales_service.reports.calendar import DateRange, Period, Weekday
+from sales_service.reports.calendar import DateRange, Period, Weekday, base_range
 from sales_service.reports.consumer import consume_once
 from sales_service.reports.parameters import Against
 from sales_service.reports.planner import Filters
@@ -54,6 +56,7 @@ ANCHORS = [
 FIGURES = ("revenue", "cost", "margin", "units", "orders", "average_order_value")
 SORTABLE = ("revenue", "units", "margin")
 PERIODS = ["day", "week", "month", "quarter", "year"]
+AGAINST = ["previous_period", "previous_month", "previous_quarter", "previous_year"]
 EXAMPLES = settings(
     max_examples=25,
     deadline=None,
@@ -236,6 +239,7 @@ def reference_series(
                 "start": midnight(lo, zone).isoformat().replace("+00:00", "Z"),
                 "end": midnight(hi, zone).isoformat().replace("+00:00", "Z"),
                 "label": label(start, period),
+                "partial": (lo, hi) != (start, after),
                 **figures(chosen),
             }
         )
@@ -381,11 +385,13 @@ def test_breakdowns_and_comparisons_equal_the_reference(
     field, descending = sort.lstrip("-"), sort.startswith("-")
     rows.sort(key=lambda r: r["id"] or 0)
     rows.sort(key=lambda r: Decimal(str(r[field])), reverse=descending)
-    assert [{k: r[k] for k in ("id", *FIGURES)} for r in body["rows"]] == rows
-    assert body["groups"] == len(rows)
-    assert body["totals"] == figures(chosen)
+    assert [{k: r[k] for k in ("id", *FIGURES)} for r in body["groups"]] == rows
+    assert body["group_count"] == len(rows)
+    # with parent_id, the totals are those of the lines its groups hold: the groups add up
+    in_groups = [ln for ln in chosen if key(ln) != "skip"]
+    assert body["totals"] == figures(in_groups)
 
-    against = data.draw(st.sampled_from(["previous_period", "previous_year"]), label="against")
+    against = data.draw(st.sampled_from(AGAINST), label="against")
     response = sales_client.get(
         f"{API}/compare",
         headers=viewer_headers,
@@ -393,9 +399,14 @@ def test_breakdowns_and_comparisons_equal_the_reference(
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    base = service.base_range(DateRange(first, last, zone), Against(against), None)
+    base = base_range(DateRange(first, last, zone), Against(against))
+    assert (body["base"]["from"], body["base"]["to"]) == (
+        base.first.isoformat(),
+        base.last.isoformat(),
+    )
     before = [ln for ln in lines if match(ln) and in_range(ln, zone, base.first, base.last)]
-    now, then = figures(chosen), figures(before)
+    before = [ln for ln in before if key(ln) != "skip"]
+    now, then = figures(in_groups), figures(before)
     for name in ("revenue", "units", "orders", "margin", "average_order_value"):
         assert body["overall"][name]["current"] == now[name]
         assert body["overall"][name]["base"] == then[name]

@@ -176,7 +176,7 @@ def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
                     for use in (True, False)
                 ]
                 used.update(answers[0].sources)
-                assert answers[0].rows == answers[1].rows
+                assert answers[0].groups == answers[1].groups
                 assert answers[0].totals == answers[1].totals
         insights = [
             service.inventory_insight(
@@ -246,7 +246,7 @@ def test_reports_are_exact_while_the_consumer_lags(
                 )
                 for use in (True, False)
             ]
-            assert by_category[0].rows == by_category[1].rows
+            assert by_category[0].groups == by_category[1].groups
         held.rollback()
 
 
@@ -349,8 +349,8 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
             limit=10,
             use_rollups=False,
         )
-        assert moved.rows == raw.rows
-        assert moved.rows != before.rows
+        assert moved.groups == raw.groups
+        assert moved.groups != before.groups
     # What the operator runs (README), configured by the environment as the services are.
     rebuilt_by_cli = subprocess.run(
         [sys.executable, "-m", "sales_service.cli", "rebuild-rollups"],
@@ -367,7 +367,7 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
     with Session(engine) as session:
         rebuilt = garden_tree(session)
         assert "report_category_rollups" in rebuilt.sources
-        assert rebuilt.rows == raw.rows
+        assert rebuilt.groups == raw.groups
 
 
 @contextmanager
@@ -441,7 +441,7 @@ def test_embedded_sqlite_keeps_the_same_rollups_and_answers(tmp_path: Path) -> N
                         "to": "2025-04-30", "timezone": "Asia/Kolkata"},
             )  # fmt: skip
             assert response.status_code == 200, response.text
-            assert [row["name"] for row in response.json()["rows"]]
+            assert [row["name"] for row in response.json()["groups"]]
 
 
 def test_the_lean_rollups_migration_keeps_every_report_exact(tmp_path: Path) -> None:
@@ -554,5 +554,5 @@ def test_a_group_with_no_line_in_the_range_is_not_listed(
             )
             for use in (True, False)
         )
-    assert raw.rows == []
-    assert fast.rows == raw.rows
+    assert raw.groups == []
+    assert fast.groups == raw.groups

@@ -296,7 +296,7 @@ function top(title, report, withSku) {
         { label: "Units", value: (r) => integer(r.units), numeric: true },
         { label: "Margin", value: (r) => money(r.margin), numeric: true },
       ],
-      rows: report.rows,
+      rows: report.groups,
       empty: "No sales in this range.",
     }),
   );
@@ -334,7 +334,7 @@ export async function render(root, route) {
         h(
           "p",
           { class: "muted period-line" },
-          `${summary.current.from} to ${summary.current.to} (${summary.current.days} days, ${summary.parameters.timezone}) against ${summary.previous.from} to ${summary.previous.to}`,
+          `${summary.current.from} to ${summary.current.to} (${summary.current.days} days, ${summary.parameters.timezone}) against ${summary.base.from} to ${summary.base.to}`,
         ),
         kpis(summary, yearAgo),
         revenueSection(series, settings),
