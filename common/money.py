@@ -1,8 +1,10 @@
-"""Money as the OpenAPI document describes it: a plain decimal string (or JSON number) with at
-most 2 decimal places.
+"""Money as the OpenAPI document describes it: a plain decimal string with at most 2 decimal
+places, never a JSON number.
 
 Without this, pydantic reads "1e3", " 19.90 " or "1_000" as amounts, and the document shows
-an unconstrained string, so a client cannot tell what is accepted.
+an unconstrained string, so a client cannot tell what is accepted. A JSON number is refused:
+most clients hold it as a float (0.1 + 0.2 is not 0.30), and a document that said
+`number | string` gave generated clients (scripts/openapi-client.sh) a number to send.
 """
 
 import re
@@ -19,15 +21,18 @@ MONEY_OUT_PATTERN = r"^-?[0-9]+\.[0-9]{2}$"
 
 
 def _plain_decimal(value: Any) -> Any:
+    # Decimals pass: the services build these models from their own parsed values too.
+    if isinstance(value, int | float):  # bool included
+        raise ValueError('must be a decimal string like "19.90", not a JSON number')
     if isinstance(value, str) and not re.fullmatch(MONEY_PATTERN, value):
         raise ValueError("must be a decimal like 19.90: digits, at most 2 after the point")
     return value
 
 
 class DecimalText:
-    """``Annotated[Decimal, Field(...), DecimalText()]``: a string must match MONEY_PATTERN,
-    and the document says so. Place it after the Field, whose bounds pydantic would
-    otherwise leave out of the document."""
+    """``Annotated[Decimal, Field(...), DecimalText()]``: the input is a string matching
+    MONEY_PATTERN (from Python, a Decimal too), and the document says just that. The Field's
+    bounds still apply; the pattern itself keeps an amount within the column."""
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
@@ -38,7 +43,7 @@ class DecimalText:
         self, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
-        for branch in json_schema.get("anyOf", [json_schema]):
-            if branch.get("type") == "string":
-                branch["pattern"] = MONEY_PATTERN
-        return json_schema
+        # Pydantic writes a Decimal input as `number (with the Field's bounds) | string`.
+        for keyword in ("anyOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            json_schema.pop(keyword, None)
+        return {**json_schema, "type": "string", "pattern": MONEY_PATTERN}

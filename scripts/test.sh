@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: format check, lint (Python and the dashboard's JavaScript), types, then
-# pytest against a real MariaDB/MySQL.
+# The test command: format check, lint (Python and the dashboard's JavaScript), types (also
+# of a TypeScript client of both OpenAPI documents), then pytest against a real MariaDB/MySQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -10,6 +10,7 @@ VENV=${VENV:-.venv}
 "$VENV/bin/mypy" .
 
 scripts/lint-js.sh  # the dashboard's JavaScript (ESLint)
+scripts/openapi-client.sh  # a TypeScript client of both OpenAPI documents compiles (tsc)
 
 # The dashboard's browser tests (tests/dashboard) drive Debian's chromium: installed when
 # missing, where this runs as root with apt-get (elsewhere those tests say what is missing).

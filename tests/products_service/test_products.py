@@ -62,7 +62,7 @@ def test_create_answers_with_defaults_money_strings_and_empty_stock(
             "name": " T-shirt ",
             "category_id": category["id"],
             "price": "19.9",
-            "cost_price": 7,
+            "cost_price": "7",
         },
         headers=manager_headers,
     )
