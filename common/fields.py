@@ -4,7 +4,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 # What a DATETIME column holds (MySQL/MariaDB: years 1000-9999), a day in from each end so
 # that no arithmetic on a bound (a day added, a zone applied) can leave the calendar.
@@ -24,6 +24,18 @@ def _not_a_number(value: Any) -> Any:
     return value
 
 
+def _with_offset(value: datetime) -> datetime:
+    # A date or a time without its offset names no one instant: pydantic's own message
+    # ("should have timezone info") does not say what to add.
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            "needs its UTC offset: an ISO 8601 date and time such as "
+            "2026-12-01T09:00:00+01:00 (or ...Z for UTC); a date or a time without an "
+            "offset names no one instant"
+        )
+    return value
+
+
 def _storable(value: datetime) -> datetime:
     try:
         utc = value.astimezone(UTC)
@@ -37,4 +49,9 @@ def _storable(value: datetime) -> datetime:
 
 
 # An instant with its UTC offset (ISO 8601), inside the range the database can store.
-Instant = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_storable)]
+Instant = Annotated[
+    datetime,
+    BeforeValidator(_not_a_number),
+    AfterValidator(_with_offset),
+    AfterValidator(_storable),
+]

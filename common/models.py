@@ -246,6 +246,10 @@ class StockMovement(Base):
     __table_args__ = (
         Index("ix_stock_movements_product_at", "product_id", "created_at"),
         Index("ix_stock_movements_level", "product_id", "warehouse_id", "id"),
+        # Covers the levels at a past moment (sum of quantity up to created_at, per level).
+        Index(
+            "ix_stock_movements_level_at", "product_id", "warehouse_id", "created_at", "quantity"
+        ),
         CheckConstraint("quantity <> 0", name="quantity_not_zero"),
         CheckConstraint("on_hand_after >= 0", name="on_hand_after_not_negative"),
     )

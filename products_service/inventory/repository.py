@@ -162,6 +162,71 @@ def list_levels(
     return [row[0] for row in rows], total
 
 
+# The sorts of the levels at a past moment: what was reserved then is not known (see
+# service.list_levels_as_of), so neither is what was available.
+LEVEL_AS_OF_SORT = ("product_id", "warehouse_id", "on_hand", "updated_at")
+
+
+class LevelThen(NamedTuple):
+    product_id: int
+    warehouse_id: int
+    on_hand: int
+    updated_at: datetime
+
+
+def list_levels_as_of(
+    session: Session,
+    *,
+    as_of: datetime,
+    product_id: int | None,
+    warehouse_id: int | None,
+    page: PageParams,
+    sort: str | None,
+) -> tuple[list[LevelThen], int]:
+    """On-hand stock of each (product, warehouse) at ``as_of``: the sum of its ledger up to
+    then (``created_at <= as_of``), with the time of its last movement; pairs with no
+    movement by then are left out.
+
+    One statement per page: the levels are grouped in a derived table, which
+    ``ix_stock_movements_level_at`` (product_id, warehouse_id, created_at, quantity) answers
+    from the index alone, and the total is a window over its rows (a second COUNT would
+    aggregate the ledger again). The window stays outside the grouping: grouped and
+    windowed in one SELECT, MariaDB 10.11 returned rows out of their ORDER BY (the plan
+    relied on the index's group order, which the window's temporary table does not keep).
+    """
+    grouped = select(
+        StockMovement.product_id.label("product_id"),
+        StockMovement.warehouse_id.label("warehouse_id"),
+        func.sum(StockMovement.quantity).label("on_hand"),
+        func.max(StockMovement.created_at).label("updated_at"),
+    ).where(StockMovement.created_at <= as_of)
+    if product_id is not None:
+        grouped = grouped.where(StockMovement.product_id == product_id)
+    if warehouse_id is not None:
+        grouped = grouped.where(StockMovement.warehouse_id == warehouse_id)
+    levels = grouped.group_by(StockMovement.product_id, StockMovement.warehouse_id).subquery(
+        "levels_then"
+    )
+    order_by = parse_sort(
+        sort, {name: levels.c[name] for name in LEVEL_AS_OF_SORT}, "product_id,warehouse_id"
+    )
+    stmt = select(
+        levels.c.product_id,
+        levels.c.warehouse_id,
+        levels.c.on_hand,
+        levels.c.updated_at,
+        func.count().over().label("total"),
+    ).order_by(*order_by, levels.c.product_id.asc(), levels.c.warehouse_id.asc())
+    rows = list(session.execute(stmt.limit(page.limit).offset(page.offset)))
+    if rows:
+        total = int(rows[0].total)
+    elif page.offset == 0:
+        total = 0
+    else:  # a page past the end carries no window: count the levels on their own
+        total = session.scalar(select(func.count()).select_from(levels)) or 0
+    return [LevelThen(p, w, int(on_hand), moved) for p, w, on_hand, moved, _ in rows], total
+
+
 # --- low stock -------------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ from products_service.inventory.schemas import (
     ReceiptCreate,
     ReturnCreate,
     StockChangeRead,
-    StockLevelRead,
+    StockLevelListRead,
     TransferCreate,
     TransferRead,
 )
@@ -357,22 +357,42 @@ def cancel_transfer(
 # --- reads -----------------------------------------------------------------------------
 
 
-@router.get("/levels", summary="List stock levels", responses=error_responses(400))
+@router.get("/levels", summary="List stock levels", responses=error_responses(400, 422))
 def list_stock_levels(
     _user: CurrentUser,
     session: SessionDep,
     page: PageDep,
     product_id: Annotated[int | None, Query(gt=0)] = None,
     warehouse_id: Annotated[int | None, Query(gt=0)] = None,
+    as_of: Annotated[
+        Instant | None,
+        Query(
+            description="The levels at this past moment (ISO 8601 with an offset, at most "
+            "now), from the ledger: on_hand only, reserved and available null; pairs with "
+            "no movement by then have no row",
+            examples=["2026-03-01T00:00:00+01:00"],
+        ),
+    ] = None,
     sort: Annotated[
         str | None,
         Query(
-            description="product_id, warehouse_id, on_hand, available or updated_at",
+            description="product_id, warehouse_id, on_hand, available (not with as_of) or "
+            "updated_at",
             json_schema_extra={"pattern": sort_pattern(repository.LEVEL_SORT)},
         ),
     ] = None,
-) -> Page[StockLevelRead]:
-    """On-hand, reserved and available stock per product and warehouse."""
+) -> Page[StockLevelListRead]:
+    """On-hand, reserved and available stock per product and warehouse, now or at `as_of`."""
+    if as_of is not None:
+        items, total = service.list_levels_as_of(
+            session=session,
+            as_of=as_of,
+            product_id=product_id,
+            warehouse_id=warehouse_id,
+            page=page,
+            sort=sort,
+        )
+        return Page(items=items, total=total, limit=page.limit, offset=page.offset)
     order_by = parse_sort(sort, repository.LEVEL_SORT, "product_id,warehouse_id")
     items, total = service.list_levels(
         session=session,

@@ -151,6 +151,58 @@ class TransferRead(BaseModel):
     cancelled_at: datetime | None
 
 
+class StockLevelListRead(BaseModel):
+    """A row of the levels list: a product's stock in one warehouse now or, with ``as_of``,
+    at that moment as the ledger tells it."""
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "product_id": 1,
+                    "warehouse_id": 1,
+                    "on_hand": 17,
+                    "reserved": 2,
+                    "available": 15,
+                    "updated_at": "2026-12-01T09:00:00Z",
+                },
+                {
+                    "product_id": 1,
+                    "warehouse_id": 1,
+                    "on_hand": 24,
+                    "reserved": None,
+                    "available": None,
+                    "updated_at": "2026-11-30T16:20:00Z",
+                },
+            ]
+        },
+    )
+
+    product_id: int
+    warehouse_id: int
+    on_hand: Annotated[
+        int, Field(description="With as_of: the sum of the ledger's movements up to as_of")
+    ]
+    reserved: Annotated[
+        int | None,
+        Field(
+            description="Null with as_of: reservations keep no history, so what was held at "
+            "a past moment is not known"
+        ),
+    ]
+    available: Annotated[
+        int | None, Field(description="on_hand - reserved; null with as_of, as reserved is")
+    ]
+    updated_at: Annotated[
+        datetime,
+        Field(
+            description="When the level last changed; with as_of: the time of its last "
+            "ledger movement at or before as_of"
+        ),
+    ]
+
+
 class StockHealth(enum.StrEnum):
     """How urgent a product's stock is, most urgent first."""
 

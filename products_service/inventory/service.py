@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from common.cover import stock_cover
 from common.db import utcnow
-from common.errors import Conflict, InsufficientStock, InvalidState, NotFound
+from common.errors import Conflict, InsufficientStock, InvalidState, NotFound, Unprocessable
 from common.models import (
     MovementType,
     Product,
@@ -40,6 +40,7 @@ from products_service.inventory.schemas import (
     ReturnCreate,
     StockChangeRead,
     StockHealth,
+    StockLevelListRead,
     StockLevelRead,
     TransferCreate,
     WarehouseStock,
@@ -464,11 +465,68 @@ def list_levels(
     warehouse_id: int | None,
     page: PageParams,
     order_by: list[Any],
-) -> tuple[list[StockLevelRead], int]:
+) -> tuple[list[StockLevelListRead], int]:
+    """Today's level rows."""
     levels, total = repository.list_levels(
         session, product_id=product_id, warehouse_id=warehouse_id, page=page, order_by=order_by
     )
-    return [level_read(level) for level in levels], total
+    return [StockLevelListRead.model_validate(level) for level in levels], total
+
+
+def list_levels_as_of(
+    *,
+    session: Session,
+    as_of: datetime,
+    product_id: int | None,
+    warehouse_id: int | None,
+    page: PageParams,
+    sort: str | None,
+) -> tuple[list[StockLevelListRead], int]:
+    """On-hand stock per (product, warehouse) at ``as_of`` (at most now), from the ledger:
+    the sum of the movements written at or before it.
+
+    What it cannot say: ``reserved`` (a reservation records no history of its holds), hence
+    ``available``: both are null, and sorting by ``available`` is refused. A pair with no
+    movement by then (a product not yet stocked there) has no row, as a shelf never stocked
+    has none today unless something created its level row at zero. A movement is stamped
+    when written and seen once its transaction commits, a moment later: an ``as_of`` within
+    the last moment may still gain a movement of a transaction still open.
+    """
+    now = utcnow()
+    if as_of > now:
+        raise Unprocessable(
+            f"as_of {as_of.isoformat()} is in the future (now is "
+            f"{now.isoformat(timespec='seconds')}); levels are known up to now, or leave "
+            "as_of out for the current ones",
+            field="query.as_of",
+        )
+    fields = [name.removeprefix("-") for name in (sort or "").split(",")]
+    if "available" in fields:
+        raise Unprocessable(
+            "Cannot sort by available with as_of: what was reserved, and so available, at a "
+            "past moment is not known; sort by on_hand instead",
+            field="query.sort",
+        )
+    levels, total = repository.list_levels_as_of(
+        session,
+        as_of=as_of,
+        product_id=product_id,
+        warehouse_id=warehouse_id,
+        page=page,
+        sort=sort,
+    )
+    items = [
+        StockLevelListRead(
+            product_id=level.product_id,
+            warehouse_id=level.warehouse_id,
+            on_hand=level.on_hand,
+            reserved=None,
+            available=None,
+            updated_at=level.updated_at,
+        )
+        for level in levels
+    ]
+    return items, total
 
 
 # --- days of cover ---------------------------------------------------------------------
