@@ -13,10 +13,12 @@ Admins read the log through ``GET /api/v1/audit-log`` on either service (both wr
 table and include the route), newest first, filtered by entity, actor, action and time.
 """
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Query
@@ -44,6 +46,7 @@ AUDIT_LOG: Table = AuditEntry.__table__  # type: ignore[assignment]
 REDACTED = "[redacted]"
 _SECRET_NAME = re.compile(r"password|passwd|secret|token|hash|api_?key", re.IGNORECASE)
 _INSERT = insert(AUDIT_LOG)
+_PAIR = {"before", "after"}
 
 Changes = Mapping[str, Mapping[str, Any]]
 """Field name -> ``{"before": value, "after": value}``."""
@@ -67,11 +70,29 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[
     }
 
 
+# Types of values that hold no keys, told apart by an exact type lookup: a check against
+# Mapping goes through the ABC machinery, which an import's thousands of entries feel.
+_LEAVES = frozenset({str, int, float, bool, Decimal, datetime, type(None)})
+
+
+@functools.lru_cache(maxsize=1024)  # bounded: keys may come from a request's JSON
+def _secret(key: str) -> bool:
+    return _SECRET_NAME.search(key) is not None
+
+
 def _redact(value: Any) -> Any:
     """The value with every entry under a secret-sounding key replaced, at any depth."""
+    if type(value) in _LEAVES:
+        return value
     if isinstance(value, Mapping):
         return {
-            key: _hidden(item) if _SECRET_NAME.search(str(key)) else _redact(item)
+            key: (
+                _hidden(item)
+                if _secret(str(key))
+                else item
+                if type(item) in _LEAVES
+                else _redact(item)
+            )
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
@@ -129,7 +150,7 @@ def _row(
 ) -> dict[str, Any]:
     """One audit_log row, the changes checked and redacted."""
     for field, change in changes.items():
-        if not isinstance(change, Mapping) or set(change) != {"before", "after"}:
+        if not isinstance(change, Mapping) or change.keys() != _PAIR:
             raise ValueError(f"audit change of {field!r} must be {{'before': ..., 'after': ...}}")
     return {
         "occurred_at": utcnow(),
@@ -187,33 +208,48 @@ class Trail:
             )
         return changes
 
+    def changes(
+        self, before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        """``diff`` of the followed fields of two states given as values (``{}`` for none;
+        a field missing counts as None)."""
+        if not before:  # a new entity: each field that has a value
+            return {
+                field: {"before": None, "after": new}
+                for field in sorted(self.fields)
+                if (new := after.get(field)) is not None
+            }
+        return {
+            field: {"before": old, "after": new}
+            for field in sorted(self.fields)
+            if (old := before.get(field)) != (new := after.get(field))
+        }
+
     def record_many(
         self,
         session: Session,
         action: str,
-        entities: Iterable[tuple[_Entity, Mapping[str, Any]]],
+        entries: Iterable[tuple[int, Changes]],
         *,
         actor_id: int | None,
         actor_email: str | None,
-    ) -> list[dict[str, dict[str, Any]]]:
-        """``record`` for many entities (each with its ``before``) in one INSERT; answer each
-        one's changes, in order (a bulk import's batch)."""
-        found = [(entity, diff(before, self.snapshot(entity))) for entity, before in entities]
+    ) -> None:
+        """Log many entities' changes (``changes``: entity id and its changes) in one INSERT,
+        leaving out those without any (a bulk import's batch)."""
         rows = [
             _row(
                 actor_id=actor_id,
                 actor_email=actor_email,
                 action=action,
                 entity_type=self.entity_type,
-                entity_id=entity.id,
+                entity_id=entity_id,
                 changes=changes,
             )
-            for entity, changes in found
+            for entity_id, changes in entries
             if changes
         ]
         if rows:
-            session.execute(_INSERT, rows)
-        return [changes for _, changes in found]
+            session.connection().execute(_INSERT, rows)
 
 
 # --- reading ----------------------------------------------------------------------------

@@ -58,7 +58,13 @@ class ImportJobRead(BaseModel):
     file_name: str | None
     dry_run: bool
     status: ImportJobStatus
-    stage: Annotated[str, Field(description="check (the first pass), then write")]
+    stage: Annotated[
+        str,
+        Field(
+            description="write (a real run checks and writes in one pass), or check (a dry "
+            "run; orders that take stock are checked, then written)"
+        ),
+    ]
     rows_read: Annotated[int, Field(description="Rows read so far in this stage")]
     bytes_read: int
     bytes_total: int

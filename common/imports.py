@@ -1,13 +1,14 @@
-"""Bulk imports of delimited files, whatever they hold: two streamed passes, a report in the
+"""Bulk imports of delimited files, whatever they hold: one streamed pass, a report in the
 error shape, and all or nothing.
 
-An import reads its file twice, in batches of ``BATCH`` rows. The first pass checks every
-row against the database and plans what it would create or change, writing nothing: that is
-the whole of a dry run. A real run whose first pass found any problem is refused (422
-``import_rejected`` with the report) and writes nothing; otherwise the second pass applies
-the file in the caller's transaction and the caller commits once, so a file lands whole or
-not at all. Should the second pass meet a problem the first did not (someone changed the
-data in between), it raises and the caller rolls the transaction back.
+An import reads its file in batches of ``BATCH`` rows, checking each row on its own, then
+each batch against the database with one lookup per batch. A dry run writes nothing: its
+report says what a real run would do. A real run writes each batch as it checks it, in the
+caller's transaction inside a savepoint, as long as no problem has been met; once one is,
+it goes on checking (so the report lists every problem), and at the end it is refused (422
+``import_rejected`` with the report) and the savepoint rolled back, so nothing was written.
+The caller commits once, so a file lands whole or not at all. Orders that take stock are the
+exception (see ``run_import``): they are checked whole first and written one by one.
 
 What a file holds is an ``Importer``: the columns it reads, how it checks one row on its own,
 and how it checks (and, when told, writes) a batch against the database.
@@ -46,7 +47,7 @@ from common.delimited import (
 )
 from common.errors import Unprocessable
 
-BATCH = 500
+BATCH = 1000
 MAX_LISTED = 1000  # errors, and changes, listed in a report; the rest are counted
 
 
@@ -127,9 +128,9 @@ class ImportRejected(Unprocessable):
 
 
 class Progress(Protocol):
-    """Told, after each batch, which pass it is (``check``, then ``write``), the rows read
-    in it so far and how far into the file (bytes; a little ahead, the reading is buffered):
-    a CLI's progress bar."""
+    """Told, after each batch, which pass it is (``write``; ``check`` for a dry run, and
+    before orders that take stock are written), the rows read in it so far and how far into
+    the file (bytes; a little ahead, the reading is buffered): a CLI's progress bar."""
 
     def __call__(self, stage: str, rows: int, position: int) -> None: ...
 
@@ -289,45 +290,52 @@ def _read(
 def run_import(
     binary: IO[bytes],
     *,
+    session: Session,
     kind: str,
     factory: Factory,
     file: ImportFile,
     one_by_one: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Check the file, then (unless a dry run) write it; raises ImportRejected, having
-    written nothing, when any row or the file is refused. The caller commits.
+    """Check the file and (unless a dry run) write it in the same pass; raises
+    ImportRejected, having written nothing, when any row or the file is refused. The caller
+    commits.
+
+    A real run writes each batch as it checks it, inside a savepoint, until it meets a
+    problem; from there on it only checks, so the report lists every problem, and then the
+    savepoint is rolled back. So each row is parsed, checked and looked up once.
 
     ``one_by_one``: the importer commits each unit it writes itself (an order that takes
-    stock in products_service, across two services): after a clean check, a unit refused
-    while writing (e.g. short of stock) is reported and the others go on; the report is
-    then ``partial``, its ``changes`` the units that landed and its ``errors`` those that
-    did not."""
-    checked = _read(binary, kind, factory, file, write=False, progress=progress)
-    if file.dry_run:
-        return checked.report(applied=False)
-    if not checked.ok:
-        raise ImportRejected(
-            f"{checked.rows_rejected} of {checked.rows_read} rows have problems"
-            if not checked.refused
-            else "The file cannot be read as it is",
-            checked.report(applied=False),
-        )
-    if not (checked.created or checked.updated or checked.categories_created):
-        return checked.report(applied=True)  # all there already: nothing to write
-    binary.seek(0)
-    applied = _read(
-        binary, kind, factory, file, write=True, one_by_one=one_by_one, progress=progress
-    )
-    if one_by_one and not applied.ok:
-        applied.partial = True
-        return applied.report(applied=False)
-    if not applied.ok:
-        raise ImportRejected(
-            "The data changed while the file was being imported (see the report); run it again",
-            applied.report(applied=False),
-        )
+    stock in products_service, across two services), so the whole file is checked first,
+    writing nothing, and only a clean file is read again to write it: a unit refused while
+    writing (e.g. short of stock) is reported and the others go on; the report is then
+    ``partial``, its ``changes`` the units that landed and its ``errors`` those that did
+    not."""
+    if file.dry_run or one_by_one:
+        checked = _read(binary, kind, factory, file, write=False, progress=progress)
+        if file.dry_run:
+            return checked.report(applied=False)
+        _refuse_unless_ok(checked)
+        if not (checked.created or checked.updated or checked.categories_created):
+            return checked.report(applied=True)  # all there already: nothing to write
+        binary.seek(0)
+        applied = _read(binary, kind, factory, file, write=True, one_by_one=True, progress=progress)
+        applied.partial = not applied.ok
+        return applied.report(applied=applied.ok)
+    with session.begin_nested():  # rolled back by the ImportRejected raised inside it
+        applied = _read(binary, kind, factory, file, write=True, progress=progress)
+        _refuse_unless_ok(applied)
     return applied.report(applied=True)
+
+
+def _refuse_unless_ok(tally: Tally) -> None:
+    if not tally.ok:
+        raise ImportRejected(
+            f"{tally.rows_rejected} of {tally.rows_read} rows have problems"
+            if not tally.refused
+            else "The file cannot be read as it is",
+            tally.report(applied=False),
+        )
 
 
 def validation_problems(

@@ -5,12 +5,13 @@ Each carries what the change did to the sale's lines, as their net state before 
 apply it without reading the sale, which may have changed again since.
 """
 
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from common import outbox
 from common.models import RefundKind, Sale, SaleRefund, SaleStatus
-from sales_service.reports.rollups import line_states, states_before_refund
+from sales_service.reports.rollups import LineState, cents, line_states, states_before_refund
 
 SALE_RECORDED = "sale.recorded"
 SALE_REFUNDED = "sale.refunded"
@@ -18,24 +19,47 @@ SALE_CANCELLED = "sale.cancelled"
 REPORTED_TYPES = (SALE_RECORDED, SALE_REFUNDED, SALE_CANCELLED)
 
 
+# What every sale event says of the sale itself (besides its id).
+_SALE_FIELDS = (
+    "number",
+    "channel_id",
+    "sold_at",
+    "status",
+    "total",
+    "units",
+    "refunded_total",
+    "refunded_units",
+)
+
+
 def _sale(sale: Sale) -> dict[str, Any]:
-    return {
-        "sale_id": sale.id,
-        "number": sale.number,
-        "channel_id": sale.channel_id,
-        "sold_at": sale.sold_at,
-        "status": sale.status,
-        "total": sale.total,
-        "units": sale.units,
-        "refunded_total": sale.refunded_total,
-        "refunded_units": sale.refunded_units,
-    }
+    return {"sale_id": sale.id, **{field: getattr(sale, field) for field in _SALE_FIELDS}}
 
 
 def sale_recorded(sale: Sale) -> dict[str, Any]:
     """A new sale (lines loaded)."""
     payload = {**_sale(sale), "lines_before": [], "lines_after": line_states(sale)}
     return outbox.event(SALE_RECORDED, sale.id, payload)
+
+
+def sale_recorded_of_rows(
+    sale: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``sale_recorded`` of a new sale written as rows, not objects (an import's batch): the
+    same event (a new line's net state is all of it)."""
+    states = [
+        LineState(
+            product_id=line["product_id"],
+            category_id=line["category_id"],
+            units=line["quantity"],
+            revenue=cents(line["line_total"]),
+            cost=cents(line["line_cost"]),
+        )
+        for line in lines
+    ]
+    head = {"sale_id": sale["id"], **{field: sale[field] for field in _SALE_FIELDS}}
+    payload = {**head, "lines_before": [], "lines_after": states}
+    return outbox.event(SALE_RECORDED, sale["id"], payload)
 
 
 def sale_refunded(sale: Sale, refund: SaleRefund) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 of products and inventory)."""
 
 from collections.abc import Collection
+from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
@@ -9,17 +10,34 @@ from sqlalchemy.orm import Session
 from common.models import Category, Product, StockLevel, Warehouse
 from products_service.inventory.ledger import LevelKey
 
+# What an import compares a row with, and what the events and audit entries of a change
+# name; the rest of a product is left as it is.
+_PRODUCT_COLUMNS = (
+    Product.id,
+    Product.sku,
+    Product.name,
+    Product.description,
+    Product.category_id,
+    Product.price,
+    Product.cost_price,
+    Product.status,
+    Product.low_stock_threshold,
+    Product.archived_at,
+)
 
-def products_by_skus(session: Session, skus: Collection[str], *, lock: bool) -> dict[str, Product]:
-    """These SKUs' products by SKU in lower case (the column compares without case, so
-    ``abc-1`` names the product ``ABC-1``); ``lock`` holds their rows until the transaction
-    ends, so what an update is compared with is what it replaces."""
+
+def products_by_skus(
+    session: Session, skus: Collection[str], *, lock: bool
+) -> dict[str, dict[str, Any]]:
+    """These SKUs' products (their columns, no objects) by SKU in lower case (the column
+    compares without case, so ``abc-1`` names the product ``ABC-1``); ``lock`` holds their
+    rows until the transaction ends, so what an update is compared with is what it replaces."""
     if not skus:
         return {}
-    stmt = select(Product).where(Product.sku.in_(sorted(skus)))
+    stmt = select(*_PRODUCT_COLUMNS).where(Product.sku.in_(sorted(skus)))
     if lock:
-        stmt = stmt.order_by(Product.id).with_for_update().execution_options(populate_existing=True)
-    return {product.sku.casefold(): product for product in session.scalars(stmt)}
+        stmt = stmt.order_by(Product.id).with_for_update()
+    return {row["sku"].casefold(): dict(row) for row in session.execute(stmt).mappings()}
 
 
 def all_categories(session: Session) -> list[Category]:

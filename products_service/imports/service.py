@@ -1,15 +1,17 @@
 """Bulk imports of products_service: the catalog upserted by SKU, and stock counts as count
-corrections (the passes, the report and all-or-nothing: common.imports).
+corrections (the pass, the report and all-or-nothing: common.imports).
 
-Rows are written through the same service functions the single routes use (events, audit
-entries and ledger rows included). Importing the same file again changes nothing: a row
-that matches what is stored (a product's fields, a level's on-hand count) is counted as
-unchanged and writes nothing.
+Rows are written with the events, audit entries and ledger rows the single routes write,
+through the products and inventory services, a batch at a time: one lookup of the batch's
+SKUs, then a few multi-row statements (``products.service.save_many``), no object per row.
+Importing the same file again changes nothing: a row that matches what is stored (a
+product's fields, a level's on-hand count) is counted as unchanged and writes nothing.
 
 Memory: one batch of rows at a time, plus the set of keys seen (to refuse a SKU twice in one
 file) and the category tree; never the file.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -37,7 +39,7 @@ from common.imports import (
     run_import,
     validation_problems,
 )
-from common.models import MovementType, Product, StockLevel, Warehouse
+from common.models import MovementType, StockLevel, Warehouse
 from products_service.categories import repository as categories_repository
 from products_service.categories import service as categories_service
 from products_service.categories.schemas import CategoryCreate, CategoryName
@@ -122,6 +124,7 @@ class _CategoryTree:
             self.names[category.id] = CATEGORY_SEPARATOR.join(c.name for c in chain)
         self.slugs = {c.slug for c in rows}
         self.locked: set[int] = set()
+        self.found: dict[tuple[str, ...], int] = {}  # paths as written in the file
         self._planned = 0
 
     def path_of(self, category_id: int | None) -> str | None:
@@ -129,6 +132,16 @@ class _CategoryTree:
 
     def resolve(self, segments: tuple[str, ...], row: int, *, write: bool) -> int | Problem:
         """The category's id (negative: one a dry run would create), or why not."""
+        # Most rows name a path met before: its id was found (and locked) then.
+        found = self.found.get(segments)
+        if found is None:
+            resolved = self._resolve(segments, row, write=write)
+            if isinstance(resolved, Problem):
+                return resolved
+            found = self.found[segments] = resolved
+        return found
+
+    def _resolve(self, segments: tuple[str, ...], row: int, *, write: bool) -> int | Problem:
         path = CATEGORY_SEPARATOR.join(segments)
         key = tuple(s.casefold() for s in segments)
         if key in self.known:
@@ -338,7 +351,7 @@ class _ProductImporter:
             return
         existing = repository.products_by_skus(self.session, [r.sku for r in rows], lock=write)
         creates: list[ProductCreate] = []
-        updates: list[tuple[Product, dict[str, Any]]] = []
+        updates: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
         for item in rows:
             fields = item.values.model_dump(exclude_unset=True)
             category_id: int | None = None
@@ -387,21 +400,18 @@ class _ProductImporter:
     def _plan_update(
         self,
         item: _ProductRow,
-        product: Product,
+        product: Mapping[str, Any],
         fields: dict[str, Any],
-        updates: list[tuple[Product, dict[str, Any]]],
+        updates: list[tuple[Mapping[str, Any], dict[str, Any]]],
     ) -> None:
-        changes = {f: v for f, v in fields.items() if getattr(product, f) != v}
+        changes = {f: v for f, v in fields.items() if product[f] != v}
         if not changes:
             self.tally.unchanged += 1
             return
-        shown = audit.diff(
-            {f: getattr(product, f) for f in changes},
-            changes,
-        )
+        shown = audit.diff({f: product[f] for f in changes}, changes)
         if "category_id" in shown:
             shown["category"] = {
-                "before": self.tree.path_of(product.category_id),
+                "before": self.tree.path_of(product["category_id"]),
                 "after": self.tree.path_of(changes["category_id"]),
             }
             del shown["category_id"]
@@ -417,9 +427,10 @@ def import_products(
     progress: Progress | None = None,
 ) -> ImportReport:
     """Upsert products by SKU from a CSV/TSV file (columns: ``PRODUCT_COLUMNS``); see
-    common.imports for the passes. The caller commits the session when it returns."""
+    common.imports for the pass. The caller commits the session when it returns."""
     return run_import(
         binary,
+        session=session,
         kind="products",
         factory=lambda tally: _ProductImporter(session, tally, options),
         file=options.file,
@@ -532,7 +543,7 @@ class _CountImporter:
             if product is None or warehouse is None:
                 self.tally.reject(problems)
                 continue
-            found.append((item, (product.id, warehouse.id)))
+            found.append((item, (product["id"], warehouse.id)))
         keys = [key for _, key in found]
         writing = write and self.tally.ok
         levels = (
@@ -596,6 +607,7 @@ def import_stock_counts(
     already matches records nothing. The caller commits the session when it returns."""
     return run_import(
         binary,
+        session=session,
         kind="stock_counts",
         factory=lambda tally: _CountImporter(session, tally, options),
         file=options.file,

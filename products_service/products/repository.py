@@ -1,13 +1,19 @@
-"""SQL for products: lookups, per-warehouse stock and the filtered, sorted list."""
+"""SQL for products: lookups, per-warehouse stock, the filtered, sorted list, and the
+batch writes of an import."""
 
+import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, or_, select
+from sqlalchemy import Row, Table, func, insert, or_, select
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from common.models import Category, Product, StockLevel, Warehouse
 from common.pagination import PageParams, paginate
 from products_service.products.schemas import ProductFilters
+
+PRODUCTS: Table = Product.__table__  # type: ignore[assignment]
 
 # Stock summed per product; a product without level rows has none, so it counts as 0.
 _stock = (
@@ -118,3 +124,56 @@ def list_page(
     if not filters.include_archived:
         stmt = stmt.where(Product.archived_at.is_(None))
     return paginate(session, stmt, page, [*order_by, Product.id.asc()])
+
+
+# --- an import's batch --------------------------------------------------------------------
+
+# What an import may change of a product: the SKU is its key, the rest is left as it is.
+WRITABLE = (
+    "name",
+    "description",
+    "category_id",
+    "price",
+    "cost_price",
+    "status",
+    "low_stock_threshold",
+    "updated_at",
+)
+
+
+def insert_many(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Insert new products (one multi-row INSERT) and answer their ids by SKU in lower case
+    (read back by SKU: MySQL answers no ids for the rows of one INSERT)."""
+    if not rows:
+        return {}
+    connection = session.connection()
+    connection.execute(_INSERT, list(rows))
+    found = connection.execute(
+        select(PRODUCTS.c.id, PRODUCTS.c.sku).where(PRODUCTS.c.sku.in_([r["sku"] for r in rows]))
+    )
+    return {sku.casefold(): product_id for product_id, sku in found}
+
+
+def update_many(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Set the ``WRITABLE`` columns of existing products (each row whole: its id, SKU and
+    every column) in one statement: an upsert by id that only ever meets the row it names
+    (the caller holds those rows locked)."""
+    if rows:
+        dialect = session.get_bind().dialect.name
+        session.connection().execute(_update_by_id(dialect), list(rows))
+
+
+_INSERT = insert(PRODUCTS)
+
+
+@functools.cache
+def _update_by_id(dialect: str) -> Any:
+    """Built once per dialect, executed with a list of rows: the driver sends them as one
+    multi-row INSERT ... ON DUPLICATE KEY UPDATE (ON CONFLICT on SQLite)."""
+    if dialect in ("mysql", "mariadb"):
+        my = mysql.insert(PRODUCTS)
+        return my.on_duplicate_key_update({c: my.inserted[c] for c in WRITABLE})
+    lite = sqlite.insert(PRODUCTS)
+    return lite.on_conflict_do_update(
+        index_elements=[PRODUCTS.c.id], set_={c: lite.excluded[c] for c in WRITABLE}
+    )

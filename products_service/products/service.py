@@ -103,13 +103,21 @@ EVENT_FIELDS = (
 AUDIT_TRAIL = audit.Trail("product", (*EVENT_FIELDS, "description", "archived_at"))
 
 
-def _event(type_: str, product: Product, **extra: object) -> dict[str, Any]:
-    """A catalog event about this product, with the fields every consumer relies on."""
-    payload = {"product_id": product.id, **{f: getattr(product, f) for f in EVENT_FIELDS}}
-    return outbox.event(type_, product.id, {**payload, **extra})
+def _columns(product: Product) -> dict[str, Any]:
+    """What the events and the audit log read of a product."""
+    return {"id": product.id, **AUDIT_TRAIL.snapshot(product)}
 
 
-def _updated_event(product: Product, changed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _event(type_: str, product: Mapping[str, Any], **extra: object) -> dict[str, Any]:
+    """A catalog event about this product (its columns), with the fields every consumer
+    relies on."""
+    payload = {"product_id": product["id"], **{f: product[f] for f in EVENT_FIELDS}}
+    return outbox.event(type_, product["id"], {**payload, **extra})
+
+
+def _updated_event(
+    product: Mapping[str, Any], changed: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
     """``product.updated`` naming the fields that changed and what they were."""
     previous = {
         f: str(c["before"]) if f in ("price", "cost_price") else c["before"]
@@ -120,7 +128,7 @@ def _updated_event(product: Product, changed: Mapping[str, Mapping[str, Any]]) -
 
 def _publish(session: Session, type_: str, product: Product, **extra: object) -> None:
     """Append a catalog event in the change's transaction (see common.outbox)."""
-    outbox.append(session, outbox.PRODUCTS_OUTBOX, [_event(type_, product, **extra)])
+    outbox.append(session, outbox.PRODUCTS_OUTBOX, [_event(type_, _columns(product), **extra)])
 
 
 def _get(session: Session, product_id: int) -> Product:
@@ -183,7 +191,7 @@ def update_product(
         session, "product.updated", product, before, actor_id=actor_id, actor_email=actor_email
     )
     if changed:
-        outbox.append(session, outbox.PRODUCTS_OUTBOX, [_updated_event(product, changed)])
+        outbox.append(session, outbox.PRODUCTS_OUTBOX, [_updated_event(_columns(product), changed)])
     return _view(session, product)
 
 
@@ -191,25 +199,22 @@ def save_many(
     *,
     session: Session,
     creates: Sequence[ProductCreate],
-    updates: Sequence[tuple[Product, Mapping[str, Any]]],
+    updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
     actor_id: int | None,
     actor_email: str | None,
-) -> list[Product]:
+) -> None:
     """Create and change many products at once (an import's batch), with the events and
-    audit entries ``create_product`` and ``update_product`` write for each one.
+    audit entries ``create_product`` and ``update_product`` write for each one, in a few
+    statements and no object per product.
 
     The caller has checked what those check (SKUs free, categories active) in this
     transaction; a SKU taken meanwhile by someone else is the same 409. ``updates`` pairs a
-    loaded product with the fields to set. Answers the new products.
+    product's columns (``id`` and every column, read under a lock) with the fields to set.
     """
-    created = [Product(**data.model_dump()) for data in creates]
-    session.add_all(created)
-    befores = [(product, AUDIT_TRAIL.snapshot(product)) for product, _ in updates]
-    for product, changes in updates:
-        for field, value in changes.items():
-            setattr(product, field, value)
+    now = utcnow()
+    new = [{**data.model_dump(), "created_at": now, "updated_at": now} for data in creates]
     try:
-        session.flush()
+        ids = repository.insert_many(session, new)
     except IntegrityError as exc:
         if "sku" in str(exc.orig):
             raise Conflict(
@@ -218,22 +223,24 @@ def save_many(
                 field="sku",
             ) from exc
         raise
+    created = [{**values, "id": ids[values["sku"].casefold()]} for values in new]
+    changed = [({**product, **changes, "updated_at": now}, product) for product, changes in updates]
+    repository.update_many(session, [after for after, _ in changed])
     events = [_event("product.created", product) for product in created]
+    entries = [(product["id"], AUDIT_TRAIL.changes({}, product)) for product in created]
     AUDIT_TRAIL.record_many(
-        session,
-        "product.created",
-        [(product, {}) for product in created],
-        actor_id=actor_id,
-        actor_email=actor_email,
+        session, "product.created", entries, actor_id=actor_id, actor_email=actor_email
     )
-    audited = AUDIT_TRAIL.record_many(
-        session, "product.updated", befores, actor_id=actor_id, actor_email=actor_email
+    entries = [(after["id"], AUDIT_TRAIL.changes(before, after)) for after, before in changed]
+    AUDIT_TRAIL.record_many(
+        session, "product.updated", entries, actor_id=actor_id, actor_email=actor_email
     )
-    for (product, _), changed in zip(befores, audited, strict=True):
-        if changed:
-            events.append(_updated_event(product, changed))
+    events += [
+        _updated_event(after, diff)
+        for (after, _), (_, diff) in zip(changed, entries, strict=True)
+        if diff
+    ]
     outbox.append(session, outbox.PRODUCTS_OUTBOX, events)
-    return created
 
 
 def archive_product(

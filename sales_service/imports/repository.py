@@ -12,11 +12,11 @@ from common.models import Product, Sale
 
 def products_by_skus(session: Session, skus: Collection[str]) -> dict[str, Row[Any]]:
     """The products with these SKUs, by SKU in lower case (the column compares without case):
-    what a sale line snapshots of each."""
+    what a sale line snapshots of each (``sales.service.Snapshot``)."""
     if not skus:
         return {}
     stmt = select(
-        Product.id,
+        Product.id.label("product_id"),
         Product.sku,
         Product.name,
         Product.category_id,

@@ -25,22 +25,24 @@ file's own names mapped onto them. Other columns are read past.
   one by one after the whole file checked clean, and the report says which landed.
 - Each sale's ``sale.recorded`` event is written with it, so the report rollups count it
   like any other sale.
+- History is priced by the same functions as a sale through the API
+  (``sales.service.line_row``, ``sale_row``) and written a batch at a time as rows, in a few
+  multi-row statements (``sales.repository.insert_imported_sales``), with no object per sale;
+  only the few cancelled orders are written one by one as objects, with their cancellation.
 """
 
 import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from common import outbox
-from common.contracts import TakenLine
 from common.db import utcnow
 from common.delimited import Columns, Encoding, Problem, Record, TableFormat, problem
 from common.errors import AppError, Unprocessable
@@ -57,8 +59,10 @@ from sales_service.sales.schemas import MAX_SALE_LINES, SaleCreate
 from sales_service.sales.service import (
     EARLIEST_SALE,
     FUTURE_TOLERANCE,
-    build_sale,
     check_totals,
+    line_row,
+    sale_of_rows,
+    sale_row,
     take_and_record,
 )
 
@@ -155,12 +159,13 @@ class TakeStock:
 
 @dataclass(frozen=True)
 class _Planned:
-    """An order checked and built: the sale to write, and its cancellation if it was."""
+    """An order checked and priced: the sale's row and its lines' rows, and for an order
+    cancelled on its marketplace, the sale as an object with its cancellation applied."""
 
     order: list["_Line"]
-    data: SaleCreate
-    sale: Sale
-    cancellation: SaleRefund | None
+    sale: dict[str, Any]
+    lines: list[dict[str, Any]]
+    cancelled: tuple[Sale, SaleRefund] | None
 
 
 @dataclass(frozen=True)
@@ -357,36 +362,39 @@ class _OrderImporter:
                 planned.append(plan)
         if write and self.stock is not None:
             for plan in planned:
-                if plan.cancellation is None:
-                    self._take_and_record(plan.order, plan.data, self.stock)
+                if plan.cancelled is None:
+                    self._take_and_record(plan, self.stock)
             # Cancelled orders take no stock: written as history below.
-            planned = [plan for plan in planned if plan.cancellation is not None]
+            planned = [plan for plan in planned if plan.cancelled is not None]
         for plan in planned:
-            shown = {"total": {"before": None, "after": str(plan.sale.total)}}
-            if plan.cancellation is not None:
-                shown["status"] = {"before": None, "after": plan.sale.status.value}
+            shown = {"total": {"before": None, "after": str(plan.sale["total"])}}
+            if plan.cancelled is not None:
+                shown["status"] = {"before": None, "after": plan.cancelled[0].status.value}
             self.tally.change(plan.order[0].row, "create", plan.order[0].order_id, shown)
         if write and (self.tally.ok or self.stock is not None) and planned:
             self._write(planned)
 
-    def _write(self, planned: list["_Planned"]) -> None:
-        """Sales that took no stock, their cancellations and their events, in a few
-        statements."""
-        sales_repository.add_sales(self.session, [plan.sale for plan in planned])
-        cancellations = [plan for plan in planned if plan.cancellation is not None]
-        for plan in cancellations:
-            assert plan.cancellation is not None
-            plan.cancellation.sale_id = plan.sale.id
-            for refund_line, line in zip(plan.cancellation.lines, plan.sale.lines, strict=True):
-                refund_line.sale_line_id = line.id
-        self.session.add_all(plan.cancellation for plan in cancellations)
-        self.session.flush()
+    def _write(self, planned: list[_Planned]) -> None:
+        """Sales that took no stock and their events, in a few statements; the few cancelled
+        ones one by one, as objects, with their cancellations."""
+        sales_repository.insert_imported_sales(
+            self.session,
+            self.channel.id,
+            [(plan.sale, plan.lines) for plan in planned if plan.cancelled is None],
+        )
         announced: list[dict[str, Any]] = []
         for plan in planned:
-            if plan.cancellation is None:
-                announced.append(events.sale_recorded(plan.sale))
-            else:
-                announced += events.sale_recorded_as_cancelled(plan.sale, plan.cancellation)
+            if plan.cancelled is None:
+                announced.append(events.sale_recorded_of_rows(plan.sale, plan.lines))
+                continue
+            sale, cancellation = plan.cancelled
+            sales_repository.add_sale(self.session, sale, stock_key=None)
+            cancellation.sale_id = sale.id
+            for refund_line, line in zip(cancellation.lines, sale.lines, strict=True):
+                refund_line.sale_line_id = line.id
+            self.session.add(cancellation)
+            self.session.flush()
+            announced += events.sale_recorded_as_cancelled(sale, cancellation)
         outbox.append(self.session, outbox.SALES_OUTBOX, announced)
 
     def _skipped(self, status: str) -> bool:
@@ -394,10 +402,25 @@ class _OrderImporter:
             status in self.profile.cancelled_statuses and self.options.cancelled == "skip"
         )
 
-    def _take_and_record(self, order: list[_Line], data: SaleCreate, stock: "TakeStock") -> None:
+    def _take_and_record(self, plan: _Planned, stock: "TakeStock") -> None:
         """An order that takes stock: one call to products_service, then its own commit,
         as a sale through the API (its lines' snapshots and allocations as taken)."""
-        first = order[0]
+        first = plan.order[0]
+        data = SaleCreate.model_validate(
+            {
+                "channel_id": self.channel.id,
+                "sold_at": plan.sale["sold_at"],
+                "note": plan.sale["note"],
+                "lines": [
+                    {
+                        "product_id": line["product_id"],
+                        "quantity": line["quantity"],
+                        "unit_price": line["unit_price"],
+                    }
+                    for line in plan.lines
+                ],
+            }
+        )
         try:
             recorded = take_and_record(
                 session=self.session,
@@ -430,9 +453,9 @@ class _OrderImporter:
             {"total": {"before": None, "after": str(recorded.sale.total)}},
         )
 
-    def _sale(self, order: list[_Line], products: Mapping[str, Any]) -> "_Planned | None":
-        """The order checked and built as a sale from the catalog's snapshots (an order that
-        takes stock is built again from what products_service answers)."""
+    def _sale(self, order: list[_Line], products: Mapping[str, Any]) -> _Planned | None:
+        """The order checked and priced as a sale from the catalog's snapshots (an order that
+        takes stock is priced again from what products_service answers)."""
         first = order[0]
         unknown = [line for line in order if line.sku.casefold() not in products]
         if unknown:
@@ -469,66 +492,49 @@ class _OrderImporter:
                 f"Dates without an offset were read as times in {self.zone.key} (the "
                 "timezone parameter)"
             )
-        snapshots = [products[line.sku.casefold()] for line in order]
-        try:
-            data = SaleCreate.model_validate(
-                {
-                    "channel_id": self.channel.id,
-                    "sold_at": first.sold_at,
-                    "note": self.note,
-                    "lines": [
-                        {
-                            "product_id": p.id,
-                            "quantity": line.quantity,
-                            "unit_price": (
-                                line.unit_price if line.unit_price is not None else ZERO
-                            ),
-                        }
-                        for line, p in zip(order, snapshots, strict=True)
-                    ],
-                }
+        assert first.sold_at is not None  # a line that is not skipped has its date
+        sold_at = first.sold_at.astimezone(UTC)
+        lines = [
+            line_row(
+                number,
+                sold_at,
+                products[line.sku.casefold()],
+                line.quantity,
+                line.unit_price if line.unit_price is not None else ZERO,
+                [],  # history: no stock was taken
             )
-        except ValidationError as exc:
-            self.tally.reject(
-                [problem("invalid_value", str(exc.errors()[0]["msg"]), row=first.row)]
-            )
-            return None
-        taken = [
-            TakenLine(
-                line_no=number,
-                product_id=p.id,
-                quantity=line.quantity,
-                sku=p.sku,
-                name=p.name,
-                category_id=p.category_id,
-                price=p.price,
-                cost_price=p.cost_price,
-                allocations=[],  # history: no stock was taken
-            )
-            for number, (line, p) in enumerate(zip(order, snapshots, strict=True), start=1)
+            for number, line in enumerate(order, start=1)
         ]
-        sale = build_sale(
-            data, self.channel, taken, key=None, digest="", actor_id=self.options.actor_id
+        sale = sale_row(
+            lines,
+            channel_id=self.channel.id,
+            sold_at=sold_at,
+            note=self.note,
+            key=None,
+            digest="",
+            actor_id=self.options.actor_id,
         )
-        sale.external_order_id = first.order_id
+        sale["external_order_id"] = first.order_id
         try:
-            check_totals(sale)
+            check_totals((line["line_total"] for line in lines), sale["total"], sale["cost_total"])
         except Unprocessable as exc:
             self.tally.reject([problem("invalid_value", exc.detail, row=first.row, column="price")])
             return None
-        cancellation = None
+        cancelled = None
         if first.status in self.profile.cancelled_statuses:
             if any(line.unit_price is None for line in order) and not self.zero_noted:
                 self.zero_noted = True
                 self.tally.notes.append(
                     "Cancelled orders without a price were recorded at 0.00 a unit"
                 )
+            recorded = sale_of_rows(sale, lines)
             cancellation = cancellation_of_import(
-                sale,
+                recorded,
                 reason=f"cancelled on {self.channel.code}",
                 actor_id=self.options.actor_id,
             )
-        return _Planned(order, data, sale, cancellation)
+            cancelled = (recorded, cancellation)
+        return _Planned(order, sale, lines, cancelled)
 
 
 def import_orders(
@@ -568,6 +574,7 @@ def import_orders(
     )
     return run_import(
         binary,
+        session=session,
         kind="orders",
         factory=lambda tally: _OrderImporter(session, tally, options, channel, zone, take_stock),
         file=file,

@@ -5,7 +5,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, Table, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    String,
+    Table,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -86,7 +101,7 @@ def add_sale(session: Session, sale: Sale, *, stock_key: str | None) -> None:
     """
     connection = session.connection()
     sale.id = _insert(connection, SALES, _values(sale, SALES))
-    sale.number = f"S-{sale.id:08d}"
+    sale.number = sale_number(sale.id)
     connection.execute(_NUMBER_SALE, {"b_id": sale.id, "b_number": sale.number})
     for line in sale.lines:
         line.sale_id = sale.id
@@ -106,40 +121,59 @@ def add_sale(session: Session, sale: Sale, *, stock_key: str | None) -> None:
         )
 
 
-def add_sales(session: Session, sales: Sequence[Sale]) -> None:
-    """``add_sale`` for many sales that took no stock (an import's batch, built alike): one
-    INSERT of the sales, one of their lines and one numbering statement, where the database
-    answers an INSERT of many rows with their ids; else one sale at a time."""
-    connection = session.connection()
-    if (
-        len(sales) < 2
-        or not connection.dialect.insert_executemany_returning_sort_by_parameter_order
-    ):
-        for sale in sales:
-            add_sale(session, sale, stock_key=None)
+def insert_imported_sales(
+    session: Session, channel_id: int, sales: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]
+) -> None:
+    """Insert new sales of a channel that took no stock, each with its marketplace order id,
+    and their lines, given as rows (``sale_row``, ``line_row``; an import's batch, with no
+    object per sale): one INSERT of the sales, one query for their ids (by order id: MySQL
+    answers no ids for the rows of one INSERT), one numbering statement and one INSERT of the
+    lines. Sets each sale row's ``id`` and ``number`` and each line's ``sale_id``."""
+    if not sales:
         return
-    ids = connection.execute(_INSERT_SALES_RETURNING, [_values(s, SALES) for s in sales]).scalars()
-    for sale, sale_id in zip(sales, ids, strict=True):
-        sale.id = sale_id
-        sale.number = f"S-{sale_id:08d}"
-        for line in sale.lines:
-            line.sale_id = sale_id
-    connection.execute(_NUMBER_SALE, [{"b_id": s.id, "b_number": s.number} for s in sales])
-    lines = [line for sale in sales for line in sale.lines]
-    line_ids = connection.execute(
-        _INSERT_LINES_RETURNING, [_values(line, LINES) for line in lines]
-    ).scalars()
-    for line, line_id in zip(lines, line_ids, strict=True):
-        line.id = line_id
+    connection = session.connection()
+    connection.execute(_INSERTS[SALES], [sale for sale, _ in sales])
+    order_ids = [sale["external_order_id"] for sale, _ in sales]
+    found = connection.execute(_IDS_BY_ORDER, {"channel": channel_id, "orders": order_ids})
+    ids = {order_id.casefold(): sale_id for sale_id, order_id in found}
+    for sale, lines in sales:
+        sale["id"] = ids[sale["external_order_id"].casefold()]
+        sale["number"] = sale_number(sale["id"])
+        for line in lines:
+            line["sale_id"] = sale["id"]
+    connection.execute(_NUMBER_SALES, {"ids": [sale["id"] for sale, _ in sales]})
+    connection.execute(_INSERTS[LINES], [line for _, lines in sales for line in lines])
+
+
+def sale_number(sale_id: int) -> str:
+    """A sale's number, once its id is known: S- and the id in at least 8 digits."""
+    return f"S-{sale_id:08d}"
+
+
+def _number_sql() -> ColumnElement[str]:
+    """``sale_number`` of each row, in SQL (the same on MySQL and SQLite)."""
+    digits = cast(SALES.c.id, String)
+    padded = case(
+        (SALES.c.id < 10**8, func.substr(literal("0000000", String) + digits, -8)), else_=digits
+    )
+    return literal("S-", String) + padded
 
 
 # Built once: a statement object keeps its compiled form's cache key, so executing the same
 # object again skips building and keying a new one (a measurable part of a sale's CPU).
 _INSERTS = {table: insert(table) for table in (SALES, LINES, CLAIMS)}
 _INSERT_LINES_RETURNING = insert(LINES).returning(LINES.c.id, sort_by_parameter_order=True)
-_INSERT_SALES_RETURNING = insert(SALES).returning(SALES.c.id, sort_by_parameter_order=True)
 _NUMBER_SALE = (
     update(SALES).where(SALES.c.id == bindparam("b_id")).values(number=bindparam("b_number"))
+)
+_NUMBER_SALES = (
+    update(SALES)
+    .where(SALES.c.id.in_(bindparam("ids", expanding=True)))
+    .values(number=_number_sql())
+)
+_IDS_BY_ORDER = select(SALES.c.id, SALES.c.external_order_id).where(
+    SALES.c.channel_id == bindparam("channel"),
+    SALES.c.external_order_id.in_(bindparam("orders", expanding=True)),
 )
 _ID_BY_KEY = select(SALES.c.id).where(
     SALES.c.created_by_id == bindparam("user"), SALES.c.idempotency_key == bindparam("key")

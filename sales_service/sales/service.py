@@ -28,11 +28,11 @@ period.
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from typing import NoReturn
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -59,6 +59,7 @@ from sales_service.sales.schemas import SaleCreate
 
 logger = logging.getLogger(__name__)
 CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
 # The largest line or sale total the columns hold (NUMERIC(14, 2)).
 MAX_TOTAL = Decimal("999999999999.99")
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -107,6 +108,95 @@ def _resolve_channel(session: Session, data: SaleCreate) -> ChannelRow:
     return channel
 
 
+class Snapshot(Protocol):
+    """What a sale line copies of its product: as products_service took it, or as the
+    catalog has it (an imported order that takes no stock)."""
+
+    @property
+    def product_id(self) -> int: ...
+    @property
+    def sku(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def category_id(self) -> int | None: ...
+    @property
+    def price(self) -> Decimal: ...
+    @property
+    def cost_price(self) -> Decimal: ...
+
+
+def line_row(
+    line_no: int,
+    sold_at: datetime,
+    product: Snapshot,
+    quantity: int,
+    unit_price: Decimal | None,
+    allocations: list[dict[str, int]],
+) -> dict[str, Any]:
+    """A sale line's columns: its product's snapshot, its unit price (the product's unless
+    given) and cost in whole cents, and their totals."""
+    price = (unit_price if unit_price is not None else product.price).quantize(CENT)
+    cost = product.cost_price.quantize(CENT)
+    return {
+        "line_no": line_no,
+        "sold_at": sold_at,
+        "product_id": product.product_id,
+        "sku": product.sku,
+        "product_name": product.name,
+        "category_id": product.category_id,
+        "quantity": quantity,
+        "unit_price": price,
+        "unit_cost": cost,
+        "line_total": price * quantity,
+        "line_cost": cost * quantity,
+        "refunded_quantity": 0,
+        "refunded_total": ZERO,
+        "refunded_cost": ZERO,
+        "allocations": allocations,
+    }
+
+
+def sale_row(
+    lines: Sequence[Mapping[str, Any]],
+    *,
+    channel_id: int,
+    sold_at: datetime,
+    note: str,
+    key: str | None,
+    digest: str,
+    actor_id: int | None,
+) -> dict[str, Any]:
+    """The columns of a new sale of these lines (``line_row``): its totals, and a temporary
+    number, replaced by S-<id> once the id is known (``repository.sale_number``)."""
+    now = utcnow()
+    return {
+        "number": f"T-{uuid.uuid4().hex[:28]}",
+        "channel_id": channel_id,
+        "status": SaleStatus.COMPLETED,
+        "sold_at": sold_at,
+        "units": sum(line["quantity"] for line in lines),
+        "total": sum((line["line_total"] for line in lines), ZERO),
+        "cost_total": sum((line["line_cost"] for line in lines), ZERO),
+        "refunded_units": 0,
+        "refunded_total": ZERO,
+        "refunded_cost": ZERO,
+        "note": note,
+        "idempotency_key": key,
+        "request_hash": digest,
+        "reservation_id": None,
+        "stock_sync": StockSync.DONE,
+        "created_by_id": actor_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def sale_of_rows(sale: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> Sale:
+    """The sale (not yet written) as an object, its lines loaded."""
+    return Sale(**sale, lines=[SaleLine(**line) for line in lines])
+
+
 def build_sale(
     data: SaleCreate,
     channel: ChannelRow,
@@ -116,57 +206,30 @@ def build_sale(
     digest: str,
     actor_id: int | None,
 ) -> Sale:
-    """The sale (not yet written) of these lines, each with its product's snapshot as taken
-    (or, for an imported order that takes no stock, as the catalog has it)."""
+    """The sale (not yet written) of these lines, each with its product's snapshot as taken."""
     # Stored in UTC, and answered so: the instant the caller named, not its offset.
     sold_at = (data.sold_at or utcnow()).astimezone(UTC)
-    lines = []
-    for line, product in zip(data.lines, taken, strict=True):
-        unit_price = (line.unit_price if line.unit_price is not None else product.price).quantize(
-            CENT
+    lines = [
+        line_row(
+            product.line_no,
+            sold_at,
+            product,
+            line.quantity,
+            line.unit_price,
+            [a.model_dump() for a in product.allocations],
         )
-        unit_cost = product.cost_price.quantize(CENT)
-        lines.append(
-            SaleLine(
-                line_no=product.line_no,
-                sold_at=sold_at,
-                product_id=product.product_id,
-                sku=product.sku,
-                product_name=product.name,
-                category_id=product.category_id,
-                quantity=line.quantity,
-                unit_price=unit_price,
-                unit_cost=unit_cost,
-                line_total=unit_price * line.quantity,
-                line_cost=unit_cost * line.quantity,
-                refunded_quantity=0,
-                refunded_total=Decimal("0.00"),
-                refunded_cost=Decimal("0.00"),
-                allocations=[a.model_dump() for a in product.allocations],
-            )
-        )
-    now = utcnow()
-    return Sale(
-        number=f"T-{uuid.uuid4().hex[:28]}",  # replaced by S-<id> once the id is known
+        for line, product in zip(data.lines, taken, strict=True)
+    ]
+    sale = sale_row(
+        lines,
         channel_id=channel.id,
-        status=SaleStatus.COMPLETED,
         sold_at=sold_at,
-        units=sum(line.quantity for line in lines),
-        total=sum((line.line_total for line in lines), Decimal("0.00")),
-        cost_total=sum((line.line_cost for line in lines), Decimal("0.00")),
-        refunded_units=0,
-        refunded_total=Decimal("0.00"),
-        refunded_cost=Decimal("0.00"),
         note=data.note,
-        idempotency_key=key,
-        request_hash=digest,
-        reservation_id=None,
-        stock_sync=StockSync.DONE,
-        created_by_id=actor_id,
-        created_at=now,
-        updated_at=now,
-        lines=lines,
+        key=key,
+        digest=digest,
+        actor_id=actor_id,
     )
+    return sale_of_rows(sale, lines)
 
 
 def _replay(existing: Sale, digest: str) -> Sale:
@@ -196,12 +259,13 @@ def _check_given_prices(data: SaleCreate) -> None:
             raise _too_large(f"Line {number}'s total", total, f"body.lines.{number - 1}")
 
 
-def check_totals(sale: Sale) -> None:
-    for index, line in enumerate(sale.lines):
-        if line.line_total > MAX_TOTAL:
-            raise _too_large(f"Line {index + 1}'s total", line.line_total, f"body.lines.{index}")
-    if sale.total > MAX_TOTAL or sale.cost_total > MAX_TOTAL:
-        raise _too_large("The sale's total", max(sale.total, sale.cost_total), "body.lines")
+def check_totals(line_totals: Iterable[Decimal], total: Decimal, cost_total: Decimal) -> None:
+    """Refuse a sale whose line totals or totals the columns cannot hold."""
+    for index, line_total in enumerate(line_totals):
+        if line_total > MAX_TOTAL:
+            raise _too_large(f"Line {index + 1}'s total", line_total, f"body.lines.{index}")
+    if total > MAX_TOTAL or cost_total > MAX_TOTAL:
+        raise _too_large("The sale's total", max(total, cost_total), "body.lines")
 
 
 def _check_sold_at(data: SaleCreate) -> None:
@@ -301,7 +365,8 @@ def take_and_record(
     sale = build_sale(data, channel, taken.lines, key=key, digest=digest, actor_id=actor_id)
     sale.external_order_id = external_order_id
     try:
-        check_totals(sale)  # with the products' own prices, known only now
+        # with the products' own prices, known only now
+        check_totals([line.line_total for line in sale.lines], sale.total, sale.cost_total)
     except Unprocessable:
         if _claim_void(session, stock_key):
             _give_back(products_client, stock_key, request_id)

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from common.db import make_sessionmaker
+from common.imports import BATCH
 from common.models import AuditEntry, Category, Product, ProductsEvent, Role
 from common.settings import ProductsSettings
 from tests.products_service.factories import API, make_category, make_product
@@ -194,6 +195,22 @@ def test_a_file_with_one_bad_row_writes_nothing_and_says_which_row(
     assert "create_categories=true" in report["errors"][4]["detail"]
     assert counts(engine) == before
     assert catalog(engine)["KEEP-1"]["name"] == "Product KEEP-1"
+
+
+def test_a_problem_met_after_rows_were_written_leaves_nothing_written(
+    client: TestClient, manager_headers: dict[str, str], engine: Engine
+) -> None:
+    # A real run writes each batch as it checks it: here the first batch and its categories
+    # are written before the last row's problem is met.
+    before = counts(engine)
+    rows = "".join(f"W-{n:05d},Name {n},,Garden/Tools,1.00,0.50,,\n" for n in range(BATCH + 5))
+    content = HEADER + rows + "W-LAST,Bad,,,-1.00,0.50,,\n"
+    report = rejected(client, manager_headers, content, create_categories=True)
+
+    assert where(report) == [(BATCH + 7, "price", "invalid_value")]
+    assert report["created"] == BATCH + 5
+    assert report["categories_created"] == ["Garden", "Garden/Tools"]
+    assert counts(engine) == before
 
 
 def test_importing_the_same_file_again_changes_nothing(

@@ -13,8 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from common.db import make_sessionmaker
+from common.imports import BATCH
 from common.models import Sale, SaleLine, SalesEvent, StockMovement
+from sales_service import events
 from sales_service.reports.consumer import catch_up
+from sales_service.sales import repository as sales_repository
 from tests.products_service.factories import (
     ledger_problems,
     level,
@@ -260,6 +263,43 @@ def test_a_report_with_bad_rows_is_refused_whole(
     dry = upload(sales_client, manager_headers, content, profile="amazon", dry_run=True)
     assert dry.status_code == 200 and dry.json()["ok"] is False
     assert sales_rows(engine) == 0
+
+
+def test_a_report_refused_after_its_first_batch_was_written_leaves_nothing(
+    sales_client: TestClient, manager_headers: dict[str, str], engine: Engine, shop: dict[str, Any]
+) -> None:
+    # A real run writes each batch as it checks it: the first batch's sales and events are
+    # written before the last row's problem is met.
+    when = "2026-03-01T10:00:00+00:00"
+    rows = "".join(
+        amazon_row(f"F-{n}", when, "Shipped", "MUG-1", "1", "12.00") for n in range(BATCH + 5)
+    )
+    content = AMAZON_HEADER + rows + amazon_row("F-BAD", when, "Shipped", "NOPE-1", "1", "1.00")
+    response = upload(sales_client, manager_headers, content, profile="amazon")
+
+    assert response.status_code == 422, response.text
+    report = response.json()["report"]
+    assert [(e["row"], e["error"]) for e in report["errors"]] == [(BATCH + 7, "unknown_sku")]
+    assert report["created"] == BATCH + 5
+    assert sales_rows(engine) == 0
+    with make_sessionmaker(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(SalesEvent)) == 0
+
+
+def test_an_imported_order_is_numbered_and_announced_as_a_sale_through_the_api_is(
+    sales_client: TestClient, manager_headers: dict[str, str], engine: Engine, shop: dict[str, Any]
+) -> None:
+    assert upload(sales_client, manager_headers, AMAZON_FILE, profile="amazon").status_code == 200
+
+    with make_sessionmaker(engine)() as session:
+        announced = {int(e.subject_id or 0): e.payload for e in session.scalars(select(SalesEvent))}
+        for sale_id in announced:
+            sale = sales_repository.get_with_lines(session, sale_id)
+            assert sale is not None
+            assert sale.number == f"S-{sale.id:08d}"
+            # The event the import wrote from its rows is the one the sale path writes.
+            assert announced[sale_id] == events.sale_recorded(sale)["payload"]
+    assert len(announced) == 2
 
 
 def test_only_managers_import_orders(
