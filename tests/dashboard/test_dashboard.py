@@ -475,6 +475,14 @@ def test_every_screen_renders_on_desktop_and_phone(dashboard: Dashboard, shop: S
         expect(page.get_by_test_id(ready)).to_be_visible()
         dashboard.settled()
         dashboard.shot(route)
+        if route == "compare":  # this month against the whole of last month (store zone UTC)
+            first = datetime.now(UTC).date().replace(day=1)
+            before = (first - timedelta(days=1)).replace(day=1)
+            heading = page.locator("#overall-title")
+            dash = "\N{EN DASH}"
+            expect(heading).to_contain_text(f"{first.isoformat()} {dash} ")
+            last_day = (first - timedelta(days=1)).isoformat()
+            expect(heading).to_contain_text(f"against {before.isoformat()} {dash} {last_day}")
 
     page.set_viewport_size(PHONE)  # type: ignore[arg-type]
     dashboard.goto("overview")

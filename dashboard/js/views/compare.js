@@ -30,6 +30,12 @@ const PRESETS = [
   ["month-year", "This month vs the same month last year"],
   ["custom", "Custom periods"],
 ];
+// The API's calendar comparison each preset is (whole months and quarters stay whole).
+const AGAINST = {
+  month: "previous_month",
+  "quarter-year": "previous_year",
+  "month-year": "previous_year",
+};
 const GROUPS = [
   ["", "Overall only"],
   ["category", "Per category"],
@@ -143,12 +149,15 @@ export async function render(root, route) {
   const show = async () => {
     clear(body, loading());
     try {
+      // A preset names its base by the API's calendar rule (the answer's `base` gives the
+      // dates); custom periods send their own.
+      const rule = AGAINST[preset];
       const report = await sales.get("/reports/compare", {
         from: periods.from,
         to: periods.to,
-        against: "custom",
-        against_from: periods.against_from,
-        against_to: periods.against_to,
+        against: rule || "custom",
+        against_from: rule ? undefined : periods.against_from,
+        against_to: rule ? undefined : periods.against_to,
         timezone: tz,
         group_by: group || undefined,
         limit: 50,
