@@ -1,10 +1,10 @@
 """Field types shared by both services' request models and query parameters."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, PlainValidator, TypeAdapter, WithJsonSchema
 
 # What a DATETIME column holds (MySQL/MariaDB: years 1000-9999), a day in from each end so
 # that no arithmetic on a bound (a day added, a zone applied) can leave the calendar.
@@ -54,4 +54,41 @@ Instant = Annotated[
     BeforeValidator(_not_a_number),
     AfterValidator(_with_offset),
     AfterValidator(_storable),
+]
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATETIME = TypeAdapter(datetime)
+
+
+def _date_or_instant(value: Any) -> date | datetime:
+    """A plain date (YYYY-MM-DD) as a date, anything else as an Instant."""
+    if isinstance(value, str) and _DAY.fullmatch(value.strip()):
+        try:
+            day = date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a calendar date") from None
+        if not EARLIEST_INSTANT.date() <= day <= LATEST_INSTANT.date():
+            raise ValueError(
+                f"must be between {EARLIEST_INSTANT:%Y-%m-%d} and {LATEST_INSTANT:%Y-%m-%d}"
+            )
+        return day
+    try:
+        when = _with_offset(_DATETIME.validate_python(_not_a_number(value)))
+    except ValueError:
+        raise ValueError(
+            "must be a date (2026-12-01) or an ISO 8601 date and time with its UTC offset "
+            "(2026-12-01T09:00:00+01:00, or ...Z for UTC)"
+        ) from None
+    return _storable(when)
+
+
+# A bound of a time filter: a plain date (a calendar day in the request's zone) or an
+# Instant. common/time_window.py turns a pair of them into instants.
+DateOrInstant = Annotated[
+    date | datetime,
+    PlainValidator(_date_or_instant),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
+    ),
 ]

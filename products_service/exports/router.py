@@ -8,9 +8,9 @@ from fastapi.responses import StreamingResponse
 from common.auth.dependencies import CurrentUser
 from common.db import SessionDep
 from common.delimited import csv_download
-from common.errors import Unprocessable, error_responses
-from common.fields import Instant
+from common.errors import error_responses
 from common.models import MovementType
+from common.time_window import TimeWindowDep
 from products_service.exports import service
 
 router = APIRouter(prefix="/exports", tags=["exports"], responses=error_responses(401, 422))
@@ -81,12 +81,7 @@ def export_stock_ledger(
     request: Request,
     _user: CurrentUser,
     session: SessionDep,
-    created_from: Annotated[
-        Instant | None, Query(alias="from", description="Inclusive, ISO 8601 with an offset")
-    ] = None,
-    created_to: Annotated[
-        Instant | None, Query(alias="to", description="Exclusive, ISO 8601 with an offset")
-    ] = None,
+    window: TimeWindowDep,
     warehouse_id: Annotated[int | None, Query(gt=0, description="Only this warehouse")] = None,
     movement_types: Annotated[
         list[MovementType] | None, Query(alias="type", description="Repeat for several")
@@ -97,16 +92,12 @@ def export_stock_ledger(
 
     Text cells a spreadsheet would run as a formula (starting with =, +, -, @, tab or
     carriage return) are written with a leading `'`."""
-    if created_from is not None and created_to is not None and created_to <= created_from:
-        raise Unprocessable(
-            "to must be later than from (from is included, to is not)", field="query.to"
-        )
     session.commit()
     return csv_download(
         service.ledger_csv(
             engine=request.app.state.engine,
-            created_from=created_from,
-            created_to=created_to,
+            created_from=window.start,
+            created_to=window.end,
             warehouse_id=warehouse_id,
             types=movement_types or [],
         ),

@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 
 from common.auth.dependencies import CurrentUser, ManagerUser
 from common.db import SessionDep, snapshot_session
-from common.errors import Unprocessable, error_responses
+from common.errors import error_responses
 from common.fields import Instant
 from common.idempotency import IdempotencyKey, claim, remember
 from common.models import MovementType, TransferStatus
 from common.pagination import Page, PageDep, parse_sort, sort_pattern
+from common.time_window import TimeWindowDep
 from products_service.inventory import repository, service
 from products_service.inventory.schemas import (
     AdjustmentCreate,
@@ -414,18 +415,11 @@ def list_stock_movements(
     _user: CurrentUser,
     session: SessionDep,
     page: PageDep,
+    window: TimeWindowDep,
     warehouse_id: Annotated[int | None, Query(gt=0)] = None,
     movement_types: Annotated[
         list[MovementType] | None,
         Query(alias="type", description="Repeat to match several types"),
-    ] = None,
-    created_from: Annotated[
-        Instant | None,
-        Query(alias="from", description="Inclusive, ISO 8601 with an offset"),
-    ] = None,
-    created_to: Annotated[
-        Instant | None,
-        Query(alias="to", description="Exclusive, ISO 8601 with an offset"),
     ] = None,
     sort: Annotated[
         str | None,
@@ -436,18 +430,14 @@ def list_stock_movements(
     ] = None,
 ) -> Page[MovementRead]:
     """Every movement of a product with the level it left and who made it; newest first."""
-    if created_from is not None and created_to is not None and created_to <= created_from:
-        raise Unprocessable(
-            "to must be later than from (from is included, to is not)", field="query.to"
-        )
     order_by = parse_sort(sort, repository.MOVEMENT_SORT, "-created_at,-id")
     items, total = service.list_movements(
         session=session,
         product_id=product_id,
         warehouse_id=warehouse_id,
         types=movement_types or [],
-        created_from=created_from,
-        created_to=created_to,
+        created_from=window.start,
+        created_to=window.end,
         page=page,
         order_by=order_by,
     )

@@ -9,9 +9,10 @@ from sqlalchemy import Row, Table, func, insert, or_, select
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from common.models import Category, Product, StockLevel, Warehouse
+from common.models import Category, Product, ProductStatus, StockLevel, Warehouse
 from common.pagination import PageParams, paginate
-from products_service.products.schemas import ProductFilters
+from common.time_window import TimeWindow
+from products_service.products.schemas import ProductFilters, ProductReadStatus
 
 PRODUCTS: Table = Product.__table__  # type: ignore[assignment]
 
@@ -75,6 +76,7 @@ def list_page(
     session: Session,
     *,
     filters: ProductFilters,
+    created: TimeWindow,
     subtree_path: str | None,
     page: PageParams,
     order_by: list[Any],
@@ -109,19 +111,21 @@ def list_page(
                 select(subtree.id).where(subtree.path.startswith(subtree_path, autoescape=True))
             )
         )
-    if filters.status is not None:
-        stmt = stmt.where(Product.status == filters.status)
+    if filters.status is ProductReadStatus.ARCHIVED:
+        stmt = stmt.where(Product.archived_at.is_not(None))
+    elif filters.status is not None:
+        stmt = stmt.where(Product.status == ProductStatus(filters.status))
     if filters.min_price is not None:
         stmt = stmt.where(Product.price >= filters.min_price)
     if filters.max_price is not None:
         stmt = stmt.where(Product.price <= filters.max_price)
-    if filters.created_from is not None:
-        stmt = stmt.where(Product.created_at >= filters.created_from)
-    if filters.created_to is not None:
-        stmt = stmt.where(Product.created_at <= filters.created_to)
+    if created.start is not None:
+        stmt = stmt.where(Product.created_at >= created.start)
+    if created.end is not None:
+        stmt = stmt.where(Product.created_at < created.end)
     if filters.low_stock_only:
         stmt = stmt.where(_available <= Product.low_stock_threshold)
-    if not filters.include_archived:
+    if not filters.include_archived and filters.status is not ProductReadStatus.ARCHIVED:
         stmt = stmt.where(Product.archived_at.is_(None))
     return paginate(session, stmt, page, [*order_by, Product.id.asc()])
 

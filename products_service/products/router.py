@@ -8,6 +8,7 @@ from common.auth.dependencies import CurrentUser, ManagerUser
 from common.db import SessionDep
 from common.errors import error_responses
 from common.pagination import Page, PageDep, sort_pattern
+from common.time_window import TimeWindowDep
 from products_service.products import repository, service
 from products_service.products.schemas import (
     ProductCreate,
@@ -55,6 +56,7 @@ def list_products(
     session: SessionDep,
     page: PageDep,
     filters: Annotated[ProductFilters, Query()],
+    created: TimeWindowDep,
     sort: Annotated[
         str | None,
         Query(
@@ -64,8 +66,11 @@ def list_products(
         ),
     ] = None,
 ) -> Page[ProductRead]:
-    """Products with their stock totals, newest first unless sorted otherwise."""
-    rows, total = service.list_products(session=session, filters=filters, sort=sort, page=page)
+    """Products with their stock totals, newest first unless sorted otherwise; `from`/`to`
+    filter by creation time."""
+    rows, total = service.list_products(
+        session=session, filters=filters, created=created, sort=sort, page=page
+    )
     return Page(
         items=[ProductRead.build(r.product, r.category, r.totals) for r in rows],
         total=total,
@@ -108,7 +113,8 @@ def update_product(
     "/{product_id}/archive", summary="Archive a product", responses=error_responses(403, 404)
 )
 def archive_product(product_id: int, principal: ManagerUser, session: SessionDep) -> ProductDetail:
-    """Hide it from the list unless include_archived=true; stock is untouched. Idempotent."""
+    """Hide it from the list unless include_archived=true; its status reads `archived` until
+    restored; stock is untouched. Idempotent."""
     return _detail(
         service.archive_product(
             session=session,
@@ -125,7 +131,7 @@ def archive_product(product_id: int, principal: ManagerUser, session: SessionDep
     responses=error_responses(403, 404),
 )
 def restore_product(product_id: int, principal: ManagerUser, session: SessionDep) -> ProductDetail:
-    """Show it in the list again. Idempotent."""
+    """Show it in the list again, with its status as it was before. Idempotent."""
     return _detail(
         service.restore_product(
             session=session,

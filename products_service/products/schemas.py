@@ -1,5 +1,6 @@
 """Request and response bodies for products, with money as exact decimal strings."""
 
+import enum
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -15,7 +16,6 @@ from pydantic import (
     field_validator,
 )
 
-from common.fields import Instant
 from common.models import Category, Product, ProductStatus
 from common.money import MONEY_OUT_PATTERN, DecimalText
 from products_service.categories.schemas import CategoryRef, strip_text
@@ -77,6 +77,22 @@ CategoryId = Annotated[
 ]
 
 
+class ProductReadStatus(enum.StrEnum):
+    """What a product answers as its status: ``archived`` while it is archived, else its
+    stored status (which comes back on restore). Bodies set only the stored ones."""
+
+    DRAFT = "draft"
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    ARCHIVED = "archived"
+
+
+def _read_status(product: Product) -> ProductReadStatus:
+    if product.archived_at is not None:
+        return ProductReadStatus.ARCHIVED
+    return ProductReadStatus(product.status)
+
+
 class ProductCreate(BaseModel):
     sku: Sku
     name: ProductName
@@ -132,7 +148,8 @@ class ProductUpdate(BaseModel):
 
 
 class ProductFilters(BaseModel):
-    """Query filters of the product list; all optional and combined with AND."""
+    """Query filters of the product list; all optional and combined with AND (the creation
+    time's `from`/`to` are common.time_window's)."""
 
     q: Annotated[
         str | None,
@@ -141,15 +158,16 @@ class ProductFilters(BaseModel):
     category_id: Annotated[
         int | None, Field(gt=0, description="In this category or any of its subcategories")
     ] = None
-    status: ProductStatus | None = None
+    status: Annotated[
+        ProductReadStatus | None,
+        Field(
+            description="archived: the archived products (with or without include_archived). "
+            "draft, active, inactive: the stored status; products not archived with it, or "
+            "with include_archived=true archived ones stored with it too"
+        ),
+    ] = None
     min_price: Annotated[Money | None, Field(description="Price at least this")] = None
     max_price: Annotated[Money | None, Field(description="Price at most this")] = None
-    created_from: Annotated[
-        Instant | None, Field(description="Created at or after (ISO 8601 with offset)")
-    ] = None
-    created_to: Annotated[
-        Instant | None, Field(description="Created at or before (ISO 8601 with offset)")
-    ] = None
     low_stock_only: Annotated[
         bool, Field(description="Only products whose total available <= their threshold")
     ] = False
@@ -161,14 +179,6 @@ class ProductFilters(BaseModel):
         low = info.data.get("min_price")
         if value is not None and low is not None and low > value:
             raise ValueError(f"must not be less than min_price ({low})")
-        return value
-
-    @field_validator("created_to")
-    @classmethod
-    def _date_range(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        start = info.data.get("created_from")
-        if value is not None and start is not None and start > value:
-            raise ValueError("must not be earlier than created_from")
         return value
 
 
@@ -197,7 +207,10 @@ class ProductRead(BaseModel):
     category: CategoryRef | None
     price: MoneyOut
     cost_price: MoneyOut
-    status: ProductStatus
+    status: Annotated[
+        ProductReadStatus,
+        Field(description="archived while archived_at is set, else the stored status"),
+    ]
     low_stock_threshold: int
     totals: StockTotals
     low_stock: Annotated[bool, Field(description="Total available is at most the threshold")]
@@ -212,6 +225,7 @@ class ProductRead(BaseModel):
         return cls.model_validate(
             {
                 **{name: getattr(product, name) for name in _PRODUCT_COLUMNS},
+                "status": _read_status(product),
                 "category": CategoryRef.model_validate(category) if category else None,
                 "totals": totals,
                 "low_stock": totals.available <= product.low_stock_threshold,
@@ -245,7 +259,6 @@ _PRODUCT_COLUMNS = (
     "category_id",
     "price",
     "cost_price",
-    "status",
     "low_stock_threshold",
     "archived_at",
     "created_at",

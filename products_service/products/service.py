@@ -12,6 +12,7 @@ from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.models import Category, Product
 from common.pagination import PageParams, parse_sort
+from common.time_window import TimeWindow
 from products_service.categories import repository as categories
 from products_service.products import repository
 from products_service.products.schemas import (
@@ -275,7 +276,12 @@ def restore_product(
 
 
 def list_products(
-    *, session: Session, filters: ProductFilters, sort: str | None, page: PageParams
+    *,
+    session: Session,
+    filters: ProductFilters,
+    created: TimeWindow,
+    sort: str | None,
+    page: PageParams,
 ) -> tuple[list[ProductListRow], int]:
     """One page of products matching the filters, with stock totals; newest first by default."""
     order_by = parse_sort(sort, repository.SORT_COLUMNS, default="-created_at")
@@ -288,7 +294,12 @@ def list_products(
             )
         subtree_path = root.path
     rows, total = repository.list_page(
-        session, filters=filters, subtree_path=subtree_path, page=page, order_by=order_by
+        session,
+        filters=filters,
+        created=created,
+        subtree_path=subtree_path,
+        page=page,
+        order_by=order_by,
     )
     items = [
         ProductListRow(

@@ -10,11 +10,12 @@ day is 23 or 25 hours long across a DST change. The period a range is compared w
 """
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from common.errors import Unprocessable
+from common.time_window import local_midnight
 from sales_service.reports.parameters import Against
 
 MAX_BUCKETS = 1100
@@ -58,26 +59,6 @@ class Preset(StrEnum):
     LAST_MONTH = "last_month"
     LAST_QUARTER = "last_quarter"
     LAST_YEAR = "last_year"
-
-
-def resolve_zone(name: str) -> ZoneInfo:
-    """The IANA zone, or a 422 saying what a valid name looks like."""
-    try:
-        if not name or name.startswith(("/", ".")) or ".." in name:
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise Unprocessable(
-            f"Unknown timezone {name!r}: use an IANA name such as 'Europe/Berlin', "
-            "'America/New_York' or 'UTC'",
-            field="query.timezone",
-        ) from None
-
-
-def local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    """The first instant of the calendar day in the zone, in UTC (a skipped midnight gives the
-    moment the clocks jumped)."""
-    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
 def today_in(zone: ZoneInfo, now: datetime | None = None) -> date:

@@ -16,6 +16,7 @@ from common.auth.dependencies import CurrentUser, SettingsDep
 from common.db import snapshot_session
 from common.errors import Unprocessable, error_responses
 from common.pagination import MAX_OFFSET
+from common.time_window import resolve_zone
 from sales_service.reports import service
 from sales_service.reports.calendar import (
     DateRange,
@@ -24,7 +25,6 @@ from sales_service.reports.calendar import (
     Weekday,
     check_date,
     resolve_range,
-    resolve_zone,
     today_in,
 )
 from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey

@@ -10,11 +10,11 @@ from common.auth.dependencies import CurrentUser, ManagerClaims
 from common.db import SessionDep
 from common.delimited import csv_chunks, csv_download, stream_rows
 from common.errors import Unprocessable, error_responses
-from common.fields import Instant
 from common.idempotency import IdempotencyKey
 from common.models import Sale, SalesChannel, SaleStatus, StockSync
 from common.observability import current_request_id
 from common.pagination import Page, PageDep, paginate, parse_sort, sort_pattern
+from common.time_window import TimeWindowDep
 from sales_service.clients.products import ProductsClientDep
 from sales_service.sales import repository, service
 from sales_service.sales.repository import ChannelRow
@@ -73,14 +73,7 @@ def record_sale(
 
 def sale_filters(
     session: SessionDep,
-    sold_from: Annotated[
-        Instant | None,
-        Query(description="Sold at or after this time (inclusive), ISO 8601 with an offset"),
-    ] = None,
-    sold_to: Annotated[
-        Instant | None,
-        Query(description="Sold before this time (exclusive), ISO 8601 with an offset"),
-    ] = None,
+    window: TimeWindowDep,
     product_id: Annotated[
         list[int] | None,
         Query(description="Sales with a line of this product; repeat for any of several"),
@@ -117,9 +110,7 @@ def sale_filters(
         ),
     ] = None,
 ) -> repository.SaleFilters:
-    """The filters shared by the sales list and its CSV export."""
-    if sold_from is not None and sold_to is not None and sold_to <= sold_from:
-        raise Unprocessable("sold_to must be later than sold_from", field="query.sold_to")
+    """The filters shared by the sales list and its CSV export (`from`/`to`: by sold_at)."""
     paths = []
     for one in dict.fromkeys(category_id or ()):
         # The snapshot on each line names the category as it was when sold; the subtree is
@@ -129,8 +120,8 @@ def sale_filters(
             raise Unprocessable(f"Unknown category {one}", field="query.category_id")
         paths.append(path)
     return repository.SaleFilters(
-        sold_from=sold_from,
-        sold_to=sold_to,
+        sold_from=window.start,
+        sold_to=window.end,
         product_ids=product_id or (),
         category_paths=paths,
         search=(q or "").strip() or None,

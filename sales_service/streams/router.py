@@ -15,7 +15,7 @@ from common.streams.router import (
 )
 from common.streams.schemas import MAX_VALUES, Id, StreamQuery
 from common.streams.service import Opening
-from sales_service.reports.calendar import resolve_zone
+from common.time_window import resolve_zone
 from sales_service.reports.planner import Filters
 from sales_service.streams.today import TODAY_EVENT, TodayKey
 

@@ -20,7 +20,8 @@ from sqlalchemy import Engine
 from common.db import snapshot_session
 from common.streams.events import EventFilter, StreamEvent, encode
 from common.streams.feed import Derived
-from sales_service.reports.calendar import Period, Weekday, local_midnight, resolve_range
+from common.time_window import local_midnight
+from sales_service.reports.calendar import Period, Weekday, resolve_range
 from sales_service.reports.planner import Filters
 from sales_service.reports.service import revenue_series
 

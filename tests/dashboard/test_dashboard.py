@@ -234,6 +234,20 @@ def test_a_product_registered_with_opening_stock_is_found_in_the_catalog_edited_
     page.get_by_label("Include archived").check()
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("archived")
+    # The status filter finds it as archived; edited meanwhile it offers no status to change,
+    # and restored it is active again.
+    dashboard.goto(f"catalog?q={sku}&status=archived")
+    expect(rows).to_have_count(1)
+    rows.first.get_by_role("link", name=sku).click()
+    page.get_by_role("link", name="Edit").click()
+    expect(page.get_by_label("Status")).to_have_count(0)
+    page.get_by_label("Price", exact=True).fill("27.00")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_test_id("product-facts")).to_contain_text("27.00")
+    assert shop.products_api.get(f"/products/{product_id}").json()["status"] == "archived"
+    page.get_by_role("button", name="Restore").click()
+    expect(page.get_by_role("button", name="Archive")).to_be_visible()
+    assert shop.products_api.get(f"/products/{product_id}").json()["status"] == "active"
     assert dashboard.errors == []
 
 

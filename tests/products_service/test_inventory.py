@@ -752,6 +752,22 @@ def test_ledger_filters_and_pagination(
     window = page(**{"from": "2024-03-02T01:00:00+01:00", "to": "2024-03-04T00:00:00Z"})
     assert [m["id"] for m in window["items"]] == [ids[2], ids[1]]
     assert window["total"] == 2
+    # Plain dates are whole days in `timezone` (default the store's, UTC here), `to` included.
+    berlin = {"timezone": "Europe/Berlin"}
+    days = page(**{"from": "2024-03-02", "to": "2024-03-03", **berlin})
+    assert [m["id"] for m in days["items"]] == [ids[2], ids[1]]
+    assert [m["id"] for m in page(to="2024-03-03")["items"]] == [ids[2], ids[1], ids[0]]
+    new_york = page(to="2024-03-03", timezone="America/New_York")  # ends 2024-03-04T05:00Z
+    assert [m["id"] for m in new_york["items"]] == [ids[3], ids[2], ids[1], ids[0]]
+    mixed = page(**{"from": "2024-03-04T00:00:00Z", "to": "2024-03-04", **berlin})
+    assert [m["id"] for m in mixed["items"]] == [ids[3]]
+    backwards = client.get(
+        f"{API}/products/{product}/movements",
+        params={"from": "2024-03-03", "to": "2024-03-02"},
+        headers=manager_headers,
+    )
+    assert backwards.status_code == 422
+    assert backwards.json()["fields"][0]["field"] == "query.to"
 
     naive = client.get(
         f"{API}/products/{product}/movements",

@@ -356,15 +356,38 @@ def test_filters_by_status_price_low_stock_and_creation_time(
     assert skus(client, viewer_headers, min_price="10", sort="price") == ["MID", "NEW"]
     assert skus(client, viewer_headers, min_price="10", max_price="20") == ["MID"]
     assert skus(client, viewer_headers, low_stock_only=True) == ["MID"]
-    # 2024-02-10T14:00+02:00 is 12:00 UTC: bounds are inclusive and offsets respected.
+    # 2024-02-10T14:00+02:00 is 12:00 UTC: `from` is included, `to` excluded, offsets count.
     assert skus(
         client,
         viewer_headers,
-        created_from="2024-02-10T14:00:00+02:00",
-        created_to="2024-03-10T12:00:00Z",
+        **{"from": "2024-02-10T14:00:00+02:00", "to": "2024-03-10T12:00:01Z"},
         sort="created_at",
     ) == ["MID", "NEW"]
-    assert skus(client, viewer_headers, created_to="2024-02-10T11:59:59+00:00") == ["OLD"]
+    assert skus(client, viewer_headers, to="2024-03-10T13:00:00+01:00", sort="created_at") == [
+        "OLD",
+        "MID",
+    ]
+    assert skus(client, viewer_headers, to="2024-02-10T12:00:00+00:00") == ["OLD"]
+    # A date is a calendar day in `timezone`, `to` included: MID's 12:00 UTC is already the
+    # 11th at UTC+14.
+    utc_day = {"from": "2024-02-10", "to": "2024-02-10", "timezone": "UTC"}
+    assert skus(client, viewer_headers, **utc_day) == ["MID"]
+    kiritimati = {"from": "2024-02-11", "to": "2024-02-11", "timezone": "Pacific/Kiritimati"}
+    assert skus(client, viewer_headers, **kiritimati) == ["MID"]
+
+
+def test_the_old_creation_time_names_are_refused_as_unknown_parameters(
+    client: TestClient, viewer_headers: dict[str, str]
+) -> None:
+    for name in ("created_from", "created_to"):
+        answer = client.get(
+            f"{API}/products", params={name: "2024-02-10T12:00:00Z"}, headers=viewer_headers
+        )
+        assert answer.status_code == 422
+        (problem,) = answer.json()["fields"]
+        assert problem["field"] == f"query.{name}"
+        assert problem["type"] == "unknown_parameter"
+        assert "from" in problem["reason"] and "to" in problem["reason"]
 
 
 def test_inverted_ranges_and_naive_times_are_422(
@@ -379,18 +402,17 @@ def test_inverted_ranges_and_naive_times_are_422(
 
     dates = client.get(
         f"{API}/products",
-        params={"created_from": "2024-05-01T00:00:00Z", "created_to": "2024-04-01T00:00:00Z"},
+        params={"from": "2024-05-01T00:00:00Z", "to": "2024-05-01T02:00:00+02:00"},
         headers=viewer_headers,
     )
     assert dates.status_code == 422
-    assert field_names(dates) == ["query.created_to"]
-    assert "created_from" in dates.json()["detail"]
+    assert field_names(dates) == ["query.to"]
+    assert "later than from" in dates.json()["detail"]
 
-    naive = client.get(
-        f"{API}/products", params={"created_from": "2024-05-01T00:00:00"}, headers=viewer_headers
-    )
-    assert naive.status_code == 422
-    assert field_names(naive) == ["query.created_from"]
+    for name, value in (("from", "2024-05-01T00:00:00"), ("to", "2024-05-01T12:00")):
+        naive = client.get(f"{API}/products", params={name: value}, headers=viewer_headers)
+        assert naive.status_code == 422
+        assert field_names(naive) == [f"query.{name}"]
 
     cents = client.get(f"{API}/products", params={"min_price": "1.005"}, headers=viewer_headers)
     assert cents.status_code == 422
@@ -415,6 +437,76 @@ def test_archived_products_are_hidden_until_restored(
     restored = client.post(f"{API}/products/{gone['id']}/restore", headers=manager_headers)
     assert restored.json()["archived_at"] is None
     assert skus(client, viewer_headers, sort="sku") == ["GONE", "KEEP"]
+
+
+def test_an_archived_product_says_archived_until_restored_to_its_own_status(
+    client: TestClient, manager_headers: dict[str, str], viewer_headers: dict[str, str]
+) -> None:
+    draft = make_product(client, manager_headers, "DRAFT-1", status="draft")
+    make_product(client, manager_headers, "LIVE-1")
+    path = f"{API}/products/{draft['id']}"
+
+    archived = client.post(f"{path}/archive", headers=manager_headers)
+    assert archived.json()["status"] == "archived"
+    assert client.get(path, headers=viewer_headers).json()["status"] == "archived"
+    by_sku = client.get(f"{API}/products/by-sku/DRAFT-1", headers=viewer_headers)
+    assert by_sku.json()["status"] == "archived"
+    statuses = {
+        p["sku"]: p["status"]
+        for p in listed(client, viewer_headers, include_archived=True)["items"]
+    }
+    assert statuses == {"DRAFT-1": "archived", "LIVE-1": "active"}
+
+    # A change to an archived product keeps it archived; archiving is the archive route.
+    renamed = client.patch(path, json={"name": "Renamed"}, headers=manager_headers)
+    assert renamed.status_code == 200
+    assert renamed.json()["status"] == "archived"
+    for body in ({"status": "archived"}, {"sku": "NEW-1", "status": "archived"}):
+        refused = client.patch(path, json=body, headers=manager_headers)
+        assert refused.status_code == 422
+        assert field_names(refused) == ["body.status"]
+    payload = {"sku": "X-1", "name": "x", "price": "1.00", "cost_price": "1.00"}
+    created = client.post(
+        f"{API}/products", json={**payload, "status": "archived"}, headers=manager_headers
+    )
+    assert created.status_code == 422
+    assert field_names(created) == ["body.status"]
+
+    restored = client.post(f"{path}/restore", headers=manager_headers)
+    assert restored.json()["status"] == "draft"
+    assert client.get(path, headers=viewer_headers).json()["status"] == "draft"
+    assert skus(client, viewer_headers, status="draft") == ["DRAFT-1"]
+
+
+def test_the_status_filter_finds_archived_products_and_stored_statuses(
+    client: TestClient, manager_headers: dict[str, str], viewer_headers: dict[str, str]
+) -> None:
+    make_product(client, manager_headers, "ACTIVE-1")
+    make_product(client, manager_headers, "INACTIVE-1", status="inactive")
+    gone_active = make_product(client, manager_headers, "GONE-ACTIVE")
+    gone_draft = make_product(client, manager_headers, "GONE-DRAFT", status="draft")
+    for product in (gone_active, gone_draft):
+        client.post(f"{API}/products/{product['id']}/archive", headers=manager_headers)
+
+    # `archived` is the archived ones, whether include_archived is said or not.
+    for extra in ({}, {"include_archived": True}, {"include_archived": False}):
+        page = listed(client, viewer_headers, status="archived", sort="sku", **extra)
+        assert [p["sku"] for p in page["items"]] == ["GONE-ACTIVE", "GONE-DRAFT"]
+        assert {p["status"] for p in page["items"]} == {"archived"}
+        assert page["total"] == 2
+    # A stored status is the products not archived with it, and with include_archived the
+    # archived ones stored with it too (answered as archived).
+    assert skus(client, viewer_headers, status="active") == ["ACTIVE-1"]
+    assert skus(client, viewer_headers, status="draft") == []
+    assert skus(client, viewer_headers, status="active", include_archived=True, sort="sku") == [
+        "ACTIVE-1",
+        "GONE-ACTIVE",
+    ]
+    assert skus(client, viewer_headers, status="draft", include_archived=True) == ["GONE-DRAFT"]
+
+    unknown = client.get(f"{API}/products", params={"status": "gone"}, headers=viewer_headers)
+    assert unknown.status_code == 422
+    assert field_names(unknown) == ["query.status"]
 
 
 def test_viewers_read_and_managers_write(

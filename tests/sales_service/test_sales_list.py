@@ -201,32 +201,87 @@ def test_default_order_is_newest_first_with_the_id_breaking_ties(
     ]
 
 
-def test_time_window_is_inclusive_from_and_exclusive_to(
+def test_instants_include_from_and_exclude_to(
     sales_client: TestClient, viewer_headers: dict, world: World
 ) -> None:
-    window = {"sold_from": T.isoformat(), "sold_to": (T + timedelta(days=1)).isoformat()}
+    window = {"from": T.isoformat(), "to": (T + timedelta(days=1)).isoformat()}
     assert numbers(sales_client, viewer_headers, **window) == ["A-2", "A-1"]
     # The same instant written with another offset.
-    assert numbers(sales_client, viewer_headers, sold_from="2025-03-01T11:00:00+01:00") == [
+    assert numbers(sales_client, viewer_headers, **{"from": "2025-03-01T11:00:00+01:00"}) == [
         "A-6",
         "A-4",
         "A-3",
         "A-2",
         "A-1",
     ]
-    assert numbers(sales_client, viewer_headers, sold_to=T.isoformat()) == ["A-5"]
-    naive = sales_client.get(
-        "/api/v1/sales", headers=viewer_headers, params={"sold_from": "2025-03-01T10:00:00"}
-    )
-    assert naive.status_code == 422
-    backwards = sales_client.get(
-        "/api/v1/sales",
+    assert numbers(sales_client, viewer_headers, to=T.isoformat()) == ["A-5"]
+
+
+def test_dates_are_whole_days_in_the_timezone_with_to_included(
+    sales_client: TestClient, viewer_headers: dict, world: World, engine: Engine
+) -> None:
+    # 2025-03-04 23:30 and 2025-03-05 00:30 in Berlin (UTC+1): both on the 4th in UTC.
+    item = [Item(world.products["misc"], None, 1, "1.00")]
+    for number, at in (("B-1", "2025-03-04T22:30:00Z"), ("B-2", "2025-03-04T23:30:00Z")):
+        sold_at = datetime.fromisoformat(at)
+        insert_sale(
+            engine, number=number, channel_id=world.channels["web"], sold_at=sold_at, items=item
+        )
+
+    def listed(**params: str) -> list[str]:
+        return numbers(sales_client, viewer_headers, **{"timezone": "Europe/Berlin", **params})
+
+    assert listed(**{"from": "2025-03-04", "to": "2025-03-04"}) == ["B-1"]
+    assert listed(**{"from": "2025-03-05"}) == ["B-2"]
+    assert listed(**{"from": "2025-03-04T23:00:00Z", "to": "2025-03-05"}) == ["B-2"]
+    assert listed(**{"from": "2025-03-04", "to": "2025-03-04T23:30:00Z"}) == ["B-1"]
+    # Without `timezone`, the store's (UTC here): both are on the 4th.
+    assert sales_client.app.state.settings.store_timezone == "UTC"  # type: ignore[attr-defined]
+    window = {"from": "2025-03-04", "to": "2025-03-04"}
+    assert numbers(sales_client, viewer_headers, **window) == ["B-2", "B-1"]
+    assert numbers(sales_client, viewer_headers, **{"from": "2025-03-05"}) == []
+    # The CSV export reads the same parameters.
+    exported = sales_client.get(
+        "/api/v1/sales/export.csv",
         headers=viewer_headers,
-        params={"sold_from": T.isoformat(), "sold_to": T.isoformat()},
+        params={"from": "2025-03-04", "to": "2025-03-04", "timezone": "Europe/Berlin"},
     )
-    assert (
-        backwards.status_code == 422 and backwards.json()["fields"][0]["field"] == "query.sold_to"
-    )
+    assert exported.status_code == 200, exported.text
+    assert [row[0] for row in parse_csv(exported.text)[1:]] == ["B-1"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/sales", "/api/v1/sales/export.csv"])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "2025-03-01T10:00:00"}, "query.from"),  # a time without its offset
+        ({"to": "2025-02-30"}, "query.to"),
+        ({"from": "yesterday"}, "query.from"),
+        ({"from": T.isoformat(), "to": T.isoformat()}, "query.to"),
+        ({"from": "2025-03-02", "to": "2025-03-01"}, "query.to"),
+        ({"from": "2025-03-02T00:00:00+00:00", "to": "2025-03-01"}, "query.to"),
+        ({"from": "2025-03-01", "timezone": "Mars/Olympus"}, "query.timezone"),
+        ({"sold_from": T.isoformat()}, "query.sold_from"),
+        ({"sold_to": T.isoformat()}, "query.sold_to"),
+    ],
+    ids=[
+        "no-offset",
+        "no-such-day",
+        "not-a-date",
+        "empty",
+        "backwards-dates",
+        "backwards-mixed",
+        "unknown-zone",
+        "old-sold_from",
+        "old-sold_to",
+    ],
+)
+def test_bad_time_filters_are_422_naming_the_parameter(
+    sales_client: TestClient, viewer_headers: dict, path: str, params: dict, field: str
+) -> None:
+    answer = sales_client.get(path, headers=viewer_headers, params=params)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["fields"][0]["field"] == field
 
 
 def test_product_channel_and_status_filters_match_any_of_their_values(
@@ -418,7 +473,7 @@ def as_csv_rows(items: list[dict[str, Any]]) -> list[list[str]]:
         {},
         {"category_id": "phones"},
         {"channel_id": "web", "status": ["partially_refunded", "completed"]},
-        {"sort": "total", "sold_from": T.isoformat()},
+        {"sort": "total", "from": T.isoformat()},
     ],
     ids=["all", "subtree", "channel-and-status", "sorted-window"],
 )

@@ -118,7 +118,7 @@ async function renderList(root, route) {
     ),
     field(
       "Status",
-      select("status", [["", "Any status"], ...STATUSES], state.status, {
+      select("status", [["", "Any status"], ...STATUSES, ["archived", "Archived"]], state.status, {
         onchange: (e) => write({ status: e.target.value }),
       }),
     ),
@@ -184,7 +184,7 @@ async function renderList(root, route) {
             {
               label: "Status",
               value: (p) => [
-                p.archived_at ? badge("archived") : badge(p.status),
+                badge(p.status),
                 p.low_stock ? [" ", badge("low")] : null,
               ],
             },
@@ -276,7 +276,10 @@ async function renderForm(root, route, product) {
           value: value("cost_price"),
         }),
       ),
-      field("Status", select("status", STATUSES, product?.status ?? "active")),
+      // An archived product's stored status is not shown; leave it as it is (restore it).
+      product?.status === "archived"
+        ? null
+        : field("Status", select("status", STATUSES, product?.status ?? "active")),
       field(
         "Low-stock threshold",
         h("input", {
@@ -342,7 +345,7 @@ async function renderForm(root, route, product) {
       category_id: data.get("category_id") ? Number(data.get("category_id")) : null,
       price: data.get("price").trim(),
       cost_price: data.get("cost_price").trim(),
-      status: data.get("status"),
+      status: data.get("status") ?? undefined,
       low_stock_threshold: Number(data.get("low_stock_threshold")),
     };
     await busy(form, async () => {
@@ -468,7 +471,7 @@ async function renderProduct(root, route, productId) {
       "div",
       { class: "toolbar" },
       h("h1", {}, product.name),
-      archived ? badge("archived") : badge(product.status),
+      badge(product.status),
       h("span", { class: "spacer" }),
       writeActions,
     ),

@@ -48,9 +48,9 @@ export async function render(root, route) {
 /** The API's query for the screen's filters (dates are days in the browser's time zone). */
 function apiFilters(state) {
   return {
-    sold_from: dayStartInstant(state.from),
-    // "to" is a day included: the API's sold_to excludes, so the next day's start.
-    sold_to: state.to ? dayStartInstant(addDays(state.to, 1)) : undefined,
+    from: dayStartInstant(state.from),
+    // "to" is a day included; as an instant the API's `to` is excluded, so the next day's start.
+    to: state.to ? dayStartInstant(addDays(state.to, 1)) : undefined,
     channel_id: state.channel_id,
     status: state.status,
     stock_sync: state.stock_sync,
