@@ -34,6 +34,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from common.errors import FieldError
 from common.models import MovementType, ReservationStatus, SaleStockStatus
 
 RESERVATIONS_PATH = "/api/v1/reservations"
@@ -128,6 +129,10 @@ class InsufficientStockBody(BaseModel):
     error: str = "insufficient_stock"
     detail: str
     lines: list[ShortLine]
+    fields: list[FieldError] = Field(
+        default_factory=list,
+        description="The same short lines as inputs at fault: body.lines.<index>.quantity",
+    )
 
 
 # --- stock returns (refunds and cancellations put units back on a shelf) ---------------------

@@ -83,7 +83,31 @@ class Conflict(AppError):
 
 
 class InsufficientStock(Conflict):
+    """Not enough stock. With ``lines`` (the short lines of a request, ``line_no`` counted
+    from 1), each is also listed in ``fields`` at its place in the request's body
+    (``body.lines.0.quantity``), so a form marks it as it marks any other bad input."""
+
     code = "insufficient_stock"
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        lines = self.context.get("lines")
+        if lines:
+            body["fields"] = [
+                {
+                    "field": f"body.lines.{line['line_no'] - 1}.quantity",
+                    "reason": f"requested {line['requested']}, {line['available']} available"
+                    f" (product {line['product_id']}"
+                    + (
+                        f" in warehouse {line['warehouse_id']})"
+                        if line.get("warehouse_id") is not None
+                        else ")"
+                    ),
+                    "type": self.code,
+                }
+                for line in lines
+            ]
+        return body
 
 
 class InvalidState(Conflict):

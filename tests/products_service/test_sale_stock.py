@@ -279,6 +279,9 @@ def test_one_short_line_refuses_the_whole_take_and_is_the_one_named(
         {"line_no": 2, "product_id": scarce, "warehouse_id": None, "requested": 5, "available": 3}
     ]
     assert "line 2" in refusal.detail
+    assert [(f.field, f.type) for f in refusal.fields] == [
+        ("body.lines.1.quantity", "insufficient_stock")
+    ]
     for product, on_hand in ((plenty, 10), (scarce, 3), (also_plenty, 10)):
         assert level(engine, product, main) == (on_hand, 0)
         assert movements(engine, product, MovementType.SALE) == []

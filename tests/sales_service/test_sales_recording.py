@@ -323,6 +323,14 @@ def test_a_multi_line_sale_with_one_short_line_reserves_and_records_nothing(
     assert body["lines"] == [
         {"line_no": 2, "product_id": scarce, "warehouse_id": None, "requested": 3, "available": 2}
     ]
+    # the same short line as a form field, at its place in the request (the second line)
+    assert body["fields"] == [
+        {
+            "field": "body.lines.1.quantity",
+            "reason": f"requested 3, 2 available (product {scarce})",
+            "type": "insufficient_stock",
+        }
+    ]
     nothing_written(engine, plenty, main=main, stock=100)
     assert level(engine, scarce, main) == (2, 0)
 
