@@ -11,6 +11,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cached_property
 
 from sqlalchemy.orm import Session
 
@@ -59,37 +60,28 @@ def subtree(paths: dict[int, str], roots: Iterable[int]) -> set[int]:
 
 @dataclass
 class Context:
-    """Per-request lookups shared by every sum a report makes."""
+    """Per-request lookups shared by every sum a report makes, each read once, when first
+    needed."""
 
     session: Session
-    stale: bool | None = None
     sources: set[Source] = field(default_factory=set)
     use_rollups: bool = True
-    _paths: dict[int, str] | None = None
-    _dirty: list[datetime] | None = None
-    _dirty_read: bool = False
 
-    @property
+    @cached_property
     def paths(self) -> dict[int, str]:
-        """Every category's current path (read once, when a report involves categories)."""
-        if self._paths is None:
-            self._paths = repository.category_paths(self.session)
-        return self._paths
+        """Every category's current path."""
+        return repository.category_paths(self.session)
 
+    @cached_property
     def category_stale(self) -> bool:
-        if self.stale is None:
-            self.stale = category_rollups_stale(self.session)
-        return self.stale
+        return category_rollups_stale(self.session)
 
-    @property
+    @cached_property
     def dirty(self) -> list[datetime] | None:
         """When the sales sold that events the rollups have not applied yet changed, sorted:
         the rollup blocks holding these moments are stale and are read from raw rows. None
         while the rollups wait for a rebuild (after a migration changed them): all is raw."""
-        if not self._dirty_read:
-            self._dirty = repository.pending_sale_times(self.session, ROLLUP_CONSUMER)
-            self._dirty_read = True
-        return self._dirty
+        return repository.pending_sale_times(self.session, ROLLUP_CONSUMER)
 
 
 def within_subtree(ctx: Context, filters: Filters, root: int) -> Filters | None:
@@ -161,7 +153,7 @@ def choose_source(ctx: Context, query: Query, has_category_filter: bool) -> Sour
         return Source.SALES_ROLLUPS
     categories_ok = (
         not (has_category_filter or group in (GroupBy.CATEGORY, GroupBy.CATEGORY_TREE))
-        or not ctx.category_stale()
+        or not ctx.category_stale
     )
     if not categories_ok:
         return Source.RAW
