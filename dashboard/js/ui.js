@@ -254,6 +254,22 @@ export function pager({ total, limit, offset, onPage }) {
   );
 }
 
+/** A warehouse as every screen names it: "Main warehouse (MAIN)". */
+export function warehouseLabel(warehouse) {
+  return `${warehouse.name} (${warehouse.code})`;
+}
+
+/** The columns of a product's stock per warehouse (the rows of its detail's `stock`). */
+export const STOCK_COLUMNS = [
+  {
+    label: "Warehouse",
+    value: (s) => warehouseLabel({ name: s.warehouse_name, code: s.warehouse_code }),
+  },
+  { label: "Available", value: (s) => integer(s.available), numeric: true },
+  { label: "On hand", value: (s) => integer(s.on_hand), numeric: true },
+  { label: "Reserved", value: (s) => integer(s.reserved), numeric: true },
+];
+
 export function badge(text, kind) {
   return h("span", { class: `badge badge-${kind || text}` }, text);
 }

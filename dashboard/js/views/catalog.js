@@ -22,8 +22,10 @@ import {
   pager,
   select,
   showFormError,
+  STOCK_COLUMNS,
   table,
   toast,
+  warehouseLabel,
 } from "../ui.js";
 
 const PAGE = 25;
@@ -310,7 +312,7 @@ async function renderForm(root, route, product) {
             { class: "form-grid" },
             active.map((w) =>
               field(
-                `${w.name} (${w.code})`,
+                warehouseLabel(w),
                 h("input", {
                   type: "number",
                   min: "0",
@@ -464,7 +466,7 @@ async function renderProduct(root, route, productId) {
         ),
       )
     : null;
-  const warehouseName = new Map(warehouses.map((w) => [w.id, `${w.name} (${w.code})`]));
+  const warehouseName = new Map(warehouses.map((w) => [w.id, warehouseLabel(w)]));
   clear(
     box,
     h(
@@ -514,12 +516,7 @@ async function renderProduct(root, route, productId) {
         h("h2", { id: "stock-title" }, "Stock per warehouse"),
         table({
           testid: "product-stock",
-          columns: [
-            { label: "Warehouse", value: (s) => `${s.warehouse_name} (${s.warehouse_code})` },
-            { label: "Available", value: (s) => integer(s.available), numeric: true },
-            { label: "On hand", value: (s) => integer(s.on_hand), numeric: true },
-            { label: "Reserved", value: (s) => integer(s.reserved), numeric: true },
-          ],
+          columns: STOCK_COLUMNS,
           rows: product.stock,
           empty: "No stock yet.",
         }),

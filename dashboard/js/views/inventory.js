@@ -17,7 +17,9 @@ import {
   loading,
   pager,
   select,
+  STOCK_COLUMNS,
   table,
+  warehouseLabel,
 } from "../ui.js";
 
 const PAGE = 50;
@@ -90,7 +92,7 @@ async function renderLowStock(root, q) {
         "Warehouse",
         select(
           "warehouse_id",
-          [["", "All warehouses"], ...warehouses.map((w) => [w.id, `${w.name} (${w.code})`])],
+          [["", "All warehouses"], ...warehouses.map((w) => [w.id, warehouseLabel(w)])],
           state.warehouse_id,
           {
             onchange: (e) => write({ warehouse_id: e.target.value }),
@@ -323,12 +325,7 @@ async function renderLedger(root, productId, q) {
       table({
         caption: "Stock per warehouse",
         testid: "product-stock",
-        columns: [
-          { label: "Warehouse", value: (s) => `${s.warehouse_name} (${s.warehouse_code})` },
-          { label: "Available", value: (s) => integer(s.available), numeric: true },
-          { label: "On hand", value: (s) => integer(s.on_hand), numeric: true },
-          { label: "Reserved", value: (s) => integer(s.reserved), numeric: true },
-        ],
+        columns: STOCK_COLUMNS,
         rows: product.stock,
         empty: "No stock in any warehouse yet.",
       }),
@@ -392,7 +389,7 @@ async function renderLedger(root, productId, q) {
       "Warehouse",
       select(
         "warehouse_id",
-        [["", "All warehouses"], ...warehouses.map((w) => [w.id, `${w.name} (${w.code})`])],
+        [["", "All warehouses"], ...warehouses.map((w) => [w.id, warehouseLabel(w)])],
         state.warehouse_id,
         {
           onchange: (e) => write({ warehouse_id: e.target.value }),

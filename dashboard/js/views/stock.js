@@ -3,7 +3,17 @@
 // completing or cancelling a transfer in transit.
 
 import { forget, newKey, products } from "../api.js";
-import { busy, clear, field, formError, h, select, showFormError, toast } from "../ui.js";
+import {
+  busy,
+  clear,
+  field,
+  formError,
+  h,
+  select,
+  showFormError,
+  toast,
+  warehouseLabel,
+} from "../ui.js";
 
 export async function transferStep(transfer, step, reload) {
   try {
@@ -55,7 +65,7 @@ export function stockActions(product, warehouses, reload) {
   const slot = h("div");
   // The default warehouse first: where stock is received and sold from unless said otherwise.
   const ordered = [...warehouses].sort((a, b) => Number(b.is_default) - Number(a.is_default));
-  const options = ordered.map((w) => [w.id, `${w.name} (${w.code})`]);
+  const options = ordered.map((w) => [w.id, warehouseLabel(w)]);
   const open = (name) => {
     for (const button of tabs.querySelectorAll("button"))
       button.setAttribute("aria-pressed", String(button.dataset.action === name));
