@@ -560,22 +560,32 @@ class WatermarkRow:
 def pending_sale_times(session: Session, consumer: str) -> list[datetime] | None:
     """When each sale sold that an event after the rollup consumer's position changed
     (sorted, distinct): the rollup blocks holding them do not include those events yet.
-    None while the consumer has a rebuild to do: the rollups then hold nothing to go by."""
-    state = session.execute(
-        select(OutboxPosition.position, OutboxPosition.needs_rebuild).where(
-            OutboxPosition.consumer == consumer
+    None while the consumer has a rebuild to do: the rollups then hold nothing to go by.
+
+    One round trip: the consumer's position row, joined to the events after it."""
+    rows = list(
+        session.execute(
+            select(OutboxPosition.needs_rebuild, Sale.sold_at)
+            .distinct()
+            .select_from(OutboxPosition)
+            .outerjoin(SalesEvent, SalesEvent.id > OutboxPosition.position)
+            .outerjoin(Sale, Sale.id == SalesEvent.subject_id)
+            .where(OutboxPosition.consumer == consumer)
+            .order_by(Sale.sold_at)
         )
-    ).first()
-    if state is not None and state.needs_rebuild:
-        return None
-    rows = session.execute(
-        select(Sale.sold_at)
-        .distinct()
-        .join(SalesEvent, SalesEvent.subject_id == Sale.id)
-        .where(SalesEvent.id > (state.position if state is not None else 0))
-        .order_by(Sale.sold_at)
     )
-    return [_as_utc(row.sold_at) for row in rows]
+    if not rows:  # the consumer has not started yet: every event is after its position
+        rows = list(
+            session.execute(
+                select(literal_column("0").label("needs_rebuild"), Sale.sold_at)
+                .distinct()
+                .join(SalesEvent, SalesEvent.subject_id == Sale.id)
+                .order_by(Sale.sold_at)
+            )
+        )
+    if rows and rows[0].needs_rebuild:
+        return None
+    return [_as_utc(row.sold_at) for row in rows if row.sold_at is not None]
 
 
 def watermark(session: Session) -> WatermarkRow:
