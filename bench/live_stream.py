@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.sale_path import (  # noqa: E402
     JWT_SECRET,
+    MANAGER_EMAIL,
     CpuMeter,
     Result,
     Service,
@@ -380,7 +381,9 @@ def main() -> int:
         try:
             manager_id, channel_id, products = seed(engine, args.products)
             settings = CommonSettings(environment="test", database_url=url, jwt_secret=JWT_SECRET)
-            token, _ = create_access_token(user_id=manager_id, role=Role.MANAGER, settings=settings)
+            token, _ = create_access_token(
+                user_id=manager_id, role=Role.MANAGER, settings=settings, email=MANAGER_EMAIL
+            )
             env = service_env(url, SHOP_LOG_LEVEL="WARNING", **extra_env)
             products_service = Service(
                 "products_service.main:app", env, 1, log_dir / "bench-products.log"

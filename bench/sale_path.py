@@ -117,6 +117,9 @@ def new_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
+MANAGER_EMAIL = "bench-manager@example.com"
+
+
 def seed_categories(db: Connection, now: datetime) -> list[int]:
     """A two-level tree (ROOT_CATEGORIES roots, each with SUBCATEGORIES children): leaf ids."""
 
@@ -154,7 +157,7 @@ def seed(engine: Engine, products: int) -> tuple[int, int, list[int]]:
         manager_id = new_id(
             db.execute(
                 insert(User).values(
-                    email="bench-manager@example.com",
+                    email=MANAGER_EMAIL,
                     full_name="Bench",
                     hashed_password=hash_password("bench-password"),
                     role=Role.MANAGER,
@@ -752,7 +755,9 @@ def main() -> int:
                     select(Warehouse.id).where(Warehouse.code == "MAIN")
                 ).scalar_one()
             settings = CommonSettings(environment="test", database_url=url, jwt_secret=JWT_SECRET)
-            token, _ = create_access_token(user_id=manager_id, role=Role.MANAGER, settings=settings)
+            token, _ = create_access_token(
+                user_id=manager_id, role=Role.MANAGER, settings=settings, email=MANAGER_EMAIL
+            )
             print(
                 f"database {make_url(url).database}: {len(products)} products, "
                 f"{args.requests} sales per level, uvicorn --workers {args.workers} per service"

@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from bench.sale_path import (  # noqa: E402
     ADMIN_PASSWORD,
     JWT_SECRET,
+    MANAGER_EMAIL,
     CpuMeter,
     Result,
     Service,
@@ -355,7 +356,9 @@ def run(
 ) -> int:
     manager_id, channel_id, products = seed(engine, args.products)
     settings = CommonSettings(environment="test", database_url=url, jwt_secret=JWT_SECRET)
-    token, _ = create_access_token(user_id=manager_id, role=Role.MANAGER, settings=settings)
+    token, _ = create_access_token(
+        user_id=manager_id, role=Role.MANAGER, settings=settings, email=MANAGER_EMAIL
+    )
     env = service_env(
         url,
         SHOP_LOG_LEVEL=args.log_level,

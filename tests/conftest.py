@@ -126,7 +126,9 @@ def users(engine: Engine) -> dict[Role, User]:
 
 
 def _bearer(user: User, settings: ProductsSettings) -> dict[str, str]:
-    token, _ = create_access_token(user_id=user.id, role=user.role, settings=settings)
+    token, _ = create_access_token(
+        user_id=user.id, role=user.role, settings=settings, email=user.email
+    )
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -42,6 +42,9 @@ class TokenClaims:
     version: int = 0
     # The refresh-token family (login session) it was issued in; logout ends the family.
     family: str = ""
+    # The user's email when signed, so a record made with the token can say who made it
+    # without reading the user (the sale path reads no user).
+    email: str | None = None
 
 
 def create_access_token(
@@ -51,6 +54,7 @@ def create_access_token(
     settings: CommonSettings,
     version: int = 0,
     family: str = "",
+    email: str | None = None,
 ) -> tuple[str, TokenClaims]:
     """Sign a token for the user; returns it with its claims (the jti is what logout revokes)."""
     now = utcnow()
@@ -61,9 +65,11 @@ def create_access_token(
         expires_at=now + timedelta(minutes=settings.access_token_minutes),
         version=version,
         family=family,
+        email=email,
     )
     token = jwt.encode(
         {
+            **({"email": email} if email else {}),
             "sub": str(user_id),
             "role": role.value,
             "jti": claims.jti,
@@ -121,6 +127,7 @@ def decode_access_token(token: str, settings: CommonSettings) -> TokenClaims | N
             expires_at=datetime.fromtimestamp(payload["exp"], tz=utcnow().tzinfo),
             version=payload["ver"],
             family=str(payload.get("fam") or ""),
+            email=payload.get("email") if isinstance(payload.get("email"), str) else None,
         )
     except (jwt.PyJWTError, ValueError, KeyError, OverflowError):
         return None

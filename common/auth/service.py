@@ -55,6 +55,7 @@ def _issue(
         settings=settings,
         version=user.token_version,
         family=family,
+        email=user.email,
     )
     refresh = secrets.token_urlsafe(32)
     expires_at = utcnow() + timedelta(days=settings.refresh_token_days)

@@ -18,7 +18,6 @@ from common.models import (
     StockMovement,
     Transfer,
     TransferStatus,
-    User,
     Warehouse,
 )
 from common.pagination import PageParams, paginate, parse_sort
@@ -125,15 +124,6 @@ def list_movements(
         stmt = stmt.where(StockMovement.created_at < created_to)
     rows, total = paginate(session, stmt, page, order_by)
     return [row[0] for row in rows], total
-
-
-def user_emails(session: Session, user_ids: Collection[int | None]) -> dict[int, str]:
-    """Emails of these users, in one query."""
-    ids = {i for i in user_ids if i is not None}
-    if not ids:
-        return {}
-    rows = session.execute(select(User.id, User.email).where(User.id.in_(ids)))
-    return {user_id: email for user_id, email in rows}
 
 
 LEVEL_SORT = {

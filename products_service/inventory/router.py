@@ -234,7 +234,7 @@ def create_transfer(
 
     def work() -> tuple[int, TransferRead]:
         transfer = service.create_transfer(session=session, data=body, actor_id=principal.id)
-        return status.HTTP_201_CREATED, TransferRead.model_validate(transfer)
+        return status.HTTP_201_CREATED, service.transfer_read(session, transfer)
 
     return _once(
         session=session,
@@ -276,7 +276,7 @@ def list_transfers(
         order_by=order_by,
     )
     return Page(
-        items=[TransferRead.model_validate(t) for t in transfers],
+        items=service.transfer_reads(session, transfers),
         total=total,
         limit=page.limit,
         offset=page.offset,
@@ -286,8 +286,8 @@ def list_transfers(
 @router.get("/transfers/{transfer_id}", summary="Get a transfer", responses=error_responses(404))
 def get_transfer(transfer_id: int, _user: CurrentUser, session: SessionDep) -> TransferRead:
     """One transfer by id."""
-    return TransferRead.model_validate(
-        service.get_transfer(session=session, transfer_id=transfer_id)
+    return service.transfer_read(
+        session, service.get_transfer(session=session, transfer_id=transfer_id)
     )
 
 
@@ -310,7 +310,7 @@ def complete_transfer(
         transfer = service.complete_transfer(
             session=session, transfer_id=transfer_id, actor_id=principal.id
         )
-        return status.HTTP_200_OK, TransferRead.model_validate(transfer)
+        return status.HTTP_200_OK, service.transfer_read(session, transfer)
 
     return _once(
         session=session,
@@ -342,7 +342,7 @@ def cancel_transfer(
         transfer = service.cancel_transfer(
             session=session, transfer_id=transfer_id, actor_id=principal.id
         )
-        return status.HTTP_200_OK, TransferRead.model_validate(transfer)
+        return status.HTTP_200_OK, service.transfer_read(session, transfer)
 
     return _once(
         session=session,

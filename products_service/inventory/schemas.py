@@ -125,7 +125,7 @@ class TransferCreate(BaseModel):
     from_warehouse_id: Id
     to_warehouse_id: Id
     quantity: Quantity
-    note: Reason = ""
+    reason: Reason = ""
 
     @model_validator(mode="after")
     def _distinct_warehouses(self) -> "TransferCreate":
@@ -143,8 +143,9 @@ class TransferRead(BaseModel):
     to_warehouse_id: int
     quantity: int
     status: TransferStatus
-    note: str
-    created_by_id: int | None
+    reason: str = Field(description="Why the stock moves, as given when it was started")
+    actor_id: int | None = Field(description="Who started it")
+    actor_email: str | None
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from common.actors import actor_emails
 from common.cover import stock_cover
 from common.db import utcnow
 from common.errors import Conflict, InsufficientStock, InvalidState, NotFound, Unprocessable
@@ -43,6 +44,7 @@ from products_service.inventory.schemas import (
     StockLevelListRead,
     StockLevelRead,
     TransferCreate,
+    TransferRead,
     WarehouseStock,
 )
 
@@ -118,7 +120,7 @@ def _change(
     session: Session, level: StockLevel, movement: StockMovement | None, detail: str
 ) -> StockChangeRead:
     session.flush()  # level.updated_at is set by the UPDATE
-    emails = repository.user_emails(session, [movement.actor_id] if movement else [])
+    emails = actor_emails(session, [movement.actor_id] if movement else [])
     return StockChangeRead(
         recorded=movement is not None,
         detail=detail,
@@ -315,6 +317,33 @@ def _transfer_reference(transfer: Transfer) -> str:
     return f"transfer:{transfer.id}"
 
 
+def transfer_reads(session: Session, transfers: Sequence[Transfer]) -> list[TransferRead]:
+    """What the API shows of these transfers, with who started each (one query)."""
+    emails = actor_emails(session, [t.created_by_id for t in transfers])
+    return [
+        TransferRead(
+            id=t.id,
+            product_id=t.product_id,
+            from_warehouse_id=t.from_warehouse_id,
+            to_warehouse_id=t.to_warehouse_id,
+            quantity=t.quantity,
+            status=t.status,
+            reason=t.note,
+            actor_id=t.created_by_id,
+            actor_email=emails.get(t.created_by_id or 0),
+            created_at=t.created_at,
+            updated_at=t.updated_at,
+            completed_at=t.completed_at,
+            cancelled_at=t.cancelled_at,
+        )
+        for t in transfers
+    ]
+
+
+def transfer_read(session: Session, transfer: Transfer) -> TransferRead:
+    return transfer_reads(session, [transfer])[0]
+
+
 def create_transfer(*, session: Session, data: TransferCreate, actor_id: int) -> Transfer:
     """Take the stock off the source shelf now; it is in transit until completed or cancelled."""
     get_product(session=session, product_id=data.product_id)
@@ -332,7 +361,7 @@ def create_transfer(*, session: Session, data: TransferCreate, actor_id: int) ->
             to_warehouse_id=data.to_warehouse_id,
             quantity=data.quantity,
             status=TransferStatus.IN_TRANSIT,
-            note=data.note,
+            note=data.reason,
             created_by_id=actor_id,
         ),
     )
@@ -341,7 +370,7 @@ def create_transfer(*, session: Session, data: TransferCreate, actor_id: int) ->
         level,
         movement_type=MovementType.TRANSFER_OUT,
         quantity=-data.quantity,
-        reason=data.note or f"transfer to warehouse {data.to_warehouse_id}",
+        reason=data.reason or f"transfer to warehouse {data.to_warehouse_id}",
         reference=_transfer_reference(transfer),
         actor_id=actor_id,
     )
@@ -454,7 +483,7 @@ def list_movements(
         page=page,
         order_by=order_by,
     )
-    emails = repository.user_emails(session, [m.actor_id for m in rows])
+    emails = actor_emails(session, [m.actor_id for m in rows])
     return [movement_read(m, emails.get(m.actor_id or 0)) for m in rows], total
 
 

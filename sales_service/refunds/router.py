@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Response, status
 from sqlalchemy.orm import Session
 
+from common.actors import actor_emails
 from common.auth.dependencies import CurrentUser, ManagerUser, Principal, oauth2_scheme
 from common.db import SessionDep
 from common.errors import error_responses
@@ -24,7 +25,7 @@ BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
 WRITE_ERRORS = error_responses(403, 404, 409, 422)
 
 
-def refund_read(refund: SaleRefund, sale: Sale) -> RefundRead:
+def refund_read(refund: SaleRefund, sale: Sale, actor_email: str | None) -> RefundRead:
     """The refund as the API shows it, its lines named as the sale names them."""
     sale_lines = {line.id: line for line in sale.lines}
     lines = [
@@ -50,7 +51,8 @@ def refund_read(refund: SaleRefund, sale: Sale) -> RefundRead:
         cost=sum((line.cost for line in lines), Decimal("0.00")),
         reason=refund.reason,
         stock_sync=refund.stock_sync,
-        created_by_id=refund.created_by_id,
+        actor_id=refund.created_by_id,
+        actor_email=actor_email,
         created_at=refund.created_at,
         lines=lines,
     )
@@ -82,7 +84,8 @@ def _refund(
     )
     if not outcome.created:
         response.headers["Idempotent-Replayed"] = "true"
-    return refund_read(outcome.refund, outcome.sale)
+    # A key is the caller's own, so a replayed refund is theirs too.
+    return refund_read(outcome.refund, outcome.sale, principal.user.email)
 
 
 @router.post(
@@ -167,8 +170,11 @@ def list_refunds(
 ) -> Page[RefundRead]:
     """The sale's refunds and cancellation, oldest first, each with its stock state."""
     sale, refunds, total = service.list_refunds(session=session, sale_id=sale_id, page=page)
+    emails = actor_emails(session, [refund.created_by_id for refund in refunds])
     return Page(
-        items=[refund_read(refund, sale) for refund in refunds],
+        items=[
+            refund_read(refund, sale, emails.get(refund.created_by_id or 0)) for refund in refunds
+        ],
         total=total,
         limit=page.limit,
         offset=page.offset,

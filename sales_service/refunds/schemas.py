@@ -92,6 +92,7 @@ class RefundRead(BaseModel):
             "if products_service refused them"
         )
     )
-    created_by_id: int | None
+    actor_id: int | None = Field(description="Who refunded or cancelled it")
+    actor_email: str | None
     created_at: datetime
     lines: list[RefundLineRead]

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
+from common.actors import actor_emails
 from common.auth.dependencies import CurrentUser, ManagerClaims
 from common.db import SessionDep
 from common.delimited import csv_chunks, csv_download, stream_rows
@@ -23,19 +24,27 @@ from sales_service.sales.schemas import ChannelRef, SaleCreate, SaleRead
 router = APIRouter(prefix="/sales", tags=["sales"], responses=error_responses(401))
 
 
-def sale_read(sale: Sale, channel: SalesChannel | ChannelRow) -> SaleRead:
+def sale_read(sale: Sale, channel: SalesChannel | ChannelRow, actor_email: str | None) -> SaleRead:
     return SaleRead.model_validate(
         {
             **{c: getattr(sale, c) for c in SaleRead.model_fields if hasattr(sale, c)},
             "channel": ChannelRef.model_validate(channel),
             "net_total": sale.total - sale.refunded_total,
+            "actor_id": sale.created_by_id,
+            "actor_email": actor_email,
             "lines": sale.lines,
         }
     )
 
 
-def read_sale(session: SessionDep, sale: Sale, channel: SalesChannel | None = None) -> SaleRead:
-    return sale_read(sale, channel or session.get_one(SalesChannel, sale.channel_id))
+def read_sale(
+    session: SessionDep, sale: Sale, channel: SalesChannel | ChannelRow | None = None
+) -> SaleRead:
+    return sale_read(
+        sale,
+        channel or session.get_one(SalesChannel, sale.channel_id),
+        actor_emails(session, [sale.created_by_id]).get(sale.created_by_id or 0),
+    )
 
 
 @router.post(
@@ -68,7 +77,11 @@ def record_sale(
     )
     if not recorded.created:
         response.headers["Idempotent-Replayed"] = "true"
-    return sale_read(recorded.sale, recorded.channel)  # no read: all of it is at hand
+    if claims.email is None:  # a token signed before tokens carried the email
+        return read_sale(session, recorded.sale, recorded.channel)
+    # No read: all of it is at hand, the caller's email in their token (an idempotency key is
+    # the caller's own, so a replayed sale is theirs too).
+    return sale_read(recorded.sale, recorded.channel, claims.email)
 
 
 def sale_filters(
@@ -163,8 +176,12 @@ def list_sales(
     rows, total = paginate(session, repository.list_query(filters), page, _order(sort))
     sales = [row[0] for row in rows]
     channels = repository.channels_by_id(session, {sale.channel_id for sale in sales})
+    emails = actor_emails(session, [sale.created_by_id for sale in sales])
     return Page(
-        items=[sale_read(sale, channels[sale.channel_id]) for sale in sales],
+        items=[
+            sale_read(sale, channels[sale.channel_id], emails.get(sale.created_by_id or 0))
+            for sale in sales
+        ],
         total=total,
         limit=page.limit,
         offset=page.offset,

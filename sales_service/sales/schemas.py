@@ -109,6 +109,8 @@ class SaleRead(BaseModel):
         "recorded by older versions could be 'pending' or 'failed')"
     )
     note: str
+    actor_id: int | None = Field(description="Who recorded or imported it")
+    actor_email: str | None
     external_order_id: str | None = Field(
         default=None,
         description="An imported order's id on its marketplace (e.g. Amazon's), else null",

@@ -573,3 +573,30 @@ def test_sales_service_lets_the_dashboard_origin_call_it(shop: Shop) -> None:
     )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == shop.products.url
+
+
+def test_a_transfer_started_on_the_product_page_keeps_its_reason_and_who_started_it(
+    dashboard: Dashboard, shop: Shop
+) -> None:
+    # Last in this module: the second warehouse it adds is the only one the others lack.
+    product = new_product(shop, stock=6, threshold=1)
+    code = f"T{uuid.uuid4().hex[:6].upper()}"
+    made = shop.products_api.post("/warehouses", json={"code": code, "name": "Overflow"})
+    assert made.status_code == 201, made.text
+    dashboard.login(MANAGER_EMAIL)
+    dashboard.goto(f"catalog/{product['id']}")
+    page = dashboard.page
+    page.get_by_role("button", name="Transfer").click()
+    form = page.get_by_role("form", name="Transfer stock")
+    form.get_by_label("To warehouse").select_option(label=f"Overflow ({code})")
+    form.get_by_label("Quantity to send").fill("2")
+    form.get_by_label("Reason").fill("make room for the sale")
+    form.get_by_role("button", name="Transfer").click()
+    expect(page.get_by_test_id("available")).to_have_text("4")
+
+    transfers = shop.products_api.get("/inventory/transfers", params={"product_id": product["id"]})
+    [transfer] = transfers.json()["items"]
+    assert (transfer["quantity"], transfer["to_warehouse_id"]) == (2, made.json()["id"])
+    assert transfer["reason"] == "make room for the sale"
+    assert transfer["actor_email"] == MANAGER_EMAIL
+    assert dashboard.errors == []

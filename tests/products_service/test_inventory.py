@@ -500,13 +500,15 @@ def test_transfer_lifecycle_keeps_in_transit_stock_off_every_shelf(
             "from_warehouse_id": main,
             "to_warehouse_id": north,
             "quantity": 4,
-            "note": "rebalance",
+            "reason": "rebalance",
         },
     )
     assert created.status_code == 201, created.text
     transfer = created.json()
     assert transfer["status"] == "in_transit"
-    assert transfer["created_by_id"] == users[Role.MANAGER].id
+    assert transfer["reason"] == "rebalance"
+    assert transfer["actor_id"] == users[Role.MANAGER].id
+    assert transfer["actor_email"] == users[Role.MANAGER].email
     assert on_hand(engine, product, main) == 6
     assert on_hand(engine, product, north) is None
 

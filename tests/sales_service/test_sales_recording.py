@@ -17,8 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
+from common.auth.security import create_access_token
 from common.db import make_sessionmaker
-from common.models import MovementType, ProductStatus, Sale, StockSync
+from common.models import MovementType, ProductStatus, Role, Sale, StockSync, User
+from common.settings import ProductsSettings
 from tests.conftest import LiveServer, all_at_once
 from tests.products_service.factories import (
     create_product,
@@ -248,6 +250,47 @@ def test_prices_default_or_override_and_multi_line_totals_are_exact(
     fetched = sales_client.get(f"{SALES}/{sale['id']}", headers=manager_headers).json()
     assert fetched["total"] == "77.90" and fetched["lines"] == sale["lines"]
     assert ledger_problems(engine) == []
+
+
+def test_a_sale_and_its_refund_say_who_made_them_wherever_they_are_read(
+    sales_client: TestClient,
+    engine: Engine,
+    users: dict[Role, User],
+    settings: ProductsSettings,
+    manager_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    main: int,
+) -> None:
+    product = create_product(engine, stock={main: 10})
+    create_channel(engine, "retail")
+    body = {"channel_code": "retail", "lines": [{"product_id": product, "quantity": 1}]}
+    manager, admin = users[Role.MANAGER], users[Role.ADMIN]
+    # A token signed before tokens carried the email answers the same.
+    unnamed, _ = create_access_token(user_id=admin.id, role=admin.role, settings=settings)
+    recorded = {
+        who.id: sales_client.post(SALES, json=body, headers=headers).json()
+        for who, headers in (
+            (manager, manager_headers),
+            (admin, {"Authorization": f"Bearer {unnamed}"}),
+        )
+    }
+    listed = sales_client.get(
+        SALES, params={"product_id": product}, headers=manager_headers
+    ).json()["items"]
+    for who in (manager, admin):
+        sale = recorded[who.id]
+        fetched = sales_client.get(f"{SALES}/{sale['id']}", headers=manager_headers).json()
+        in_list = next(s for s in listed if s["id"] == sale["id"])
+        for answer in (sale, fetched, in_list):
+            assert (answer["actor_id"], answer["actor_email"]) == (who.id, who.email)
+    refund = sales_client.post(
+        f"{SALES}/{recorded[manager.id]['id']}/refunds", headers=admin_headers
+    ).json()
+    refunds = sales_client.get(
+        f"{SALES}/{recorded[manager.id]['id']}/refunds", headers=manager_headers
+    ).json()["items"]
+    for answer in (refund, refunds[0]):
+        assert (answer["actor_id"], answer["actor_email"]) == (admin.id, admin.email)
 
 
 def test_sold_at_given_with_an_offset_is_the_same_instant_returned_in_utc(

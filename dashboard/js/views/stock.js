@@ -51,6 +51,7 @@ const STOCK_ACTIONS = {
     label: "Transfer",
     path: "/inventory/transfers",
     fields: [["quantity", "Quantity to send", { min: "1" }]],
+    reason: "Reason",
     transfer: true,
   },
 };
@@ -90,16 +91,14 @@ export function stockActions(product, warehouses, reload) {
         action.fields.map(([name, label, attrs]) =>
           field(label, h("input", { type: "number", name, required: true, ...attrs })),
         ),
-        action.transfer
-          ? field("Note", h("input", { name: "note", maxlength: "500" }))
-          : field(
-              action.reason,
-              h("input", {
-                name: "reason",
-                maxlength: "500",
-                required: Boolean(action.reasonRequired),
-              }),
-            ),
+        field(
+          action.reason,
+          h("input", {
+            name: "reason",
+            maxlength: "500",
+            required: Boolean(action.reasonRequired),
+          }),
+        ),
         action.transfer
           ? null
           : field(
