@@ -139,7 +139,7 @@ def health_changed_event(was: StockHealth, health: ProductHealth) -> dict[str, A
             "available": health.available,
             "on_hand": health.on_hand,
             "reserved": health.reserved,
-            "threshold": health.threshold,
+            "threshold": health.applied_threshold,
             "archived": health.archived,
         },
     )
@@ -168,7 +168,7 @@ def _save_states(session: Session, changed: Sequence[ProductHealth]) -> None:
             "product_id": health.product_id,
             "health": _watched(health).value,
             "available": health.available,
-            "threshold": health.threshold,
+            "threshold": health.applied_threshold,
             "changed_at": now,
         }
         for health in changed

@@ -221,7 +221,13 @@ class LowStockRead(BaseModel):
     on_hand: int
     reserved: int
     available: int
-    threshold: int
+    applied_threshold: Annotated[
+        int,
+        Field(
+            description="The threshold the health is judged by: the list's `threshold` "
+            "parameter when given, else the product's own `low_stock_threshold`"
+        ),
+    ]
     health: StockHealth
 
 
@@ -279,9 +285,7 @@ class LowStockItem(LowStockRead):
         str | None, Field(description="The category's full name", examples=["Sports / Running"])
     ]
     price: MoneyOut
-    low_stock_threshold: Annotated[
-        int, Field(description="The product's own threshold (`threshold` is the one applied)")
-    ]
+    low_stock_threshold: Annotated[int, Field(description="The product's own threshold")]
     warehouses: Annotated[
         list[WarehouseStock],
         Field(

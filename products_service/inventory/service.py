@@ -686,7 +686,7 @@ def _low_stock_fields(row: Any) -> dict[str, Any]:
         "on_hand": int(row.on_hand),
         "reserved": int(row.reserved),
         "available": int(row.available),
-        "threshold": int(row.threshold),
+        "applied_threshold": int(row.threshold),
         "health": _HEALTH_BY_RANK[int(row.rank)],
     }
 

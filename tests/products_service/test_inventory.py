@@ -928,7 +928,7 @@ def test_low_stock_rows_say_price_category_and_stock_per_warehouse_and_sort_as_a
     row = rows[split]
     assert (row["on_hand"], row["reserved"], row["available"]) == (7, 1, 6)
     assert row["category_name"] == "Garden / Hoses"
-    assert row["price"] == "9.90" and row["low_stock_threshold"] == row["threshold"] == 10
+    assert row["price"] == "9.90" and row["low_stock_threshold"] == row["applied_threshold"] == 10
     main_code = client.get(f"/api/v1/warehouses/{main}", headers=manager_headers).json()["code"]
     assert sorted(
         (w["warehouse_code"], w["on_hand"], w["reserved"], w["available"])
@@ -939,7 +939,7 @@ def test_low_stock_rows_say_price_category_and_stock_per_warehouse_and_sort_as_a
     # a threshold given in the query is the one applied; the product's own is still told
     overridden = client.get(f"{API}/low-stock", params={"threshold": 50}, headers=manager_headers)
     mine = next(r for r in overridden.json()["items"] if r["product_id"] == split)
-    assert (mine["threshold"], mine["low_stock_threshold"]) == (50, 10)
+    assert (mine["applied_threshold"], mine["low_stock_threshold"]) == (50, 10)
     # one warehouse: only its row
     east_only = client.get(
         f"{API}/low-stock", params={"warehouse_id": east}, headers=manager_headers

@@ -180,7 +180,7 @@ async function renderLowStock(root, q) {
                 { label: "By warehouse", value: warehouseSplit },
                 { label: "On hand", value: (r) => integer(r.on_hand), numeric: true },
                 { label: "Reserved", value: (r) => integer(r.reserved), numeric: true },
-                { label: "Threshold", value: (r) => integer(r.threshold), numeric: true },
+                { label: "Threshold", value: (r) => integer(r.applied_threshold), numeric: true },
                 {
                   label: "Sold per day",
                   value: (r) => cover.get(r.product_id)?.velocity_per_day ?? "–",
