@@ -40,7 +40,7 @@ from common.errors import error_responses
 from common.fields import Instant
 from common.models import AuditEntry
 from common.observability import current_request_id
-from common.pagination import Page, PageDep, PageParams, paginate
+from common.pagination import Page, PageDep, PageParams, Slice, first, paginate
 
 AUDIT_LOG: Table = AuditEntry.__table__  # type: ignore[assignment]
 REDACTED = "[redacted]"
@@ -349,12 +349,9 @@ def _matching(filters: AuditFilters) -> Select[Any]:
     return stmt
 
 
-def list_entries(
-    *, session: Session, filters: AuditFilters, page: PageParams
-) -> tuple[list[AuditEntry], int]:
+def list_entries(*, session: Session, filters: AuditFilters, page: PageParams) -> Slice[AuditEntry]:
     """One page of matching entries, newest first, and how many match in all."""
-    rows, total = paginate(session, _matching(filters), page, [AuditEntry.id.desc()])
-    return [row[0] for row in rows], total
+    return paginate(session, _matching(filters), page, [AuditEntry.id.desc()]).map(first)
 
 
 router = APIRouter(prefix="/audit-log", tags=["audit"], responses=error_responses(401, 403, 422))
@@ -369,10 +366,5 @@ def list_audit_log(
 ) -> Page[AuditEntryRead]:
     """Who changed the catalog, prices, warehouses, channels and users, newest first (admins
     only). Stock movements are in the inventory ledger instead."""
-    entries, total = list_entries(session=session, filters=filters, page=page)
-    return Page(
-        items=[AuditEntryRead.model_validate(e) for e in entries],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    found = list_entries(session=session, filters=filters, page=page)
+    return Page.of(found.map(AuditEntryRead.model_validate))

@@ -124,6 +124,13 @@ class Unprocessable(AppError):
     code = "unprocessable"
 
 
+class InvalidInput(Unprocessable):
+    """An input its schema lets through but that cannot be used (a cursor of another list):
+    answered as a schema violation is, with ``field`` set, so it matches ValidationErrorBody."""
+
+    code = "validation_error"
+
+
 class TooManyRequests(AppError):
     status_code = 429
     code = "too_many_requests"

@@ -283,13 +283,8 @@ def jobs_router(service: str) -> APIRouter:
     def list_jobs(_user: CurrentUser, session: SessionDep, page: PageDep) -> Page[ImportJobRead]:
         """This service's import jobs, newest first."""
         stmt = select(ImportJob).where(ImportJob.service == service)
-        rows, total = paginate(session, stmt, page, [ImportJob.id.desc()])
-        return Page(
-            items=[ImportJobRead.of(row[0]) for row in rows],
-            total=total,
-            limit=page.limit,
-            offset=page.offset,
-        )
+        found = paginate(session, stmt, page, [ImportJob.id.desc()])
+        return Page.of(found.map(lambda row: ImportJobRead.of(row[0])))
 
     @router.get(
         "/{job_id}",

@@ -1,47 +1,109 @@
-"""Limit/offset pages with a total, and the one sort grammar: ``sort=-created_at,name``."""
+"""One way to page every list: ``limit`` with ``offset`` or ``cursor``, a total, and the one
+sort grammar, ``sort=-created_at,name``.
 
+Every list answers ``next_cursor``: the place after its last item, to send back as
+``cursor`` for the next page (null on the last page). A cursor page is found by the values
+of the sort keys (keyset), so the thousandth page costs what the first does, and rows
+written meanwhile neither repeat nor skip an item; ``offset`` stays for jumping to a page.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
-from pydantic import BaseModel
-from sqlalchemy import Select, func, select
+from pydantic import BaseModel, Field
+from sqlalchemy import Select, and_, false, func, literal, or_, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 
-from common.errors import BadRequest
+from common.errors import BadRequest, InvalidInput
 
 MAX_LIMIT = 500
 # Far past any table's rows, and inside what the database takes for OFFSET (2^64 failed).
 MAX_OFFSET = 2**31 - 1
+MAX_CURSOR = 1000
 
 
 class PageParams(BaseModel):
     limit: int
-    offset: int
+    offset: int = 0
+    cursor: str | None = None
 
 
 async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Items to skip (not with `cursor`)")
+    ] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_CURSOR,
+            description="A previous page's `next_cursor`: the page after it, in the same sort",
+        ),
+    ] = None,
 ) -> PageParams:
-    return PageParams(limit=limit, offset=offset)
+    if cursor is not None and offset:
+        raise InvalidInput(
+            "Send either cursor or offset, not both: a cursor already says where the page starts",
+            field="query.offset",
+        )
+    return PageParams(limit=limit, offset=offset, cursor=cursor)
 
 
 PageDep = Annotated[PageParams, Depends(page_params)]
 
 
+R = TypeVar("R")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Slice(Generic[R]):
+    """One page of rows as ``paginate`` found it, before they become the API's items."""
+
+    rows: list[R]
+    total: int
+    params: PageParams
+    next_cursor: str | None
+
+    def map(self, read: Callable[[R], T]) -> "Slice[T]":
+        return self.with_rows([read(row) for row in self.rows])
+
+    def with_rows(self, rows: list[T]) -> "Slice[T]":
+        return Slice(rows, self.total, self.params, self.next_cursor)
 
 
 class Page(BaseModel, Generic[T]):
     """One page of a list, with how many items match in all."""
 
     items: list[T]
-    total: int
+    total: int = Field(description="How many items match the filters, on every page")
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        description="Send as `cursor` for the next page; null on the last page"
+    )
+
+    @classmethod
+    def of(cls, found: Slice[T]) -> "Page[T]":
+        return cls(
+            items=found.rows,
+            total=found.total,
+            limit=found.params.limit,
+            offset=found.params.offset,
+            next_cursor=found.next_cursor,
+        )
 
 
 def sort_pattern(fields: Iterable[str]) -> str:
@@ -73,10 +135,114 @@ def parse_sort(
     return clauses
 
 
+def first(row: Any) -> Any:
+    """A row's first column: the entity of a ``select(Model)``."""
+    return row[0]
+
+
 def paginate(
     session: Session, stmt: Select[Any], params: PageParams, order_by: list[Any]
-) -> tuple[list[Any], int]:
-    """Run one page of ``stmt`` and count all rows it matches."""
+) -> Slice[Any]:
+    """One page of ``stmt`` (see ``page_rows``) and how many rows it matches in all."""
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    rows = list(session.execute(stmt.order_by(*order_by).limit(params.limit).offset(params.offset)))
-    return rows, total
+    rows, next_cursor = page_rows(session, stmt, params, order_by)
+    return Slice(rows, total, params, next_cursor)
+
+
+def page_rows(
+    session: Session, stmt: Select[Any], params: PageParams, order_by: list[Any]
+) -> tuple[list[Any], str | None]:
+    """One page of ``stmt`` in ``order_by`` (whose last key must be unique, e.g. the id),
+    from ``params``' offset or cursor, and the cursor after it (None on the last page). The
+    rows carry the sort keys' values as extra trailing columns."""
+    keys = [_key(clause) for clause in order_by]
+    signature = hashlib.sha256("|".join(map(str, order_by)).encode()).hexdigest()[:12]
+    page = stmt.add_columns(*(expr.label(f"_page_key_{i}") for i, (expr, _) in enumerate(keys)))
+    if params.cursor is not None:
+        after = _after(keys, _decode(params.cursor, signature, len(keys)))
+        page = page.having(after) if stmt._group_by_clauses else page.where(after)
+    rows = list(
+        session.execute(page.order_by(*order_by).limit(params.limit + 1).offset(params.offset))
+    )
+    if len(rows) <= params.limit:
+        return rows, None
+    rows = rows[: params.limit]
+    return rows, _encode(rows[-1][-len(keys) :], signature)
+
+
+def _key(clause: Any) -> tuple[ColumnElement[Any], bool]:
+    """A sort clause's expression and whether it descends."""
+    if isinstance(clause, UnaryExpression) and clause.modifier in (
+        operators.desc_op,
+        operators.asc_op,
+    ):
+        return clause.element, clause.modifier is operators.desc_op
+    return clause, False
+
+
+def _after(keys: list[tuple[ColumnElement[Any], bool]], values: list[Any]) -> Any:
+    """Rows strictly after ``values`` in this order, NULLs first ascending and last
+    descending, as both MariaDB and SQLite sort them."""
+    condition: Any = false()
+    for (expr, descending), value in reversed(list(zip(keys, values, strict=True))):
+        bound = literal(value, type_=expr.type) if value is not None else None
+        if value is None:
+            beyond = expr.is_not(None) if not descending else false()
+            same = expr.is_(None)
+        else:
+            beyond = or_(expr < bound, expr.is_(None)) if descending else expr > bound
+            same = expr == bound
+        condition = or_(beyond, and_(same, condition))
+    return condition
+
+
+def _encode(values: Iterable[Any], signature: str) -> str:
+    tagged = [_tag(value) for value in values]
+    raw = json.dumps({"s": signature, "k": tagged}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _tag(value: Any) -> list[Any]:
+    if value is None or isinstance(value, bool | int | str):
+        return ["v", value]
+    if isinstance(value, datetime):
+        return ["t", value.isoformat()]
+    if isinstance(value, date):
+        return ["d", value.isoformat()]
+    if isinstance(value, Decimal):
+        return ["n", str(value)]
+    raise TypeError(f"cannot page by a {type(value).__name__}")
+
+
+_UNTAG: dict[str, Callable[[Any], Any]] = {
+    "v": lambda v: v if v is None or isinstance(v, bool | int | str) else _bad(),
+    "t": datetime.fromisoformat,
+    "d": date.fromisoformat,
+    "n": Decimal,
+}
+
+
+def _bad() -> Any:
+    raise ValueError("not a cursor value")
+
+
+def _decode(cursor: str, signature: str, count: int) -> list[Any]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if raw["s"] != signature:
+            raise InvalidInput(
+                "This cursor was made for another sort order; send the same `sort` as the "
+                "page it came from, or start again without a cursor",
+                field="query.cursor",
+            )
+        values = [_UNTAG[tag](value) for tag, value in raw["k"]]
+        if len(values) != count:
+            raise ValueError("wrong number of keys")
+        return values
+    except InvalidInput:
+        raise
+    except (binascii.Error, ValueError, TypeError, KeyError, ArithmeticError) as exc:
+        raise InvalidInput(
+            "Not a cursor this list made: send a page's `next_cursor` as it came",
+            field="query.cursor",
+        ) from exc

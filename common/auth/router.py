@@ -8,7 +8,6 @@ from fastapi import APIRouter, Form, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.auth import service, throttle
@@ -25,7 +24,7 @@ from common.auth.schemas import (
 from common.db import SessionDep, retry_lock_conflicts
 from common.errors import error_responses
 from common.models import User
-from common.pagination import Page, PageDep, paginate
+from common.pagination import Page, PageDep
 from common.settings import CommonSettings
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -205,13 +204,7 @@ def get_current_user(principal: CurrentUser, session: SessionDep) -> UserRead:
 @users_router.get("", summary="List users")
 def list_users(_admin: AdminUser, session: SessionDep, page: PageDep) -> Page[UserRead]:
     """All users, oldest first."""
-    rows, total = paginate(session, select(User), page, [User.id.asc()])
-    return Page(
-        items=[UserRead.model_validate(r[0]) for r in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page.of(service.list_users(session=session, page=page).map(UserRead.model_validate))
 
 
 @users_router.post(

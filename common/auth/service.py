@@ -20,6 +20,7 @@ from common.auth.throttle import Admission
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unauthorized
 from common.models import RefreshToken, RevokedToken, Role, User
+from common.pagination import PageParams, Slice, first, paginate
 from common.settings import CommonSettings
 
 # What the audit log keeps of a user's changes (a password only as "changed", redacted).
@@ -183,6 +184,10 @@ def get_user(*, session: Session, user_id: int) -> User:
     if user is None:
         raise NotFound(f"User {user_id} not found", resource="user", id=user_id)
     return user
+
+
+def list_users(*, session: Session, page: PageParams) -> Slice[User]:
+    return paginate(session, select(User), page, [User.id.asc()]).map(first)
 
 
 def create_user(*, session: Session, data: UserCreate, actor_id: int, actor_email: str) -> User:

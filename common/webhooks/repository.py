@@ -36,7 +36,7 @@ from common.models import (
     WebhookDeliveryStatus,
     WebhookEndpoint,
 )
-from common.pagination import PageParams, paginate
+from common.pagination import PageParams, Slice, first, paginate
 
 ENDPOINTS: Table = WebhookEndpoint.__table__  # type: ignore[assignment]
 DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
@@ -64,9 +64,8 @@ def get_endpoint(
     return session.get(WebhookEndpoint, endpoint_id, with_for_update=lock)
 
 
-def list_endpoints(session: Session, page: PageParams) -> tuple[list[WebhookEndpoint], int]:
-    rows, total = paginate(session, select(WebhookEndpoint), page, [WebhookEndpoint.id.asc()])
-    return [row[0] for row in rows], total
+def list_endpoints(session: Session, page: PageParams) -> Slice[WebhookEndpoint]:
+    return paginate(session, select(WebhookEndpoint), page, [WebhookEndpoint.id.asc()]).map(first)
 
 
 def get_delivery(
@@ -81,12 +80,11 @@ def list_deliveries(
     endpoint_id: int,
     status: WebhookDeliveryStatus | None,
     page: PageParams,
-) -> tuple[list[WebhookDelivery], int]:
+) -> Slice[WebhookDelivery]:
     stmt: Select[Any] = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
     if status is not None:
         stmt = stmt.where(WebhookDelivery.status == status)
-    rows, total = paginate(session, stmt, page, [WebhookDelivery.id.desc()])
-    return [row[0] for row in rows], total
+    return paginate(session, stmt, page, [WebhookDelivery.id.desc()]).map(first)
 
 
 def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[WebhookAttempt]]:

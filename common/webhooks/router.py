@@ -96,12 +96,8 @@ def list_endpoints(
     _admin: AdminUser, session: SessionDep, page: PageDep
 ) -> Page[WebhookEndpointRead]:
     """Every endpoint with its health (disabled ones with why), oldest first."""
-    endpoints, total = service.list_endpoints(session=session, page=page)
-    return Page(
-        items=[WebhookEndpointRead.model_validate(e) for e in endpoints],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
+    return Page.of(
+        service.list_endpoints(session=session, page=page).map(WebhookEndpointRead.model_validate)
     )
 
 
@@ -206,9 +202,7 @@ def list_deliveries(
 ) -> Page[WebhookDeliveryRead]:
     """Its deliveries, newest first, each with its status, attempts (status code or error,
     latency) and next try."""
-    views, total = service.list_deliveries(
+    found = service.list_deliveries(
         session=session, endpoint_id=endpoint_id, status=filters.status, page=page
     )
-    return Page(
-        items=[_delivery(v) for v in views], total=total, limit=page.limit, offset=page.offset
-    )
+    return Page.of(found.map(_delivery))

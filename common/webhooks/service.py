@@ -11,7 +11,7 @@ from common import audit
 from common.db import utcnow
 from common.errors import InvalidState, NotFound
 from common.models import WebhookAttempt, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
-from common.pagination import PageParams
+from common.pagination import PageParams, Slice
 from common.webhooks import repository
 from common.webhooks.fanout import message_body
 from common.webhooks.schemas import WebhookEndpointCreate, WebhookEndpointUpdate
@@ -77,7 +77,7 @@ def create_endpoint(
     return endpoint
 
 
-def list_endpoints(*, session: Session, page: PageParams) -> tuple[list[WebhookEndpoint], int]:
+def list_endpoints(*, session: Session, page: PageParams) -> Slice[WebhookEndpoint]:
     return repository.list_endpoints(session, page)
 
 
@@ -197,14 +197,12 @@ def list_deliveries(
     endpoint_id: int,
     status: WebhookDeliveryStatus | None,
     page: PageParams,
-) -> tuple[list[DeliveryView], int]:
+) -> Slice[DeliveryView]:
     """One page of an endpoint's deliveries, newest first, each with its attempts."""
     _endpoint(session, endpoint_id)
-    deliveries, total = repository.list_deliveries(
-        session, endpoint_id=endpoint_id, status=status, page=page
-    )
-    attempts = repository.attempts_of(session, [d.id for d in deliveries])
-    return [DeliveryView(d, attempts[d.id]) for d in deliveries], total
+    found = repository.list_deliveries(session, endpoint_id=endpoint_id, status=status, page=page)
+    attempts = repository.attempts_of(session, [d.id for d in found.rows])
+    return found.map(lambda d: DeliveryView(d, attempts[d.id]))
 
 
 def get_delivery(*, session: Session, delivery_id: int) -> DeliveryView:

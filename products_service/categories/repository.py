@@ -7,7 +7,7 @@ from sqlalchemy import String, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from common.models import Category, Product
-from common.pagination import PageParams, paginate
+from common.pagination import PageParams, Slice, first, paginate
 
 SORT_COLUMNS: dict[str, Any] = {
     "name": Category.name,
@@ -123,7 +123,7 @@ def list_page(
     include_archived: bool,
     page: PageParams,
     order_by: list[Any],
-) -> tuple[list[Category], int]:
+) -> Slice[Category]:
     """One page of categories matching the filters, and how many match in all."""
     stmt = select(Category)
     if parent_id is not None:
@@ -134,5 +134,4 @@ def list_page(
         stmt = stmt.where(func.lower(Category.name).contains(q.lower(), autoescape=True))
     if not include_archived:
         stmt = stmt.where(Category.archived_at.is_(None))
-    rows, total = paginate(session, stmt, page, [*order_by, Category.id.asc()])
-    return [row[0] for row in rows], total
+    return paginate(session, stmt, page, [*order_by, Category.id.asc()]).map(first)

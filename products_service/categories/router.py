@@ -79,7 +79,7 @@ def list_categories(
     include_archived: Annotated[bool, Query(description="Also list archived ones")] = False,
 ) -> Page[CategoryRead]:
     """Categories matching the filters, sorted by name unless told otherwise."""
-    items, total = service.list_categories(
+    found = service.list_categories(
         session=session,
         page=page,
         sort=sort,
@@ -88,13 +88,8 @@ def list_categories(
         q=q,
         include_archived=include_archived,
     )
-    names = service.full_names(session, items)
-    return Page(
-        items=[CategoryRead.of(c, names[c.id]) for c in items],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    names = service.full_names(session, found.rows)
+    return Page.of(found.map(lambda c: CategoryRead.of(c, names[c.id])))
 
 
 @router.get("/tree", summary="The category tree")

@@ -12,7 +12,7 @@ from common import audit
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.models import Category
-from common.pagination import PageParams, parse_sort
+from common.pagination import PageParams, Slice, parse_sort
 from products_service.categories import repository
 from products_service.categories.schemas import (
     FULL_NAME_SEPARATOR,
@@ -117,7 +117,7 @@ def list_categories(
     top_level: bool,
     q: str | None,
     include_archived: bool,
-) -> tuple[list[Category], int]:
+) -> Slice[Category]:
     if top_level and parent_id is not None:
         raise Unprocessable(
             "Ask for the top-level categories or for a parent's children, not both",

@@ -20,7 +20,7 @@ from common.models import (
     TransferStatus,
     Warehouse,
 )
-from common.pagination import PageParams, paginate, parse_sort
+from common.pagination import PageParams, Slice, first, page_rows, paginate, parse_sort
 from products_service.inventory.ledger import LevelKey
 
 # --- lookups ---------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def list_transfers(
     warehouse_id: int | None,
     page: PageParams,
     order_by: list[Any],
-) -> tuple[list[Transfer], int]:
+) -> Slice[Transfer]:
     stmt = select(Transfer)
     if status is not None:
         stmt = stmt.where(Transfer.status == status)
@@ -92,8 +92,7 @@ def list_transfers(
                 Transfer.from_warehouse_id == warehouse_id, Transfer.to_warehouse_id == warehouse_id
             )
         )
-    rows, total = paginate(session, stmt, page, order_by)
-    return [row[0] for row in rows], total
+    return paginate(session, stmt, page, [*order_by, Transfer.id.desc()]).map(first)
 
 
 # --- ledger and levels -----------------------------------------------------------------
@@ -111,7 +110,7 @@ def list_movements(
     created_to: datetime | None,
     page: PageParams,
     order_by: list[Any],
-) -> tuple[list[StockMovement], int]:
+) -> Slice[StockMovement]:
     """One page of a product's ledger."""
     stmt = select(StockMovement).where(StockMovement.product_id == product_id)
     if warehouse_id is not None:
@@ -122,8 +121,7 @@ def list_movements(
         stmt = stmt.where(StockMovement.created_at >= created_from)
     if created_to is not None:
         stmt = stmt.where(StockMovement.created_at < created_to)
-    rows, total = paginate(session, stmt, page, order_by)
-    return [row[0] for row in rows], total
+    return paginate(session, stmt, page, [*order_by, StockMovement.id.desc()]).map(first)
 
 
 LEVEL_SORT = {
@@ -142,14 +140,13 @@ def list_levels(
     warehouse_id: int | None,
     page: PageParams,
     order_by: list[Any],
-) -> tuple[list[StockLevel], int]:
+) -> Slice[StockLevel]:
     stmt = select(StockLevel)
     if product_id is not None:
         stmt = stmt.where(StockLevel.product_id == product_id)
     if warehouse_id is not None:
         stmt = stmt.where(StockLevel.warehouse_id == warehouse_id)
-    rows, total = paginate(session, stmt, page, [*order_by, StockLevel.id.asc()])
-    return [row[0] for row in rows], total
+    return paginate(session, stmt, page, [*order_by, StockLevel.id.asc()]).map(first)
 
 
 # The sorts of the levels at a past moment: what was reserved then is not known (see
@@ -172,7 +169,7 @@ def list_levels_as_of(
     warehouse_id: int | None,
     page: PageParams,
     sort: str | None,
-) -> tuple[list[LevelThen], int]:
+) -> Slice[LevelThen]:
     """On-hand stock of each (product, warehouse) at ``as_of``: the sum of its ledger up to
     then (``created_at <= as_of``), with the time of its last movement; pairs with no
     movement by then are left out.
@@ -206,15 +203,22 @@ def list_levels_as_of(
         levels.c.on_hand,
         levels.c.updated_at,
         func.count().over().label("total"),
-    ).order_by(*order_by, levels.c.product_id.asc(), levels.c.warehouse_id.asc())
-    rows = list(session.execute(stmt.limit(page.limit).offset(page.offset)))
-    if rows:
+    )
+    rows, next_cursor = page_rows(
+        session, stmt, page, [*order_by, levels.c.product_id.asc(), levels.c.warehouse_id.asc()]
+    )
+    if rows and page.cursor is None:
         total = int(rows[0].total)
-    elif page.offset == 0:
+    elif page.offset == 0 and page.cursor is None:
         total = 0
-    else:  # a page past the end carries no window: count the levels on their own
+    else:  # past the end, or after a cursor: the window counted only the rows after it
         total = session.scalar(select(func.count()).select_from(levels)) or 0
-    return [LevelThen(p, w, int(on_hand), moved) for p, w, on_hand, moved, _ in rows], total
+    return Slice(
+        [LevelThen(r.product_id, r.warehouse_id, int(r.on_hand), r.updated_at) for r in rows],
+        total,
+        page,
+        next_cursor,
+    )
 
 
 # --- low stock -------------------------------------------------------------------------
@@ -310,7 +314,7 @@ def list_low_stock(
     include_ok: bool,
     page: PageParams,
     sort: str | None,
-) -> tuple[list[Any], int]:
+) -> Slice[Any]:
     """Unarchived products by total available stock against their threshold, most urgent
     first unless ``sort`` says otherwise (see _health_query)."""
     query = _health_query(threshold=threshold, warehouse_id=warehouse_id, product_ids=None)

@@ -267,7 +267,7 @@ def list_transfers(
 ) -> Page[TransferRead]:
     """Transfers, newest first, filtered by status, product or warehouse."""
     order_by = parse_sort(sort, repository.TRANSFER_SORT, "-created_at,-id")
-    transfers, total = service.list_transfers(
+    found = service.list_transfers(
         session=session,
         status=status_filter,
         product_id=product_id,
@@ -275,12 +275,7 @@ def list_transfers(
         page=page,
         order_by=order_by,
     )
-    return Page(
-        items=service.transfer_reads(session, transfers),
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page.of(found.with_rows(service.transfer_reads(session, found.rows)))
 
 
 @router.get("/transfers/{transfer_id}", summary="Get a transfer", responses=error_responses(404))
@@ -385,24 +380,26 @@ def list_stock_levels(
 ) -> Page[StockLevelListRead]:
     """On-hand, reserved and available stock per product and warehouse, now or at `as_of`."""
     if as_of is not None:
-        items, total = service.list_levels_as_of(
+        return Page.of(
+            service.list_levels_as_of(
+                session=session,
+                as_of=as_of,
+                product_id=product_id,
+                warehouse_id=warehouse_id,
+                page=page,
+                sort=sort,
+            )
+        )
+    order_by = parse_sort(sort, repository.LEVEL_SORT, "product_id,warehouse_id")
+    return Page.of(
+        service.list_levels(
             session=session,
-            as_of=as_of,
             product_id=product_id,
             warehouse_id=warehouse_id,
             page=page,
-            sort=sort,
+            order_by=order_by,
         )
-        return Page(items=items, total=total, limit=page.limit, offset=page.offset)
-    order_by = parse_sort(sort, repository.LEVEL_SORT, "product_id,warehouse_id")
-    items, total = service.list_levels(
-        session=session,
-        product_id=product_id,
-        warehouse_id=warehouse_id,
-        page=page,
-        order_by=order_by,
     )
-    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
 @router.get(
@@ -431,17 +428,18 @@ def list_stock_movements(
 ) -> Page[MovementRead]:
     """Every movement of a product with the level it left and who made it; newest first."""
     order_by = parse_sort(sort, repository.MOVEMENT_SORT, "-created_at,-id")
-    items, total = service.list_movements(
-        session=session,
-        product_id=product_id,
-        warehouse_id=warehouse_id,
-        types=movement_types or [],
-        created_from=window.start,
-        created_to=window.end,
-        page=page,
-        order_by=order_by,
+    return Page.of(
+        service.list_movements(
+            session=session,
+            product_id=product_id,
+            warehouse_id=warehouse_id,
+            types=movement_types or [],
+            created_from=window.start,
+            created_to=window.end,
+            page=page,
+            order_by=order_by,
+        )
     )
-    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
 @router.get("/low-stock", summary="Products low on stock", responses=error_responses(400, 404, 422))
@@ -489,17 +487,18 @@ def list_low_stock(
     each warehouse say the net units sales took over the window (from the ledger), days of
     cover and projected stock-out date, defined as sales_service's inventory insight does.
     """
-    items, total = service.list_low_stock(
-        session=session,
-        threshold=threshold,
-        warehouse_id=warehouse_id,
-        category_id=category_id,
-        include_ok=include_ok,
-        page=page,
-        sort=sort,
-        window_days=window_days,
+    return Page.of(
+        service.list_low_stock(
+            session=session,
+            threshold=threshold,
+            warehouse_id=warehouse_id,
+            category_id=category_id,
+            include_ok=include_ok,
+            page=page,
+            sort=sort,
+            window_days=window_days,
+        )
     )
-    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
 @router.get("/ledger-check", summary="Prove the stock invariants")

@@ -24,7 +24,7 @@ from common.models import (
     TransferStatus,
     Warehouse,
 )
-from common.pagination import PageParams
+from common.pagination import PageParams, Slice
 from products_service.categories.service import full_names_by_id
 from products_service.inventory import repository
 from products_service.inventory.ledger import lock_levels, record_movement, record_movements
@@ -444,7 +444,7 @@ def list_transfers(
     warehouse_id: int | None,
     page: PageParams,
     order_by: list[Any],
-) -> tuple[list[Transfer], int]:
+) -> Slice[Transfer]:
     return repository.list_transfers(
         session,
         status=status,
@@ -468,12 +468,12 @@ def list_movements(
     created_to: datetime | None,
     page: PageParams,
     order_by: list[Any],
-) -> tuple[list[MovementRead], int]:
+) -> Slice[MovementRead]:
     """A product's ledger, newest first unless sorted otherwise."""
     get_product(session=session, product_id=product_id)
     if warehouse_id is not None:
         get_warehouse(session=session, warehouse_id=warehouse_id)
-    rows, total = repository.list_movements(
+    found = repository.list_movements(
         session,
         product_id=product_id,
         warehouse_id=warehouse_id,
@@ -483,8 +483,8 @@ def list_movements(
         page=page,
         order_by=order_by,
     )
-    emails = actor_emails(session, [m.actor_id for m in rows])
-    return [movement_read(m, emails.get(m.actor_id or 0)) for m in rows], total
+    emails = actor_emails(session, [m.actor_id for m in found.rows])
+    return found.map(lambda m: movement_read(m, emails.get(m.actor_id or 0)))
 
 
 def list_levels(
@@ -494,12 +494,11 @@ def list_levels(
     warehouse_id: int | None,
     page: PageParams,
     order_by: list[Any],
-) -> tuple[list[StockLevelListRead], int]:
+) -> Slice[StockLevelListRead]:
     """Today's level rows."""
-    levels, total = repository.list_levels(
+    return repository.list_levels(
         session, product_id=product_id, warehouse_id=warehouse_id, page=page, order_by=order_by
-    )
-    return [StockLevelListRead.model_validate(level) for level in levels], total
+    ).map(StockLevelListRead.model_validate)
 
 
 def list_levels_as_of(
@@ -510,7 +509,7 @@ def list_levels_as_of(
     warehouse_id: int | None,
     page: PageParams,
     sort: str | None,
-) -> tuple[list[StockLevelListRead], int]:
+) -> Slice[StockLevelListRead]:
     """On-hand stock per (product, warehouse) at ``as_of`` (at most now), from the ledger:
     the sum of the movements written at or before it.
 
@@ -536,16 +535,15 @@ def list_levels_as_of(
             "past moment is not known; sort by on_hand instead",
             field="query.sort",
         )
-    levels, total = repository.list_levels_as_of(
+    return repository.list_levels_as_of(
         session,
         as_of=as_of,
         product_id=product_id,
         warehouse_id=warehouse_id,
         page=page,
         sort=sort,
-    )
-    items = [
-        StockLevelListRead(
+    ).map(
+        lambda level: StockLevelListRead(
             product_id=level.product_id,
             warehouse_id=level.warehouse_id,
             on_hand=level.on_hand,
@@ -553,9 +551,7 @@ def list_levels_as_of(
             available=None,
             updated_at=level.updated_at,
         )
-        for level in levels
-    ]
-    return items, total
+    )
 
 
 # --- days of cover ---------------------------------------------------------------------
@@ -587,7 +583,7 @@ def list_low_stock(
     page: PageParams,
     window_days: int,
     sort: str | None = None,
-) -> tuple[list[LowStockItem], int]:
+) -> Slice[LowStockItem]:
     """Products at or below their threshold (or the one given), most urgent first unless
     ``sort`` says otherwise; each with its price, own threshold, category's full name and
     stock per warehouse, and on the row and each warehouse the units sales took over the
@@ -606,7 +602,7 @@ def list_low_stock(
             id=category_id,
             field="query.category_id",
         )
-    rows, total = repository.list_low_stock(
+    found = repository.list_low_stock(
         session,
         threshold=threshold,
         warehouse_id=warehouse_id,
@@ -615,6 +611,7 @@ def list_low_stock(
         page=page,
         sort=sort,
     )
+    rows = found.rows
     window = SalesWindow(days=window_days, today=utcnow().date())
 
     def cover(available: int, units_sold: int) -> dict[str, Any]:
@@ -659,7 +656,7 @@ def list_low_stock(
                 **cover(fields["available"], sum(w.units_sold for w in warehouses)),
             )
         )
-    return items, total
+    return found.with_rows(items)
 
 
 def stock_health(*, session: Session, product_ids: Collection[int]) -> dict[int, ProductHealth]:

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from common.models import Category, Product, ProductStatus, StockLevel, Warehouse
-from common.pagination import PageParams, paginate
+from common.pagination import PageParams, Slice, paginate
 from common.time_window import TimeWindow
 from products_service.products.schemas import ProductFilters, ProductReadStatus
 
@@ -80,7 +80,7 @@ def list_page(
     subtree_path: str | None,
     page: PageParams,
     order_by: list[Any],
-) -> tuple[list[Any], int]:
+) -> Slice[Any]:
     """Rows of (Product, Category or None, on_hand, reserved, available), and the total."""
     category = aliased(Category, name="category")
     stmt = (

@@ -68,15 +68,10 @@ def list_products(
 ) -> Page[ProductRead]:
     """Products with their stock totals, newest first unless sorted otherwise; `from`/`to`
     filter by creation time."""
-    rows, total = service.list_products(
+    found = service.list_products(
         session=session, filters=filters, created=created, sort=sort, page=page
     )
-    return Page(
-        items=[ProductRead.build(r.product, r.category, r.totals) for r in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page.of(found.map(lambda r: ProductRead.build(r.product, r.category, r.totals)))
 
 
 @router.get("/by-sku/{sku}", summary="Get a product by SKU", responses=error_responses(404))

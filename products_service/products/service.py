@@ -11,7 +11,7 @@ from common import audit, outbox
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.models import Category, Product
-from common.pagination import PageParams, parse_sort
+from common.pagination import PageParams, Slice, parse_sort
 from common.time_window import TimeWindow
 from products_service.categories import repository as categories
 from products_service.products import repository
@@ -282,7 +282,7 @@ def list_products(
     created: TimeWindow,
     sort: str | None,
     page: PageParams,
-) -> tuple[list[ProductListRow], int]:
+) -> Slice[ProductListRow]:
     """One page of products matching the filters, with stock totals; newest first by default."""
     order_by = parse_sort(sort, repository.SORT_COLUMNS, default="-created_at")
     subtree_path = None
@@ -293,22 +293,19 @@ def list_products(
                 f"Category {filters.category_id} does not exist", field="query.category_id"
             )
         subtree_path = root.path
-    rows, total = repository.list_page(
+    return repository.list_page(
         session,
         filters=filters,
         created=created,
         subtree_path=subtree_path,
         page=page,
         order_by=order_by,
-    )
-    items = [
-        ProductListRow(
+    ).map(
+        lambda row: ProductListRow(
             product=row[0],
             category=row[1],
             totals=StockTotals(
                 on_hand=int(row.on_hand), reserved=int(row.reserved), available=int(row.available)
             ),
         )
-        for row in rows
-    ]
-    return items, total
+    )

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from common.models import Product, Reservation, ReservationStatus, Warehouse
-from common.pagination import PageParams, paginate
+from common.pagination import PageParams, Slice, first, paginate
 
 
 def find_by_key(session: Session, idempotency_key: str) -> Reservation | None:
@@ -108,11 +108,10 @@ def list_reservations(
     reference: str | None,
     page: PageParams,
     order_by: list[Any],
-) -> tuple[list[Reservation], int]:
+) -> Slice[Reservation]:
     stmt = select(Reservation).options(selectinload(Reservation.lines))
     if status is not None:
         stmt = stmt.where(Reservation.status == status)
     if reference is not None:
         stmt = stmt.where(Reservation.reference == reference)
-    rows, total = paginate(session, stmt, page, [*order_by, Reservation.id.desc()])
-    return [row[0] for row in rows], total
+    return paginate(session, stmt, page, [*order_by, Reservation.id.desc()]).map(first)

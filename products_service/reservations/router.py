@@ -102,19 +102,14 @@ def list_reservations(
     ] = None,
 ) -> Page[ReservationRead]:
     """Reservations, newest first unless sorted otherwise."""
-    rows, total = service.list_reservations(
+    found = service.list_reservations(
         session=session,
         status=status_filter,
         reference=reference,
         page=page,
         order_by=parse_sort(sort, RESERVATION_SORT, "-created_at"),
     )
-    return Page(
-        items=[ReservationRead.model_validate(r) for r in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page.of(found.map(ReservationRead.model_validate))
 
 
 @router.get("/{reservation_id}", summary="Get a reservation", responses=error_responses(404))

@@ -38,7 +38,7 @@ from common.models import (
     ReservationStatus,
     StockLevel,
 )
-from common.pagination import PageParams
+from common.pagination import PageParams, Slice
 from common.settings import ProductsSettings
 from products_service.inventory.ledger import (
     LevelKey,
@@ -461,7 +461,7 @@ def list_reservations(
     reference: str | None,
     page: PageParams,
     order_by: Iterable[object],
-) -> tuple[list[Reservation], int]:
+) -> Slice[Reservation]:
     return repository.list_reservations(
         session, status=status, reference=reference, page=page, order_by=list(order_by)
     )

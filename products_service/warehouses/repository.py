@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from common.models import Warehouse
-from common.pagination import PageParams, paginate
+from common.pagination import PageParams, Slice, first, paginate
 
 SORT_COLUMNS: dict[str, Any] = {
     "code": Warehouse.code,
@@ -39,9 +39,8 @@ def lock_all(session: Session) -> list[Warehouse]:
 
 def list_page(
     session: Session, *, include_inactive: bool, page: PageParams, order_by: list[Any]
-) -> tuple[list[Warehouse], int]:
+) -> Slice[Warehouse]:
     stmt = select(Warehouse)
     if not include_inactive:
         stmt = stmt.where(Warehouse.is_active.is_(True))
-    rows, total = paginate(session, stmt, page, [*order_by, Warehouse.id.asc()])
-    return [row[0] for row in rows], total
+    return paginate(session, stmt, page, [*order_by, Warehouse.id.asc()]).map(first)

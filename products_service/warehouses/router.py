@@ -49,15 +49,10 @@ def list_warehouses(
     include_inactive: Annotated[bool, Query(description="Also list inactive ones")] = False,
 ) -> Page[WarehouseRead]:
     """Active warehouses by code, unless told otherwise."""
-    items, total = service.list_warehouses(
+    found = service.list_warehouses(
         session=session, page=page, sort=sort, include_inactive=include_inactive
     )
-    return Page(
-        items=[WarehouseRead.model_validate(w) for w in items],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page.of(found.map(WarehouseRead.model_validate))
 
 
 @router.get("/{warehouse_id}", summary="Get a warehouse", responses=error_responses(404))

@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 from common import audit
 from common.errors import Conflict, NotFound
 from common.models import Warehouse
-from common.pagination import PageParams, parse_sort
+from common.pagination import PageParams, Slice, parse_sort
 from products_service.warehouses import repository
 from products_service.warehouses.schemas import WarehouseCreate, WarehouseUpdate
 
@@ -35,7 +35,7 @@ def get_warehouse(*, session: Session, warehouse_id: int) -> Warehouse:
 
 def list_warehouses(
     *, session: Session, page: PageParams, sort: str | None, include_inactive: bool
-) -> tuple[list[Warehouse], int]:
+) -> Slice[Warehouse]:
     order_by = parse_sort(sort, repository.SORT_COLUMNS, default="code")
     return repository.list_page(
         session, include_inactive=include_inactive, page=page, order_by=order_by

@@ -8,8 +8,8 @@ from common.auth.dependencies import CurrentUser, ManagerUser
 from common.db import SessionDep
 from common.errors import error_responses
 from common.models import SalesChannel
-from common.pagination import Page, PageDep, paginate, parse_sort, sort_pattern
-from sales_service.channels import repository, service
+from common.pagination import Page, PageDep, parse_sort, sort_pattern
+from sales_service.channels import service
 from sales_service.channels.schemas import ChannelCreate, ChannelRead, ChannelUpdate
 
 router = APIRouter(prefix="/channels", tags=["channels"], responses=error_responses(401))
@@ -52,16 +52,13 @@ def list_channels(
     ] = None,
 ) -> Page[ChannelRead]:
     """Channels, active ones only unless include_inactive is true."""
-    order = [*parse_sort(sort, SORTS, "code"), SalesChannel.id.asc()]
-    rows, total = paginate(
-        session, repository.list_query(include_inactive=include_inactive), page, order
+    found = service.list_channels(
+        session=session,
+        include_inactive=include_inactive,
+        page=page,
+        order_by=parse_sort(sort, SORTS, "code"),
     )
-    return Page(
-        items=[ChannelRead.model_validate(r[0]) for r in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page.of(found.map(ChannelRead.model_validate))
 
 
 @router.get("/{channel_id}", summary="Get a sales channel", responses=error_responses(404))

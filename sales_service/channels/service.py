@@ -1,11 +1,14 @@
 """Sales channel rules: unique codes, updates."""
 
+from typing import Any
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from common import audit
 from common.errors import Conflict, NotFound
 from common.models import SalesChannel
+from common.pagination import PageParams, Slice, first, paginate
 from sales_service.channels import repository
 from sales_service.channels.schemas import ChannelCreate, ChannelUpdate
 
@@ -18,6 +21,13 @@ def get_channel(*, session: Session, channel_id: int) -> SalesChannel:
     if channel is None:
         raise NotFound(f"Sales channel {channel_id} not found", resource="channel", id=channel_id)
     return channel
+
+
+def list_channels(
+    *, session: Session, include_inactive: bool, page: PageParams, order_by: list[Any]
+) -> Slice[SalesChannel]:
+    stmt = repository.list_query(include_inactive=include_inactive)
+    return paginate(session, stmt, page, [*order_by, SalesChannel.id.asc()]).map(first)
 
 
 def create_channel(

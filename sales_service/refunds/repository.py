@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from common.models import SaleRefund, SaleRefundLine, StockSync
-from common.pagination import PageParams, paginate
+from common.pagination import PageParams, Slice, first, paginate
 
 
 def find_by_key(session: Session, key: str, user_id: int | None) -> SaleRefund | None:
@@ -33,15 +33,14 @@ def add_refund(session: Session, refund: SaleRefund) -> None:
     session.flush()
 
 
-def list_for_sale(session: Session, sale_id: int, page: PageParams) -> tuple[list[SaleRefund], int]:
+def list_for_sale(session: Session, sale_id: int, page: PageParams) -> Slice[SaleRefund]:
     """A page of the sale's refunds, oldest first, lines loaded in one extra query."""
     stmt = (
         select(SaleRefund)
         .where(SaleRefund.sale_id == sale_id)
         .options(selectinload(SaleRefund.lines))
     )
-    rows, total = paginate(session, stmt, page, [SaleRefund.id.asc()])
-    return [row[0] for row in rows], total
+    return paginate(session, stmt, page, [SaleRefund.id.asc()]).map(first)
 
 
 def returned_before(session: Session, *, sale_id: int, refund_id: int) -> dict[int, int]:

@@ -169,13 +169,8 @@ def list_refunds(
     sale_id: int, _user: CurrentUser, session: SessionDep, page: PageDep
 ) -> Page[RefundRead]:
     """The sale's refunds and cancellation, oldest first, each with its stock state."""
-    sale, refunds, total = service.list_refunds(session=session, sale_id=sale_id, page=page)
-    emails = actor_emails(session, [refund.created_by_id for refund in refunds])
-    return Page(
-        items=[
-            refund_read(refund, sale, emails.get(refund.created_by_id or 0)) for refund in refunds
-        ],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
+    sale, found = service.list_refunds(session=session, sale_id=sale_id, page=page)
+    emails = actor_emails(session, [refund.created_by_id for refund in found.rows])
+    return Page.of(
+        found.map(lambda refund: refund_read(refund, sale, emails.get(refund.created_by_id or 0)))
     )

@@ -40,7 +40,7 @@ from common.models import (
     SaleStatus,
     StockSync,
 )
-from common.pagination import PageParams
+from common.pagination import PageParams, Slice
 from sales_service import events
 from sales_service.clients.products import ProductsClient
 from sales_service.refunds import repository
@@ -394,7 +394,6 @@ def sync_refund(
 
 def list_refunds(
     *, session: Session, sale_id: int, page: PageParams
-) -> tuple[Sale, list[SaleRefund], int]:
+) -> tuple[Sale, Slice[SaleRefund]]:
     sale = _get_sale(session, sale_id)
-    refunds, total = repository.list_for_sale(session, sale_id, page)
-    return sale, refunds, total
+    return sale, repository.list_for_sale(session, sale_id, page)

@@ -14,7 +14,7 @@ from common.errors import Unprocessable, error_responses
 from common.idempotency import IdempotencyKey
 from common.models import Sale, SalesChannel, SaleStatus, StockSync
 from common.observability import current_request_id
-from common.pagination import Page, PageDep, paginate, parse_sort, sort_pattern
+from common.pagination import Page, PageDep, parse_sort, sort_pattern
 from common.time_window import TimeWindowDep
 from sales_service.clients.products import ProductsClientDep
 from sales_service.sales import repository, service
@@ -173,18 +173,15 @@ def list_sales(
     """Sales with their lines, newest first, filtered by time, product, category, channel,
     status and stock sync (each repeatable filter matches any of its values; different filters all
     have to hold)."""
-    rows, total = paginate(session, repository.list_query(filters), page, _order(sort))
-    sales = [row[0] for row in rows]
-    channels = repository.channels_by_id(session, {sale.channel_id for sale in sales})
-    emails = actor_emails(session, [sale.created_by_id for sale in sales])
-    return Page(
-        items=[
-            sale_read(sale, channels[sale.channel_id], emails.get(sale.created_by_id or 0))
-            for sale in sales
-        ],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
+    found = service.list_sales(session=session, filters=filters, page=page, order_by=_order(sort))
+    channels = repository.channels_by_id(session, {sale.channel_id for sale in found.rows})
+    emails = actor_emails(session, [sale.created_by_id for sale in found.rows])
+    return Page.of(
+        found.map(
+            lambda sale: sale_read(
+                sale, channels[sale.channel_id], emails.get(sale.created_by_id or 0)
+            )
+        )
     )
 
 

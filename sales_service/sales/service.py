@@ -50,6 +50,7 @@ from common.errors import (
 )
 from common.idempotency import replay, request_hash
 from common.models import Role, Sale, SaleLine, SaleStatus, StockSync
+from common.pagination import PageParams, Slice, first, paginate
 from sales_service import events
 from sales_service.clients.products import ProductsClient
 from sales_service.reports.calendar import FIRST_DATE
@@ -480,6 +481,13 @@ def _raise_not_recorded(exc: Exception, stock_key: str) -> NoReturn:
         "The sale could not be written; its stock was given back and nothing was recorded",
         stock_key=stock_key,
     ) from exc
+
+
+def list_sales(
+    *, session: Session, filters: repository.SaleFilters, page: PageParams, order_by: list[Any]
+) -> Slice[Sale]:
+    """One page of the sales matching the filters (``order_by`` ends with the id)."""
+    return paginate(session, repository.list_query(filters), page, order_by).map(first)
 
 
 def get_sale(*, session: Session, sale_id: int) -> Sale:

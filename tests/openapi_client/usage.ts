@@ -50,6 +50,21 @@ export async function cheapProducts(base: string, token: string): Promise<string
   return page.items.map((item) => item.price);
 }
 
+export async function everySku(base: string, token: string): Promise<string[]> {
+  // Page by cursor: each page's next_cursor (null on the last) is the next one's cursor.
+  type Query = NonNullable<ListProducts["parameters"]["query"]>;
+  const skus: string[] = [];
+  let cursor: string | null = null;
+  do {
+    const query: Query = { limit: 500, sort: "sku", ...(cursor === null ? {} : { cursor }) };
+    const params = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)]));
+    const page: ProductPage = await call<ProductPage>(`${base}/api/v1/products?${params}`, token);
+    skus.push(...page.items.map((item) => item.sku));
+    cursor = page.next_cursor;
+  } while (cursor !== null);
+  return skus;
+}
+
 export function newProduct(): ProductSchemas["schemas"]["ProductCreate"] {
   // Fields with a default (description, status, low_stock_threshold) may be left out.
   return { sku: "MUG-1", name: "Mug", price: "12.00", cost_price: "4.50" };
