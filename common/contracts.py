@@ -30,7 +30,7 @@ was not yet swept is committed as held.
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -126,7 +126,35 @@ class ShortLine(BaseModel):
 class InsufficientStockBody(BaseModel):
     """409 body when any line cannot be reserved; nothing was reserved."""
 
-    error: str = "insufficient_stock"
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "insufficient_stock",
+                    "detail": "Not enough stock to sell: line 1 (product 7): requested 5, "
+                    "available 2",
+                    "lines": [
+                        {
+                            "line_no": 1,
+                            "product_id": 7,
+                            "warehouse_id": None,
+                            "requested": 5,
+                            "available": 2,
+                        }
+                    ],
+                    "fields": [
+                        {
+                            "field": "body.lines.0.quantity",
+                            "reason": "requested 5, 2 available (product 7)",
+                            "type": "insufficient_stock",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    error: Literal["insufficient_stock"]
     detail: str
     lines: list[ShortLine]
     fields: list[FieldError] = Field(

@@ -311,3 +311,34 @@ def install_error_handlers(app: FastAPI) -> None:
             },
             status_code=500,
         )
+
+
+def error_examples() -> dict[int, dict[str, Any]]:
+    """One answer per error status, as the handlers send it, for the OpenAPI document."""
+    validation = ValidationErrorBody(
+        error="validation_error",
+        detail="Invalid input: body.price: at most 2 decimal places",
+        fields=[FieldError(field="body.price", reason="at most 2 decimal places", type="decimal")],
+    )
+    return {
+        400: BadRequest(
+            "Cannot sort by 'colour'; choose from: created_at, name", field="query.sort"
+        ).body(),
+        401: Unauthorized("Not authenticated: send 'Authorization: Bearer <token>'").body(),
+        403: Forbidden("Role 'viewer' may not do this; requires one of: admin, manager").body(),
+        404: NotFound("Product 42 not found", resource="product", id=42).body(),
+        409: Conflict("A product with SKU 'MUG-1' already exists", field="sku").body(),
+        413: {
+            "error": "payload_too_large",
+            "detail": "The request body is larger than 1048576 bytes",
+            "max_bytes": 1048576,
+        },
+        422: validation.model_dump(),
+        429: TooManyRequests(
+            "Too many failed logins to this account from this address; try again in 30 seconds",
+            retry_after=30,
+        ).body(),
+        503: UpstreamUnavailable(
+            "products_service unreachable: connection refused", upstream="products_service"
+        ).body(),
+    }

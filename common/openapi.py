@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from common.errors import ErrorBody, ValidationErrorBody
+from common.errors import ErrorBody, ValidationErrorBody, error_examples
 
 _FASTAPI_422 = "#/components/schemas/HTTPValidationError"
 _FASTAPI_COMPONENTS = ("HTTPValidationError", "ValidationError")
@@ -34,7 +34,8 @@ def install_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = describe_body_limit(describe_validation_errors(build()))
+            document = describe_body_limit(describe_validation_errors(build()))
+            app.openapi_schema = describe_error_examples(document)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -77,4 +78,25 @@ def describe_body_limit(document: dict[str, Any]) -> dict[str, Any]:
         for operation in path_item.values():
             if isinstance(operation, dict) and "requestBody" in operation:
                 operation.setdefault("responses", {}).setdefault("413", answer)
+    return document
+
+
+def describe_error_examples(document: dict[str, Any]) -> dict[str, Any]:
+    """Every error answer in the one shape (``ErrorBody`` where a route named no schema) with
+    an example of it, as the handlers send it."""
+    examples = error_examples()
+    components = document.get("components", {}).get("schemas", {})
+    body_ref = {"$ref": _REF_TEMPLATE.format(model=ErrorBody.__name__)}
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            for code, answer in operation.get("responses", {}).items():
+                if code[:1] not in ("4", "5"):
+                    continue
+                media = answer.setdefault("content", {}).setdefault("application/json", {})
+                schema = media.setdefault("schema", dict(body_ref))
+                if "example" in media or "examples" in media:
+                    continue
+                named = schema.get("$ref", "").rsplit("/", 1)[-1]
+                own = components.get(named, {}).get("examples")
+                media["example"] = own[0] if own else examples.get(int(code), examples[400])
     return document
