@@ -6,45 +6,20 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from common.actors import actor_emails
 from common.auth.dependencies import CurrentUser, ManagerClaims
 from common.db import SessionDep
 from common.delimited import csv_chunks, csv_download, stream_rows
-from common.errors import Unprocessable, error_responses
+from common.errors import error_responses
 from common.idempotency import IdempotencyKey
-from common.models import Sale, SalesChannel, SaleStatus, StockSync
+from common.models import Sale, SaleStatus, StockSync
 from common.observability import current_request_id
 from common.pagination import Page, PageDep, parse_sort, sort_pattern
 from common.time_window import TimeWindowDep
 from sales_service.clients.products import ProductsClientDep
 from sales_service.sales import repository, service
-from sales_service.sales.repository import ChannelRow
-from sales_service.sales.schemas import ChannelRef, SaleCreate, SaleRead
+from sales_service.sales.schemas import SaleCreate, SaleRead
 
 router = APIRouter(prefix="/sales", tags=["sales"], responses=error_responses(401))
-
-
-def sale_read(sale: Sale, channel: SalesChannel | ChannelRow, actor_email: str | None) -> SaleRead:
-    return SaleRead.model_validate(
-        {
-            **{c: getattr(sale, c) for c in SaleRead.model_fields if hasattr(sale, c)},
-            "channel": ChannelRef.model_validate(channel),
-            "net_total": sale.total - sale.refunded_total,
-            "actor_id": sale.created_by_id,
-            "actor_email": actor_email,
-            "lines": sale.lines,
-        }
-    )
-
-
-def read_sale(
-    session: SessionDep, sale: Sale, channel: SalesChannel | ChannelRow | None = None
-) -> SaleRead:
-    return sale_read(
-        sale,
-        channel or session.get_one(SalesChannel, sale.channel_id),
-        actor_emails(session, [sale.created_by_id]).get(sale.created_by_id or 0),
-    )
 
 
 @router.post(
@@ -78,10 +53,10 @@ def record_sale(
     if not recorded.created:
         response.headers["Idempotent-Replayed"] = "true"
     if claims.email is None:  # a token signed before tokens carried the email
-        return read_sale(session, recorded.sale, recorded.channel)
+        return service.read_sale(session, recorded.sale, recorded.channel)
     # No read: all of it is at hand, the caller's email in their token (an idempotency key is
     # the caller's own, so a replayed sale is theirs too).
-    return sale_read(recorded.sale, recorded.channel, claims.email)
+    return service.sale_read(recorded.sale, recorded.channel, claims.email)
 
 
 def sale_filters(
@@ -124,19 +99,11 @@ def sale_filters(
     ] = None,
 ) -> repository.SaleFilters:
     """The filters shared by the sales list and its CSV export (`from`/`to`: by sold_at)."""
-    paths = []
-    for one in dict.fromkeys(category_id or ()):
-        # The snapshot on each line names the category as it was when sold; the subtree is
-        # taken from the category tree as it is now.
-        path = repository.category_path(session, one)
-        if path is None:
-            raise Unprocessable(f"Unknown category {one}", field="query.category_id")
-        paths.append(path)
     return repository.SaleFilters(
         sold_from=window.start,
         sold_to=window.end,
         product_ids=product_id or (),
-        category_paths=paths,
+        category_paths=service.category_paths(session, category_id or ()),
         search=(q or "").strip() or None,
         channel_ids=channel_id or (),
         statuses=statuses or (),
@@ -173,15 +140,8 @@ def list_sales(
     """Sales with their lines, newest first, filtered by time, product, category, channel,
     status and stock sync (each repeatable filter matches any of its values; different filters all
     have to hold)."""
-    found = service.list_sales(session=session, filters=filters, page=page, order_by=_order(sort))
-    channels = repository.channels_by_id(session, {sale.channel_id for sale in found.rows})
-    emails = actor_emails(session, [sale.created_by_id for sale in found.rows])
     return Page.of(
-        found.map(
-            lambda sale: sale_read(
-                sale, channels[sale.channel_id], emails.get(sale.created_by_id or 0)
-            )
-        )
+        service.list_sales(session=session, filters=filters, page=page, order_by=_order(sort))
     )
 
 
@@ -238,4 +198,4 @@ def export_sales(
 @router.get("/{sale_id}", summary="Get a sale", responses=error_responses(404))
 def get_sale(sale_id: int, _user: CurrentUser, session: SessionDep) -> SaleRead:
     """One sale with its lines, snapshots, refunds so far and stock state."""
-    return read_sale(session, service.get_sale(session=session, sale_id=sale_id))
+    return service.read_sale(session, service.get_sale(session=session, sale_id=sale_id))

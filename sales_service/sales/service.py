@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from common import outbox
+from common.actors import actor_emails
 from common.auth.dependencies import authenticate, require_role
 from common.auth.security import TokenClaims
 from common.contracts import SaleStockLine, SaleStockTake, TakenLine
@@ -49,14 +50,14 @@ from common.errors import (
     UpstreamUnavailable,
 )
 from common.idempotency import replay, request_hash
-from common.models import Role, Sale, SaleLine, SaleStatus, StockSync
+from common.models import Role, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
 from common.pagination import PageParams, Slice, first, paginate
 from sales_service import events
 from sales_service.clients.products import ProductsClient
 from sales_service.reports.calendar import FIRST_DATE
 from sales_service.sales import repository
 from sales_service.sales.repository import ChannelRow
-from sales_service.sales.schemas import SaleCreate
+from sales_service.sales.schemas import ChannelRef, SaleCreate, SaleRead
 
 logger = logging.getLogger(__name__)
 CENT = Decimal("0.01")
@@ -483,11 +484,53 @@ def _raise_not_recorded(exc: Exception, stock_key: str) -> NoReturn:
     ) from exc
 
 
+def sale_read(sale: Sale, channel: SalesChannel | ChannelRow, actor_email: str | None) -> SaleRead:
+    return SaleRead.model_validate(
+        {
+            **{c: getattr(sale, c) for c in SaleRead.model_fields if hasattr(sale, c)},
+            "channel": ChannelRef.model_validate(channel),
+            "net_total": sale.total - sale.refunded_total,
+            "actor_id": sale.created_by_id,
+            "actor_email": actor_email,
+            "lines": sale.lines,
+        }
+    )
+
+
+def read_sale(
+    session: Session, sale: Sale, channel: SalesChannel | ChannelRow | None = None
+) -> SaleRead:
+    """The sale as the API shows it, reading its channel (unless given) and who made it."""
+    return sale_read(
+        sale,
+        channel or session.get_one(SalesChannel, sale.channel_id),
+        actor_emails(session, [sale.created_by_id]).get(sale.created_by_id or 0),
+    )
+
+
+def category_paths(session: Session, category_ids: Iterable[int]) -> list[str]:
+    """The tree paths of these categories, for the sales in their subtrees; 422 naming an
+    unknown one. A line's snapshot names its category as it was when sold; the subtree is
+    the tree as it is now."""
+    paths = []
+    for one in dict.fromkeys(category_ids):
+        path = repository.category_path(session, one)
+        if path is None:
+            raise Unprocessable(f"Unknown category {one}", field="query.category_id")
+        paths.append(path)
+    return paths
+
+
 def list_sales(
     *, session: Session, filters: repository.SaleFilters, page: PageParams, order_by: list[Any]
-) -> Slice[Sale]:
+) -> Slice[SaleRead]:
     """One page of the sales matching the filters (``order_by`` ends with the id)."""
-    return paginate(session, repository.list_query(filters), page, order_by).map(first)
+    found = paginate(session, repository.list_query(filters), page, order_by).map(first)
+    channels = repository.channels_by_id(session, {sale.channel_id for sale in found.rows})
+    emails = actor_emails(session, [sale.created_by_id for sale in found.rows])
+    return found.map(
+        lambda sale: sale_read(sale, channels[sale.channel_id], emails.get(sale.created_by_id or 0))
+    )
 
 
 def get_sale(*, session: Session, sale_id: int) -> Sale:
