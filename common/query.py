@@ -1,35 +1,41 @@
-"""Query parameters a route does not declare are refused, not ignored.
+"""Query parameters a route does not declare are refused, not ignored; so is a second value
+of a parameter that takes one.
 
 A typo in a filter (``/sales?chanel_id=3``) or a filter a route does not have
 (``/inventory/levels?as_of=...``) would otherwise answer as if it were not there: every
-channel, today's levels, and nothing to tell the caller. Every route of both services gets
-``reject_unknown_query_parameters`` as an app-wide dependency: a 422 in the one validation
-shape, one entry per unknown name (``query.<name>``), saying which names the route takes.
+channel, today's levels, and nothing to tell the caller. A filter that takes one value sent
+twice (``/products?status=active&status=draft``) would be answered for the last value alone.
+Every route of both services gets ``reject_unknown_query_parameters`` as an app-wide
+dependency: a 422 in the one validation shape, one entry per name at fault
+(``query.<name>``), saying which names the route takes or that the name takes one value.
 """
 
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi._compat import field_annotation_is_sequence
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 
-def declared_query_names(dependant: Dependant) -> frozenset[str]:
+def declared_query_names(dependant: Dependant) -> dict[str, bool]:
     """Every query parameter name a route (its own and its dependencies' parameters, and the
-    fields of a query model) takes, by the name a caller sends (the alias)."""
-    names: set[str] = set()
+    fields of a query model) takes, by the name a caller sends (the alias), and whether it
+    may be repeated (a list of values)."""
+    names: dict[str, bool] = {}
     pending = [dependant]
     while pending:
         current = pending.pop()
         for param in current.query_params:
             model = param.field_info.annotation
             if isinstance(model, type) and issubclass(model, BaseModel):
-                names.update(field.alias or name for name, field in model.model_fields.items())
+                for name, field in model.model_fields.items():
+                    names[field.alias or name] = field_annotation_is_sequence(field.annotation)
             else:
-                names.add(param.alias)
+                names[param.alias] = field_annotation_is_sequence(model)
         pending.extend(current.dependencies)
-    return frozenset(names)
+    return names
 
 
 async def reject_unknown_query_parameters(request: Request) -> None:
@@ -41,23 +47,35 @@ async def reject_unknown_query_parameters(request: Request) -> None:
     # 405 of a read-only path, which must not turn into a 422 over its query)
     if dependant is None or not route.include_in_schema:
         return
-    known: frozenset[str] | None = getattr(route, "_declared_query_names", None)
+    known: dict[str, bool] | None = getattr(route, "_declared_query_names", None)
     if known is None:  # worked out once per route
         known = declared_query_names(dependant)
         route._declared_query_names = known
-    unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in known]
-    if unknown:
-        takes = ", ".join(sorted(known)) if known else "none"
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", name),
-                    "msg": f"unknown query parameter (this route takes: {takes})",
-                    "type": "unknown_parameter",
-                }
-                for name in unknown
-            ]
-        )
+    sent = request.query_params.multi_items()
+    unknown = [name for name in dict.fromkeys(name for name, _ in sent) if name not in known]
+    takes = ", ".join(sorted(known)) if known else "none"
+    problems = [
+        {
+            "loc": ("query", name),
+            "msg": f"unknown query parameter (this route takes: {takes})",
+            "type": "unknown_parameter",
+        }
+        for name in unknown
+    ]
+    counts: dict[str, int] = {}
+    for name, _ in sent:
+        counts[name] = counts.get(name, 0) + 1
+    problems += [
+        {
+            "loc": ("query", name),
+            "msg": f"sent {count} times; it takes one value",
+            "type": "repeated_parameter",
+        }
+        for name, count in counts.items()
+        if count > 1 and known.get(name) is False
+    ]
+    if problems:
+        raise RequestValidationError(problems)
 
 
 def install_query_check(app: FastAPI) -> None:

@@ -6,6 +6,7 @@ filter used to answer as if it were not there (every channel, today's levels).
 """
 
 import re
+import uuid
 from typing import Any
 
 import pytest
@@ -85,3 +86,118 @@ def test_a_filter_a_route_lacks_is_refused_not_answered_with_something_else(
         headers=manager_headers,
     )
     assert listed.status_code == 200, listed.text
+
+
+def array_parameters(app: FastAPI) -> dict[tuple[str, str], dict[str, bool]]:
+    """(method, filled path) -> {query name: whether it takes several values}."""
+    found = {}
+    for path, item in app.openapi()["paths"].items():
+        for method, operation in item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            names = {}
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] != "query":
+                    continue
+                schema = parameter["schema"]
+                kinds = [schema, *schema.get("anyOf", [])]
+                names[parameter["name"]] = any(k.get("type") == "array" for k in kinds)
+            found[(method.upper(), re.sub(r"\{[^}]+\}", "1", path))] = names
+    return found
+
+
+@pytest.mark.parametrize("service", ["products", "sales"])
+def test_a_parameter_that_takes_one_value_sent_twice_is_refused_naming_it(
+    service: str,
+    client: TestClient,
+    sales_client: TestClient,
+    admin_headers: Headers,
+) -> None:
+    """Answering for the last value alone (`status=active&status=draft` as draft) would
+    hide the first; a filter that takes several is documented as an array and matches any."""
+    api = client if service == "products" else sales_client
+    app: Any = api.app
+    checked = 0
+    for (method, path), names in array_parameters(app).items():
+        for name, several in names.items():
+            if several:
+                continue
+            answer = api.request(
+                method, path, params=[(name, "1"), (name, "1")], headers=admin_headers
+            )
+            assert answer.status_code == 422, (method, path, name, answer.text)
+            problems = [f for f in answer.json()["fields"] if f["field"] == f"query.{name}"]
+            assert [p["type"] for p in problems] == ["repeated_parameter"], (
+                method,
+                path,
+                answer.text,
+            )
+            checked += 1
+    assert checked > 50
+
+
+def test_stock_filters_on_ids_and_statuses_match_any_of_the_values_repeated(
+    client: TestClient, engine: Any, manager_headers: Headers, admin_headers: Headers
+) -> None:
+    from tests.products_service.factories import create_product, main_warehouse_id
+
+    main = main_warehouse_id(engine)
+    north = client.post(
+        "/api/v1/warehouses",
+        json={"code": f"N{uuid.uuid4().hex[:6].upper()}", "name": "North"},
+        headers=admin_headers,
+    ).json()["id"]
+    a, b, c = (create_product(engine, stock={main: 5}) for _ in range(3))
+    transfers = []
+    for product in (a, b):
+        moved = client.post(
+            "/api/v1/inventory/transfers",
+            json={
+                "product_id": product,
+                "from_warehouse_id": main,
+                "to_warehouse_id": north,
+                "quantity": 1,
+            },
+            headers=manager_headers,
+        )
+        transfers.append(moved.json()["id"])
+    client.post(f"/api/v1/inventory/transfers/{transfers[0]}/complete", headers=manager_headers)
+
+    def listed(path: str, params: list[tuple[str, Any]]) -> list[Any]:
+        answer = client.get(
+            f"/api/v1{path}", params=[*params, ("limit", 500)], headers=manager_headers
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()["items"]
+
+    levels = listed(
+        "/inventory/levels", [("product_id", a), ("product_id", b), ("warehouse_id", north)]
+    )
+    assert sorted((r["product_id"], r["on_hand"]) for r in levels) == [(a, 1)]
+    levels = listed("/inventory/levels", [("product_id", a), ("product_id", c)])
+    assert sorted((r["product_id"], r["warehouse_id"]) for r in levels) == sorted(
+        [(a, main), (a, north), (c, main)]
+    )
+    both = listed(
+        "/inventory/transfers",
+        [("status", "in_transit"), ("status", "completed"), ("product_id", a), ("product_id", b)],
+    )
+    assert sorted(t["id"] for t in both) == sorted(transfers)
+    assert [
+        t["id"]
+        for t in listed(
+            "/inventory/transfers", [("status", "completed"), ("product_id", a), ("product_id", b)]
+        )
+    ] == [transfers[0]]
+    ledger = listed(
+        f"/inventory/products/{a}/movements", [("warehouse_id", main), ("warehouse_id", north)]
+    )
+    assert sorted(m["type"] for m in ledger) == ["receipt", "transfer_in", "transfer_out"]
+    unknown = client.get(
+        f"/api/v1/inventory/products/{a}/movements",
+        params=[("warehouse_id", main), ("warehouse_id", 999999)],
+        headers=manager_headers,
+    )
+    assert (
+        unknown.status_code == 404 and unknown.json()["fields"][0]["field"] == "query.warehouse_id"
+    )

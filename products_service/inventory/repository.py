@@ -75,21 +75,22 @@ TRANSFER_SORT = {"created_at": Transfer.created_at, "id": Transfer.id}
 def list_transfers(
     session: Session,
     *,
-    status: TransferStatus | None,
-    product_id: int | None,
-    warehouse_id: int | None,
+    statuses: Collection[TransferStatus],
+    product_ids: Collection[int],
+    warehouse_ids: Collection[int],
     page: PageParams,
     order_by: list[Any],
 ) -> Slice[Transfer]:
     stmt = select(Transfer)
-    if status is not None:
-        stmt = stmt.where(Transfer.status == status)
-    if product_id is not None:
-        stmt = stmt.where(Transfer.product_id == product_id)
-    if warehouse_id is not None:
+    if statuses:
+        stmt = stmt.where(Transfer.status.in_(list(statuses)))
+    if product_ids:
+        stmt = stmt.where(Transfer.product_id.in_(list(product_ids)))
+    if warehouse_ids:
         stmt = stmt.where(
             or_(
-                Transfer.from_warehouse_id == warehouse_id, Transfer.to_warehouse_id == warehouse_id
+                Transfer.from_warehouse_id.in_(list(warehouse_ids)),
+                Transfer.to_warehouse_id.in_(list(warehouse_ids)),
             )
         )
     return paginate(session, stmt, page, [*order_by, Transfer.id.desc()]).map(first)
@@ -104,7 +105,7 @@ def list_movements(
     session: Session,
     *,
     product_id: int,
-    warehouse_id: int | None,
+    warehouse_ids: Collection[int],
     types: Collection[MovementType],
     created_from: datetime | None,
     created_to: datetime | None,
@@ -113,8 +114,8 @@ def list_movements(
 ) -> Slice[StockMovement]:
     """One page of a product's ledger."""
     stmt = select(StockMovement).where(StockMovement.product_id == product_id)
-    if warehouse_id is not None:
-        stmt = stmt.where(StockMovement.warehouse_id == warehouse_id)
+    if warehouse_ids:
+        stmt = stmt.where(StockMovement.warehouse_id.in_(list(warehouse_ids)))
     if types:
         stmt = stmt.where(StockMovement.movement_type.in_(list(types)))
     if created_from is not None:
@@ -136,16 +137,16 @@ LEVEL_SORT = {
 def list_levels(
     session: Session,
     *,
-    product_id: int | None,
-    warehouse_id: int | None,
+    product_ids: Collection[int],
+    warehouse_ids: Collection[int],
     page: PageParams,
     order_by: list[Any],
 ) -> Slice[StockLevel]:
     stmt = select(StockLevel)
-    if product_id is not None:
-        stmt = stmt.where(StockLevel.product_id == product_id)
-    if warehouse_id is not None:
-        stmt = stmt.where(StockLevel.warehouse_id == warehouse_id)
+    if product_ids:
+        stmt = stmt.where(StockLevel.product_id.in_(list(product_ids)))
+    if warehouse_ids:
+        stmt = stmt.where(StockLevel.warehouse_id.in_(list(warehouse_ids)))
     return paginate(session, stmt, page, [*order_by, StockLevel.id.asc()]).map(first)
 
 
@@ -165,8 +166,8 @@ def list_levels_as_of(
     session: Session,
     *,
     as_of: datetime,
-    product_id: int | None,
-    warehouse_id: int | None,
+    product_ids: Collection[int],
+    warehouse_ids: Collection[int],
     page: PageParams,
     sort: str | None,
 ) -> Slice[LevelThen]:
@@ -187,10 +188,10 @@ def list_levels_as_of(
         func.sum(StockMovement.quantity).label("on_hand"),
         func.max(StockMovement.created_at).label("updated_at"),
     ).where(StockMovement.created_at <= as_of)
-    if product_id is not None:
-        grouped = grouped.where(StockMovement.product_id == product_id)
-    if warehouse_id is not None:
-        grouped = grouped.where(StockMovement.warehouse_id == warehouse_id)
+    if product_ids:
+        grouped = grouped.where(StockMovement.product_id.in_(list(product_ids)))
+    if warehouse_ids:
+        grouped = grouped.where(StockMovement.warehouse_id.in_(list(warehouse_ids)))
     levels = grouped.group_by(StockMovement.product_id, StockMovement.warehouse_id).subquery(
         "levels_then"
     )

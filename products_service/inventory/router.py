@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from common.auth.dependencies import CurrentUser, ManagerUser
@@ -35,6 +35,10 @@ from products_service.inventory.schemas import (
     TransferCreate,
     TransferRead,
 )
+
+# A filter on ids or a status may be repeated: it matches any of the values given.
+ANY_OF = "Repeat for any of several"
+PositiveId = Annotated[int, Field(gt=0)]
 
 router = APIRouter(prefix="/inventory", tags=["inventory"], responses=error_responses(401))
 
@@ -252,10 +256,13 @@ def list_transfers(
     _user: CurrentUser,
     session: SessionDep,
     page: PageDep,
-    status_filter: Annotated[TransferStatus | None, Query(alias="status")] = None,
-    product_id: Annotated[int | None, Query(gt=0)] = None,
+    status_filter: Annotated[
+        list[TransferStatus] | None, Query(alias="status", description=ANY_OF)
+    ] = None,
+    product_id: Annotated[list[PositiveId] | None, Query(description=ANY_OF)] = None,
     warehouse_id: Annotated[
-        int | None, Query(gt=0, description="Transfers from or to this warehouse")
+        list[PositiveId] | None,
+        Query(description=f"Transfers from or to this warehouse; {ANY_OF.lower()}"),
     ] = None,
     sort: Annotated[
         str | None,
@@ -269,9 +276,9 @@ def list_transfers(
     order_by = parse_sort(sort, repository.TRANSFER_SORT, "-created_at,-id")
     found = service.list_transfers(
         session=session,
-        status=status_filter,
-        product_id=product_id,
-        warehouse_id=warehouse_id,
+        statuses=status_filter or (),
+        product_ids=product_id or (),
+        warehouse_ids=warehouse_id or (),
         page=page,
         order_by=order_by,
     )
@@ -358,8 +365,8 @@ def list_stock_levels(
     _user: CurrentUser,
     session: SessionDep,
     page: PageDep,
-    product_id: Annotated[int | None, Query(gt=0)] = None,
-    warehouse_id: Annotated[int | None, Query(gt=0)] = None,
+    product_id: Annotated[list[PositiveId] | None, Query(description=ANY_OF)] = None,
+    warehouse_id: Annotated[list[PositiveId] | None, Query(description=ANY_OF)] = None,
     as_of: Annotated[
         Instant | None,
         Query(
@@ -384,8 +391,8 @@ def list_stock_levels(
             service.list_levels_as_of(
                 session=session,
                 as_of=as_of,
-                product_id=product_id,
-                warehouse_id=warehouse_id,
+                product_ids=product_id or (),
+                warehouse_ids=warehouse_id or (),
                 page=page,
                 sort=sort,
             )
@@ -394,8 +401,8 @@ def list_stock_levels(
     return Page.of(
         service.list_levels(
             session=session,
-            product_id=product_id,
-            warehouse_id=warehouse_id,
+            product_ids=product_id or (),
+            warehouse_ids=warehouse_id or (),
             page=page,
             order_by=order_by,
         )
@@ -413,7 +420,7 @@ def list_stock_movements(
     session: SessionDep,
     page: PageDep,
     window: TimeWindowDep,
-    warehouse_id: Annotated[int | None, Query(gt=0)] = None,
+    warehouse_id: Annotated[list[PositiveId] | None, Query(description=ANY_OF)] = None,
     movement_types: Annotated[
         list[MovementType] | None,
         Query(alias="type", description="Repeat to match several types"),
@@ -432,7 +439,7 @@ def list_stock_movements(
         service.list_movements(
             session=session,
             product_id=product_id,
-            warehouse_id=warehouse_id,
+            warehouse_ids=warehouse_id or (),
             types=movement_types or [],
             created_from=window.start,
             created_to=window.end,

@@ -439,17 +439,17 @@ def cancel_transfer(*, session: Session, transfer_id: int, actor_id: int) -> Tra
 def list_transfers(
     *,
     session: Session,
-    status: TransferStatus | None,
-    product_id: int | None,
-    warehouse_id: int | None,
+    statuses: Collection[TransferStatus],
+    product_ids: Collection[int],
+    warehouse_ids: Collection[int],
     page: PageParams,
     order_by: list[Any],
 ) -> Slice[Transfer]:
     return repository.list_transfers(
         session,
-        status=status,
-        product_id=product_id,
-        warehouse_id=warehouse_id,
+        statuses=statuses,
+        product_ids=product_ids,
+        warehouse_ids=warehouse_ids,
         page=page,
         order_by=order_by,
     )
@@ -462,7 +462,7 @@ def list_movements(
     *,
     session: Session,
     product_id: int,
-    warehouse_id: int | None,
+    warehouse_ids: Collection[int],
     types: Collection[MovementType],
     created_from: datetime | None,
     created_to: datetime | None,
@@ -471,12 +471,12 @@ def list_movements(
 ) -> Slice[MovementRead]:
     """A product's ledger, newest first unless sorted otherwise."""
     get_product(session=session, product_id=product_id)
-    if warehouse_id is not None:
-        get_warehouse(session=session, warehouse_id=warehouse_id)
+    for warehouse_id in warehouse_ids:
+        get_warehouse(session=session, warehouse_id=warehouse_id, field="query.warehouse_id")
     found = repository.list_movements(
         session,
         product_id=product_id,
-        warehouse_id=warehouse_id,
+        warehouse_ids=warehouse_ids,
         types=types,
         created_from=created_from,
         created_to=created_to,
@@ -490,14 +490,14 @@ def list_movements(
 def list_levels(
     *,
     session: Session,
-    product_id: int | None,
-    warehouse_id: int | None,
+    product_ids: Collection[int],
+    warehouse_ids: Collection[int],
     page: PageParams,
     order_by: list[Any],
 ) -> Slice[StockLevelListRead]:
     """Today's level rows."""
     return repository.list_levels(
-        session, product_id=product_id, warehouse_id=warehouse_id, page=page, order_by=order_by
+        session, product_ids=product_ids, warehouse_ids=warehouse_ids, page=page, order_by=order_by
     ).map(StockLevelListRead.model_validate)
 
 
@@ -505,8 +505,8 @@ def list_levels_as_of(
     *,
     session: Session,
     as_of: datetime,
-    product_id: int | None,
-    warehouse_id: int | None,
+    product_ids: Collection[int],
+    warehouse_ids: Collection[int],
     page: PageParams,
     sort: str | None,
 ) -> Slice[StockLevelListRead]:
@@ -538,8 +538,8 @@ def list_levels_as_of(
     return repository.list_levels_as_of(
         session,
         as_of=as_of,
-        product_id=product_id,
-        warehouse_id=warehouse_id,
+        product_ids=product_ids,
+        warehouse_ids=warehouse_ids,
         page=page,
         sort=sort,
     ).map(
