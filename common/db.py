@@ -1,14 +1,15 @@
 """Engine, sessions and column types shared by both services."""
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
-from sqlalchemy.dialects import mysql
+from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -180,3 +181,28 @@ def retry_lock_conflicts(
             if attempt == attempts - 1 or code not in LOCK_CONFLICT_CODES:
                 raise
     raise AssertionError("unreachable")
+
+
+def update_by_id(
+    session: Session, table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Set ``columns`` of existing rows in one statement (a bulk change's batch): each row
+    holds its id, every NOT NULL column and the new values. It is an upsert by id that only
+    ever meets the row it names (the caller holds those rows locked): the driver sends the
+    rows as one multi-row INSERT ... ON DUPLICATE KEY UPDATE (ON CONFLICT on SQLite), where
+    an UPDATE per row would be a statement per row."""
+    if rows:
+        statement = _update_by_id(table, columns, session.get_bind().dialect.name)
+        session.connection().execute(statement, list(rows))
+
+
+@functools.cache
+def _update_by_id(table: Table, columns: tuple[str, ...], dialect: str) -> Any:
+    """Built once per table, columns and dialect (SQLAlchemy then compiles it once)."""
+    if dialect in ("mysql", "mariadb"):
+        my = mysql.insert(table)
+        return my.on_duplicate_key_update({c: my.inserted[c] for c in columns})
+    lite = sqlite.insert(table)
+    return lite.on_conflict_do_update(
+        index_elements=[table.c.id], set_={c: lite.excluded[c] for c in columns}
+    )

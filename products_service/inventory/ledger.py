@@ -8,18 +8,24 @@ Rules that hold here for every caller:
 - ``on_hand`` never goes below zero nor below what is reserved.
 """
 
+import functools
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from common import outbox
+from common.db import update_by_id, utcnow
 from common.errors import InsufficientStock
 from common.models import MovementType, Product, StockLevel, StockMovement
 
 LevelKey = tuple[int, int]  # (product_id, warehouse_id)
+LEVELS: Table = StockLevel.__table__  # type: ignore[assignment]
+
 # Up to this many keys (a sale's lines), each level row is locked by a statement of its own,
 # touching nothing else; more (a bulk import) are locked with their products' other levels.
 ONE_BY_ONE = 20
@@ -27,16 +33,22 @@ ONE_BY_ONE = 20
 
 def ensure_levels(session: Session, keys: Iterable[LevelKey]) -> None:
     """Create missing level rows at zero; concurrent creators of the same row do not clash."""
-    rows = [{"product_id": p, "warehouse_id": w, "on_hand": 0, "reserved": 0} for p, w in keys]
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
+    now = utcnow()
+    rows = [
+        {"product_id": p, "warehouse_id": w, "on_hand": 0, "reserved": 0, "updated_at": now}
+        for p, w in keys
+    ]
+    if rows:
+        # One statement object, executed with the rows: compiled once, sent as one INSERT.
+        session.connection().execute(_ensure_statement(session.get_bind().dialect.name), rows)
+
+
+@functools.cache
+def _ensure_statement(dialect: str) -> Any:
     if dialect == "sqlite":
-        stmt = sqlite_insert(StockLevel).values(rows).on_conflict_do_nothing()
-        session.execute(stmt)
-    else:
-        ins = mysql_insert(StockLevel).values(rows)
-        session.execute(ins.on_duplicate_key_update(product_id=ins.inserted.product_id))
+        return sqlite_insert(LEVELS).on_conflict_do_nothing()
+    ins = mysql_insert(LEVELS)
+    return ins.on_duplicate_key_update(product_id=ins.inserted.product_id)
 
 
 def _hold_products(session: Session, product_ids: Iterable[int]) -> None:
@@ -147,8 +159,9 @@ def record_movements(
     actor_id: int | None = None,
 ) -> list[StockMovement]:
     """``record_movement`` for many locked levels at once, each with its signed quantity
-    (distinct levels): the rows are written in one flush and their events in one INSERT, so
-    a bulk import's batch costs a few statements, not a few per row."""
+    (distinct levels): the levels are written in one statement, the ledger rows in one
+    flush and their events in one INSERT, so a bulk import's batch costs a few statements,
+    not a few per row."""
     moved = [
         (
             level,
@@ -164,6 +177,7 @@ def record_movements(
         )
         for level, quantity in changes
     ]
+    _write_levels(session, [level for level, _ in moved])
     session.flush()
     outbox.append(
         session,
@@ -171,6 +185,31 @@ def record_movements(
         [movement_event(movement, level.reserved) for level, movement in moved],
     )
     return [movement for _, movement in moved]
+
+
+def _write_levels(session: Session, levels: Sequence[StockLevel]) -> None:
+    """The changed counts of these locked levels in one statement (an ORM flush sends an
+    UPDATE per level); their state is then set as the stored one, so the flush after writes
+    only the ledger rows."""
+    now = utcnow()
+    rows = []
+    for level in levels:
+        rows.append(
+            {
+                "id": level.id,
+                "product_id": level.product_id,
+                "warehouse_id": level.warehouse_id,
+                "on_hand": level.on_hand,
+                "reserved": level.reserved,
+                "updated_at": now,
+            }
+        )
+        for name in _LEVEL_COUNTS:
+            set_committed_value(level, name, rows[-1][name])
+    update_by_id(session, LEVELS, _LEVEL_COUNTS, rows)
+
+
+_LEVEL_COUNTS = ("on_hand", "reserved", "updated_at")
 
 
 def _apply(

@@ -1,14 +1,13 @@
 """SQL for products: lookups, per-warehouse stock, the filtered, sorted list, and the
 batch writes of an import."""
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Row, Table, func, insert, or_, select
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from common.db import update_by_id
 from common.models import Category, Product, ProductStatus, StockLevel, Warehouse
 from common.pagination import PageParams, Slice, paginate
 from common.time_window import TimeWindow
@@ -160,24 +159,8 @@ def insert_many(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict[str
 
 def update_many(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Set the ``WRITABLE`` columns of existing products (each row whole: its id, SKU and
-    every column) in one statement: an upsert by id that only ever meets the row it names
-    (the caller holds those rows locked)."""
-    if rows:
-        dialect = session.get_bind().dialect.name
-        session.connection().execute(_update_by_id(dialect), list(rows))
+    every column) in one statement (see common.db.update_by_id)."""
+    update_by_id(session, PRODUCTS, WRITABLE, rows)
 
 
 _INSERT = insert(PRODUCTS)
-
-
-@functools.cache
-def _update_by_id(dialect: str) -> Any:
-    """Built once per dialect, executed with a list of rows: the driver sends them as one
-    multi-row INSERT ... ON DUPLICATE KEY UPDATE (ON CONFLICT on SQLite)."""
-    if dialect in ("mysql", "mariadb"):
-        my = mysql.insert(PRODUCTS)
-        return my.on_duplicate_key_update({c: my.inserted[c] for c in WRITABLE})
-    lite = sqlite.insert(PRODUCTS)
-    return lite.on_conflict_do_update(
-        index_elements=[PRODUCTS.c.id], set_={c: lite.excluded[c] for c in WRITABLE}
-    )

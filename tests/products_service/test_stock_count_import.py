@@ -4,7 +4,7 @@ run, all or nothing, and a re-import that changes nothing."""
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from common.db import make_sessionmaker
 from common.models import MovementType, ProductsEvent, StockMovement
@@ -189,8 +189,25 @@ def test_a_count_of_many_shelves_locks_and_corrects_them_all(
     lines = [
         f"{sku(engine, p)},{code},{n}" for n, p in enumerate(products) for code in ("MAIN", "NORTH")
     ]
-    report = counted(client, manager_headers, "sku,warehouse,counted_quantity\n" + "\n".join(lines))
+    statements: list[str] = []
 
+    def record(_c: Any, _cursor: Any, sql: str, params: Any, _context: Any, many: bool) -> None:
+        # The driver sends an executemany of INSERTs as one statement, of anything else as
+        # one statement per row: count what the server receives.
+        sent = len(params) if many and not sql.lstrip().upper().startswith("INSERT") else 1
+        statements.extend([sql] * sent)
+
+    engine_of_app = client.app.state.engine  # type: ignore[attr-defined]
+    event.listen(engine_of_app, "before_cursor_execute", record)
+    try:
+        report = counted(
+            client, manager_headers, "sku,warehouse,counted_quantity\n" + "\n".join(lines)
+        )
+    finally:
+        event.remove(engine_of_app, "before_cursor_execute", record)
+
+    # A batch costs a few statements, whatever its size: never one (or more) per shelf.
+    assert len(statements) < 20, statements
     # Already right: the 6th product's MAIN shelf (5) and the first's empty NORTH shelf (0).
     assert (report["rows_read"], report["updated"], report["unchanged"]) == (30, 28, 2)
     assert [level(engine, p, main).on_hand for p in products] == list(range(15))
