@@ -14,7 +14,10 @@ What a file holds is an ``Importer``: the columns it reads, how it checks one ro
 and how it checks (and, when told, writes) a batch against the database.
 """
 
+import hashlib
+import sqlite3
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -135,12 +138,82 @@ class Progress(Protocol):
     def __call__(self, stage: str, rows: int, position: int) -> None: ...
 
 
+class FirstRows:
+    """The row each key of a file (a SKU, an order id) first appeared on, so that a file
+    naming one twice is refused. Kept in a scratch SQLite file of the import's own, not in
+    this process's memory: an import's memory stays one batch however long its file, and
+    the shop's database (and the import's transaction, which may commit as it goes) is left
+    alone. Keys are stored as 16-byte digests, so their length does not matter."""
+
+    CHUNK = 500  # keys looked up per statement, under SQLite's bound-parameter limit
+
+    def __init__(self) -> None:
+        self._directory: tempfile.TemporaryDirectory[str] | None = None
+        self._db: sqlite3.Connection | None = None
+
+    def claim(self, keyed: Iterable[tuple[str, int]]) -> dict[int, int]:
+        """Record each (key, row) whose key is new; answer, for each row whose key came
+        before (earlier in the file, or in this batch), the row it first came on."""
+        first: dict[bytes, int] = {}
+        again: dict[int, bytes] = {}
+        for key, row in keyed:
+            digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+            if digest in first:
+                again[row] = digest
+            else:
+                first[digest] = row
+        if not first:
+            return {}
+        db = self._open()
+        keys = list(first)
+        earlier: dict[bytes, int] = {}
+        for start in range(0, len(keys), self.CHUNK):
+            chosen = keys[start : start + self.CHUNK]
+            marks = ",".join("?" * len(chosen))
+            lookup = f"SELECT k, row_no FROM first_rows WHERE k IN ({marks})"  # noqa: S608 (only ?s)
+            found = db.execute(lookup, chosen)
+            earlier.update(found.fetchall())
+        db.execute("BEGIN")  # one transaction for the batch's keys, not one per key
+        db.executemany(
+            "INSERT INTO first_rows (k, row_no) VALUES (?, ?)",
+            [(k, row) for k, row in first.items() if k not in earlier],
+        )
+        db.execute("COMMIT")
+        known = {**first, **earlier}
+        repeated = {row: known[digest] for row, digest in again.items()}
+        repeated.update({first[k]: row for k, row in earlier.items()})
+        return repeated
+
+    def _open(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._directory = tempfile.TemporaryDirectory(prefix="import-keys-")
+            # Scratch: nothing to keep across a crash, so no journal, no fsync, autocommit.
+            self._db = sqlite3.connect(
+                f"{self._directory.name}/keys.db", isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=OFF")
+            self._db.execute("PRAGMA synchronous=OFF")
+            self._db.execute(
+                "CREATE TABLE first_rows (k BLOB PRIMARY KEY, row_no INTEGER) WITHOUT ROWID"
+            )
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._directory is not None:
+            self._directory.cleanup()
+            self._directory = None
+
+
 @dataclass
 class Tally:
     """The report being built: counts, and the first MAX_LISTED errors and changes."""
 
     kind: str
     file: ImportFile
+    first_rows: FirstRows
     rows_read: int = 0
     rows_rejected: int = 0
     created: int = 0
@@ -246,7 +319,25 @@ def _read(
 ) -> Tally:
     """One pass over the file; writes only while no problem has been met (one by one: on
     past a problem, each unit stands alone)."""
-    tally = Tally(kind=kind, file=file)
+    tally = Tally(kind=kind, file=file, first_rows=FirstRows())
+    try:
+        return _pass(
+            binary, tally, factory, file, write=write, one_by_one=one_by_one, progress=progress
+        )
+    finally:
+        tally.first_rows.close()
+
+
+def _pass(
+    binary: IO[bytes],
+    tally: Tally,
+    factory: Factory,
+    file: ImportFile,
+    *,
+    write: bool,
+    one_by_one: bool,
+    progress: Progress | None,
+) -> Tally:
     importer = factory(tally)
     try:
         reader = TableReader(
@@ -319,7 +410,15 @@ def run_import(
         if not (checked.created or checked.updated or checked.categories_created):
             return checked.report(applied=True)  # all there already: nothing to write
         binary.seek(0)
-        applied = _read(binary, kind, factory, file, write=True, one_by_one=True, progress=progress)
+        applied = _read(
+            binary,
+            kind,
+            factory,
+            file,
+            write=True,
+            one_by_one=True,
+            progress=progress,
+        )
         applied.partial = not applied.ok
         return applied.report(applied=applied.ok)
     with session.begin_nested():  # rolled back by the ImportRejected raised inside it

@@ -7,8 +7,8 @@ SKUs, then a few multi-row statements (``products.service.save_many``), no objec
 Importing the same file again changes nothing: a row that matches what is stored (a
 product's fields, a level's on-hand count) is counted as unchanged and writes nothing.
 
-Memory: one batch of rows at a time, plus the set of keys seen (to refuse a SKU twice in one
-file) and the category tree; never the file.
+Memory: one batch of rows at a time and the category tree, never the file; the keys seen
+(to refuse a SKU twice in one file) are kept in a temporary table (common.imports.FirstRows).
 """
 
 from collections.abc import Mapping
@@ -245,7 +245,6 @@ class _ProductImporter:
         self.session = session
         self.tally = tally
         self.options = options
-        self.first_row: dict[str, int] = {}
         self._tree: _CategoryTree | None = None
 
     @property
@@ -263,18 +262,6 @@ class _ProductImporter:
         except ValidationError as exc:
             reason = "is required" if not cells["sku"] else exc.errors()[0]["msg"]
             return [problem("invalid_value", reason, row=row, column="sku", value=cells["sku"])]
-        if sku.casefold() in self.first_row:
-            return [
-                problem(
-                    "duplicate_key",
-                    f"SKU {sku!r} is also in row {self.first_row[sku.casefold()]} (SKUs match "
-                    "in any case); a file names each SKU once",
-                    row=row,
-                    column="sku",
-                    value=sku,
-                )
-            ]
-        self.first_row[sku.casefold()] = row
         given: dict[str, Any] = {}
         path = ""
         for name, value in cells.items():
@@ -347,6 +334,22 @@ class _ProductImporter:
         """Every batch is settled whole: nothing is held back."""
 
     def settle(self, rows: list[_ProductRow], *, write: bool) -> None:
+        repeated = self.tally.first_rows.claim((r.sku.casefold(), r.row) for r in rows)
+        for item in rows:
+            if item.row in repeated:
+                self.tally.reject(
+                    [
+                        problem(
+                            "duplicate_key",
+                            f"SKU {item.sku!r} is also in row {repeated[item.row]} (SKUs "
+                            "match in any case); a file names each SKU once",
+                            row=item.row,
+                            column="sku",
+                            value=item.sku,
+                        )
+                    ]
+                )
+        rows = [item for item in rows if item.row not in repeated]
         if not rows:
             return
         existing = repository.products_by_skus(self.session, [r.sku for r in rows], lock=write)
@@ -467,7 +470,6 @@ class _CountImporter:
         self.session = session
         self.tally = tally
         self.options = options
-        self.first_row: dict[tuple[str, str], int] = {}
         self.warehouses: dict[str, Warehouse] = repository.all_warehouses(session)
         self.reference = (options.file_name or "stock count import")[:REFERENCE_LENGTH]
 
@@ -492,26 +494,36 @@ class _CountImporter:
             )
         if problems:
             return problems
-        key = (cells["sku"], cells["warehouse"])
-        folded = (key[0].casefold(), key[1].casefold())
-        if folded in self.first_row:
-            return [
-                problem(
-                    "duplicate_key",
-                    f"SKU {key[0]!r} in warehouse {key[1]!r} is also counted in row "
-                    f"{self.first_row[folded]}; a file counts each shelf once",
-                    row=row,
-                    column="sku",
-                    value=key[0],
-                )
-            ]
-        self.first_row[folded] = row
-        return _CountRow(row=row, sku=key[0], warehouse=key[1], counted=int(counted), cells=cells)
+        return _CountRow(
+            row=row,
+            sku=cells["sku"],
+            warehouse=cells["warehouse"],
+            counted=int(counted),
+            cells=cells,
+        )
 
     def finish(self, *, write: bool) -> None:
         """Every batch is settled whole: nothing is held back."""
 
     def settle(self, rows: list[_CountRow], *, write: bool) -> None:
+        repeated = self.tally.first_rows.claim(
+            (f"{r.sku.casefold()}\x1f{r.warehouse.casefold()}", r.row) for r in rows
+        )
+        for item in rows:
+            if item.row in repeated:
+                self.tally.reject(
+                    [
+                        problem(
+                            "duplicate_key",
+                            f"SKU {item.sku!r} in warehouse {item.warehouse!r} is also counted "
+                            f"in row {repeated[item.row]}; a file counts each shelf once",
+                            row=item.row,
+                            column="sku",
+                            value=item.sku,
+                        )
+                    ]
+                )
+        rows = [item for item in rows if item.row not in repeated]
         if not rows:
             return
         products = repository.products_by_skus(self.session, {r.sku for r in rows}, lock=False)

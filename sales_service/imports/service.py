@@ -235,7 +235,6 @@ class _OrderImporter:
         self.columns = _columns(self.profile, options.column_map)
         self.channel = channel
         self.zone = zone
-        self.first_row: dict[str, int] = {}  # order id (lower case) -> its first row
         self.held: list[_Line] = []  # the last order of a batch: it may go on in the next
         self.note = f"imported from {options.file_name or 'a file'}"[:500]
         self.zone_noted = False
@@ -324,22 +323,25 @@ class _OrderImporter:
 
     def _settle(self, orders: list[list[_Line]], *, write: bool) -> None:
         fresh: list[list[_Line]] = []
+        repeated = self.tally.first_rows.claim(
+            (order[0].order_id.casefold(), order[0].row) for order in orders
+        )
         for order in orders:
-            key = order[0].order_id.casefold()
-            if key in self.first_row:
+            first = order[0]
+            if first.row in repeated:
                 self.tally.reject(
-                    problem(
-                        "duplicate_key",
-                        f"order {order[0].order_id!r} began at row {self.first_row[key]}; the "
-                        "lines of an order must be consecutive rows",
-                        row=line.row,
-                        column="order_id",
-                        value=line.order_id,
-                    )
-                    for line in order[:1]
+                    [
+                        problem(
+                            "duplicate_key",
+                            f"order {first.order_id!r} began at row {repeated[first.row]}; the "
+                            "lines of an order must be consecutive rows",
+                            row=first.row,
+                            column="order_id",
+                            value=first.order_id,
+                        )
+                    ]
                 )
                 continue
-            self.first_row[key] = order[0].row
             if self._skipped(order[0].status):
                 self.tally.skipped += 1
             else:

@@ -3,6 +3,7 @@ all-or-nothing real runs, idempotent re-imports and hostile files."""
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -518,3 +519,19 @@ def test_a_cancelled_import_job_writes_nothing(
     assert catalog(engine) == {}
     missing = client.get(f"{API}/imports/jobs/{job_id + 1000}", headers=manager_headers)
     assert missing.status_code == 404
+
+
+def test_a_sku_named_again_a_few_batches_later_is_refused_naming_its_first_row(
+    client: TestClient, manager_headers: dict[str, str], engine: Engine
+) -> None:
+    """The keys seen are kept outside the process (common.imports.FirstRows), batch by batch:
+    a repeat is found whatever the distance, and in whichever case it is written."""
+    run = uuid.uuid4().hex[:6].upper()
+    rows = [f"FAR-{run}-{n},Lamp {n},1.00,0.50" for n in range(2600)]
+    rows.append(f"far-{run}-7,Again,2.00,1.00")  # row 2602, 2.6 batches after row 9
+    rows.append(f"FAR-{run}-2599,Twice,2.00,1.00")  # row 2603: the row just before it
+    report = rejected(client, manager_headers, "sku,name,price,cost_price\n" + "\n".join(rows))
+    assert where(report) == [(2602, "sku", "duplicate_key"), (2603, "sku", "duplicate_key")]
+    reasons = [e["detail"] for e in report["errors"]]
+    assert "is also in row 9" in reasons[0] and "is also in row 2601" in reasons[1]
+    assert not any(sku.startswith(f"FAR-{run}") for sku in catalog(engine))
