@@ -2,6 +2,7 @@
 on the embedded SQLite file alike."""
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,19 +33,22 @@ def add_category(engine: Engine, slug: str) -> None:
         session.commit()
 
 
-def slugs(reader: Session) -> list[str]:
-    return sorted(reader.scalars(select(Category.slug)))
+def slugs(reader: Session, run: str) -> list[str]:
+    """This test's categories (the worker's database holds other tests' rows too)."""
+    found = reader.scalars(select(Category.slug).where(Category.slug.startswith(run)))
+    return sorted(slug.removeprefix(run) for slug in found)
 
 
 def test_a_long_read_sees_one_snapshot_and_holds_up_no_writer(any_engine: Engine) -> None:
-    add_category(any_engine, "before")
+    run = f"snap-{uuid.uuid4().hex[:8]}-"
+    add_category(any_engine, f"{run}before")
     with snapshot_session(any_engine) as reader:
-        assert slugs(reader) == ["before"]
+        assert slugs(reader, run) == ["before"]
         # While the read is still open, another connection writes and commits at once
         # (on SQLite a write lock held by the reader would make it wait 30 s, then fail).
         started = time.monotonic()
-        add_category(any_engine, "during")
+        add_category(any_engine, f"{run}during")
         assert time.monotonic() - started < 5
-        assert slugs(reader) == ["before"]  # still the snapshot it started with
+        assert slugs(reader, run) == ["before"]  # still the snapshot it started with
     with snapshot_session(any_engine) as reader:
-        assert slugs(reader) == ["before", "during"]
+        assert slugs(reader, run) == ["before", "during"]
