@@ -214,7 +214,9 @@ class MovementRead(BaseModel):
 
     id: int
     product_id: int
+    sku: str
     warehouse_id: int
+    warehouse_code: str
     type: MovementType
     quantity: int
     on_hand_after: int

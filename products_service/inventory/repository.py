@@ -1,6 +1,6 @@
 """Every SQL query of the inventory domain (stock changes themselves go through ledger.py)."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -32,6 +32,24 @@ def get_product(session: Session, product_id: int) -> Product | None:
 
 def get_warehouse(session: Session, warehouse_id: int) -> Warehouse | None:
     return session.get(Warehouse, warehouse_id)
+
+
+def names(
+    session: Session, product_ids: Iterable[int], warehouse_ids: Iterable[int]
+) -> tuple[dict[int, str], dict[int, str]]:
+    """The SKUs of these products and the codes of these warehouses (a query each)."""
+    products, warehouses = set(product_ids), set(warehouse_ids)
+    skus: dict[int, str] = {}
+    codes: dict[int, str] = {}
+    if products:
+        found = session.execute(select(Product.id, Product.sku).where(Product.id.in_(products)))
+        skus = {product_id: sku for product_id, sku in found}
+    if warehouses:
+        found = session.execute(
+            select(Warehouse.id, Warehouse.code).where(Warehouse.id.in_(warehouses))
+        )
+        codes = {warehouse_id: code for warehouse_id, code in found}
+    return skus, codes
 
 
 def get_category(session: Session, category_id: int) -> Category | None:

@@ -139,8 +139,11 @@ class TransferRead(BaseModel):
 
     id: int
     product_id: int
+    sku: str
     from_warehouse_id: int
+    from_warehouse_code: str
     to_warehouse_id: int
+    to_warehouse_code: str
     quantity: int
     status: TransferStatus
     reason: str = Field(description="Why the stock moves, as given when it was started")
@@ -162,7 +165,9 @@ class StockLevelListRead(BaseModel):
             "examples": [
                 {
                     "product_id": 1,
+                    "sku": "MUG-1",
                     "warehouse_id": 1,
+                    "warehouse_code": "MAIN",
                     "on_hand": 17,
                     "reserved": 2,
                     "available": 15,
@@ -170,7 +175,9 @@ class StockLevelListRead(BaseModel):
                 },
                 {
                     "product_id": 1,
+                    "sku": "MUG-1",
                     "warehouse_id": 1,
+                    "warehouse_code": "MAIN",
                     "on_hand": 24,
                     "reserved": None,
                     "available": None,
@@ -181,7 +188,9 @@ class StockLevelListRead(BaseModel):
     )
 
     product_id: int
+    sku: str
     warehouse_id: int
+    warehouse_code: str
     on_hand: Annotated[
         int, Field(description="With as_of: the sum of the ledger's movements up to as_of")
     ]

@@ -100,11 +100,15 @@ def level_read(level: StockLevel) -> StockLevelRead:
     return StockLevelRead.model_validate(level)
 
 
-def movement_read(movement: StockMovement, actor_email: str | None) -> MovementRead:
+def movement_read(
+    movement: StockMovement, actor_email: str | None, sku: str, warehouse_code: str
+) -> MovementRead:
     return MovementRead(
         id=movement.id,
         product_id=movement.product_id,
+        sku=sku,
         warehouse_id=movement.warehouse_id,
+        warehouse_code=warehouse_code,
         type=movement.movement_type,
         quantity=movement.quantity,
         on_hand_after=movement.on_hand_after,
@@ -120,12 +124,17 @@ def _change(
     session: Session, level: StockLevel, movement: StockMovement | None, detail: str
 ) -> StockChangeRead:
     session.flush()  # level.updated_at is set by the UPDATE
-    emails = actor_emails(session, [movement.actor_id] if movement else [])
+    read = None
+    if movement is not None:
+        emails = actor_emails(session, [movement.actor_id])
+        # Both were read (and checked) for this change: the session holds them.
+        product = session.get_one(Product, movement.product_id)
+        warehouse = session.get_one(Warehouse, movement.warehouse_id)
+        read = movement_read(
+            movement, emails.get(movement.actor_id or 0), product.sku, warehouse.code
+        )
     return StockChangeRead(
-        recorded=movement is not None,
-        detail=detail,
-        movement=movement_read(movement, emails.get(movement.actor_id or 0)) if movement else None,
-        level=level_read(level),
+        recorded=movement is not None, detail=detail, movement=read, level=level_read(level)
     )
 
 
@@ -318,14 +327,23 @@ def _transfer_reference(transfer: Transfer) -> str:
 
 
 def transfer_reads(session: Session, transfers: Sequence[Transfer]) -> list[TransferRead]:
-    """What the API shows of these transfers, with who started each (one query)."""
+    """What the API shows of these transfers: who started each, and the product's SKU and
+    the warehouses' codes beside their ids (a query each)."""
     emails = actor_emails(session, [t.created_by_id for t in transfers])
+    skus, codes = repository.names(
+        session,
+        [t.product_id for t in transfers],
+        [w for t in transfers for w in (t.from_warehouse_id, t.to_warehouse_id)],
+    )
     return [
         TransferRead(
             id=t.id,
             product_id=t.product_id,
+            sku=skus[t.product_id],
             from_warehouse_id=t.from_warehouse_id,
+            from_warehouse_code=codes[t.from_warehouse_id],
             to_warehouse_id=t.to_warehouse_id,
+            to_warehouse_code=codes[t.to_warehouse_id],
             quantity=t.quantity,
             status=t.status,
             reason=t.note,
@@ -484,7 +502,12 @@ def list_movements(
         order_by=order_by,
     )
     emails = actor_emails(session, [m.actor_id for m in found.rows])
-    return found.map(lambda m: movement_read(m, emails.get(m.actor_id or 0)))
+    skus, codes = repository.names(session, [product_id], [m.warehouse_id for m in found.rows])
+    return found.map(
+        lambda m: movement_read(
+            m, emails.get(m.actor_id or 0), skus[m.product_id], codes[m.warehouse_id]
+        )
+    )
 
 
 def list_levels(
@@ -496,9 +519,24 @@ def list_levels(
     order_by: list[Any],
 ) -> Slice[StockLevelListRead]:
     """Today's level rows."""
-    return repository.list_levels(
+    found = repository.list_levels(
         session, product_ids=product_ids, warehouse_ids=warehouse_ids, page=page, order_by=order_by
-    ).map(StockLevelListRead.model_validate)
+    )
+    skus, codes = repository.names(
+        session, [r.product_id for r in found.rows], [r.warehouse_id for r in found.rows]
+    )
+    return found.map(
+        lambda level: StockLevelListRead(
+            product_id=level.product_id,
+            sku=skus[level.product_id],
+            warehouse_id=level.warehouse_id,
+            warehouse_code=codes[level.warehouse_id],
+            on_hand=level.on_hand,
+            reserved=level.reserved,
+            available=level.available,
+            updated_at=level.updated_at,
+        )
+    )
 
 
 def list_levels_as_of(
@@ -535,17 +573,23 @@ def list_levels_as_of(
             "past moment is not known; sort by on_hand instead",
             field="query.sort",
         )
-    return repository.list_levels_as_of(
+    found = repository.list_levels_as_of(
         session,
         as_of=as_of,
         product_ids=product_ids,
         warehouse_ids=warehouse_ids,
         page=page,
         sort=sort,
-    ).map(
+    )
+    skus, codes = repository.names(
+        session, [r.product_id for r in found.rows], [r.warehouse_id for r in found.rows]
+    )
+    return found.map(
         lambda level: StockLevelListRead(
             product_id=level.product_id,
+            sku=skus[level.product_id],
             warehouse_id=level.warehouse_id,
+            warehouse_code=codes[level.warehouse_id],
             on_hand=level.on_hand,
             reserved=None,
             available=None,

@@ -219,6 +219,7 @@ def test_removing_more_than_available_is_409_and_writes_nothing(
     wh = main_warehouse(engine)
     receive(client, manager_headers, product, wh, 10)
     set_reserved(engine, product, wh, 4)
+    sku = client.get(f"/api/v1/products/{product}", headers=manager_headers).json()["sku"]
     target = {"product_id": product, "warehouse_id": wh}
     refused: list[tuple[str, dict[str, Any]]] = [
         ("/adjustments", {"quantity": -7, "reason": "x"}),
@@ -233,9 +234,13 @@ def test_removing_more_than_available_is_409_and_writes_nothing(
         assert error["error"] == "insufficient_stock"
         assert error["available"] == 6
         assert len(ledger_rows(engine, product)) == 1
-        assert level(client, manager_headers, product, wh) | {"updated_at": None} == {
+        shelf = level(client, manager_headers, product, wh)
+        assert (shelf["warehouse_code"], shelf["sku"]) == ("MAIN", sku)
+        assert shelf | {"updated_at": None, "sku": None, "warehouse_code": None} == {
             "product_id": product,
+            "sku": None,
             "warehouse_id": wh,
+            "warehouse_code": None,
             "on_hand": 10,
             "reserved": 4,
             "available": 6,
@@ -507,6 +512,18 @@ def test_transfer_lifecycle_keeps_in_transit_stock_off_every_shelf(
     transfer = created.json()
     assert transfer["status"] == "in_transit"
     assert transfer["reason"] == "rebalance"
+    codes = {
+        w["id"]: w["code"]
+        for w in client.get("/api/v1/warehouses", headers=manager_headers).json()["items"]
+    }
+    assert (transfer["from_warehouse_code"], transfer["to_warehouse_code"]) == (
+        codes[main],
+        codes[north],
+    )
+    assert (
+        transfer["sku"]
+        == client.get(f"/api/v1/products/{product}", headers=manager_headers).json()["sku"]
+    )
     assert transfer["actor_id"] == users[Role.MANAGER].id
     assert transfer["actor_email"] == users[Role.MANAGER].email
     assert on_hand(engine, product, main) == 6

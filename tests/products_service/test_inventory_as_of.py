@@ -10,7 +10,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from common.db import utcnow
+from common.db import make_sessionmaker, utcnow
+from common.models import Product
 from tests.products_service.test_inventory import (
     API,
     main_warehouse,
@@ -23,6 +24,11 @@ from tests.products_service.test_inventory import (
 )
 
 Row = tuple[int, int, int]  # (product_id, warehouse_id, on_hand)
+
+
+def sku_of(engine: Engine, product_id: int) -> str:
+    with make_sessionmaker(engine)() as session:
+        return session.get_one(Product, product_id).sku
 
 
 def levels_page(client: TestClient, headers: dict[str, str], **params: Any) -> dict[str, Any]:
@@ -115,7 +121,9 @@ def test_levels_as_of_each_moment_are_the_ledger_up_to_it(
     assert page["items"] == [
         {
             "product_id": shoe,
+            "sku": sku_of(engine, shoe),
             "warehouse_id": spare,
+            "warehouse_code": "SPARE",
             "on_hand": 4,
             "reserved": None,
             "available": None,
@@ -164,7 +172,9 @@ def test_without_as_of_the_levels_list_answers_as_before(
     assert (item["on_hand"], item["reserved"], item["available"]) == (5, 2, 3)
     assert set(item) == {
         "product_id",
+        "sku",
         "warehouse_id",
+        "warehouse_code",
         "on_hand",
         "reserved",
         "available",
