@@ -9,12 +9,13 @@ written meanwhile neither repeat nor skip an item; ``offset`` stays for jumping 
 
 import base64
 import binascii
+import enum
 import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -159,7 +160,8 @@ def page_rows(
     signature = hashlib.sha256("|".join(map(str, order_by)).encode()).hexdigest()[:12]
     page = stmt.add_columns(*(expr.label(f"_page_key_{i}") for i, (expr, _) in enumerate(keys)))
     if params.cursor is not None:
-        after = _after(keys, _decode(params.cursor, signature, len(keys)))
+        values = _decode(params.cursor, signature, len(keys))
+        after = _after(keys, [_fit(expr, v) for (expr, _), v in zip(keys, values, strict=True)])
         page = page.having(after) if stmt._group_by_clauses else page.where(after)
     rows = list(
         session.execute(page.order_by(*order_by).limit(params.limit + 1).offset(params.offset))
@@ -178,6 +180,32 @@ def _key(clause: Any) -> tuple[ColumnElement[Any], bool]:
     ):
         return clause.element, clause.modifier is operators.desc_op
     return clause, False
+
+
+def _fit(expr: ColumnElement[Any], value: Any) -> Any:
+    """A cursor's value as its sort key's type holds it, or a 422: an edited cursor may put
+    any value at any place."""
+    try:
+        expected = expr.type.python_type
+    except NotImplementedError:  # an expression of no one type: the database compares
+        return value
+    if value is None:
+        return value
+    if issubclass(expected, enum.Enum):
+        if value in {member.value for member in expected}:
+            return expected(value)
+    elif isinstance(value, bool) or expected is bool:
+        if isinstance(value, bool) and expected is bool:
+            return value
+    elif expected in (int, float, Decimal):
+        if isinstance(value, int | Decimal):  # a SUM of integers is a DECIMAL on MariaDB
+            return value
+    elif isinstance(value, expected):
+        return value
+    raise InvalidInput(
+        "Not a cursor this list made: send a page's `next_cursor` as it came",
+        field="query.cursor",
+    )
 
 
 def _after(keys: list[tuple[ColumnElement[Any], bool]], values: list[Any]) -> Any:
@@ -214,16 +242,43 @@ def _tag(value: Any) -> list[Any]:
     raise TypeError(f"cannot page by a {type(value).__name__}")
 
 
+# A cursor is not signed: it is only a place to start from, and an edited one may hold
+# anything. Each value is taken back only as what a sort key of ours can hold.
+MAX_TEXT = 1000
+MAX_INT = 2**63
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and -MAX_INT <= value < MAX_INT:
+        return value
+    if isinstance(value, str) and len(value) <= MAX_TEXT:
+        return value
+    raise ValueError("not a sort key's value")
+
+
+def _instant(text: str) -> datetime:
+    """An aware moment in the years the columns hold, as every time column answers it."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None or not 1000 <= moment.astimezone(UTC).year <= 9999:
+        raise ValueError("not a stored moment")
+    return moment.astimezone(UTC)
+
+
+def _number(text: str) -> Decimal:
+    number = Decimal(text)
+    if not number.is_finite() or len(text) > 40 or abs(number.adjusted()) > 30:
+        raise ValueError("not a stored amount")
+    return number
+
+
 _UNTAG: dict[str, Callable[[Any], Any]] = {
-    "v": lambda v: v if v is None or isinstance(v, bool | int | str) else _bad(),
-    "t": datetime.fromisoformat,
+    "v": _plain,
+    "t": _instant,
     "d": date.fromisoformat,
-    "n": Decimal,
+    "n": _number,
 }
-
-
-def _bad() -> Any:
-    raise ValueError("not a cursor value")
 
 
 def _decode(cursor: str, signature: str, count: int) -> list[Any]:

@@ -235,3 +235,42 @@ def test_a_cursor_the_list_did_not_make_for_this_sort_is_a_422_naming_it(
         "/api/v1/products", params={"cursor": cursor, "sort": "price"}, headers=manager_headers
     )
     assert products.status_code == 422, products.text
+
+
+def test_a_cursor_edited_to_hold_hostile_values_is_refused_or_answered_never_a_500(
+    sales_client: TestClient,
+    client: TestClient,
+    manager_headers: Headers,
+    tied_rows: dict[str, int],
+) -> None:
+    """Cursors are not signed: one is only a place to start from. Whatever values one is
+    edited to hold, the answer is a page or a 422 naming the cursor."""
+    for api, path, sort in (
+        (sales_client, SALES, "total"),
+        (sales_client, SALES, "-sold_at"),
+        (client, "/api/v1/products", "name"),
+    ):
+        page = api.get(path, params={"limit": 1, "sort": sort}, headers=manager_headers).json()
+        made = json.loads(base64.urlsafe_b64decode(page["next_cursor"] + "==="))
+        for value in (
+            ["n", "NaN"],
+            ["n", "-Infinity"],
+            ["n", "1E+999999"],
+            ["n", "1" * 5000],
+            ["v", 10**40],
+            ["v", "x" * 5000],
+            ["v", None],
+            ["v", True],
+            ["t", "9999-12-31T23:59:59.999999+14:00"],
+            ["t", "0001-01-01T00:00:00"],
+            ["d", "2026-02-30"],
+            ["x", 1],
+        ):
+            edited = {**made, "k": [value, *made["k"][1:]]}
+            cursor = base64.urlsafe_b64encode(json.dumps(edited).encode()).decode()
+            answer = api.get(
+                path, params={"limit": 1, "sort": sort, "cursor": cursor}, headers=manager_headers
+            )
+            assert answer.status_code in (200, 422), (path, sort, value, answer.text)
+            if answer.status_code == 422:
+                assert answer.json()["fields"][0]["field"] == "query.cursor", answer.text
