@@ -193,6 +193,17 @@ def test_stock_filters_on_ids_and_statuses_match_any_of_the_values_repeated(
         f"/inventory/products/{a}/movements", [("warehouse_id", main), ("warehouse_id", north)]
     )
     assert sorted(m["type"] for m in ledger) == ["receipt", "transfer_in", "transfer_out"]
+    # Low stock over two warehouses counts their stock together: a has 4 on MAIN, 1 on NORTH.
+    low = listed(
+        "/inventory/low-stock",
+        [("warehouse_id", main), ("warehouse_id", north), ("include_ok", "true")],
+    )
+    by_product = {row["product_id"]: row for row in low}
+    # b has 4 on MAIN and 1 in transit, counted nowhere until the transfer completes.
+    assert by_product[a]["available"] == 5 and by_product[b]["available"] == 4
+    assert sorted(w["warehouse_id"] for w in by_product[a]["warehouses"]) == sorted([main, north])
+    only_north = listed("/inventory/low-stock", [("warehouse_id", north), ("include_ok", "true")])
+    assert {row["product_id"]: row["available"] for row in only_north}[a] == 1
     unknown = client.get(
         f"/api/v1/inventory/products/{a}/movements",
         params=[("warehouse_id", main), ("warehouse_id", 999999)],

@@ -254,27 +254,27 @@ class _HealthQuery(NamedTuple):
 AnySelect = TypeVar("AnySelect", bound=Select[*tuple[Any, ...]])
 
 
-def _counted_levels(stmt: AnySelect, warehouse_id: int | None) -> AnySelect:
-    """``stmt`` over the level rows the low-stock list counts: that warehouse's alone, or
+def _counted_levels(stmt: AnySelect, warehouse_ids: Collection[int]) -> AnySelect:
+    """``stmt`` over the level rows the low-stock list counts: those warehouses' alone, or
     those of every active warehouse (joined, for its columns)."""
     stmt = stmt.join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
-    if warehouse_id is not None:
-        return stmt.where(StockLevel.warehouse_id == warehouse_id)
+    if warehouse_ids:
+        return stmt.where(StockLevel.warehouse_id.in_(list(warehouse_ids)))
     return stmt.where(Warehouse.is_active.is_(True))
 
 
 def _health_query(
-    *, threshold: int | None, warehouse_id: int | None, product_ids: Collection[int] | None
+    *, threshold: int | None, warehouse_ids: Collection[int], product_ids: Collection[int] | None
 ) -> _HealthQuery:
     """Every product (archived too) by total available stock against its threshold, with its
     health rank: 0 out (available <= 0), 1 critical (<= half the threshold), 2 low (<= the
     threshold), 3 ok.
 
-    Without ``warehouse_id`` only active warehouses count; with it, that warehouse alone.
+    Without ``warehouse_ids`` only active warehouses count; with them, those alone.
     Products with no level row at all count as zero.
     """
     levels = _counted_levels(
-        select(StockLevel.product_id, StockLevel.on_hand, StockLevel.reserved), warehouse_id
+        select(StockLevel.product_id, StockLevel.on_hand, StockLevel.reserved), warehouse_ids
     )
     if product_ids is not None:
         levels = levels.where(StockLevel.product_id.in_(product_ids))
@@ -328,15 +328,15 @@ def list_low_stock(
     session: Session,
     *,
     threshold: int | None,
-    warehouse_id: int | None,
-    category_id: int | None,
+    warehouse_ids: Collection[int],
+    category_ids: Collection[int],
     include_ok: bool,
     page: PageParams,
     sort: str | None,
 ) -> Slice[Any]:
     """Unarchived products by total available stock against their threshold, most urgent
     first unless ``sort`` says otherwise (see _health_query)."""
-    query = _health_query(threshold=threshold, warehouse_id=warehouse_id, product_ids=None)
+    query = _health_query(threshold=threshold, warehouse_ids=warehouse_ids, product_ids=None)
     columns = {
         "health": query.rank,
         "available": query.available,
@@ -346,10 +346,12 @@ def list_low_stock(
     }
     order_by = parse_sort(sort, columns, "health,available")
     stmt = query.stmt.where(Product.archived_at.is_(None))
-    if category_id is not None:
-        # A category's subtree: itself and every category whose path passes through it.
+    if category_ids:
+        # Each category's subtree: itself and every category whose path passes through it.
         subtree = select(Category.id).where(
-            or_(Category.id == category_id, Category.path.like(f"%/{category_id}/%"))
+            or_(
+                *(or_(Category.id == one, Category.path.like(f"%/{one}/%")) for one in category_ids)
+            )
         )
         stmt = stmt.where(Product.category_id.in_(subtree))
     if not include_ok:
@@ -358,7 +360,7 @@ def list_low_stock(
 
 
 def stock_by_warehouse(
-    session: Session, product_ids: Collection[int], *, warehouse_id: int | None
+    session: Session, product_ids: Collection[int], *, warehouse_ids: Collection[int]
 ) -> list[Any]:
     """The level rows the low-stock list counts for these products (that warehouse, or every
     active one), with each warehouse's code."""
@@ -371,7 +373,7 @@ def stock_by_warehouse(
         StockLevel.on_hand,
         StockLevel.reserved,
     ).select_from(StockLevel)
-    stmt = _counted_levels(stmt, warehouse_id).where(StockLevel.product_id.in_(product_ids))
+    stmt = _counted_levels(stmt, warehouse_ids).where(StockLevel.product_id.in_(product_ids))
     return list(session.execute(stmt.order_by(StockLevel.product_id, Warehouse.code)))
 
 
@@ -384,7 +386,7 @@ def units_sold(
     session: Session,
     product_ids: Collection[int],
     *,
-    warehouse_id: int | None,
+    warehouse_ids: Collection[int],
     sold_from: datetime,
     sold_to: datetime,
 ) -> dict[LevelKey, int]:
@@ -412,8 +414,8 @@ def units_sold(
         )
         .group_by(StockMovement.product_id, StockMovement.warehouse_id)
     )
-    if warehouse_id is not None:
-        stmt = stmt.where(StockMovement.warehouse_id == warehouse_id)
+    if warehouse_ids:
+        stmt = stmt.where(StockMovement.warehouse_id.in_(list(warehouse_ids)))
     return {(p, w): int(units) for p, w, units in session.execute(stmt)}
 
 
@@ -422,7 +424,7 @@ def stock_health(session: Session, product_ids: Collection[int]) -> list[Any]:
     threshold), archived ones included, with ``archived_at``."""
     if not product_ids:
         return []
-    query = _health_query(threshold=None, warehouse_id=None, product_ids=product_ids)
+    query = _health_query(threshold=None, warehouse_ids=(), product_ids=product_ids)
     return list(session.execute(query.stmt))
 
 

@@ -459,11 +459,15 @@ def list_low_stock(
         Query(ge=0, description="Use this threshold instead of each product's own"),
     ] = None,
     warehouse_id: Annotated[
-        int | None,
-        Query(gt=0, description="Only this warehouse's stock; default: all active warehouses"),
+        list[PositiveId] | None,
+        Query(
+            description="Only these warehouses' stock (repeat for several); default: all "
+            "active warehouses"
+        ),
     ] = None,
     category_id: Annotated[
-        int | None, Query(gt=0, description="This category and its subcategories")
+        list[PositiveId] | None,
+        Query(description="These categories and their subcategories; repeat for several"),
     ] = None,
     include_ok: Annotated[
         bool, Query(description="Also list products above their threshold (health 'ok')")
@@ -498,8 +502,8 @@ def list_low_stock(
         service.list_low_stock(
             session=session,
             threshold=threshold,
-            warehouse_id=warehouse_id,
-            category_id=category_id,
+            warehouse_ids=warehouse_id or (),
+            category_ids=category_id or (),
             include_ok=include_ok,
             page=page,
             sort=sort,

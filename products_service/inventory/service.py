@@ -621,8 +621,8 @@ def list_low_stock(
     *,
     session: Session,
     threshold: int | None,
-    warehouse_id: int | None,
-    category_id: int | None,
+    warehouse_ids: Collection[int],
+    category_ids: Collection[int],
     include_ok: bool,
     page: PageParams,
     window_days: int,
@@ -637,20 +637,21 @@ def list_low_stock(
     The one difference from sales_service's insight: the ledger counts a return on the day
     it came back, where the insight counts a refund in the period of its sale.
     """
-    if warehouse_id is not None:
-        get_warehouse(session=session, warehouse_id=warehouse_id)
-    if category_id is not None and repository.get_category(session, category_id) is None:
-        raise NotFound(
-            f"Category {category_id} not found",
-            resource="category",
-            id=category_id,
-            field="query.category_id",
-        )
+    for warehouse_id in warehouse_ids:
+        get_warehouse(session=session, warehouse_id=warehouse_id, field="query.warehouse_id")
+    for category_id in category_ids:
+        if repository.get_category(session, category_id) is None:
+            raise NotFound(
+                f"Category {category_id} not found",
+                resource="category",
+                id=category_id,
+                field="query.category_id",
+            )
     found = repository.list_low_stock(
         session,
         threshold=threshold,
-        warehouse_id=warehouse_id,
-        category_id=category_id,
+        warehouse_ids=warehouse_ids,
+        category_ids=category_ids,
         include_ok=include_ok,
         page=page,
         sort=sort,
@@ -670,10 +671,10 @@ def list_low_stock(
 
     ids = [row.product_id for row in rows]
     sold = repository.units_sold(
-        session, ids, warehouse_id=warehouse_id, sold_from=window.start, sold_to=window.end
+        session, ids, warehouse_ids=warehouse_ids, sold_from=window.start, sold_to=window.end
     )
     split: dict[int, list[WarehouseStock]] = {}
-    for level in repository.stock_by_warehouse(session, ids, warehouse_id=warehouse_id):
+    for level in repository.stock_by_warehouse(session, ids, warehouse_ids=warehouse_ids):
         available = level.on_hand - level.reserved
         split.setdefault(level.product_id, []).append(
             WarehouseStock(

@@ -912,6 +912,10 @@ def test_low_stock_classes_thresholds_and_filters(
     # A category includes its subcategories.
     assert listed(category_id=tools) == [(never, "out", 0), (critical, "critical", 4)]
     assert listed(category_id=saws) == [(never, "out", 0)]
+    # Repeated, each filter matches any of its values (not the last one alone).
+    assert listed(category_id=[tools, saws]) == [(never, "out", 0), (critical, "critical", 4)]
+    several = listed(warehouse_id=[spare, closed], include_ok=True)
+    assert (low, "critical", 1) in several and (closed_only, "ok", 50) in several
     # Pages keep the order and the total.
     page = client.get(
         f"{API}/low-stock", params={"limit": 2, "offset": 2}, headers=manager_headers
