@@ -522,6 +522,14 @@ def list_levels(
     found = repository.list_levels(
         session, product_ids=product_ids, warehouse_ids=warehouse_ids, page=page, order_by=order_by
     )
+    return _level_reads(session, found, reserved_known=True)
+
+
+def _level_reads(
+    session: Session, found: Slice[Any], *, reserved_known: bool
+) -> Slice[StockLevelListRead]:
+    """Level rows (today's, or the ledger's at a past moment, whose ``reserved`` and so
+    ``available`` are not known) with their SKUs and warehouse codes."""
     skus, codes = repository.names(
         session, [r.product_id for r in found.rows], [r.warehouse_id for r in found.rows]
     )
@@ -532,8 +540,8 @@ def list_levels(
             warehouse_id=level.warehouse_id,
             warehouse_code=codes[level.warehouse_id],
             on_hand=level.on_hand,
-            reserved=level.reserved,
-            available=level.available,
+            reserved=level.reserved if reserved_known else None,
+            available=level.available if reserved_known else None,
             updated_at=level.updated_at,
         )
     )
@@ -581,21 +589,7 @@ def list_levels_as_of(
         page=page,
         sort=sort,
     )
-    skus, codes = repository.names(
-        session, [r.product_id for r in found.rows], [r.warehouse_id for r in found.rows]
-    )
-    return found.map(
-        lambda level: StockLevelListRead(
-            product_id=level.product_id,
-            sku=skus[level.product_id],
-            warehouse_id=level.warehouse_id,
-            warehouse_code=codes[level.warehouse_id],
-            on_hand=level.on_hand,
-            reserved=None,
-            available=None,
-            updated_at=level.updated_at,
-        )
-    )
+    return _level_reads(session, found, reserved_known=False)
 
 
 # --- days of cover ---------------------------------------------------------------------
