@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal, Protocol
+from typing import IO, Annotated, Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
@@ -51,6 +51,7 @@ from common.delimited import (
 from common.errors import Unprocessable
 
 BATCH = 1000
+T = TypeVar("T")
 MAX_LISTED = 1000  # errors, and changes, listed in a report; the rest are counted
 
 
@@ -242,6 +243,24 @@ class Tally:
         self.rows_rejected += 1
         for reason in problems:
             self._note(reason)
+
+    def without_repeats(
+        self,
+        items: list[T],
+        keyed: Callable[[T], tuple[str, int]],
+        repeat: Callable[[T, int], Problem],
+    ) -> list[T]:
+        """The items whose key is new to the file. ``keyed`` gives an item's key and row;
+        each item whose key came before is rejected with ``repeat(item, first_row)``."""
+        rows = [keyed(item) for item in items]
+        repeated = self.first_rows.claim(rows)
+        kept = []
+        for item, (_, row) in zip(items, rows, strict=True):
+            if row in repeated:
+                self.reject([repeat(item, repeated[row])])
+            else:
+                kept.append(item)
+        return kept
 
     def _note(self, reason: Problem) -> None:
         if len(self.errors) < MAX_LISTED:

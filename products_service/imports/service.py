@@ -334,22 +334,18 @@ class _ProductImporter:
         """Every batch is settled whole: nothing is held back."""
 
     def settle(self, rows: list[_ProductRow], *, write: bool) -> None:
-        repeated = self.tally.first_rows.claim((r.sku.casefold(), r.row) for r in rows)
-        for item in rows:
-            if item.row in repeated:
-                self.tally.reject(
-                    [
-                        problem(
-                            "duplicate_key",
-                            f"SKU {item.sku!r} is also in row {repeated[item.row]} (SKUs "
-                            "match in any case); a file names each SKU once",
-                            row=item.row,
-                            column="sku",
-                            value=item.sku,
-                        )
-                    ]
-                )
-        rows = [item for item in rows if item.row not in repeated]
+        rows = self.tally.without_repeats(
+            rows,
+            lambda item: (item.sku.casefold(), item.row),
+            lambda item, first: problem(
+                "duplicate_key",
+                f"SKU {item.sku!r} is also in row {first} (SKUs match in any case); a file "
+                "names each SKU once",
+                row=item.row,
+                column="sku",
+                value=item.sku,
+            ),
+        )
         if not rows:
             return
         existing = repository.products_by_skus(self.session, [r.sku for r in rows], lock=write)
@@ -506,24 +502,18 @@ class _CountImporter:
         """Every batch is settled whole: nothing is held back."""
 
     def settle(self, rows: list[_CountRow], *, write: bool) -> None:
-        repeated = self.tally.first_rows.claim(
-            (f"{r.sku.casefold()}\x1f{r.warehouse.casefold()}", r.row) for r in rows
+        rows = self.tally.without_repeats(
+            rows,
+            lambda item: (f"{item.sku.casefold()}\x1f{item.warehouse.casefold()}", item.row),
+            lambda item, first: problem(
+                "duplicate_key",
+                f"SKU {item.sku!r} in warehouse {item.warehouse!r} is also counted in row "
+                f"{first}; a file counts each shelf once",
+                row=item.row,
+                column="sku",
+                value=item.sku,
+            ),
         )
-        for item in rows:
-            if item.row in repeated:
-                self.tally.reject(
-                    [
-                        problem(
-                            "duplicate_key",
-                            f"SKU {item.sku!r} in warehouse {item.warehouse!r} is also counted "
-                            f"in row {repeated[item.row]}; a file counts each shelf once",
-                            row=item.row,
-                            column="sku",
-                            value=item.sku,
-                        )
-                    ]
-                )
-        rows = [item for item in rows if item.row not in repeated]
         if not rows:
             return
         products = repository.products_by_skus(self.session, {r.sku for r in rows}, lock=False)

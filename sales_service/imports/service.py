@@ -323,25 +323,19 @@ class _OrderImporter:
 
     def _settle(self, orders: list[list[_Line]], *, write: bool) -> None:
         fresh: list[list[_Line]] = []
-        repeated = self.tally.first_rows.claim(
-            (order[0].order_id.casefold(), order[0].row) for order in orders
+        orders = self.tally.without_repeats(
+            orders,
+            lambda order: (order[0].order_id.casefold(), order[0].row),
+            lambda order, first: problem(
+                "duplicate_key",
+                f"order {order[0].order_id!r} began at row {first}; the lines of an order "
+                "must be consecutive rows",
+                row=order[0].row,
+                column="order_id",
+                value=order[0].order_id,
+            ),
         )
         for order in orders:
-            first = order[0]
-            if first.row in repeated:
-                self.tally.reject(
-                    [
-                        problem(
-                            "duplicate_key",
-                            f"order {first.order_id!r} began at row {repeated[first.row]}; the "
-                            "lines of an order must be consecutive rows",
-                            row=first.row,
-                            column="order_id",
-                            value=first.order_id,
-                        )
-                    ]
-                )
-                continue
             if self._skipped(order[0].status):
                 self.tally.skipped += 1
             else:
