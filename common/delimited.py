@@ -53,6 +53,9 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # only guarded on export.
 IMPORT_FORMULA_STARTS = ("=", "+", "@")
 VALUE_SHOWN = 200  # characters of a bad value quoted back in a report
+# How a workbook's bytes begin: a zip (Excel .xlsx, OpenDocument .ods) or an OLE compound
+# file (Excel .xls). Walmart's Seller Center downloads its order export as .xlsx.
+_WORKBOOK_STARTS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
 
 
 class Problem(BaseModel):
@@ -138,8 +141,18 @@ class TableReader:
         self.columns = columns
         self.encoding = encoding
         self.delimiter = _DELIMITERS[table_format]
+        buffered = io.BufferedReader(_Unclosable(binary), buffer_size=256 * 1024)
+        if buffered.peek(8).startswith(_WORKBOOK_STARTS):
+            raise FileRefused(
+                problem(
+                    "spreadsheet_file",
+                    "the file is a spreadsheet workbook (.xlsx, .xls or .ods), not delimited "
+                    "text; save it as CSV (in Excel: Save As, CSV UTF-8) and import that",
+                    row=None,
+                )
+            )
         self._text = io.TextIOWrapper(
-            io.BufferedReader(_Unclosable(binary), buffer_size=256 * 1024),
+            buffered,
             encoding=_CODECS[encoding],
             errors="strict",
             newline="",

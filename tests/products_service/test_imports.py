@@ -301,6 +301,8 @@ def test_quoted_newlines_stay_inside_their_cell(
         (b"name,price\nA,1.00\n", {}, "missing_columns"),
         ("sku,name\nX-1,Caf\u00e9\n".encode("latin-1"), {}, "undecodable_file"),
         (b'sku,name\nX-1,"unclosed\n', {}, "malformed_file"),
+        (b"PK\x03\x04\x14\x00\x06\x00[Content_Types].xml", {}, "spreadsheet_file"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", {}, "spreadsheet_file"),
     ],
 )
 def test_a_hostile_file_is_refused_whole_with_a_clear_reason(

@@ -42,6 +42,29 @@ def amazon_row(order: str, when: str, status: str, sku: str, quantity: str, pric
     )
 
 
+# Walmart Seller Center's order export as it is downloaded (saved as CSV), header verbatim,
+# "SOurce" included: the layout public parsers of that export read.
+WALMART_HEADER = (
+    "PO#,Order#,Order Date,Ship By,Delivery Date,Customer Name,Customer Shipping Address,"
+    "Customer Phone Number,Ship to Address 1,Ship to Address 2,City,State,Zip,Segment,FLIDS,"
+    "Line#,UPC,Status,Item Description,Shipping Method,Shipping Tier,Shipping SLA,"
+    "Shipping Config SOurce,Qty,SKU,Item Cost,Shipping Cost,Tax,Update Status,Update Qty,"
+    "Carrier,Tracking Number,Tracking Url,Seller Order NO,Fulfillment Entity,"
+    "Replacement Order,Original Customer Order Id,Customer Intent To Cancel,"
+    "Intent To Cancel Override\n"
+)
+
+
+def walmart_row(
+    po: str, when: str, line: str, status: str, quantity: str, sku: str, unit_price: str
+) -> str:
+    return (
+        f'{po},2000{po},{when},03/05/2026,,A B,"1 Main St, Springfield",555-0100,1 Main St,,'
+        f"Springfield,IL,62701,,,{line},000000000000,{status},A product,Standard,,,,"
+        f"{quantity},{sku},{unit_price},0.00,0.00,,,,,,,Seller Fulfilled,N,,,\n"
+    )
+
+
 @pytest.fixture
 def shop(
     client: TestClient, sales_client: TestClient, manager_headers: dict[str, str]
@@ -176,11 +199,13 @@ def test_walmart_dates_without_an_offset_are_read_in_the_zone_given_and_said_so(
     viewer_headers: dict[str, str],
     shop: dict[str, Any],
 ) -> None:
-    content = (
-        "PO#,Order#,Order Date,Ship By,Customer Name,Line#,Status,Qty,SKU,Item Cost,Shipping Cost\n"
-        "4001,200011,03/01/2026,03/03/2026,A B,1,Shipped,2,MUG-1,11.00,0.00\n"
-        "4002,200012,2026-03-02 18:30:00,03/04/2026,C D,1,Delivered,1,TEE-1,18.00,0.00\n"
-        "4003,200013,03/02/2026,03/04/2026,E F,1,Cancelled,1,TEE-1,18.00,0.00\n"
+    content = WALMART_HEADER + "".join(
+        walmart_row(*row)
+        for row in (
+            ("4001", "03/01/2026", "1", "Shipped", "2", "MUG-1", "11.00"),
+            ("4002", "2026-03-02 18:30:00", "1", "Delivered", "1", "TEE-1", "18.00"),
+            ("4003", "03/02/2026", "1", "Canceled", "1", "TEE-1", "18.00"),
+        )
     )
     report = upload(
         sales_client,
