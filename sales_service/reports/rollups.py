@@ -162,7 +162,25 @@ def ancestry(path: str | None, category_id: int) -> list[int]:
     return ids if ids and ids[-1] == category_id else [*ids, category_id]
 
 
-Key = tuple[Table, tuple[Any, ...]]
+Key = tuple[Any, ...]  # a rollup row's primary key: (grain, block start, *its group)
+Sums = list[Any]  # [orders, units, revenue, cost], added to in place
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: a dict key by identity, hashed at no cost
+class _Family:
+    """Rows of one rollup table kept at some grains (finest first) for one kind of group."""
+
+    table: Table
+    grains: tuple[int, ...]
+
+
+_SALES = _Family(SALES_TABLE, SALES_GRAINS)  # group: (channel, shard)
+_PRODUCTS = _Family(PRODUCT_TABLE, PRODUCT_GRAINS)  # (product, channel, category)
+_TOTALS = _Family(TOTALS_TABLE, TOTAL_GRAINS)  # (product,)
+_CATEGORIES = _Family(CATEGORY_TABLE, CATEGORY_GRAINS)  # (scope, node, channel, shard)
+_CATEGORY_DAYS = _Family(CATEGORY_TABLE, CATEGORY_DAY_GRAINS)  # the same, all channels
+_FAMILIES = (_SALES, _PRODUCTS, _TOTALS, _CATEGORIES, _CATEGORY_DAYS)
+_FINEST = sorted({family.grains[0] for family in _FAMILIES})
 
 
 class _Sum:
@@ -179,62 +197,105 @@ class _Sum:
         self.cost += line.cost
         self.live = self.live or line.units > 0
 
-    def measures(self) -> Measures:
-        # The sale is an order of every row one of its lines with units left adds to.
-        return Measures(int(self.live), self.units, self.revenue, self.cost)
 
+class _Batch:
+    """What a batch of sale changes adds to the rollups, summed per group and finest block
+    first (sales of one hour, of one category on one day, ... add to the same sums), then
+    spread over the coarser grains once per sum rather than once per sale. Blocks nest in
+    UTC (an hour lies in one day, a day in one month), so a coarser block's sums are those
+    of the finest blocks in it."""
 
-def contributions(
-    *,
-    sale_id: int,
-    channel_id: int,
-    sold_at: datetime,
-    lines: Sequence[LineState],
-    paths: dict[int, str],
-) -> dict[Key, Measures]:
-    """Every rollup row one sale adds to, and what it adds, given its lines' net state.
+    def __init__(self, paths: dict[int, str]) -> None:
+        self.paths = paths
+        self.sums: dict[tuple[_Family, Key, datetime], Sums] = {}
 
-    The lines are summed per group a row is keyed by (the whole sale, a product, a product
-    and category, a category, a node of the category tree) first, so each row is made
-    once, however many lines add to it."""
-    if not lines:
-        return {}
-    shard = sale_id % SHARDS
-    floor = {grain: grain_floor(grain, sold_at) for grain in SALES_GRAINS}
-    sale = _Sum()
-    products: dict[int, _Sum] = defaultdict(_Sum)
-    placed: dict[tuple[int, int], _Sum] = defaultdict(_Sum)  # (product, category)
-    categories: dict[int, _Sum] = defaultdict(_Sum)
-    subtrees: dict[int, _Sum] = defaultdict(_Sum)  # every node above a line's category
-    for line in lines:
-        category = line.category_id if line.category_id is not None else UNCATEGORIZED
-        nodes = ancestry(paths.get(category), category) if category != UNCATEGORIZED else [category]
-        sale.add(line)
-        products[line.product_id].add(line)
-        placed[(line.product_id, category)].add(line)
-        categories[category].add(line)
-        for node in nodes:
-            subtrees[node].add(line)
-    out: dict[Key, Measures] = {}
-    whole = sale.measures()
-    for grain in SALES_GRAINS:
-        out[(SALES_TABLE, (grain, floor[grain], channel_id, shard))] = whole
-        out[(SALES_TABLE, (grain, floor[grain], ALL_CHANNELS, shard))] = whole
-    for (product_id, category), part in placed.items():
-        measures = part.measures()
-        for grain in PRODUCT_GRAINS:
-            out[(PRODUCT_TABLE, (grain, floor[grain], product_id, channel_id, category))] = measures
-    for product_id, part in products.items():
-        measures = part.measures()
-        for grain in TOTAL_GRAINS:
-            out[(TOTALS_TABLE, (grain, floor[grain], product_id))] = measures
-    scopes = ((SCOPE_SELF, categories), (SCOPE_TREE, subtrees))
-    for grain, channel in (*((g, channel_id) for g in CATEGORY_GRAINS), (DAY, ALL_CHANNELS)):
-        for scope, groups in scopes:
+    def add_sale(
+        self,
+        *,
+        sale_id: int,
+        channel_id: int,
+        sold_at: datetime,
+        lines: Sequence[LineState],
+        sign: int,
+    ) -> None:
+        """Add (``sign`` 1) or take away (-1) one sale's contribution given its lines' net
+        state. Its lines are summed per group first, so each group counts the sale once
+        (``orders``: the sale is an order of every group one of its lines with units left
+        is in)."""
+        if not lines:
+            return
+        shard = sale_id % SHARDS
+        floor = {grain: grain_floor(grain, sold_at) for grain in _FINEST}
+        whole = _Sum()
+        products: dict[int, _Sum] = defaultdict(_Sum)
+        placed: dict[tuple[int, int], _Sum] = defaultdict(_Sum)  # (product, category)
+        categories: dict[int, _Sum] = defaultdict(_Sum)
+        subtrees: dict[int, _Sum] = defaultdict(_Sum)  # every node above a line's category
+        for line in lines:
+            category = line.category_id if line.category_id is not None else UNCATEGORIZED
+            nodes = (
+                ancestry(self.paths.get(category), category)
+                if category != UNCATEGORIZED
+                else [category]
+            )
+            whole.add(line)
+            products[line.product_id].add(line)
+            placed[(line.product_id, category)].add(line)
+            categories[category].add(line)
+            for node in nodes:
+                subtrees[node].add(line)
+
+        def add(family: _Family, group: Key, part: _Sum) -> None:
+            self._add((family, group, floor[family.grains[0]]), part, sign)
+
+        for channel in (channel_id, ALL_CHANNELS):
+            add(_SALES, (channel, shard), whole)
+        for (product_id, category), part in placed.items():
+            add(_PRODUCTS, (product_id, channel_id, category), part)
+        for product_id, part in products.items():
+            add(_TOTALS, (product_id,), part)
+        for scope, groups in ((SCOPE_SELF, categories), (SCOPE_TREE, subtrees)):
             for node, part in groups.items():
-                key = (grain, floor[grain], scope, node, channel, shard)
-                out[(CATEGORY_TABLE, key)] = part.measures()
-    return out
+                add(_CATEGORIES, (scope, node, channel_id, shard), part)
+                add(_CATEGORY_DAYS, (scope, node, ALL_CHANNELS, shard), part)
+
+    def _add(self, at: tuple[_Family, Key, datetime], part: _Sum, sign: int) -> None:
+        sums = self.sums.get(at)
+        if sums is None:
+            self.sums[at] = [
+                sign * part.live,
+                sign * part.units,
+                sign * part.revenue,
+                sign * part.cost,
+            ]
+        else:
+            sums[0] += sign * part.live
+            sums[1] += sign * part.units
+            sums[2] += sign * part.revenue
+            sums[3] += sign * part.cost
+
+    def rows(self) -> dict[Table, dict[Key, Sums]]:
+        """Every rollup row the batch adds to, by table and key, and what it adds (zero
+        included: a group a line belongs to is listed even when its sale was refunded in the
+        same batch, as a rebuild from raw rows lists it)."""
+        out: dict[Table, dict[Key, Sums]] = {table: {} for table in ROLLUP_TABLES}
+        for (family, group, start), sums in self.sums.items():
+            rows = out[family.table]
+            for grain in family.grains:
+                key = (grain, _coarser(grain, start), *group)
+                found = rows.get(key)
+                if found is None:
+                    rows[key] = list(sums)
+                else:
+                    for i in range(4):
+                        found[i] += sums[i]
+        return out
+
+
+@functools.lru_cache(maxsize=8192)
+def _coarser(grain: int, start: datetime) -> datetime:
+    """The start of the ``grain`` block holding the finer block that starts at ``start``."""
+    return grain_floor(grain, start)
 
 
 def cents(amount: Decimal) -> Decimal:
@@ -285,26 +346,23 @@ def _dialect(db: Executor) -> str:
     return db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
 
 
-def _upsert(db: Executor, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Add each row's measures to the stored row with the same key (creating it if new)."""
+def _upsert(db: Executor, table: Table, rows: list[tuple[Key, Sums]]) -> None:
+    """Add each row's sums to the stored row with the same key (creating it if new); the
+    rows in key order, so concurrent writers would lock them in one order."""
     if not rows:
         return
-    key_names = _pk(table)
-    rows.sort(key=lambda r: tuple(r[k] for k in key_names))
     if _dialect(db) == "sqlite":
-        db.execute(_upsert_statement(table, "sqlite"), rows)
+        names = [*_pk(table), *MEASURES]
+        statement = _upsert_statement(table, "sqlite")
+        db.execute(statement, [dict(zip(names, (*key, *sums), strict=True)) for key, sums in rows])
         return
     # MariaDB: the rows written out as literals. Every column is a number or a UTC block
     # start this module computed, never text from outside, so there is nothing to escape,
     # and the driver's escaping of each parameter was most of the consumer's CPU.
     connection = db if isinstance(db, Connection) else db.connection()
     head, tail = _literal_upsert(table)
-    columns = [*key_names, *MEASURES]
     for start in range(0, len(rows), LITERAL_ROWS):
-        values = ",".join(
-            "(" + ",".join(_literal(row[c]) for c in columns) + ")"
-            for row in rows[start : start + LITERAL_ROWS]
-        )
+        values = ",".join(_row_literal(*row) for row in rows[start : start + LITERAL_ROWS])
         connection.exec_driver_sql(head + values + tail)
 
 
@@ -326,37 +384,21 @@ def _moment(value: datetime) -> str:
     return value.astimezone(UTC).strftime("'%Y-%m-%d %H:%M:%S.%f'")
 
 
-def _literal(value: Any) -> str:
-    """A rollup column's value as SQL: an int, a Decimal, or an aware datetime (as UTC)."""
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return _moment(value)
-    raise TypeError(f"a rollup column holds no {type(value).__name__}")
+def _row_literal(key: Key, sums: Sums) -> str:
+    """A row as SQL: (grain, block start in UTC, the group's ids, the four sums), in the
+    order of the table's key and then MEASURES. The format specs take nothing but numbers
+    ('d' only an int, 'f' only a Decimal here) and ``_moment`` only a datetime, so no other
+    value can reach the statement's text."""
+    grain, start, *group = key
+    orders, units, revenue, cost = sums
+    ids = ",".join([f"{i:d}" for i in group])
+    return f"({grain:d},{_moment(start)},{ids},{orders:d},{units:d},{revenue:f},{cost:f})"
 
 
-def apply(db: Executor, deltas: dict[Key, Measures]) -> None:
-    """Add the deltas to their rollup rows, table by table in a fixed order.
-
-    A zero delta still creates its row: a group a line belongs to is listed (with zeros)
-    even when its sale was refunded in the same batch, as a rebuild from raw rows lists it.
-    """
+def apply(db: Executor, rows: dict[Table, dict[Key, Sums]]) -> None:
+    """Add the sums to their rollup rows, table by table in a fixed order."""
     for table in ROLLUP_TABLES:
-        names = _pk(table)
-        rows = [
-            {
-                **dict(zip(names, key, strict=True)),
-                "orders": d.orders,
-                "units": d.units,
-                "revenue": d.revenue,
-                "cost": d.cost,
-            }
-            for (t, key), d in deltas.items()
-            if t is table
-        ]
-        _upsert(db, table, rows)
+        _upsert(db, table, sorted(rows[table].items()))
 
 
 def _category_paths(db: Executor, lines: Iterable[LineState]) -> dict[int, str]:
@@ -441,17 +483,15 @@ def apply_events(db: Executor, payloads: Sequence[dict[str, Any]]) -> None:
         (p, _parse_states(p["lines_before"]), _parse_states(p["lines_after"])) for p in payloads
     ]
     paths = _category_paths(db, [line for _, b, a in changes for line in (*b, *a)])
-    total: dict[Key, Measures] = defaultdict(Measures)
+    batch = _Batch(paths)
     for payload, before, after in changes:
         sale_id, channel_id = int(payload["sale_id"]), int(payload["channel_id"])
         sold_at = datetime.fromisoformat(payload["sold_at"])
         for lines, sign in ((after, 1), (before, -1)):
-            found = contributions(
-                sale_id=sale_id, channel_id=channel_id, sold_at=sold_at, lines=lines, paths=paths
+            batch.add_sale(
+                sale_id=sale_id, channel_id=channel_id, sold_at=sold_at, lines=lines, sign=sign
             )
-            for key, measures in found.items():
-                total[key].add(measures, sign)
-    apply(db, dict(total))
+    apply(db, batch.rows())
 
 
 def category_rollups_stale(session: Session) -> bool:
