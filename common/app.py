@@ -1,6 +1,7 @@
 """What both FastAPI apps share: database wiring, error handling, CORS, health, readiness,
 request ids, structured logs and metrics."""
 
+import gc
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -43,6 +44,18 @@ def attach_database(app: FastAPI, settings: CommonSettings) -> None:
 def limit_worker_threads(settings: CommonSettings) -> None:
     """How many blocking route calls run at once in this process; call it at start-up."""
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+
+
+def freeze_startup_heap() -> None:
+    """Put every object made so far (modules, the app, its routes, models and schemas) out
+    of the garbage collector's sight; call it once start-up is done.
+
+    They live as long as the process, yet each full collection would walk all of them
+    again: in a bulk import (many objects made and kept a batch at a time, so collections
+    run often) that walk was a fifth of the CPU. What is made after this is collected as
+    usual."""
+    gc.collect()
+    gc.freeze()
 
 
 def seed_first_admin(app: FastAPI) -> None:

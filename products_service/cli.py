@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from common import migrate
+from common.app import freeze_startup_heap
 from common.auth.service import ensure_admin
 from common.db import make_engine, make_sessionmaker, snapshot_session
 from common.delimited import Encoding, TableFormat
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    freeze_startup_heap()
     code: int = args.run(args)
     return code
 

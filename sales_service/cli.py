@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 
+from common.app import freeze_startup_heap
 from common.auth.security import ServiceCredential
 from common.db import make_engine, make_sessionmaker
 from common.delimited import Encoding, TableFormat
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    freeze_startup_heap()
     code: int = args.run(args)
     return code
 

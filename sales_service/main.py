@@ -12,6 +12,7 @@ from common import outbox
 from common.app import (
     API_PREFIX,
     attach_database,
+    freeze_startup_heap,
     install_common,
     limit_worker_threads,
     seed_first_admin,
@@ -145,3 +146,4 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
 
 
 app = create_app()
+freeze_startup_heap()  # what importing the app made lives as long as the process
