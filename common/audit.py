@@ -30,8 +30,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_core import to_jsonable_python
-from sqlalchemy import Select, Table, insert, select
+from pydantic_core import to_json
+from sqlalchemy import Select, Table, Text, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from common.auth.dependencies import AdminUser
@@ -45,7 +45,9 @@ from common.pagination import Page, PageDep, PageParams, Slice, first, paginate
 AUDIT_LOG: Table = AuditEntry.__table__  # type: ignore[assignment]
 REDACTED = "[redacted]"
 _SECRET_NAME = re.compile(r"password|passwd|secret|token|hash|api_?key", re.IGNORECASE)
-_INSERT = insert(AUDIT_LOG)
+# ``changes`` is sent as the JSON text _row made (pydantic's serializer, in one pass), not
+# through the column's own serializer, which would walk the value again per row.
+_INSERT = insert(AUDIT_LOG).values(changes=bindparam("changes", type_=Text()))
 _PAIR = {"before", "after"}
 
 Changes = Mapping[str, Mapping[str, Any]]
@@ -147,21 +149,29 @@ def _row(
     entity_type: str,
     entity_id: int,
     changes: Changes,
+    occurred_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """One audit_log row, the changes checked and redacted."""
-    for field, change in changes.items():
-        if not isinstance(change, Mapping) or change.keys() != _PAIR:
-            raise ValueError(f"audit change of {field!r} must be {{'before': ..., 'after': ...}}")
+    """One audit_log row, the changes checked, redacted and written as JSON text."""
     return {
-        "occurred_at": utcnow(),
+        "occurred_at": occurred_at or utcnow(),
         "actor_id": actor_id,
         "actor_email": actor_email,
         "action": action,
         "entity_type": entity_type,
         "entity_id": entity_id,
-        "changes": to_jsonable_python(_redact(changes)),
+        "changes": to_json(_checked(changes)).decode(),
         "request_id": current_request_id() or None,
     }
+
+
+def _checked(changes: Changes) -> dict[str, Any]:
+    """The changes with every secret redacted, each one checked to be a before/after pair."""
+    out: dict[str, Any] = {}
+    for field, change in changes.items():
+        if not isinstance(change, Mapping) or change.keys() != _PAIR:
+            raise ValueError(f"audit change of {field!r} must be {{'before': ..., 'after': ...}}")
+        out[field] = _hidden(change) if _secret(field) else _redact(change)
+    return out
 
 
 class _Entity(Protocol):
@@ -179,6 +189,10 @@ class Trail:
 
     entity_type: str
     fields: tuple[str, ...]
+
+    @functools.cached_property
+    def sorted_fields(self) -> list[str]:
+        return sorted(self.fields)
 
     def snapshot(self, entity: object) -> dict[str, Any]:
         return snapshot(entity, self.fields)
@@ -216,12 +230,12 @@ class Trail:
         if not before:  # a new entity: each field that has a value
             return {
                 field: {"before": None, "after": new}
-                for field in sorted(self.fields)
+                for field in self.sorted_fields
                 if (new := after.get(field)) is not None
             }
         return {
             field: {"before": old, "after": new}
-            for field in sorted(self.fields)
+            for field in self.sorted_fields
             if (old := before.get(field)) != (new := after.get(field))
         }
 
@@ -236,6 +250,7 @@ class Trail:
     ) -> None:
         """Log many entities' changes (``changes``: entity id and its changes) in one INSERT,
         leaving out those without any (a bulk import's batch)."""
+        now = utcnow()
         rows = [
             _row(
                 actor_id=actor_id,
@@ -244,6 +259,7 @@ class Trail:
                 entity_type=self.entity_type,
                 entity_id=entity_id,
                 changes=changes,
+                occurred_at=now,
             )
             for entity_id, changes in entries
             if changes
