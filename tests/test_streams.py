@@ -873,7 +873,7 @@ def test_a_stream_waits_for_an_id_that_lands_late_and_passes_over_one_that_never
     def put(id_: int | None = None) -> None:
         with engine.begin() as connection:
             row = outbox.event("test.gap", None, {"n": id_})
-            connection.execute(insert(table).values(**row, **({"id": id_} if id_ else {})))
+            outbox.append(connection, table, [{**row, **({"id": id_} if id_ else {})}])
 
     with SseClient(
         stream_sales.url + STREAM, params={"type": "test."}, headers=manager_headers

@@ -323,7 +323,7 @@ def test_an_imported_order_is_numbered_and_announced_as_a_sale_through_the_api_i
             assert sale is not None
             assert sale.number == f"S-{sale.id:08d}"
             # The event the import wrote from its rows is the one the sale path writes.
-            assert announced[sale_id] == events.sale_recorded(sale)["payload"]
+            assert announced[sale_id] == json.loads(events.sale_recorded(sale)["payload"])
     assert len(announced) == 2
 
 
