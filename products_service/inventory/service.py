@@ -247,14 +247,20 @@ def correct_count(
 ) -> StockMovement | None:
     """On a locked level, record the `count_correction` that makes on_hand the counted
     quantity; None when they already match. Refused below what is reserved."""
-    moved = correct_counts(
+    shortfall = count_shortfall(level, counted_quantity)
+    if shortfall is not None:
+        raise shortfall
+    if counted_quantity == level.on_hand:
+        return None
+    return record_movement(
         session,
-        [(level, counted_quantity)],
+        level,
+        movement_type=MovementType.COUNT_CORRECTION,
+        quantity=counted_quantity - level.on_hand,
         reason=reason,
         reference=reference,
         actor_id=actor_id,
     )
-    return moved[0] if moved else None
 
 
 def correct_counts(
@@ -264,9 +270,9 @@ def correct_counts(
     reason: str,
     reference: str | None,
     actor_id: int | None,
-) -> list[StockMovement]:
-    """``correct_count`` for many locked levels (each with its counted quantity) at once;
-    the levels that already match record nothing."""
+) -> int:
+    """``correct_count`` for many locked levels (each with its counted quantity) at once,
+    answering how many were corrected; the levels that already match record nothing."""
     for level, counted_quantity in counts:
         shortfall = count_shortfall(level, counted_quantity)
         if shortfall is not None:
@@ -274,8 +280,6 @@ def correct_counts(
     changes = [
         (level, counted - level.on_hand) for level, counted in counts if counted != level.on_hand
     ]
-    if not changes:
-        return []
     return record_movements(
         session,
         changes,

@@ -83,6 +83,15 @@ def test_a_count_corrects_each_shelf_in_the_ledger_with_the_file_as_reference(
             .select_from(ProductsEvent)
             .where(ProductsEvent.type == "stock.moved", ProductsEvent.subject_id.in_([a, b]))
         )
+        announced = [
+            event.payload
+            for event in session.scalars(
+                select(ProductsEvent)
+                .where(ProductsEvent.type == "stock.moved")
+                .order_by(ProductsEvent.id)
+            )
+            if event.payload["movement_type"] == "count_correction"
+        ]
     assert [(m.product_id, m.quantity, m.on_hand_after) for m in corrections] == [
         (a, -3, 7),
         (b, 5, 5),
@@ -92,6 +101,10 @@ def test_a_count_corrects_each_shelf_in_the_ledger_with_the_file_as_reference(
     }
     assert all(m.actor_id is not None for m in corrections)
     assert moved == 1 + 2  # a's receipt, then one stock.moved per correction
+    # Each event names its own ledger row and the level it left.
+    assert [
+        (e["movement_id"], e["product_id"], e["quantity"], e["on_hand_after"]) for e in announced
+    ] == [(m.id, m.product_id, m.quantity, m.on_hand_after) for m in corrections]
     assert ledger_problems(engine) == []
     check = client.get(f"{API}/inventory/ledger-check", headers=manager_headers).json()
     assert check["ok"] is True
