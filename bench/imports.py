@@ -284,7 +284,7 @@ def _category(cursor: Any, categories: Categories, path: str, now: datetime) -> 
                 "action": "category.created",
                 "entity_type": "category",
                 "entity_id": category_id,
-                "changes": json.dumps(changes),
+                "changes": json.dumps(changes, separators=(",", ":")),
                 "occurred_at": now,
             }
             cursor.execute(insert_sql("audit_log", AUDIT_COLUMNS), entry)
@@ -368,7 +368,7 @@ def _catalog_event(
     return {
         "type": kind,
         "subject_id": product_id,
-        "payload": json.dumps(payload, default=str),
+        "payload": json.dumps(payload, default=str, separators=(",", ":")),
         "occurred_at": now,
     }
 
@@ -380,7 +380,7 @@ def _audit_entry(
         "action": action,
         "entity_type": "product",
         "entity_id": product_id,
-        "changes": json.dumps(changes, default=str),
+        "changes": json.dumps(changes, default=str, separators=(",", ":")),
         "occurred_at": now,
     }
 
@@ -553,7 +553,11 @@ def _expert_order_chunk(
             "lines_before": [],
             "lines_after": states,
         }
-        event = {"type": "sale.recorded", "subject_id": sale_id, "payload": json.dumps(payload)}
+        event = {
+            "type": "sale.recorded",
+            "subject_id": sale_id,
+            "payload": json.dumps(payload, separators=(",", ":")),
+        }
         events.append({**event, "occurred_at": now})
     cursor.executemany(
         insert_sql("sale_lines", LINE_COLUMNS), [line for _, lines in sales for line in lines]
