@@ -3,6 +3,7 @@
 import enum
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -73,9 +74,15 @@ class ReservationStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
+def _as_created(context: Any) -> datetime:
+    """A new row's ``updated_at``: its ``created_at`` (one moment, not a second clock read)."""
+    created: datetime = context.get_current_parameters()["created_at"]
+    return created
+
+
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_as_created, onupdate=utcnow)
 
 
 # --- auth -------------------------------------------------------------------------------

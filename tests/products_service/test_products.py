@@ -215,6 +215,12 @@ def test_patch_changes_only_what_is_sent(
         3,
     )
     assert body["category"]["id"] == category["id"]
+    # A new row was written at one moment; a change moves updated_at on, never created_at.
+    assert product["updated_at"] == product["created_at"]
+    assert body["created_at"] == product["created_at"]
+    assert datetime.fromisoformat(body["updated_at"]) > datetime.fromisoformat(
+        product["updated_at"]
+    )
 
     uncategorised = client.patch(
         f"{API}/products/{product['id']}", json={"category_id": None}, headers=manager_headers
