@@ -30,7 +30,10 @@ reads the outbox. Blocking httpx costs much less CPU per POST than its async cli
 ``post``), and each endpoint's messages go one at a time anyway. It runs in products_service
 only, which fans out both outboxes (sales_service's too): a thread in the process that
 records sales would take its CPU (and its interpreter lock) from them, and sales_service's
-one worker is what bounds the sale rate, where products_service has time to spare.
+one worker is what bounds the sale rate, where products_service has time to spare. Its
+threads run at a lower CPU priority (``BACKGROUND_NICE``, on Linux), so when the cores are
+busy the requests of both services go first and delivery takes the time they leave: it
+lags a little more under load instead of slowing the sales it reports.
 """
 
 import asyncio
@@ -38,6 +41,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -67,6 +71,21 @@ ANSWER_BYTES_KEPT = 64 * 1024  # read at most this much of an answer (then drop 
 ERROR_CHARS = 500
 PRUNE_EVERY_SECONDS = 3600.0
 LINGER_POLLS = 5  # polls an endpoint's thread waits for new deliveries before letting go
+# The webhook threads' nice value (Linux schedules each thread on its own): when the cores are
+# busy, requests (a sale's stock take above all) run first and delivery takes the time left.
+BACKGROUND_NICE = 10
+
+
+def _in_background(loop: Callable[..., None]) -> Callable[..., None]:
+    """``loop`` run at a lower CPU priority, where the system allows a thread its own."""
+
+    @functools.wraps(loop)
+    def run(*args: Any) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        loop(*args)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -302,7 +321,9 @@ class WebhookRunner:
         for source in self.sources:
             loops.append((f"fan-out-{source}", functools.partial(self._fan_out_loop, source)))
         for name, loop in loops:
-            thread = threading.Thread(target=loop, name=f"webhooks-{name}", daemon=True)
+            thread = threading.Thread(
+                target=_in_background(loop), name=f"webhooks-{name}", daemon=True
+            )
             thread.start()
             self.threads.append(thread)
 
@@ -385,7 +406,7 @@ class WebhookRunner:
             with self.lock:
                 self.leases[endpoint_id] = token
             threading.Thread(
-                target=self._deliver,
+                target=_in_background(self._deliver),
                 args=(endpoint_id, token),
                 name=f"webhooks-endpoint-{endpoint_id}",
                 daemon=True,
