@@ -443,6 +443,8 @@ def run(
                 products_service.stop()
     print()
     for mode, runs in results.items():
+        if not runs:  # --rounds 0: throughput alone
+            continue
         rates = [r.rate for r, _ in runs]
         failed = sum(sum(v for k, v in r.outcomes.items() if k != "ok") for r, _ in runs)
         services_cpu = [_services_cpu(r.cpu) for r, _ in runs]

@@ -5,6 +5,7 @@ The worker's functions take a Connection inside the caller's short transaction; 
 is ever called with a POST in flight (see delivery.py).
 """
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,16 +13,17 @@ from itertools import takewhile
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Connection,
     Integer,
     Row,
     Select,
     Table,
+    bindparam,
     case,
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
@@ -317,24 +319,38 @@ def mark_succeeded(
     was tried, the status code, the latency in ms) each."""
     if not successes:
         return
+    params: dict[str, Any] = {"now": now}
+    for i, (delivery_id, attempted_at, status_code, latency_ms) in enumerate(successes):
+        params[f"id{i}"], params[f"at{i}"] = delivery_id, attempted_at
+        params[f"code{i}"], params[f"ms{i}"] = status_code, latency_ms
+    connection.execute(_mark_succeeded_statement(len(successes)), params)
+
+
+@functools.lru_cache(maxsize=128)  # one per batch size (a batch is at most delivery.BATCH)
+def _mark_succeeded_statement(count: int) -> Any:
+    """The UPDATE of ``mark_succeeded`` for ``count`` deliveries, its values bound by position
+    (``id0``, ``at0``, ...): built and compiled once per size, where a statement of literals
+    was built and compiled anew for every batch."""
     by_id = DELIVERIES.c.id
+    ids: list[BindParameter[Any]] = [bindparam(f"id{i}") for i in range(count)]
 
-    def each(values: dict[int, Any], type_: Any) -> Any:
-        return case({key: literal(value, type_) for key, value in values.items()}, value=by_id)
+    def each(name: str, type_: Any) -> Any:
+        values = [bindparam(f"{name}{i}", type_=type_) for i in range(count)]
+        return case(*[(by_id == i, v) for i, v in zip(ids, values, strict=True)])
 
-    connection.execute(
+    return (
         update(DELIVERIES)
-        .where(by_id.in_([s[0] for s in successes]), DELIVERIES.c.status == PENDING)
+        .where(by_id.in_(ids), DELIVERIES.c.status == PENDING)
         .values(
             status=SUCCEEDED,
             attempts=DELIVERIES.c.attempts + 1,
             round_attempts=DELIVERIES.c.round_attempts + 1,
             next_attempt_at=None,
-            delivered_at=now,
+            delivered_at=bindparam("now", type_=UTCDateTime()),
             last_error=None,
-            last_attempt_at=each({s[0]: s[1] for s in successes}, UTCDateTime()),
-            last_status_code=each({s[0]: s[2] for s in successes}, Integer()),
-            last_latency_ms=each({s[0]: s[3] for s in successes}, Integer()),
+            last_attempt_at=each("at", UTCDateTime()),
+            last_status_code=each("code", Integer()),
+            last_latency_ms=each("ms", Integer()),
         )
     )
 
