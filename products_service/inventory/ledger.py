@@ -183,6 +183,7 @@ def record_movements(
     if not rows:
         return 0
     _write_levels(session, [level for level, _ in changes])
+    session.flush()  # nothing left to write: the levels become clean, no longer held
     ids = session.connection().execute(_INSERT_MOVEMENTS, rows).scalars().all()
     outbox.append(
         session,

@@ -1,13 +1,17 @@
 """A stock count imported from a file: count corrections in the ledger naming the file, a dry
 run, all or nothing, and a re-import that changes nothing."""
 
+import gc
+import io
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, func, select
 
 from common.db import make_sessionmaker
-from common.models import MovementType, ProductsEvent, StockMovement
+from common.imports import BATCH
+from common.models import MovementType, Product, ProductsEvent, StockLevel, StockMovement
+from products_service.imports.service import ImportOptions, import_products, import_stock_counts
 from tests.products_service.factories import (
     API,
     create_product,
@@ -225,4 +229,49 @@ def test_a_count_of_many_shelves_locks_and_corrects_them_all(
     assert (report["rows_read"], report["updated"], report["unchanged"]) == (30, 28, 2)
     assert [level(engine, p, main).on_hand for p in products] == list(range(15))
     assert [level(engine, p, north).on_hand for p in products] == list(range(15))
+    assert ledger_problems(engine) == []
+
+
+def test_a_count_keeps_one_batch_of_shelves_in_memory_however_long_its_file(
+    engine: Engine,
+) -> None:
+    """Memory stays flat in the file's size: once a batch is written its shelves are let go,
+    so a count of 2.5 batches never holds more than one batch of them."""
+    main = main_warehouse_id(engine)
+    shelves = int(BATCH * 2.5)
+    catalog = "sku,name,price,cost_price\n" + "".join(
+        f"FLAT-{n},Flat {n},1.00,0.50\n" for n in range(shelves)
+    )
+    count = "sku,warehouse,counted_quantity\n" + "".join(
+        f"FLAT-{n},MAIN,{n % 7 + 1}\n" for n in range(shelves)
+    )
+    held: list[int] = []
+
+    def watch(stage: str, rows: int, position: int) -> None:  # after each batch
+        gc.collect()
+        held.append(sum(1 for o in gc.get_objects() if isinstance(o, StockLevel)))
+
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        import_products(
+            session=session, binary=io.BytesIO(catalog.encode()), options=ImportOptions()
+        )
+        session.commit()
+    with sessions() as session:
+        report = import_stock_counts(
+            session=session,
+            binary=io.BytesIO(count.encode()),
+            options=ImportOptions(file_name="count.csv"),
+            progress=watch,
+        )
+        session.commit()
+    assert (report.ok, report.updated) == (True, shelves)
+    assert len(held) == 3 and max(held) <= BATCH, held
+    with sessions() as session:
+        on_hand = session.scalar(
+            select(func.sum(StockLevel.on_hand))
+            .join(Product, Product.id == StockLevel.product_id)
+            .where(StockLevel.warehouse_id == main, Product.sku.like("FLAT-%"))
+        )
+    assert on_hand == sum(n % 7 + 1 for n in range(shelves))
     assert ledger_problems(engine) == []
