@@ -167,19 +167,8 @@ def record_movements(
     rows = []
     for level, quantity in changes:
         _move(level, quantity)
-        rows.append(
-            {
-                "product_id": level.product_id,
-                "warehouse_id": level.warehouse_id,
-                "movement_type": movement_type,
-                "quantity": quantity,
-                "on_hand_after": level.on_hand,
-                "reason": reason,
-                "reference": reference,
-                "actor_id": actor_id,
-                "created_at": now,
-            }
-        )
+        row = _ledger_row(level, movement_type, quantity, reason, reference, actor_id)
+        rows.append({**row, "created_at": now})
     if not rows:
         return 0
     _write_levels(session, [level for level, _ in changes])
@@ -239,17 +228,31 @@ def _apply(
     """Check and change the level, and add (not yet flush) its ledger row."""
     _move(level, quantity, release_reserved)
     movement = StockMovement(
-        product_id=level.product_id,
-        warehouse_id=level.warehouse_id,
-        movement_type=movement_type,
-        quantity=quantity,
-        on_hand_after=level.on_hand,
-        reason=reason,
-        reference=reference,
-        actor_id=actor_id,
+        **_ledger_row(level, movement_type, quantity, reason, reference, actor_id)
     )
     session.add(movement)
     return movement
+
+
+def _ledger_row(
+    level: StockLevel,
+    movement_type: MovementType,
+    quantity: int,
+    reason: str,
+    reference: str | None,
+    actor_id: int | None,
+) -> dict[str, Any]:
+    """The columns of the ledger row of a movement that left ``level`` as it is now."""
+    return {
+        "product_id": level.product_id,
+        "warehouse_id": level.warehouse_id,
+        "movement_type": movement_type,
+        "quantity": quantity,
+        "on_hand_after": level.on_hand,
+        "reason": reason,
+        "reference": reference,
+        "actor_id": actor_id,
+    }
 
 
 def _move(level: StockLevel, quantity: int, release_reserved: int = 0) -> None:
