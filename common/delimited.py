@@ -1,10 +1,13 @@
-"""Delimited text files (CSV, and the tab-separated flat files marketplaces produce): reading
-an uploaded file row by row without trusting it, and writing exports a spreadsheet cannot be
-tricked by.
+"""Delimited text files (CSV, and the tab-separated flat files marketplaces produce) and Excel
+workbooks (.xlsx, as Walmart's Seller Center downloads its order export; the first sheet):
+reading an uploaded file row by row without trusting it, and writing exports a spreadsheet
+cannot be tricked by.
 
 Reading is streamed: the bytes are decoded as they are read and the ``csv`` module hands over
 one record at a time, so a file is never held in memory whole; a cell is at most
-``csv.field_size_limit()`` characters (128 KiB), so neither is one huge row.
+``csv.field_size_limit()`` characters (128 KiB), so neither is one huge row. A workbook's
+sheet is parsed as it is read too (openpyxl's read-only mode), but its table of distinct
+texts is loaded whole: for files of millions of rows, CSV keeps memory flatter.
 
 Rows are numbered as a spreadsheet shows them: the header is row 1, the first record row 2.
 """
@@ -13,14 +16,16 @@ import csv
 import enum
 import io
 import itertools
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import PurePath
 from typing import IO, Any
 
+import openpyxl
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import Engine, Row, Select
@@ -53,8 +58,13 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # only guarded on export.
 IMPORT_FORMULA_STARTS = ("=", "+", "@")
 VALUE_SHOWN = 200  # characters of a bad value quoted back in a report
-# How a workbook's bytes begin: a zip (Excel .xlsx, OpenDocument .ods) or an OLE compound
-# file (Excel .xls). Walmart's Seller Center downloads its order export as .xlsx.
+# An .xlsx is a zip: a small upload may unpack to gigabytes (a "zip bomb"). Its table of
+# texts is held in memory while its sheet is read, so both are bounded, as declared in the
+# zip (its reader stops at the declared sizes). openpyxl parses the XML through defusedxml.
+WORKBOOK_MAX_UNPACKED = 2 * 2**30
+WORKBOOK_MAX_TEXTS = 256 * 2**20
+# How a workbook's bytes begin: a zip (Excel .xlsx, read; OpenDocument .ods, refused) or an
+# OLE compound file (Excel .xls, refused).
 _WORKBOOK_STARTS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
 
 
@@ -127,8 +137,9 @@ class Record:
 
 
 class TableReader:
-    """Reads a binary stream as a delimited table, checking the header once, then yielding
-    records; a file-wide problem (encoding, header, quoting) raises ``FileRefused``."""
+    """Reads a binary stream as a delimited table (or an .xlsx workbook's first sheet),
+    checking the header once, then yielding records; a file-wide problem (encoding, header,
+    quoting, a workbook it cannot read) raises ``FileRefused``."""
 
     def __init__(
         self,
@@ -141,23 +152,22 @@ class TableReader:
         self.columns = columns
         self.encoding = encoding
         self.delimiter = _DELIMITERS[table_format]
+        self.workbook: Any = None  # an .xlsx file's, read sheet row by sheet row
+        self._text: io.TextIOWrapper | None = None
+        self._reader: Iterator[list[str]]
+        start = binary.tell() if binary.seekable() else None
         buffered = io.BufferedReader(_Unclosable(binary), buffer_size=256 * 1024)
         if buffered.peek(8).startswith(_WORKBOOK_STARTS):
-            raise FileRefused(
-                problem(
-                    "spreadsheet_file",
-                    "the file is a spreadsheet workbook (.xlsx, .xls or .ods), not delimited "
-                    "text; save it as CSV (in Excel: Save As, CSV UTF-8) and import that",
-                    row=None,
-                )
+            self.workbook = _open_workbook(binary, start)
+            self._reader = _sheet_rows(self.workbook.worksheets[0])
+        else:
+            self._text = io.TextIOWrapper(
+                buffered,
+                encoding=_CODECS[encoding],
+                errors="strict",
+                newline="",
             )
-        self._text = io.TextIOWrapper(
-            buffered,
-            encoding=_CODECS[encoding],
-            errors="strict",
-            newline="",
-        )
-        self._reader = csv.reader(self._text, delimiter=self.delimiter, strict=True)
+            self._reader = csv.reader(self._text, delimiter=self.delimiter, strict=True)
         self.header: list[str] = self._read_header()
 
     def _next(self, row: int) -> list[str] | None:
@@ -192,7 +202,7 @@ class TableReader:
         if raw is None:
             raise FileRefused(problem("empty_file", "the file is empty (no header)", row=None))
         header = [self.columns.canonical(name) for name in raw]
-        if len(header) == 1 and len(self.columns.known) > 1:
+        if len(header) == 1 and len(self.columns.known) > 1 and self.workbook is None:
             other = next((d for d in _NAMES if d != self.delimiter and d in raw[0]), None)
             if other is not None:
                 raise FileRefused(
@@ -252,11 +262,17 @@ class TableReader:
                 return
             if not any(cell.strip() for cell in raw):
                 continue
+            if self.workbook is not None and len(raw) < width:
+                raw += [""] * (width - len(raw))  # a sheet's row ends at its last value
             if len(raw) != width:
+                hint = (
+                    "cells beyond the header's last column"
+                    if self.workbook is not None
+                    else f"a stray {_NAMES[self.delimiter][2:]} or an unclosed quote?"
+                )
                 yield problem(
                     "wrong_cell_count",
-                    f"has {len(raw)} cells but the header has {width} columns (a stray "
-                    f"{_NAMES[self.delimiter][2:]} or an unclosed quote?)",
+                    f"has {len(raw)} cells but the header has {width} columns ({hint})",
                     row=number,
                 )
                 continue
@@ -280,7 +296,82 @@ class TableReader:
 
     def close(self) -> None:
         """Let go of the stream without closing the caller's file."""
-        self._text.close()
+        if self._text is not None:
+            self._text.close()
+        if self.workbook is not None:
+            self.workbook.close()
+
+
+def _open_workbook(binary: IO[bytes], start: int | None) -> Any:
+    """An Excel workbook (.xlsx) opened to be read a row at a time (openpyxl's read-only
+    mode: the sheet is parsed as it is read, never held whole); anything else that looks
+    like a workbook (.xls, .ods, a damaged file) is refused with what to do instead."""
+    refusal = problem(
+        "spreadsheet_file",
+        "the file is a spreadsheet workbook this import cannot read (.xls, .ods or a damaged "
+        ".xlsx); save it as .xlsx or as CSV (in Excel: Save As, CSV UTF-8) and import that",
+        row=None,
+    )
+    if start is None:
+        raise FileRefused(refusal)
+    binary.seek(start)
+    try:
+        with zipfile.ZipFile(binary) as archive:  # sizes as declared; reading stops at them
+            unpacked = {info.filename: info.file_size for info in archive.infolist()}
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FileRefused(refusal) from exc
+    texts = unpacked.get("xl/sharedStrings.xml", 0)  # held whole while the sheet is read
+    if texts > WORKBOOK_MAX_TEXTS or sum(unpacked.values()) > WORKBOOK_MAX_UNPACKED:
+        raise FileRefused(
+            problem(
+                "workbook_too_large",
+                f"the workbook unpacks to {sum(unpacked.values()) / 2**20:,.0f} MiB, its texts "
+                f"to {texts / 2**20:,.0f} MiB (at most {WORKBOOK_MAX_UNPACKED / 2**20:,.0f} "
+                f"and {WORKBOOK_MAX_TEXTS / 2**20:,.0f}); save it as CSV, which is read as it "
+                "streams",
+                row=None,
+            )
+        )
+    binary.seek(start)
+    try:
+        workbook = openpyxl.load_workbook(binary, read_only=True, data_only=True)
+    except Exception as exc:  # zipfile.BadZipFile, KeyError, InvalidFileException, ...
+        raise FileRefused(refusal) from exc
+    if not workbook.worksheets:
+        workbook.close()
+        raise FileRefused(refusal)
+    return workbook
+
+
+def _sheet_rows(sheet: Any) -> Iterator[list[str]]:
+    """The first sheet's rows as text cells, as a CSV export of it would give them (the
+    cached result of a formula, never the formula)."""
+    for values in sheet.iter_rows(values_only=True):
+        cells = [_cell_text(value) for value in values]
+        while cells and cells[-1] == "":
+            cells.pop()
+        yield cells
+
+
+def _cell_text(value: object) -> str:
+    """A cell's value as the text a CSV export writes: numbers to 15 significant digits as
+    Excel shows them (12.99, not 12.990000000000002; 2, not 2.0), dates and times in ISO 8601
+    without an offset (a sheet has none)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.15g}"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date | time):
+        return value.isoformat()
+    return str(value)
 
 
 class _Unclosable(io.RawIOBase):

@@ -5,8 +5,8 @@ id, so importing the file again (or a newer, overlapping export) adds nothing tw
 Profiles name the columns: Amazon's order reports (the tab-separated flat files, e.g. "All
 Orders"): ``amazon-order-id``, ``purchase-date`` (ISO 8601 with its offset), ``sku``,
 ``quantity`` (or ``quantity-purchased``), ``item-price`` (the line's total, not a unit
-price) and ``order-status``; Walmart's Seller Center order export (downloaded as .xlsx: saved
-as CSV first; the header as public parsers of that export read it, tests/sales_service/
+price) and ``order-status``; Walmart's Seller Center order export (the .xlsx it downloads, or
+a CSV of it; the header as public parsers of that export read it, tests/sales_service/
 test_order_import.py ``WALMART_HEADER``): ``PO#`` (the purchase order, one per order; its
 lines are numbered by ``Line#``), ``Order Date``, ``SKU``, ``Qty``, ``Item Cost`` (a unit
 price) and ``Status`` (Walmart spells it ``Canceled``); the generic profile reads

@@ -1,16 +1,21 @@
 """Imports through the HTTP API: the catalog upserted by SKU from CSV/TSV files, dry runs,
 all-or-nothing real runs, idempotent re-imports and hostile files."""
 
+import io
 import json
 import time
 import uuid
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
+from common import delimited
 from common.db import make_sessionmaker
 from common.imports import BATCH
 from common.models import AuditEntry, Category, Product, ProductsEvent, Role
@@ -301,7 +306,7 @@ def test_quoted_newlines_stay_inside_their_cell(
         (b"name,price\nA,1.00\n", {}, "missing_columns"),
         ("sku,name\nX-1,Caf\u00e9\n".encode("latin-1"), {}, "undecodable_file"),
         (b'sku,name\nX-1,"unclosed\n', {}, "malformed_file"),
-        (b"PK\x03\x04\x14\x00\x06\x00[Content_Types].xml", {}, "spreadsheet_file"),
+        (b"PK\x03\x04\x14\x00\x06\x00[Content_Types].xml", {}, "spreadsheet_file"),  # damaged
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", {}, "spreadsheet_file"),
     ],
 )
@@ -537,3 +542,71 @@ def test_a_sku_named_again_a_few_batches_later_is_refused_naming_its_first_row(
     reasons = [e["detail"] for e in report["errors"]]
     assert "is also in row 9" in reasons[0] and "is also in row 2601" in reasons[1]
     assert not any(sku.startswith(f"FAR-{run}") for sku in catalog(engine))
+
+
+def workbook(*rows: Sequence[object]) -> bytes:
+    """An .xlsx file of these rows (the first is the header), as Excel saves one."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(list(row))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_an_excel_workbook_is_read_as_its_first_sheet_with_numbers_as_excel_shows_them(
+    client: TestClient, manager_headers: dict[str, str], engine: Engine
+) -> None:
+    rows = [
+        ("SKU", "Name", "Price", "Cost", "Threshold", "Category"),
+        ("XL-1", "Kettle", 24.99, 11.5, 4, "Kitchen/Small"),
+        ("XL-2", "Toaster", 30, 12.990000000000002, None, "Kitchen/Small"),  # a sum's float
+        (),  # a blank row is read past, and rows keep the numbers the sheet shows
+    ]
+    hostile = workbook(*rows, ("XL-3", "@SUM(A1)", 1, 1))  # text that starts like a formula
+    report = rejected(
+        client, manager_headers, hostile, file_name="catalog.xlsx", create_categories="true"
+    )
+    assert where(report) == [(5, "name", "formula_refused")]
+    assert "XL-1" not in catalog(engine)
+
+    report = imported(
+        client,
+        manager_headers,
+        workbook(*rows),
+        file_name="catalog.xlsx",
+        create_categories="true",
+    )
+    assert report["created"] == 2
+    found = catalog(engine)
+    assert (found["XL-1"]["price"], found["XL-1"]["cost_price"]) == ("24.99", "11.50")
+    assert (found["XL-2"]["price"], found["XL-2"]["cost_price"]) == ("30.00", "12.99")
+    assert (found["XL-1"]["name"], found["XL-1"]["threshold"]) == ("Kettle", 4)
+
+
+def test_a_workbook_that_unpacks_too_large_is_refused_before_it_is_read(
+    client: TestClient,
+    manager_headers: dict[str, str],
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The limits are gigabytes, as a zip bomb of a few MB would unpack to; lowered here.
+    content = workbook(("SKU", "Name", "Price", "Cost"), ("XL-9", "A kettle", 1, 1))
+    before = counts(engine)
+    monkeypatch.setattr(delimited, "WORKBOOK_MAX_UNPACKED", 4096)
+    report = rejected(client, manager_headers, content, file_name="catalog.xlsx")
+    assert [e["error"] for e in report["errors"]] == ["workbook_too_large"]
+    assert "save it as CSV" in report["errors"][0]["detail"]
+
+    # Excel keeps a sheet's texts in one table, which is held while the sheet is read.
+    monkeypatch.undo()
+    monkeypatch.setattr(delimited, "WORKBOOK_MAX_TEXTS", 4096)
+    texts = "".join(f"<si><t>kettle {n}</t></si>" for n in range(400))
+    with_texts = io.BytesIO(content)
+    with zipfile.ZipFile(with_texts, "a") as archive:
+        archive.writestr("xl/sharedStrings.xml", f"<sst>{texts}</sst>")
+    report = rejected(client, manager_headers, with_texts.getvalue(), file_name="catalog.xlsx")
+    assert [e["error"] for e in report["errors"]] == ["workbook_too_large"]
+    assert counts(engine) == before

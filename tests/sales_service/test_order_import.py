@@ -2,12 +2,16 @@
 sale per order with its channel, snapshots and marketplace order id, nothing twice, reports
 exact, hostile files refused whole."""
 
+import csv
+import io
 import json
 import subprocess
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
@@ -42,8 +46,8 @@ def amazon_row(order: str, when: str, status: str, sku: str, quantity: str, pric
     )
 
 
-# Walmart Seller Center's order export as it is downloaded (saved as CSV), header verbatim,
-# "SOurce" included: the layout public parsers of that export read.
+# Walmart Seller Center's order export, header verbatim ("SOurce" included): the layout public
+# parsers of that export read (as CSV here; walmart_workbook makes the .xlsx it downloads).
 WALMART_HEADER = (
     "PO#,Order#,Order Date,Ship By,Delivery Date,Customer Name,Customer Shipping Address,"
     "Customer Phone Number,Ship to Address 1,Ship to Address 2,City,State,Zip,Segment,FLIDS,"
@@ -193,25 +197,58 @@ def test_importing_the_same_or_a_newer_overlapping_report_adds_nothing_twice(
     assert sales_rows(engine) == before + 1
 
 
+WALMART_ROWS = (
+    ("4001", "03/01/2026", "1", "Shipped", "2", "MUG-1", "11.00"),
+    ("4002", "2026-03-02 18:30:00", "1", "Delivered", "1", "TEE-1", "18.00"),
+    ("4003", "03/02/2026", "1", "Canceled", "1", "TEE-1", "18.00"),
+)
+
+
+def walmart_workbook() -> bytes:
+    """WALMART_ROWS as Seller Center's .xlsx holds them: numbers as numbers, dates as dates."""
+    typed = {"PO#": int, "Order#": int, "Line#": int, "Qty": int, "Item Cost": float}
+    rows = list(
+        csv.reader(io.StringIO(WALMART_HEADER + "".join(walmart_row(*r) for r in WALMART_ROWS)))
+    )
+    header, body = rows[0], rows[1:]
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(header)
+    for row in body:
+        cells: list[object] = []
+        for name, cell in zip(header, row, strict=True):
+            if name == "Order Date":  # a sheet's date has no zone: naive on purpose
+                shape = "%m/%d/%Y" if "/" in cell else "%Y-%m-%d %H:%M:%S"
+                cells.append(datetime.strptime(cell, shape))  # noqa: DTZ007
+            elif name in typed and cell:
+                cells.append(typed[name](cell))
+            else:
+                cells.append(cell or None)
+        sheet.append(cells)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
 def test_walmart_dates_without_an_offset_are_read_in_the_zone_given_and_said_so(
     sales_client: TestClient,
     manager_headers: dict[str, str],
     viewer_headers: dict[str, str],
     shop: dict[str, Any],
+    kind: str,
 ) -> None:
-    content = WALMART_HEADER + "".join(
-        walmart_row(*row)
-        for row in (
-            ("4001", "03/01/2026", "1", "Shipped", "2", "MUG-1", "11.00"),
-            ("4002", "2026-03-02 18:30:00", "1", "Delivered", "1", "TEE-1", "18.00"),
-            ("4003", "03/02/2026", "1", "Canceled", "1", "TEE-1", "18.00"),
-        )
+    content: str | bytes = (
+        WALMART_HEADER + "".join(walmart_row(*row) for row in WALMART_ROWS)
+        if kind == "csv"
+        else walmart_workbook()  # as Seller Center downloads it
     )
     report = upload(
         sales_client,
         manager_headers,
         content,
-        file_name="walmart.csv",
+        file_name=f"walmart.{kind}",
         profile="walmart",
         timezone="America/New_York",
     ).json()
