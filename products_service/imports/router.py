@@ -1,4 +1,5 @@
-"""Import routes: upload a CSV/TSV file of products or of stock counts, dry run or for real."""
+"""Import routes: upload a CSV/TSV file (or an .xlsx workbook) of products or of stock counts,
+dry run or for real."""
 
 from dataclasses import replace
 from pathlib import PurePath
@@ -31,7 +32,11 @@ FileEncoding = Annotated[
 ]
 FileFormat = Annotated[
     TableFormat | None,
-    Query(alias="format", description="csv or tsv; default: tsv for .tsv/.txt files, else csv"),
+    Query(
+        alias="format",
+        description="csv or tsv; default: tsv for .tsv/.txt files, else csv (an .xlsx "
+        "workbook is known by its content)",
+    ),
 ]
 
 
@@ -55,7 +60,7 @@ def _options(
 
 @router.post(
     "/products",
-    summary="Import products from a CSV/TSV file",
+    summary="Import products from a CSV/TSV file or an .xlsx workbook",
     operation_id="importProducts",
     response_model=ImportReport,
     responses=IMPORT_ERRORS,
@@ -103,7 +108,7 @@ def import_products(
 
 @router.post(
     "/stock-counts",
-    summary="Import a stock count from a CSV/TSV file",
+    summary="Import a stock count from a CSV/TSV file or an .xlsx workbook",
     operation_id="importStockCounts",
     response_model=ImportReport,
     responses=IMPORT_ERRORS,

@@ -32,7 +32,7 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
 
 @router.post(
     "/orders",
-    summary="Import orders from a marketplace report or a CSV",
+    summary="Import orders from a marketplace report, a CSV or an .xlsx workbook",
     operation_id="importOrders",
     response_model=ImportReport,
     responses={
@@ -93,7 +93,12 @@ def import_orders(
         Encoding, Query(description="utf-8 (a byte order mark is fine) or latin-1")
     ] = Encoding.UTF8,
     table_format: Annotated[
-        TableFormat | None, Query(alias="format", description="csv or tsv; default the profile's")
+        TableFormat | None,
+        Query(
+            alias="format",
+            description="csv or tsv; default the profile's (an .xlsx workbook is known by its "
+            "content)",
+        ),
     ] = None,
     background: Background = False,
 ) -> ImportReport | JSONResponse:
