@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from common import migrate
 from common.settings import CommonSettings
@@ -175,10 +175,11 @@ class Dashboard:
         self.page.get_by_role("button", name="Log out").wait_for()
 
     def settled(self) -> None:
-        """Wait until no loading indicator is left."""
-        self.page.wait_for_function(
-            "!document.querySelector('.state.loading, [aria-busy=true]')", timeout=10_000
-        )
+        """Wait until no loading indicator is left. (A locator, not wait_for_function: a
+        string predicate is polled through eval, which the dashboard's CSP refuses whenever
+        it is not true at once.)"""
+        loading = self.page.locator(".state.loading, [aria-busy=true]")
+        expect(loading).to_have_count(0, timeout=10_000)
 
     def shot(self, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
