@@ -134,16 +134,11 @@ def record_movement(
     ``release_reserved`` also lowers ``reserved`` by that much in the same step; a sale
     commit uses it to turn held stock into sold stock.
     """
-    movement = _apply(
-        session,
-        level,
-        movement_type=movement_type,
-        quantity=quantity,
-        reason=reason,
-        reference=reference,
-        actor_id=actor_id,
-        release_reserved=release_reserved,
+    _move(level, quantity, release_reserved)
+    movement = StockMovement(
+        **_ledger_row(level, movement_type, quantity, reason, reference, actor_id)
     )
+    session.add(movement)
     session.flush()
     outbox.append(session, outbox.PRODUCTS_OUTBOX, [movement_event(movement, level.reserved)])
     return movement
@@ -191,8 +186,8 @@ _INSERT_MOVEMENTS = insert(MOVEMENTS).returning(MOVEMENTS.c.id, sort_by_paramete
 
 def _write_levels(session: Session, levels: Sequence[StockLevel]) -> None:
     """The changed counts of these locked levels in one statement (an ORM flush sends an
-    UPDATE per level); their state is then set as the stored one, so the flush after writes
-    only the ledger rows."""
+    UPDATE per level); their state is then set as the stored one, so a flush after finds
+    nothing to write and only marks them clean."""
     now = utcnow()
     rows = []
     for level in levels:
@@ -212,26 +207,6 @@ def _write_levels(session: Session, levels: Sequence[StockLevel]) -> None:
 
 
 _LEVEL_COUNTS = ("on_hand", "reserved", "updated_at")
-
-
-def _apply(
-    session: Session,
-    level: StockLevel,
-    *,
-    movement_type: MovementType,
-    quantity: int,
-    reason: str,
-    reference: str | None,
-    actor_id: int | None,
-    release_reserved: int = 0,
-) -> StockMovement:
-    """Check and change the level, and add (not yet flush) its ledger row."""
-    _move(level, quantity, release_reserved)
-    movement = StockMovement(
-        **_ledger_row(level, movement_type, quantity, reason, reference, actor_id)
-    )
-    session.add(movement)
-    return movement
 
 
 def _ledger_row(

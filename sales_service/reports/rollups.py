@@ -135,11 +135,11 @@ class Measures:
     revenue: Decimal = ZERO
     cost: Decimal = ZERO
 
-    def add(self, other: "Measures", sign: int = 1) -> None:
-        self.orders += sign * other.orders
-        self.units += sign * other.units
-        self.revenue += sign * other.revenue
-        self.cost += sign * other.cost
+    def add(self, other: "Measures") -> None:
+        self.orders += other.orders
+        self.units += other.units
+        self.revenue += other.revenue
+        self.cost += other.cost
 
     def is_zero(self) -> bool:
         return not (self.orders or self.units or self.revenue or self.cost)
@@ -373,7 +373,7 @@ LITERAL_ROWS = 2000  # rows per statement: about 120 KB, far under max_allowed_p
 def _literal_upsert(table: Table) -> tuple[str, str]:
     columns = [*_pk(table), *MEASURES]
     added = ", ".join(f"{m} = {m} + VALUES({m})" for m in MEASURES)
-    # The names are this module's own tables and columns; the values come from _literal.
+    # The names are this module's own tables and columns; the values come from _row_literal.
     head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "  # noqa: S608
     return head, f" ON DUPLICATE KEY UPDATE {added}"
 
