@@ -236,6 +236,15 @@ def count_shortfall(level: StockLevel, counted_quantity: int) -> InsufficientSto
     )
 
 
+def _correction(level: StockLevel, counted_quantity: int) -> int:
+    """The signed quantity that makes a locked level's on_hand the counted one (0: it
+    matches already); a count below what is reserved is refused."""
+    shortfall = count_shortfall(level, counted_quantity)
+    if shortfall is not None:
+        raise shortfall
+    return counted_quantity - level.on_hand
+
+
 def correct_count(
     session: Session,
     level: StockLevel,
@@ -247,16 +256,14 @@ def correct_count(
 ) -> StockMovement | None:
     """On a locked level, record the `count_correction` that makes on_hand the counted
     quantity; None when they already match. Refused below what is reserved."""
-    shortfall = count_shortfall(level, counted_quantity)
-    if shortfall is not None:
-        raise shortfall
-    if counted_quantity == level.on_hand:
+    quantity = _correction(level, counted_quantity)
+    if not quantity:
         return None
     return record_movement(
         session,
         level,
         movement_type=MovementType.COUNT_CORRECTION,
-        quantity=counted_quantity - level.on_hand,
+        quantity=quantity,
         reason=reason,
         reference=reference,
         actor_id=actor_id,
@@ -273,16 +280,10 @@ def correct_counts(
 ) -> int:
     """``correct_count`` for many locked levels (each with its counted quantity) at once,
     answering how many were corrected; the levels that already match record nothing."""
-    for level, counted_quantity in counts:
-        shortfall = count_shortfall(level, counted_quantity)
-        if shortfall is not None:
-            raise shortfall
-    changes = [
-        (level, counted - level.on_hand) for level, counted in counts if counted != level.on_hand
-    ]
+    corrections = [(level, _correction(level, counted)) for level, counted in counts]
     return record_movements(
         session,
-        changes,
+        [(level, quantity) for level, quantity in corrections if quantity],
         movement_type=MovementType.COUNT_CORRECTION,
         reason=reason,
         reference=reference,
