@@ -1,5 +1,5 @@
 """Query parameters a route does not declare are refused, not ignored; so is a second value
-of a parameter that takes one.
+of a parameter that takes one; and an id filter naming no row is a 422 (``require_known_ids``).
 
 A typo in a filter (``/sales?chanel_id=3``) or a filter a route does not have
 (``/inventory/levels?as_of=...``) would otherwise answer as if it were not there: every
@@ -10,6 +10,7 @@ dependency: a 422 in the one validation shape, one entry per name at fault
 (``query.<name>``), saying which names the route takes or that the name takes one value.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -17,6 +18,10 @@ from fastapi._compat import field_annotation_is_sequence
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
+
+from common.errors import InvalidInput
 
 
 def declared_query_names(dependant: Dependant) -> dict[str, bool]:
@@ -81,3 +86,27 @@ async def reject_unknown_query_parameters(request: Request) -> None:
 def install_query_check(app: FastAPI) -> None:
     """Make every route included after this refuse undeclared query parameters."""
     app.router.dependencies.append(Depends(reject_unknown_query_parameters))
+
+
+def require_known_ids(db: Session | Connection, model: Any, ids: Iterable[int], name: str) -> None:
+    """A filter's ids that name no row of ``model`` are a 422 naming them (``query.<name>_id``,
+    with the ``unknown`` ids), on every list, report, export and stream alike: a stale link
+    or a typo is told so, instead of getting an empty page that reads as "no sales" or "no
+    stock". (An id in the path that names nothing is a 404: there, the thing is the resource.)
+    """
+    wanted = set(ids)
+    if not wanted:
+        return
+    found = set(db.scalars(select(model.id).where(model.id.in_(wanted))))
+    if missing := wanted - found:
+        raise unknown_ids(name, missing)
+
+
+def unknown_ids(name: str, missing: Iterable[int]) -> InvalidInput:
+    """The 422 of ``require_known_ids``, for a caller that found the missing ids itself."""
+    ids = sorted(missing)
+    return InvalidInput(
+        f"Unknown {name} id(s) {', '.join(map(str, ids))}: remove them or use ids that exist",
+        field=f"query.{name}_id",
+        unknown=ids,
+    )

@@ -119,18 +119,9 @@ def category_subtree(connection: Connection, category_ids: Sequence[int]) -> set
     return {int(c) for c in found.scalars()} | set(category_ids)
 
 
-_MODELS: dict[str, Any] = {
+MODELS: dict[str, Any] = {  # what each id filter names
     "product": Product,
     "category": Category,
     "warehouse": Warehouse,
     "channel": SalesChannel,
 }
-
-
-def missing_ids(connection: Connection, kind: str, ids: Sequence[int]) -> list[int]:
-    """The ids given that name no row of that kind."""
-    if not ids:
-        return []
-    model = _MODELS[kind]
-    found = set(connection.execute(select(model.id).where(model.id.in_(ids))).scalars())
-    return sorted(set(ids) - found)

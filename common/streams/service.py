@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from common.auth.dependencies import authenticate
 from common.auth.security import TokenClaims, decode_access_token
 from common.errors import Unauthorized, Unprocessable
+from common.query import require_known_ids
 from common.settings import CommonSettings
 from common.streams import repository
 from common.streams.events import (
@@ -120,14 +121,7 @@ def _check(
             authenticate(session, claims)
             connection = session.connection()
             for kind, ids in filters.ids.items():
-                missing = repository.missing_ids(connection, kind, ids)
-                if missing:
-                    raise Unprocessable(
-                        f"Unknown {kind} id(s) {', '.join(map(str, missing))}: remove them "
-                        "or use ids that exist",
-                        field=f"query.{kind}_id",
-                        unknown=missing,
-                    )
+                require_known_ids(connection, repository.MODELS[kind], ids, kind)
             categories = repository.category_subtree(connection, filters.ids.get(CATEGORY, ()))
             return _Checked(categories, repository.bounds(connection, table))
         finally:

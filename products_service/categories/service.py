@@ -13,6 +13,7 @@ from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.models import Category
 from common.pagination import PageParams, Slice, parse_sort
+from common.query import require_known_ids
 from products_service.categories import repository
 from products_service.categories.schemas import (
     FULL_NAME_SEPARATOR,
@@ -123,6 +124,7 @@ def list_categories(
             "Ask for the top-level categories or for a parent's children, not both",
             field="query.top_level",
         )
+    require_known_ids(session, Category, [parent_id] if parent_id else [], "parent")
     order_by = parse_sort(sort, repository.SORT_COLUMNS, default="name")
     return repository.list_page(
         session,

@@ -9,7 +9,8 @@ from common.auth.dependencies import CurrentUser
 from common.db import SessionDep
 from common.delimited import csv_download
 from common.errors import error_responses
-from common.models import MovementType
+from common.models import MovementType, Warehouse
+from common.query import require_known_ids
 from common.time_window import TimeWindowDep
 from products_service.exports import service
 
@@ -63,6 +64,7 @@ def export_stock_levels(
 
     Text cells a spreadsheet would run as a formula (starting with =, +, -, @, tab or
     carriage return) are written with a leading `'`."""
+    require_known_ids(session, Warehouse, [warehouse_id] if warehouse_id else [], "warehouse")
     session.commit()
     return csv_download(
         service.levels_csv(engine=request.app.state.engine, warehouse_id=warehouse_id),
@@ -92,6 +94,7 @@ def export_stock_ledger(
 
     Text cells a spreadsheet would run as a formula (starting with =, +, -, @, tab or
     carriage return) are written with a leading `'`."""
+    require_known_ids(session, Warehouse, [warehouse_id] if warehouse_id else [], "warehouse")
     session.commit()
     return csv_download(
         service.ledger_csv(

@@ -52,10 +52,6 @@ def names(
     return skus, codes
 
 
-def get_category(session: Session, category_id: int) -> Category | None:
-    return session.get(Category, category_id)
-
-
 def get_level(session: Session, product_id: int, warehouse_id: int) -> StockLevel | None:
     return session.scalar(
         select(StockLevel).where(

@@ -449,7 +449,7 @@ def list_stock_movements(
     )
 
 
-@router.get("/low-stock", summary="Products low on stock", responses=error_responses(400, 404, 422))
+@router.get("/low-stock", summary="Products low on stock", responses=error_responses(400, 422))
 def list_low_stock(
     _user: CurrentUser,
     session: SessionDep,

@@ -16,6 +16,7 @@ from common.cover import stock_cover
 from common.db import utcnow
 from common.errors import Conflict, InsufficientStock, InvalidState, NotFound, Unprocessable
 from common.models import (
+    Category,
     MovementType,
     Product,
     StockLevel,
@@ -25,6 +26,7 @@ from common.models import (
     Warehouse,
 )
 from common.pagination import PageParams, Slice
+from common.query import require_known_ids
 from products_service.categories.service import full_names_by_id
 from products_service.inventory import repository
 from products_service.inventory.ledger import lock_levels, record_movement, record_movements
@@ -468,6 +470,7 @@ def list_transfers(
     page: PageParams,
     order_by: list[Any],
 ) -> Slice[Transfer]:
+    _require_known(session, product_ids=product_ids, warehouse_ids=warehouse_ids)
     return repository.list_transfers(
         session,
         statuses=statuses,
@@ -479,6 +482,19 @@ def list_transfers(
 
 
 # --- reads -----------------------------------------------------------------------------
+
+
+def _require_known(
+    session: Session,
+    *,
+    product_ids: Collection[int] = (),
+    warehouse_ids: Collection[int] = (),
+    category_ids: Collection[int] = (),
+) -> None:
+    """A list's id filters name rows that exist (else a 422 naming the unknown ones)."""
+    require_known_ids(session, Product, product_ids, "product")
+    require_known_ids(session, Warehouse, warehouse_ids, "warehouse")
+    require_known_ids(session, Category, category_ids, "category")
 
 
 def list_movements(
@@ -494,8 +510,7 @@ def list_movements(
 ) -> Slice[MovementRead]:
     """A product's ledger, newest first unless sorted otherwise."""
     get_product(session=session, product_id=product_id)
-    for warehouse_id in warehouse_ids:
-        get_warehouse(session=session, warehouse_id=warehouse_id, field="query.warehouse_id")
+    _require_known(session, warehouse_ids=warehouse_ids)
     found = repository.list_movements(
         session,
         product_id=product_id,
@@ -524,6 +539,7 @@ def list_levels(
     order_by: list[Any],
 ) -> Slice[StockLevelListRead]:
     """Today's level rows."""
+    _require_known(session, product_ids=product_ids, warehouse_ids=warehouse_ids)
     found = repository.list_levels(
         session, product_ids=product_ids, warehouse_ids=warehouse_ids, page=page, order_by=order_by
     )
@@ -571,6 +587,7 @@ def list_levels_as_of(
     when written and seen once its transaction commits, a moment later: an ``as_of`` within
     the last moment may still gain a movement of a transaction still open.
     """
+    _require_known(session, product_ids=product_ids, warehouse_ids=warehouse_ids)
     now = utcnow()
     if as_of > now:
         raise Unprocessable(
@@ -636,16 +653,7 @@ def list_low_stock(
     The one difference from sales_service's insight: the ledger counts a return on the day
     it came back, where the insight counts a refund in the period of its sale.
     """
-    for warehouse_id in warehouse_ids:
-        get_warehouse(session=session, warehouse_id=warehouse_id, field="query.warehouse_id")
-    for category_id in category_ids:
-        if repository.get_category(session, category_id) is None:
-            raise NotFound(
-                f"Category {category_id} not found",
-                resource="category",
-                id=category_id,
-                field="query.category_id",
-            )
+    _require_known(session, warehouse_ids=warehouse_ids, category_ids=category_ids)
     found = repository.list_low_stock(
         session,
         threshold=threshold,

@@ -12,6 +12,7 @@ from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.models import Category, Product
 from common.pagination import PageParams, Slice, parse_sort
+from common.query import unknown_ids
 from common.time_window import TimeWindow
 from products_service.categories import repository as categories
 from products_service.products import repository
@@ -289,9 +290,7 @@ def list_products(
     if filters.category_id is not None:
         root = categories.get(session, filters.category_id)
         if root is None:
-            raise Unprocessable(
-                f"Category {filters.category_id} does not exist", field="query.category_id"
-            )
+            raise unknown_ids("category", [filters.category_id])
         subtree_path = root.path
     return repository.list_page(
         session,

@@ -443,13 +443,6 @@ def channel_names(session: Session, ids: Iterable[int] | None = None) -> dict[in
     return {row.id: row.name for row in session.execute(stmt)}
 
 
-def existing_ids(session: Session, model: Any, ids: Iterable[int]) -> set[int]:
-    wanted = set(ids)
-    if not wanted:
-        return set()
-    return set(session.scalars(select(model.id).where(model.id.in_(wanted))))
-
-
 def product_ids(
     session: Session, product_ids: Sequence[int], category_keys: Sequence[int] | None
 ) -> list[int]:

@@ -20,7 +20,7 @@ Dates, periods and zones are in sales_service/reports/calendar.py; which tables 
 read from, in sales_service/reports/planner.py.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from common.cover import stock_cover
 from common.errors import Unprocessable
 from common.models import Category, Product, SalesChannel
+from common.query import require_known_ids
 from sales_service.reports import repository
 from sales_service.reports.calendar import (
     DateRange,
@@ -69,21 +70,10 @@ CENT = Decimal("0.01")
 # --- filters --------------------------------------------------------------------------------
 
 
-def _unknown(session: Session, model: Any, ids: Sequence[int], name: str) -> None:
-    missing = sorted(set(ids) - repository.existing_ids(session, model, ids))
-    if missing:
-        raise Unprocessable(
-            f"Unknown {name} id(s) {', '.join(map(str, missing))}: remove them or use ids "
-            f"that exist",
-            field=f"query.{name}_id",
-            unknown=missing,
-        )
-
-
 def check_filters(session: Session, filters: Filters) -> None:
-    _unknown(session, Product, filters.product_ids, "product")
-    _unknown(session, Category, filters.category_ids, "category")
-    _unknown(session, SalesChannel, filters.channel_ids, "channel")
+    require_known_ids(session, Product, filters.product_ids, "product")
+    require_known_ids(session, Category, filters.category_ids, "category")
+    require_known_ids(session, SalesChannel, filters.channel_ids, "channel")
 
 
 # --- figures --------------------------------------------------------------------------------
@@ -271,7 +261,7 @@ def _check_grouping(session: Session, grouping: Grouping) -> None:
                 "Give either category_rollup=top_level or parent_id, not both",
                 field="query.parent_id",
             )
-        _unknown(session, Category, [grouping.parent_id], "parent")
+        require_known_ids(session, Category, [grouping.parent_id], "parent")
 
 
 def _group_refs(

@@ -99,6 +99,7 @@ def sale_filters(
     ] = None,
 ) -> repository.SaleFilters:
     """The filters shared by the sales list and its CSV export (`from`/`to`: by sold_at)."""
+    service.require_known(session, product_ids=product_id or (), channel_ids=channel_id or ())
     return repository.SaleFilters(
         sold_from=window.start,
         sold_to=window.end,

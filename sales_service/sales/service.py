@@ -50,8 +50,9 @@ from common.errors import (
     UpstreamUnavailable,
 )
 from common.idempotency import replay, request_hash
-from common.models import Role, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
+from common.models import Product, Role, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
 from common.pagination import PageParams, Slice, first, paginate
+from common.query import require_known_ids, unknown_ids
 from sales_service import events
 from sales_service.clients.products import ProductsClient
 from sales_service.reports.calendar import FIRST_DATE
@@ -508,17 +509,23 @@ def read_sale(
     )
 
 
+def require_known(
+    session: Session, *, product_ids: Iterable[int], channel_ids: Iterable[int]
+) -> None:
+    """The list's product and channel filters name rows that exist (else a 422 naming the
+    unknown ones); ``category_paths`` checks the categories."""
+    require_known_ids(session, Product, product_ids, "product")
+    require_known_ids(session, SalesChannel, channel_ids, "channel")
+
+
 def category_paths(session: Session, category_ids: Iterable[int]) -> list[str]:
-    """The tree paths of these categories, for the sales in their subtrees; 422 naming an
-    unknown one. A line's snapshot names its category as it was when sold; the subtree is
+    """The tree paths of these categories, for the sales in their subtrees; 422 naming the
+    unknown ones. A line's snapshot names its category as it was when sold; the subtree is
     the tree as it is now."""
-    paths = []
-    for one in dict.fromkeys(category_ids):
-        path = repository.category_path(session, one)
-        if path is None:
-            raise Unprocessable(f"Unknown category {one}", field="query.category_id")
-        paths.append(path)
-    return paths
+    paths = {one: repository.category_path(session, one) for one in dict.fromkeys(category_ids)}
+    if missing := [one for one, path in paths.items() if path is None]:
+        raise unknown_ids("category", missing)
+    return [path for path in paths.values() if path is not None]
 
 
 def list_sales(

@@ -308,7 +308,10 @@ def test_product_channel_and_status_filters_match_any_of_their_values(
     assert numbers(
         sales_client, viewer_headers, channel_id=world.channels["web"], product_id=phone
     ) == ["A-3"]
-    assert numbers(sales_client, viewer_headers, product_id=world.products["misc"] + 1000) == []
+    # A product id naming no product is named back, not answered with no sales.
+    unknown = world.products["misc"] + 1000
+    answer = get("/api/v1/sales", headers=viewer_headers, params={"product_id": unknown})
+    assert answer.status_code == 422 and answer.json()["unknown"] == [unknown]
 
 
 def test_several_categories_match_any_and_q_finds_a_sale_by_number_order_id_or_sku(
