@@ -4,7 +4,7 @@ of a parameter that takes one; and an id filter naming no row is a 422 (``requir
 A typo in a filter (``/sales?chanel_id=3``) or a filter a route does not have
 (``/inventory/levels?as_of=...``) would otherwise answer as if it were not there: every
 channel, today's levels, and nothing to tell the caller. A filter that takes one value sent
-twice (``/products?status=active&status=draft``) would be answered for the last value alone.
+twice (``/sales?limit=5&limit=50``) would be answered for the last value alone.
 Every route of both services gets ``reject_unknown_query_parameters`` as an app-wide
 dependency: a 422 in the one validation shape, one entry per name at fault
 (``query.<name>``), saying which names the route takes or that the name takes one value.

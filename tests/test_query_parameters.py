@@ -113,7 +113,7 @@ def test_a_parameter_that_takes_one_value_sent_twice_is_refused_naming_it(
     sales_client: TestClient,
     admin_headers: Headers,
 ) -> None:
-    """Answering for the last value alone (`status=active&status=draft` as draft) would
+    """Answering for the last value alone (`limit=5&limit=50` as 50) would
     hide the first; a filter that takes several is documented as an array and matches any."""
     api = client if service == "products" else sales_client
     app: Any = api.app

@@ -4,7 +4,7 @@ batch writes of an import."""
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, func, insert, or_, select
+from sqlalchemy import Row, Table, and_, false, func, insert, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from common.db import update_by_id
@@ -76,11 +76,12 @@ def list_page(
     *,
     filters: ProductFilters,
     created: TimeWindow,
-    subtree_path: str | None,
+    subtree_paths: Sequence[str],
     page: PageParams,
     order_by: list[Any],
 ) -> Slice[Any]:
-    """Rows of (Product, Category or None, on_hand, reserved, available), and the total."""
+    """Rows of (Product, Category or None, on_hand, reserved, available), and the total;
+    ``subtree_paths``: of the categories filtered on (the products in any of their subtrees)."""
     category = aliased(Category, name="category")
     stmt = (
         select(
@@ -103,17 +104,11 @@ def list_page(
                 )
             )
         )
-    if subtree_path is not None:
+    if subtree_paths:
         subtree = aliased(Category, name="subtree")
-        stmt = stmt.where(
-            Product.category_id.in_(
-                select(subtree.id).where(subtree.path.startswith(subtree_path, autoescape=True))
-            )
-        )
-    if filters.status is ProductReadStatus.ARCHIVED:
-        stmt = stmt.where(Product.archived_at.is_not(None))
-    elif filters.status is not None:
-        stmt = stmt.where(Product.status == ProductStatus(filters.status))
+        in_one = or_(*(subtree.path.startswith(path, autoescape=True) for path in subtree_paths))
+        stmt = stmt.where(Product.category_id.in_(select(subtree.id).where(in_one)))
+    stmt = stmt.where(_status_filter(filters.status or [], filters.include_archived))
     if filters.min_price is not None:
         stmt = stmt.where(Product.price >= filters.min_price)
     if filters.max_price is not None:
@@ -124,9 +119,21 @@ def list_page(
         stmt = stmt.where(Product.created_at < created.end)
     if filters.low_stock_only:
         stmt = stmt.where(_available <= Product.low_stock_threshold)
-    if not filters.include_archived and filters.status is not ProductReadStatus.ARCHIVED:
-        stmt = stmt.where(Product.archived_at.is_(None))
     return paginate(session, stmt, page, [*order_by, Product.id.asc()])
+
+
+def _status_filter(statuses: Sequence[ProductReadStatus], include_archived: bool) -> Any:
+    """The products with any of these statuses (none given: every status); ``archived`` takes
+    the archived ones, a stored status those with it that are not archived, and with
+    ``include_archived`` archived ones too."""
+    live = true() if include_archived else Product.archived_at.is_(None)
+    stored = [ProductStatus(s) for s in statuses if s is not ProductReadStatus.ARCHIVED]
+    if not statuses:
+        return live
+    return or_(
+        and_(Product.status.in_(stored), live) if stored else false(),
+        Product.archived_at.is_not(None) if ProductReadStatus.ARCHIVED in statuses else false(),
+    )
 
 
 # --- an import's batch --------------------------------------------------------------------

@@ -156,14 +156,19 @@ class ProductFilters(BaseModel):
         Field(max_length=200, description="Name, SKU or description contains this (any case)"),
     ] = None
     category_id: Annotated[
-        int | None, Field(gt=0, description="In this category or any of its subcategories")
+        list[Annotated[int, Field(gt=0)]] | None,
+        Field(
+            description="In this category or any of its subcategories; repeat for any of "
+            "several categories"
+        ),
     ] = None
     status: Annotated[
-        ProductReadStatus | None,
+        list[ProductReadStatus] | None,
         Field(
             description="archived: the archived products (with or without include_archived). "
             "draft, active, inactive: the stored status; products not archived with it, or "
-            "with include_archived=true archived ones stored with it too"
+            "with include_archived=true archived ones stored with it too. Repeat for any of "
+            "several"
         ),
     ] = None
     min_price: Annotated[Money | None, Field(description="Price at least this")] = None

@@ -286,17 +286,14 @@ def list_products(
 ) -> Slice[ProductListRow]:
     """One page of products matching the filters, with stock totals; newest first by default."""
     order_by = parse_sort(sort, repository.SORT_COLUMNS, default="-created_at")
-    subtree_path = None
-    if filters.category_id is not None:
-        root = categories.get(session, filters.category_id)
-        if root is None:
-            raise unknown_ids("category", [filters.category_id])
-        subtree_path = root.path
+    roots = {one: categories.get(session, one) for one in dict.fromkeys(filters.category_id or ())}
+    if missing := [one for one, root in roots.items() if root is None]:
+        raise unknown_ids("category", missing)
     return repository.list_page(
         session,
         filters=filters,
         created=created,
-        subtree_path=subtree_path,
+        subtree_paths=[root.path for root in roots.values() if root is not None],
         page=page,
         order_by=order_by,
     ).map(

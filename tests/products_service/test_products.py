@@ -336,9 +336,15 @@ def test_category_filter_includes_subcategories(
     ]
     assert skus(client, viewer_headers, category_id=grandchild["id"]) == ["TENT-1"]
     assert skus(client, viewer_headers, category_id=sibling["id"]) == ["LAMP-1"]
+    # repeated: in any of those subtrees, each product once
+    both = {"category_id": [grandchild["id"], sibling["id"], root["id"]], "sort": "sku"}
+    assert skus(client, viewer_headers, **both) == ["LAMP-1", "STOVE-1", "TENT-1"]
+    assert listed(client, viewer_headers, **both)["total"] == 3
 
-    unknown = client.get(f"{API}/products", params={"category_id": 999999}, headers=viewer_headers)
-    assert unknown.status_code == 422
+    unknown = client.get(
+        f"{API}/products", params={"category_id": [root["id"], 999999]}, headers=viewer_headers
+    )
+    assert unknown.status_code == 422 and unknown.json()["unknown"] == [999999]
     assert unknown.json()["fields"][0]["field"] == "query.category_id"
 
 
@@ -509,10 +515,18 @@ def test_the_status_filter_finds_archived_products_and_stored_statuses(
         "GONE-ACTIVE",
     ]
     assert skus(client, viewer_headers, status="draft", include_archived=True) == ["GONE-DRAFT"]
+    # Repeated: any of them, each as said alone.
+    several = {"status": ["inactive", "archived"], "sort": "sku"}
+    assert skus(client, viewer_headers, **several) == ["GONE-ACTIVE", "GONE-DRAFT", "INACTIVE-1"]
+    assert skus(client, viewer_headers, status=["active", "draft"]) == ["ACTIVE-1"]
+    stored = {"status": ["active", "draft"], "include_archived": True, "sort": "sku"}
+    assert skus(client, viewer_headers, **stored) == ["ACTIVE-1", "GONE-ACTIVE", "GONE-DRAFT"]
 
-    unknown = client.get(f"{API}/products", params={"status": "gone"}, headers=viewer_headers)
+    unknown = client.get(
+        f"{API}/products", params={"status": ["active", "gone"]}, headers=viewer_headers
+    )
     assert unknown.status_code == 422
-    assert field_names(unknown) == ["query.status"]
+    assert field_names(unknown) == ["query.status.1"]  # the second value
 
 
 def test_viewers_read_and_managers_write(
