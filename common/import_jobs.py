@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, Protocol
 
 from fastapi import APIRouter, Query, Request, UploadFile, status
 from fastapi.responses import JSONResponse
@@ -235,6 +235,17 @@ Background = Annotated[
 ]
 
 
+class JobOptions(Protocol):
+    """What a job records of the import it runs: every import's options say it."""
+
+    @property
+    def file_name(self) -> str | None: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def actor_id(self) -> int | None: ...
+
+
 def run_or_start(
     request: Request,
     *,
@@ -243,9 +254,7 @@ def run_or_start(
     upload: UploadFile,
     service: str,
     kind: str,
-    file_name: str | None,
-    dry_run: bool,
-    actor_id: int | None,
+    options: JobOptions,
     run: RunImport,
 ) -> ImportReport | JSONResponse:
     """Run the import in this request (its session commits after), or start it as a job."""
@@ -256,9 +265,9 @@ def run_or_start(
         sessions=request.app.state.sessionmaker,
         service=service,
         kind=kind,
-        file_name=file_name,
-        dry_run=dry_run,
-        actor_id=actor_id,
+        file_name=options.file_name,
+        dry_run=options.dry_run,
+        actor_id=options.actor_id,
         path=path,
         run=run,
     )

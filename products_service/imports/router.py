@@ -97,9 +97,7 @@ def import_products(
         upload=file,
         service="products",
         kind="products",
-        file_name=options.file_name,
-        dry_run=dry_run,
-        actor_id=principal.id,
+        options=options,
         run=lambda db, binary, progress: service.import_products(
             session=db, binary=binary, options=options, progress=progress
         ),
@@ -142,9 +140,7 @@ def import_stock_counts(
         upload=file,
         service="products",
         kind="stock_counts",
-        file_name=options.file_name,
-        dry_run=dry_run,
-        actor_id=principal.id,
+        options=options,
         run=lambda db, binary, progress: service.import_stock_counts(
             session=db, binary=binary, options=options, progress=progress
         ),

@@ -135,9 +135,7 @@ def import_orders(
         upload=file,
         service="sales",
         kind="orders",
-        file_name=options.file_name,
-        dry_run=dry_run,
-        actor_id=principal.id,
+        options=options,
         run=lambda db, binary, progress: service.import_orders(
             session=db, binary=binary, options=options, take_stock=stock, progress=progress
         ),

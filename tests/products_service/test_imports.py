@@ -479,6 +479,7 @@ def test_a_background_import_is_a_job_with_progress_and_its_report(
     assert started.status_code == 202, started.text
     job = started.json()
     assert job["status"] in ("queued", "running") and job["kind"] == "products"
+    assert job["file_name"] == "catalog.csv" and job["dry_run"] is False
     assert started.headers["location"] == f"/api/v1/imports/jobs/{job['id']}"
 
     done = finished_job(client, viewer_headers, job["id"])
