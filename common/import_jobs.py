@@ -6,24 +6,28 @@ ended, the report; a cancel request stops it at its next batch, and nothing is w
 The job's row is the only state shared between replicas: the runner writes its progress
 there in short transactions of its own (never the import's, which commits once at the end),
 and reads the cancel request back at the same moment, so any replica answers the status and
-takes the cancel. A job whose process died stays ``running`` with a progress that no longer
-moves (``updated_at`` tells how long ago it last did; after five minutes it is answered
-``stalled``); nothing of it was written.
+takes the cancel. A job whose process died (a restart, a crash) shows a progress that no
+longer moves: ``stalled`` once it has not moved for five minutes. Every process then settles
+it (``reap``, run every minute): the job ends ``failed`` saying so, and the spooled upload
+left behind on disk goes (a live job's runner touches its file with each progress report,
+so only a dead one's grows old). Nothing of it was written.
 
 With orders that take stock (which land one by one), orders recorded before a cancel stay.
 """
 
+import asyncio
+import contextlib
 import logging
 import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Annotated, Any, Protocol
 
-from fastapi import APIRouter, Query, Request, UploadFile, status
+from fastapi import APIRouter, FastAPI, Query, Request, UploadFile, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
@@ -35,11 +39,19 @@ from common.errors import NotFound, error_responses
 from common.imports import ImportRejected, ImportReport, Progress
 from common.models import ImportJob, ImportJobStatus
 from common.pagination import Page, PageDep, paginate
+from common.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
 SPOOL_CHUNK = 1 << 20
 # A runner writes its progress after every batch; this long without it, it is gone.
 STALLED_AFTER_SECONDS = 300
+REAP_EVERY_SECONDS = 60.0
+SPOOL_PREFIX = "import-"
+DIED = (
+    "Its process stopped (a restart or a crash) before the import finished; nothing of it "
+    "was written (orders that take stock: those recorded before stay, and importing the file "
+    "again skips them). Upload the file again."
+)
 RunImport = Callable[[Session, IO[bytes], Progress | None], ImportReport]
 """Runs the import in the session given (not committing it), reporting its progress."""
 
@@ -79,7 +91,7 @@ class ImportJobRead(BaseModel):
         Field(
             description="Running, but its progress has not moved for "
             f"{STALLED_AFTER_SECONDS // 60} minutes: its process most likely died (nothing "
-            "of it was written)"
+            "of it was written); within a minute it ends failed, saying so"
         ),
     ]
     report: ImportReport | None
@@ -110,10 +122,15 @@ class ImportJobRead(BaseModel):
         return cls.model_validate({**fields, **computed})
 
 
+def spool_directory(settings: CommonSettings) -> Path:
+    """Where a service spools the uploads of its jobs."""
+    return settings.state_dir / "imports"
+
+
 def spool(upload: UploadFile, directory: Path) -> Path:
     """Copy the upload to a file of the job's own (the request's copy goes with the request)."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"import-{uuid.uuid4().hex}"
+    path = directory / f"{SPOOL_PREFIX}{uuid.uuid4().hex}"
     upload.file.seek(0)
     with path.open("wb") as out:
         shutil.copyfileobj(upload.file, out, SPOOL_CHUNK)
@@ -151,12 +168,20 @@ def start(
 
 
 def _set(sessions: sessionmaker[Session], job_id: int, **values: Any) -> bool:
-    """Update the job in a transaction of its own; answer whether a cancel was requested."""
+    """Update the job (unless it has ended) in a transaction of its own; answer whether to
+    stop: a cancel was requested, or the job was ended meanwhile (``reap`` took this runner
+    for dead)."""
     with sessions() as session:
-        session.execute(update(ImportJob).where(ImportJob.id == job_id).values(**values))
-        cancel = session.scalar(select(ImportJob.cancel_requested).where(ImportJob.id == job_id))
+        session.execute(
+            update(ImportJob)
+            .where(ImportJob.id == job_id, ImportJob.finished_at.is_(None))
+            .values(**values)
+        )
+        cancel, finished = session.execute(
+            select(ImportJob.cancel_requested, ImportJob.finished_at).where(ImportJob.id == job_id)
+        ).one()
         session.commit()
-    return bool(cancel)
+    return bool(cancel) or finished is not None
 
 
 def _run(sessions: sessionmaker[Session], job_id: int, path: Path, run: RunImport) -> None:
@@ -168,6 +193,8 @@ def _run(sessions: sessionmaker[Session], job_id: int, path: Path, run: RunImpor
         if now - last < 0.2 and stage != "done":  # a row per batch at most 5 times a second
             return
         last = now
+        with contextlib.suppress(OSError):
+            path.touch()  # alive: ``reap`` leaves the file alone
         if _set(sessions, job_id, stage=stage, rows_read=rows, bytes_read=position):
             raise ImportCancelled
 
@@ -212,6 +239,38 @@ def _end(
         report=report.model_dump(mode="json") if report is not None else None,
         error=error,
     )
+
+
+def reap(sessions: sessionmaker[Session], spool_dir: Path) -> int:
+    """End the jobs whose runner has been silent for ``STALLED_AFTER_SECONDS`` (its process
+    died) as ``failed``, saying so, and remove the spooled uploads no runner has touched for
+    as long; answer how many jobs ended. Any process may run it, any number at once."""
+    quiet_since = utcnow() - timedelta(seconds=STALLED_AFTER_SECONDS)
+    with sessions() as session:
+        ended = session.connection().execute(
+            update(ImportJob)
+            .where(ImportJob.finished_at.is_(None), ImportJob.updated_at < quiet_since)
+            .values(status=ImportJobStatus.FAILED, finished_at=utcnow(), error=DIED)
+        ).rowcount
+        session.commit()
+    oldest = time.time() - STALLED_AFTER_SECONDS
+    for path in spool_dir.glob(f"{SPOOL_PREFIX}*"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+            if path.stat().st_mtime < oldest:
+                path.unlink()
+    return ended
+
+
+async def reap_every(app: FastAPI, seconds: float = REAP_EVERY_SECONDS) -> None:
+    """``reap`` every ``seconds`` (a service's lifespan task, until cancelled)."""
+    sessions, spool_dir = app.state.sessionmaker, spool_directory(app.state.settings)
+    while True:
+        try:
+            if ended := await asyncio.to_thread(reap, sessions, spool_dir):
+                logger.warning("%d import job(s) whose process died ended as failed", ended)
+        except Exception:
+            logger.exception("settling the import jobs of dead processes failed; retrying")
+        await asyncio.sleep(seconds)
 
 
 def accepted(job: ImportJob) -> JSONResponse:
@@ -260,7 +319,7 @@ def run_or_start(
     """Run the import in this request (its session commits after), or start it as a job."""
     if not background:
         return run(session, upload.file, None)
-    path = spool(upload, request.app.state.settings.state_dir / "imports")
+    path = spool(upload, spool_directory(request.app.state.settings))
     job = start(
         sessions=request.app.state.sessionmaker,
         service=service,

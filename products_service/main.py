@@ -20,7 +20,7 @@ from common.app import (
 from common.audit import router as audit_router
 from common.auth.router import router as auth_router
 from common.auth.router import users_router
-from common.import_jobs import jobs_router
+from common.import_jobs import jobs_router, reap_every
 from common.settings import ProductsSettings, get_products_settings
 from common.streams.feed import attach_feed
 from common.streams.router import router as stream_token_router
@@ -81,6 +81,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
                 _sweep_expired_reservations(app, settings.reservation_sweep_seconds)
             ),
             asyncio.create_task(_stock_alert_loop(app, settings.alert_poll_seconds)),
+            asyncio.create_task(reap_every(app)),
             asyncio.create_task(run_webhooks(settings, sources=("products", "sales"))),
         ]
         yield

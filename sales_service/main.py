@@ -20,7 +20,7 @@ from common.app import (
 from common.audit import router as audit_router
 from common.auth.router import router as auth_router
 from common.auth.security import ServiceCredential
-from common.import_jobs import jobs_router
+from common.import_jobs import jobs_router, reap_every
 from common.settings import SalesSettings, get_sales_settings
 from common.streams.feed import attach_feed
 from common.streams.router import router as stream_token_router
@@ -96,6 +96,7 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
         loops = [
             asyncio.create_task(_sync_loop(app, settings)),
             asyncio.create_task(_rollup_loop(app, settings)),
+            asyncio.create_task(reap_every(app)),
             # (webhooks of sales events are fanned out and delivered by products_service:
             # see common.webhooks.delivery)
         ]

@@ -3,10 +3,12 @@ all-or-nothing real runs, idempotent re-imports and hostile files."""
 
 import io
 import json
+import os
 import time
 import uuid
 import zipfile
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from common import delimited
-from common.db import make_sessionmaker
+from common.db import make_sessionmaker, utcnow
+from common.import_jobs import SPOOL_PREFIX, STALLED_AFTER_SECONDS, reap, spool_directory
+from common.import_jobs import _set as job_set
 from common.imports import BATCH
-from common.models import AuditEntry, Category, Product, ProductsEvent, Role
+from common.models import (
+    AuditEntry,
+    Category,
+    ImportJob,
+    ImportJobStatus,
+    Product,
+    ProductsEvent,
+    Role,
+)
 from common.settings import ProductsSettings
 from tests.products_service.factories import API, make_category, make_product
 from tests.products_service.test_inventory_cli import run_cli
@@ -491,6 +503,63 @@ def test_a_background_import_is_a_job_with_progress_and_its_report(
     assert len(catalog(engine)) == 1500
     listed = client.get(f"{API}/imports/jobs", headers=viewer_headers).json()
     assert [j["id"] for j in listed["items"]] == [job["id"]]
+
+
+def test_a_job_whose_process_died_ends_failed_saying_so_and_its_upload_is_removed(
+    client: TestClient,
+    manager_headers: dict[str, str],
+    settings: ProductsSettings,
+    engine: Engine,
+) -> None:
+    """A restart or a crash leaves a job that no runner will finish, and its spooled upload
+    on disk (up to the largest upload allowed). Every process settles them: the job ends
+    failed, saying why, and the file goes; a live job and a live runner's file stay."""
+    long_ago = utcnow() - timedelta(seconds=STALLED_AFTER_SECONDS + 60)
+    with make_sessionmaker(engine)() as session:
+        dead = ImportJob(
+            service="products",
+            kind="products",
+            dry_run=False,
+            bytes_total=10,
+            status=ImportJobStatus.RUNNING,
+            updated_at=long_ago,
+        )
+        alive = ImportJob(
+            service="products",
+            kind="products",
+            dry_run=False,
+            bytes_total=10,
+            status=ImportJobStatus.RUNNING,
+        )
+        session.add_all([dead, alive])
+        session.commit()
+        dead_id, alive_id = dead.id, alive.id
+    directory = spool_directory(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    left, running = (
+        directory / f"{SPOOL_PREFIX}left-{uuid.uuid4().hex}",
+        directory / f"{SPOOL_PREFIX}running-{uuid.uuid4().hex}",
+    )
+    for path in (left, running):
+        path.write_bytes(b"sku\n")
+    stale = time.time() - STALLED_AFTER_SECONDS - 60
+    os.utime(left, (stale, stale))
+    # (the app's own reaper, every minute, may come first: the outcome is the same)
+    reap(client.app.state.sessionmaker, directory)
+
+    ended = client.get(f"{API}/imports/jobs/{dead_id}", headers=manager_headers).json()
+    assert ended["status"] == "failed" and ended["finished_at"] is not None
+    assert "process stopped" in ended["error"] and ended["stalled"] is False
+    live = client.get(f"{API}/imports/jobs/{alive_id}", headers=manager_headers).json()
+    assert (live["status"], live["finished_at"]) == ("running", None)
+    assert not left.exists() and running.exists()
+    running.unlink()
+    # A runner taken for dead that was only slow stops at its next progress report, and
+    # writes nothing over the job's end.
+    assert job_set(client.app.state.sessionmaker, dead_id, rows_read=5) is True
+    again = client.get(f"{API}/imports/jobs/{dead_id}", headers=manager_headers).json()
+    assert (again["status"], again["rows_read"]) == ("failed", 0)
+    assert reap(client.app.state.sessionmaker, directory) == 0
 
 
 def test_a_background_import_of_a_bad_file_ends_rejected_with_nothing_written(
