@@ -4,7 +4,9 @@ Every error body has the same shape: ``{"error": code, "detail": sentence, ...co
 """
 
 import logging
+import os
 import re
+import traceback
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -289,7 +291,8 @@ def install_error_handlers(app: FastAPI) -> None:
     }
 
     async def _refused_by_database(_request: Request, exc: Exception) -> JSONResponse:
-        status_code, code, detail = next(v for k, v in refusals.items() if isinstance(exc, k))
+        kind = DataError if _unstorable_integer(exc) else type(exc)
+        status_code, code, detail = next(v for k, v in refusals.items() if issubclass(kind, k))
         logger.warning("refused by the database (%s): %s", code, getattr(exc, "orig", exc))
         return JSONResponse({"error": code, "detail": detail}, status_code=status_code)
 
@@ -297,9 +300,11 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(kind, _refused_by_database)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         from common.observability import current_request_id  # it imports this module
 
+        if _unstorable_integer(exc):
+            return await _refused_by_database(request, exc)
         request_id = current_request_id()
         logger.error("unhandled error (request %s)", request_id, exc_info=exc)
         return JSONResponse(
@@ -311,6 +316,21 @@ def install_error_handlers(app: FastAPI) -> None:
             },
             status_code=500,
         )
+
+
+def _unstorable_integer(exc: Exception) -> bool:
+    """SQLite's driver refusing to bind an integer beyond 64 bits (an id or a number in the
+    request far larger than anything stored): MariaDB answers the same input with a DataError,
+    or by finding no row. The driver raises a bare OverflowError, told from one of our own by
+    where it was raised: binding the statement's parameters."""
+    if not isinstance(exc, OverflowError):
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].filename.endswith(_DRIVER_CALLS)
+
+
+# Where SQLAlchemy hands a statement and its parameters to the driver.
+_DRIVER_CALLS = (f"sqlalchemy{os.sep}engine{os.sep}default.py",)
 
 
 def error_examples() -> dict[int, dict[str, Any]]:
