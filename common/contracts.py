@@ -118,7 +118,9 @@ class ShortLine(BaseModel):
 
     line_no: int
     product_id: int
+    sku: str | None = Field(default=None, description="The product's SKU")
     warehouse_id: int | None
+    warehouse_code: str | None = Field(default=None, description="The warehouse it named")
     requested: int
     available: int
 
@@ -131,13 +133,14 @@ class InsufficientStockBody(BaseModel):
             "examples": [
                 {
                     "error": "insufficient_stock",
-                    "detail": "Not enough stock to sell: line 1 (product 7): requested 5, "
-                    "available 2",
+                    "detail": "Not enough stock to sell: line 1 (MUG-1): requested 5, available 2",
                     "lines": [
                         {
                             "line_no": 1,
                             "product_id": 7,
+                            "sku": "MUG-1",
                             "warehouse_id": None,
+                            "warehouse_code": None,
                             "requested": 5,
                             "available": 2,
                         }
@@ -145,7 +148,7 @@ class InsufficientStockBody(BaseModel):
                     "fields": [
                         {
                             "field": "body.lines.0.quantity",
-                            "reason": "requested 5, 2 available (product 7)",
+                            "reason": "requested 5, 2 available (MUG-1)",
                             "type": "insufficient_stock",
                         }
                     ],

@@ -84,6 +84,14 @@ class Conflict(AppError):
     code = "conflict"
 
 
+def short_line_name(line: dict[str, Any]) -> str:
+    """A short line's product (its SKU, when known) and the warehouse it named, if any."""
+    product = line.get("sku") or f"product {line['product_id']}"
+    if line.get("warehouse_id") is None:
+        return product
+    return f"{product} in warehouse {line.get('warehouse_code') or line['warehouse_id']}"
+
+
 class InsufficientStock(Conflict):
     """Not enough stock. With ``lines`` (the short lines of a request, ``line_no`` counted
     from 1), each is also listed in ``fields`` at its place in the request's body
@@ -99,12 +107,7 @@ class InsufficientStock(Conflict):
                 {
                     "field": f"body.lines.{line['line_no'] - 1}.quantity",
                     "reason": f"requested {line['requested']}, {line['available']} available"
-                    f" (product {line['product_id']}"
-                    + (
-                        f" in warehouse {line['warehouse_id']})"
-                        if line.get("warehouse_id") is not None
-                        else ")"
-                    ),
+                    f" ({short_line_name(line)})",
                     "type": self.code,
                 }
                 for line in lines

@@ -247,11 +247,15 @@ def reap(sessions: sessionmaker[Session], spool_dir: Path) -> int:
     as long; answer how many jobs ended. Any process may run it, any number at once."""
     quiet_since = utcnow() - timedelta(seconds=STALLED_AFTER_SECONDS)
     with sessions() as session:
-        ended = session.connection().execute(
-            update(ImportJob)
-            .where(ImportJob.finished_at.is_(None), ImportJob.updated_at < quiet_since)
-            .values(status=ImportJobStatus.FAILED, finished_at=utcnow(), error=DIED)
-        ).rowcount
+        ended = (
+            session.connection()
+            .execute(
+                update(ImportJob)
+                .where(ImportJob.finished_at.is_(None), ImportJob.updated_at < quiet_since)
+                .values(status=ImportJobStatus.FAILED, finished_at=utcnow(), error=DIED)
+            )
+            .rowcount
+        )
         session.commit()
     oldest = time.time() - STALLED_AFTER_SECONDS
     for path in spool_dir.glob(f"{SPOOL_PREFIX}*"):

@@ -28,6 +28,7 @@ from common.errors import (
     InvalidState,
     NotFound,
     Unprocessable,
+    short_line_name,
 )
 from common.idempotency import replay, request_hash
 from common.models import (
@@ -46,6 +47,7 @@ from products_service.inventory.ledger import (
     lock_product_levels,
     record_movement,
 )
+from products_service.inventory.repository import names
 from products_service.reservations import repository
 
 logger = logging.getLogger(__name__)
@@ -128,11 +130,26 @@ def allocate(
     return allocations, shorts
 
 
-def insufficient_stock(shorts: Sequence[ShortLine], what: str) -> InsufficientStock:
+def insufficient_stock(
+    session: Session, shorts: Sequence[ShortLine], what: str
+) -> InsufficientStock:
+    """The 409 for these short lines, each named by its SKU (and warehouse code) as well as
+    its ids, so that whoever reads it needs no lookup to say which product ran short."""
+    skus, codes = names(
+        session, [s.product_id for s in shorts], [s.warehouse_id for s in shorts if s.warehouse_id]
+    )
+    shorts = [
+        s.model_copy(
+            update={
+                "sku": skus.get(s.product_id),
+                "warehouse_code": codes.get(s.warehouse_id) if s.warehouse_id else None,
+            }
+        )
+        for s in shorts
+    ]
     parts = "; ".join(
-        f"line {s.line_no} (product {s.product_id}"
-        + (f" in warehouse {s.warehouse_id}" if s.warehouse_id is not None else "")
-        + f"): requested {s.requested}, available {s.available}"
+        f"line {s.line_no} ({short_line_name(s.model_dump())}): requested {s.requested}, "
+        f"available {s.available}"
         for s in shorts
     )
     return InsufficientStock(
@@ -254,7 +271,7 @@ def reserve_stock(
         existing = repository.find_by_key(session, data.idempotency_key)
         if existing is not None:
             return _replay(existing, digest), False
-        raise insufficient_stock(shorts, "to reserve")
+        raise insufficient_stock(session, shorts, "to reserve")
 
     reservation = Reservation(
         idempotency_key=data.idempotency_key,
@@ -333,7 +350,7 @@ def _ensure_still_available(
     ]
     _, shorts = allocate(demands, available)
     if shorts:
-        raise insufficient_stock(shorts, f"to commit expired reservation {reservation.id}")
+        raise insufficient_stock(session, shorts, f"to commit expired reservation {reservation.id}")
 
 
 def commit_reservation(

@@ -102,7 +102,7 @@ def take_stock(*, session: Session, data: SaleStockTake) -> tuple[SaleStockRead,
         ]
         allocations, shorts = allocate(demands, available)
         if shorts:
-            raise insufficient_stock(shorts, "to sell")
+            raise insufficient_stock(session, shorts, "to sell")
     except (Unprocessable, Conflict) as refusal:
         # A concurrent duplicate may have taken that stock under this very key (it held
         # these locks until it committed): then the answer is its take.

@@ -231,3 +231,32 @@ class AvailabilityWatch:
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+def short_line(
+    engine: Engine,
+    *,
+    line_no: int,
+    product_id: int,
+    warehouse_id: int | None = None,
+    requested: int,
+    available: int,
+) -> dict[str, Any]:
+    """A short line of a 409 insufficient_stock as the API answers it: ids, and the SKU and
+    warehouse code that name them."""
+    with engine.connect() as connection:
+        sku = connection.scalar(select(Product.sku).where(Product.id == product_id))
+        code = (
+            connection.scalar(select(Warehouse.code).where(Warehouse.id == warehouse_id))
+            if warehouse_id is not None
+            else None
+        )
+    return {
+        "line_no": line_no,
+        "product_id": product_id,
+        "sku": sku,
+        "warehouse_id": warehouse_id,
+        "warehouse_code": code,
+        "requested": requested,
+        "available": available,
+    }

@@ -40,6 +40,7 @@ from tests.products_service.factories import (
     receive_stock,
     reservation_status,
     set_reservation_expiry,
+    short_line,
 )
 
 _keys = iter(range(1, 1_000_000))
@@ -249,7 +250,7 @@ def test_one_short_line_fails_the_whole_reservation_and_is_the_one_named(
     answer = InsufficientStockBody.model_validate(response.json())
     assert answer.error == "insufficient_stock"
     assert [s.model_dump() for s in answer.lines] == [
-        {"line_no": 2, "product_id": scarce, "warehouse_id": None, "requested": 5, "available": 3}
+        short_line(engine, line_no=2, product_id=scarce, requested=5, available=3)
     ]
     assert "line 2" in answer.detail
     for product in (plenty, scarce, also_plenty):
@@ -308,7 +309,9 @@ def test_a_named_warehouse_is_the_only_source_for_its_line(
     second = reserve(client, service_headers, body(line(product, 1, north)))
     assert second.status_code == 409
     assert second.json()["lines"] == [
-        {"line_no": 1, "product_id": product, "warehouse_id": north, "requested": 1, "available": 0}
+        short_line(
+            engine, line_no=1, product_id=product, warehouse_id=north, requested=1, available=0
+        )
     ]
     assert level(engine, product, main).reserved == 0
 
@@ -663,7 +666,9 @@ def test_commit_after_expiry_fails_when_the_stock_was_taken(
     assert response.status_code == 409
     assert response.json()["error"] == "insufficient_stock"
     assert response.json()["lines"] == [
-        {"line_no": 1, "product_id": product, "warehouse_id": main, "requested": 5, "available": 2}
+        short_line(
+            engine, line_no=1, product_id=product, warehouse_id=main, requested=5, available=2
+        )
     ]
     assert reservation_status(engine, reservation_id) is ReservationStatus.EXPIRED
     assert level(engine, product, main) == (5, 3)

@@ -25,6 +25,7 @@ from tests.products_service.factories import (
     level,
     main_warehouse_id,
     movements,
+    short_line,
 )
 
 pytestmark = pytest.mark.live
@@ -76,13 +77,7 @@ def test_200_buyers_for_50_units_then_every_sale_commits(
     assert Counter(r.status_code for r in responses) == {201: 50, 409: 150}
     for refused in (r for r in responses if r.status_code == 409):
         assert refused.json()["lines"] == [
-            {
-                "line_no": 1,
-                "product_id": product,
-                "warehouse_id": None,
-                "requested": 1,
-                "available": 0,
-            }
+            short_line(engine, line_no=1, product_id=product, requested=1, available=0)
         ]
     assert level(engine, product, main) == (50, 50)
     assert watch.samples > 0

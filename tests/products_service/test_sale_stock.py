@@ -34,6 +34,7 @@ from tests.products_service.factories import (
     make_product,
     movements,
     receive_stock,
+    short_line,
 )
 
 T = TypeVar("T")
@@ -276,7 +277,7 @@ def test_one_short_line_refuses_the_whole_take_and_is_the_one_named(
     refusal = InsufficientStockBody.model_validate(response.json())
     assert refusal.error == "insufficient_stock"
     assert [s.model_dump() for s in refusal.lines] == [
-        {"line_no": 2, "product_id": scarce, "warehouse_id": None, "requested": 5, "available": 3}
+        short_line(engine, line_no=2, product_id=scarce, requested=5, available=3)
     ]
     assert "line 2" in refusal.detail
     assert [(f.field, f.type) for f in refusal.fields] == [
@@ -317,7 +318,7 @@ def test_stock_held_by_a_reservation_or_in_an_inactive_warehouse_is_not_sold(
 
     assert response.status_code == 409, response.text
     assert response.json()["lines"] == [
-        {"line_no": 1, "product_id": product, "warehouse_id": None, "requested": 3, "available": 2}
+        short_line(engine, line_no=1, product_id=product, requested=3, available=2)
     ]
     assert level(engine, product, main) == (5, 3)
     assert level(engine, product, closed) == (20, 0)
@@ -652,13 +653,7 @@ def test_twenty_takes_at_once_for_ten_units_sell_exactly_ten(
     for refused in (r for r in responses if r.status_code == 409):
         assert refused.json()["error"] == "insufficient_stock"
         assert refused.json()["lines"] == [
-            {
-                "line_no": 1,
-                "product_id": product,
-                "warehouse_id": None,
-                "requested": 1,
-                "available": 0,
-            }
+            short_line(engine, line_no=1, product_id=product, requested=1, available=0)
         ]
     assert level(engine, product, main) == (0, 0)
     assert watch.samples > 0

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 
 from common.auth.security import create_access_token
 from common.db import make_sessionmaker
-from common.models import MovementType, ProductStatus, Role, Sale, StockSync, User
+from common.models import MovementType, Product, ProductStatus, Role, Sale, StockSync, User
 from common.settings import ProductsSettings
 from tests.conftest import LiveServer, all_at_once
 from tests.products_service.factories import (
@@ -28,6 +28,7 @@ from tests.products_service.factories import (
     level,
     main_warehouse_id,
     movements,
+    short_line,
 )
 from tests.sales_service.conftest import (
     create_channel,
@@ -362,15 +363,26 @@ def test_a_multi_line_sale_with_one_short_line_reserves_and_records_nothing(
     assert answer.status_code == 409, answer.text
     body = answer.json()
     assert body["error"] == "insufficient_stock"
-    assert "line 2" in body["detail"]
+    with engine.connect() as connection:
+        sku = connection.scalar(select(Product.sku).where(Product.id == scarce))
+    # named by its SKU too, so the manager needs no lookup to know which product ran short
+    assert f"line 2 ({sku}): requested 3, available 2" in body["detail"]
     assert body["lines"] == [
-        {"line_no": 2, "product_id": scarce, "warehouse_id": None, "requested": 3, "available": 2}
+        {
+            "line_no": 2,
+            "product_id": scarce,
+            "sku": sku,
+            "warehouse_id": None,
+            "warehouse_code": None,
+            "requested": 3,
+            "available": 2,
+        }
     ]
     # the same short line as a form field, at its place in the request (the second line)
     assert body["fields"] == [
         {
             "field": "body.lines.1.quantity",
-            "reason": f"requested 3, 2 available (product {scarce})",
+            "reason": f"requested 3, 2 available ({sku})",
             "type": "insufficient_stock",
         }
     ]
@@ -408,13 +420,7 @@ def test_200_concurrent_buyers_of_50_units_make_exactly_50_sales(
         body = refused.json()
         assert body["error"] == "insufficient_stock"
         assert body["lines"] == [
-            {
-                "line_no": 1,
-                "product_id": product,
-                "warehouse_id": None,
-                "requested": 1,
-                "available": 0,
-            }
+            short_line(engine, line_no=1, product_id=product, requested=1, available=0)
         ]
     sold = [a.json() for a in answers if a.status_code == 201]
     assert len({s["id"] for s in sold}) == 50
