@@ -30,7 +30,7 @@ def _integer(schema: dict[str, Any]) -> bool:
 def integer_reads(app: FastAPI) -> list[tuple[str, dict[str, int]]]:
     """Every GET with an integer in its path or query: (the path with every integer path
     parameter HUGE and the others 'x', one query of HUGE per integer query parameter)."""
-    found = []
+    found: list[tuple[str, dict[str, int]]] = []
     for path, item in app.openapi()["paths"].items():
         operation = item.get("get")
         if operation is None or path.endswith("/events/stream"):  # a stream never ends

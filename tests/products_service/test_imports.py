@@ -545,7 +545,7 @@ def test_a_job_whose_process_died_ends_failed_saying_so_and_its_upload_is_remove
     stale = time.time() - STALLED_AFTER_SECONDS - 60
     os.utime(left, (stale, stale))
     # (the app's own reaper, every minute, may come first: the outcome is the same)
-    reap(client.app.state.sessionmaker, directory)
+    reap(make_sessionmaker(engine), directory)
 
     ended = client.get(f"{API}/imports/jobs/{dead_id}", headers=manager_headers).json()
     assert ended["status"] == "failed" and ended["finished_at"] is not None
@@ -556,10 +556,10 @@ def test_a_job_whose_process_died_ends_failed_saying_so_and_its_upload_is_remove
     running.unlink()
     # A runner taken for dead that was only slow stops at its next progress report, and
     # writes nothing over the job's end.
-    assert job_set(client.app.state.sessionmaker, dead_id, rows_read=5) is True
+    assert job_set(make_sessionmaker(engine), dead_id, rows_read=5) is True
     again = client.get(f"{API}/imports/jobs/{dead_id}", headers=manager_headers).json()
     assert (again["status"], again["rows_read"]) == ("failed", 0)
-    assert reap(client.app.state.sessionmaker, directory) == 0
+    assert reap(make_sessionmaker(engine), directory) == 0
 
 
 def test_a_background_import_of_a_bad_file_ends_rejected_with_nothing_written(
