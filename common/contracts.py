@@ -96,7 +96,9 @@ class ReservedLine(BaseModel):
 
     line_no: int
     product_id: int
+    sku: str
     warehouse_id: int
+    warehouse_code: str
     quantity: int
 
 
@@ -202,10 +204,10 @@ class ReturnCreate(BaseModel):
 
 
 class StockLevelRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
     product_id: int
+    sku: str
     warehouse_id: int
+    warehouse_code: str
     on_hand: int
     reserved: int
     available: int
@@ -289,6 +291,9 @@ class SaleStockTake(BaseModel):
 
 class TakenFrom(BaseModel):
     warehouse_id: int
+    warehouse_code: str | None = Field(
+        default=None, description="The warehouse's code then (null on takes before it was kept)"
+    )
     quantity: int
 
 

@@ -18,8 +18,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from common.db import Base, UTCDateTime, utcnow
 
@@ -329,6 +330,13 @@ class ReservationLine(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"))
     warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
     quantity: Mapped[int] = mapped_column(Integer)
+    # What names them, read with the line (a subquery each, in the same statement).
+    sku: Mapped[str] = column_property(
+        select(Product.sku).where(Product.id == product_id).scalar_subquery()
+    )
+    warehouse_code: Mapped[str] = column_property(
+        select(Warehouse.code).where(Warehouse.id == warehouse_id).scalar_subquery()
+    )
 
 
 class IdempotencyRecord(Base):
@@ -460,7 +468,7 @@ class SaleLine(Base):
     refunded_total: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"))
     refunded_cost: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"))
     # Where the stock came from, as products_service allocated it: [{"warehouse_id", "quantity"}].
-    allocations: Mapped[list[dict[str, int]]] = mapped_column(JSON, default=list)
+    allocations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class SaleRefund(Base):

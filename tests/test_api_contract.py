@@ -28,6 +28,8 @@ The conventions (README, "API conventions", "Time filters"):
 6. Errors: a 422 in the one error shape wherever there is input, a 401 answering
    ``ErrorBody`` wherever a token is needed, every JSON error body ``{error, detail, ...}``,
    every error response with an example.
+7. Names beside ids: a model in any answer (success or error) that refers to a product or a
+   warehouse by id also carries its SKU or code, so no client joins by id to show it.
 
 Checked elsewhere, not repeated here: money as decimal strings and the 422 body's own shape
 (tests/common/test_openapi.py), an undocumented query parameter refused
@@ -498,3 +500,47 @@ def example_offenders(documents: dict[str, Document]) -> list[str]:
 
 def test_every_error_response_has_an_example(documents: dict[str, Document]) -> None:
     assert_none(example_offenders(documents), "every 4xx/5xx response has an example")
+
+
+# --- 7. names beside ids ------------------------------------------------------------------
+
+# An id a person would otherwise have to look up, and the property that names it beside it.
+NAMED_BY = {
+    "product_id": {"sku"},
+    "warehouse_id": {"warehouse_code"},
+    "from_warehouse_id": {"from_warehouse_code"},
+    "to_warehouse_id": {"to_warehouse_code"},
+}
+
+
+def answer_models(documents: dict[str, Document]) -> set[tuple[str, str]]:
+    """(service, name) of every component some answer (a success or an error) holds."""
+    found: set[tuple[str, str]] = set()
+    for operation in operations(documents):
+        document = documents[operation.service]
+        todo = list(refs_in(operation.spec.get("responses", {})))
+        while todo:
+            name = todo.pop()
+            if (operation.service, name) not in found:
+                found.add((operation.service, name))
+                todo.extend(refs_in(document["components"]["schemas"][name]))
+    return found
+
+
+def unnamed_id_offenders(documents: dict[str, Document]) -> list[str]:
+    offenders = []
+    answers = answer_models(documents)
+    for service, name, schema in component_schemas(documents):
+        if (service, name) not in answers:
+            continue
+        held = set(schema.get("properties", {}))
+        for id_name, names in NAMED_BY.items():
+            if id_name in held and not names & held:
+                offenders.append(f"{service} {name}.{id_name}: no {' or '.join(sorted(names))}")
+    return offenders
+
+
+def test_an_id_in_an_answer_comes_with_the_name_a_person_reads(
+    documents: dict[str, Document],
+) -> None:
+    assert_none(unnamed_id_offenders(documents), "names beside ids")

@@ -318,7 +318,9 @@ class LedgerMismatch(BaseModel):
     """A level row (or a ledger with no level row) that breaks an invariant."""
 
     product_id: int
+    sku: str | None
     warehouse_id: int
+    warehouse_code: str | None
     on_hand: int
     ledger_sum: int
     reserved: int

@@ -98,8 +98,17 @@ def _require_not_archived(product: Product, *, action: str) -> None:
 # --- answers ---------------------------------------------------------------------------
 
 
-def level_read(level: StockLevel) -> StockLevelRead:
-    return StockLevelRead.model_validate(level)
+def level_read(level: StockLevel, sku: str, warehouse_code: str) -> StockLevelRead:
+    return StockLevelRead(
+        product_id=level.product_id,
+        sku=sku,
+        warehouse_id=level.warehouse_id,
+        warehouse_code=warehouse_code,
+        on_hand=level.on_hand,
+        reserved=level.reserved,
+        available=level.available,
+        updated_at=level.updated_at,
+    )
 
 
 def movement_read(
@@ -126,17 +135,20 @@ def _change(
     session: Session, level: StockLevel, movement: StockMovement | None, detail: str
 ) -> StockChangeRead:
     session.flush()  # level.updated_at is set by the UPDATE
+    # Both were read (and checked) for this change: the session holds them.
+    product = session.get_one(Product, level.product_id)
+    warehouse = session.get_one(Warehouse, level.warehouse_id)
     read = None
     if movement is not None:
         emails = actor_emails(session, [movement.actor_id])
-        # Both were read (and checked) for this change: the session holds them.
-        product = session.get_one(Product, movement.product_id)
-        warehouse = session.get_one(Warehouse, movement.warehouse_id)
         read = movement_read(
             movement, emails.get(movement.actor_id or 0), product.sku, warehouse.code
         )
     return StockChangeRead(
-        recorded=movement is not None, detail=detail, movement=read, level=level_read(level)
+        recorded=movement is not None,
+        detail=detail,
+        movement=read,
+        level=level_read(level, product.sku, warehouse.code),
     )
 
 
@@ -750,7 +762,7 @@ def check_ledger(*, session: Session) -> LedgerCheckRead:
     last_after = repository.last_on_hand_after(session)
     active = repository.active_reserved_sums(session)
 
-    mismatches: list[LedgerMismatch] = []
+    found: list[dict[str, Any]] = []
     for key in sorted(set(levels) | set(sums) | set(active)):
         problems: list[str] = []
         if key in levels:
@@ -774,16 +786,26 @@ def check_ledger(*, session: Session) -> LedgerCheckRead:
         if on_hand < 0:
             problems.append(f"on_hand {on_hand} is negative")
         if problems:
-            mismatches.append(
-                LedgerMismatch(
-                    product_id=key[0],
-                    warehouse_id=key[1],
-                    on_hand=on_hand,
-                    ledger_sum=ledger_sum,
-                    reserved=reserved,
-                    active_reserved=active_reserved,
-                    last_on_hand_after=after,
-                    problems=problems,
-                )
+            found.append(
+                {
+                    "product_id": key[0],
+                    "warehouse_id": key[1],
+                    "on_hand": on_hand,
+                    "ledger_sum": ledger_sum,
+                    "reserved": reserved,
+                    "active_reserved": active_reserved,
+                    "last_on_hand_after": after,
+                    "problems": problems,
+                }
             )
+    # named for the few rows that break an invariant
+    skus, codes = repository.names(
+        session, [m["product_id"] for m in found], [m["warehouse_id"] for m in found]
+    )
+    mismatches = [
+        LedgerMismatch(
+            **m, sku=skus.get(m["product_id"]), warehouse_code=codes.get(m["warehouse_id"])
+        )
+        for m in found
+    ]
     return LedgerCheckRead(ok=not mismatches, levels_checked=len(levels), mismatches=mismatches)

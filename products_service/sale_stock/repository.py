@@ -22,12 +22,9 @@ MOVEMENTS: Table = StockMovement.__table__  # type: ignore[assignment]
 
 
 def _lock_statement() -> Any:
-    warehouse_active = (
-        select(Warehouse.is_active)
-        .where(Warehouse.id == StockLevel.warehouse_id)
-        .scalar_subquery()
-        .label("warehouse_active")
-    )
+    def warehouse(column: Any) -> Any:
+        return select(column).where(Warehouse.id == StockLevel.warehouse_id).scalar_subquery()
+
     return (
         select(
             Product.id,
@@ -42,7 +39,8 @@ def _lock_statement() -> Any:
             StockLevel.warehouse_id,
             StockLevel.on_hand,
             StockLevel.reserved,
-            warehouse_active,
+            warehouse(Warehouse.is_active).label("warehouse_active"),
+            warehouse(Warehouse.code).label("warehouse_code"),
         )
         .outerjoin(StockLevel, StockLevel.product_id == Product.id)
         .where(Product.id.in_(bindparam("product_ids", expanding=True)))
@@ -66,8 +64,8 @@ _TAKE_FROM_LEVEL = (
 def lock_products_and_levels(session: Session, product_ids: Collection[int]) -> list[Row[Any]]:
     """Each product with its level rows (one row per level, or one with no level), products
     and levels locked in (product, warehouse) order, each level saying if its warehouse is
-    active. One statement: the warehouse is read by a subquery, which takes no lock, so
-    sales of different products never queue on a warehouse row."""
+    active and its code. One statement: the warehouse is read by subqueries, which take no
+    lock, so sales of different products never queue on a warehouse row."""
     return list(_core(session).execute(_LOCK, {"product_ids": sorted(set(product_ids))}))
 
 

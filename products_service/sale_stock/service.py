@@ -112,10 +112,15 @@ def take_stock(*, session: Session, data: SaleStockTake) -> tuple[SaleStockRead,
         raise refusal
 
     products = {row.id: row for row in rows}
+    codes = {row.warehouse_id: row.warehouse_code for row in rows if row.level_id is not None}
     taken_from: dict[int, list[TakenFrom]] = {}
     for a in allocations:
         taken_from.setdefault(a.line_no, []).append(
-            TakenFrom(warehouse_id=a.warehouse_id, quantity=a.quantity)
+            TakenFrom(
+                warehouse_id=a.warehouse_id,
+                warehouse_code=codes[a.warehouse_id],
+                quantity=a.quantity,
+            )
         )
     lines = [
         TakenLine(

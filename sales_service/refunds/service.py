@@ -273,7 +273,7 @@ def refund_sale(
 
 
 def split_over_allocations(
-    allocations: list[dict[str, int]], *, already_returned: int, quantity: int
+    allocations: list[dict[str, Any]], *, already_returned: int, quantity: int
 ) -> list[tuple[int, int]]:
     """Where ``quantity`` units of a line go back: (warehouse_id, units), in a fixed order.
 

@@ -67,7 +67,11 @@ class ChannelRef(BaseModel):
 
 
 class Allocation(BaseModel):
+    """Where a line's units came from: the warehouse (its code as it was when sold; null on
+    sales recorded before codes were kept, or imported) and how many."""
+
     warehouse_id: int
+    warehouse_code: str | None = None
     quantity: int
 
 

@@ -135,7 +135,7 @@ def line_row(
     product: Snapshot,
     quantity: int,
     unit_price: Decimal | None,
-    allocations: list[dict[str, int]],
+    allocations: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """A sale line's columns: its product's snapshot, its unit price (the product's unless
     given) and cost in whole cents, and their totals."""

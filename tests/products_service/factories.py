@@ -233,6 +233,18 @@ class AvailabilityWatch:
         self._thread.join(timeout=10)
 
 
+def names_of(engine: Engine, product_id: int, warehouse_id: int | None) -> tuple[str, str | None]:
+    """The SKU of a product and the code of a warehouse (None for none)."""
+    with engine.connect() as connection:
+        sku = connection.execute(select(Product.sku).where(Product.id == product_id)).scalar_one()
+        code = (
+            connection.scalar(select(Warehouse.code).where(Warehouse.id == warehouse_id))
+            if warehouse_id is not None
+            else None
+        )
+    return sku, code
+
+
 def short_line(
     engine: Engine,
     *,
@@ -244,13 +256,7 @@ def short_line(
 ) -> dict[str, Any]:
     """A short line of a 409 insufficient_stock as the API answers it: ids, and the SKU and
     warehouse code that name them."""
-    with engine.connect() as connection:
-        sku = connection.scalar(select(Product.sku).where(Product.id == product_id))
-        code = (
-            connection.scalar(select(Warehouse.code).where(Warehouse.id == warehouse_id))
-            if warehouse_id is not None
-            else None
-        )
+    sku, code = names_of(engine, product_id, warehouse_id)
     return {
         "line_no": line_no,
         "product_id": product_id,

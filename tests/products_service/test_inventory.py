@@ -251,7 +251,9 @@ def test_removing_more_than_available_is_409_and_writes_nothing(
     assert response.status_code == 201, response.text
     assert response.json()["level"] | {"updated_at": None} == {
         "product_id": product,
+        "sku": sku,  # the level it left, named as its ledger row is
         "warehouse_id": wh,
+        "warehouse_code": "MAIN",
         "on_hand": 4,
         "reserved": 4,
         "available": 0,
@@ -1190,6 +1192,7 @@ def test_ledger_check_passes_after_a_mix_and_catches_tampering(
     assert broken["ok"] is False
     assert broken["levels_checked"] == 3
     [mismatch] = broken["mismatches"]
+    assert mismatch["warehouse_code"] == "MAIN" and mismatch["sku"].startswith("SKU-")
     assert {k: mismatch[k] for k in ("product_id", "warehouse_id", "on_hand", "ledger_sum")} == {
         "product_id": a,
         "warehouse_id": main,

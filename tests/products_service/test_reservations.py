@@ -37,6 +37,7 @@ from tests.products_service.factories import (
     level,
     main_warehouse_id,
     movements,
+    names_of,
     receive_stock,
     reservation_status,
     set_reservation_expiry,
@@ -306,6 +307,11 @@ def test_a_named_warehouse_is_the_only_source_for_its_line(
     product = create_product(engine, stock={main: 10, north: 2})
     first = reserve(client, service_headers, body(line(product, 2, north)))
     assert allocated(first.json()) == [(1, product, north, 2)]
+    # each line named by SKU and warehouse code too, as the list of reservations shows it
+    named = [(x["sku"], x["warehouse_code"]) for x in first.json()["lines"]]
+    assert named == [names_of(engine, product, north)]
+    listed = client.get(RESERVATIONS_PATH, headers=manager_headers).json()["items"]
+    assert [(x["sku"], x["warehouse_code"]) for x in listed[0]["lines"]] == named
     second = reserve(client, service_headers, body(line(product, 1, north)))
     assert second.status_code == 409
     assert second.json()["lines"] == [

@@ -120,7 +120,9 @@ def test_partial_refunds_return_stock_where_it_came_from_with_exact_money(
     engine: Engine,
     web_channel: str,
 ) -> None:
-    small, large = create_warehouse(engine), create_warehouse(engine)
+    small_code, large_code = f"S{time.monotonic_ns()}", f"L{time.monotonic_ns()}"
+    small = create_warehouse(engine, code=small_code)
+    large = create_warehouse(engine, code=large_code)
     mug = create_product(engine, stock={small: 3, large: 4})
     pen = create_product(engine, stock={main_warehouse_id(engine): 5})
     sale = record_sale(
@@ -134,9 +136,9 @@ def test_partial_refunds_return_stock_where_it_came_from_with_exact_money(
     mug_line = sale["lines"][0]
     # Taken from the most-stocked warehouse first; listed in warehouse order.
     assert small < large
-    assert mug_line["allocations"] == [
-        {"warehouse_id": small, "quantity": 1},
-        {"warehouse_id": large, "quantity": 4},
+    assert mug_line["allocations"] == [  # each warehouse named by its code as well
+        {"warehouse_id": small, "warehouse_code": small_code, "quantity": 1},
+        {"warehouse_id": large, "warehouse_code": large_code, "quantity": 4},
     ]
     assert (level(engine, mug, small).on_hand, level(engine, mug, large).on_hand) == (2, 0)
 
