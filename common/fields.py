@@ -4,13 +4,23 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainValidator, TypeAdapter, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    WithJsonSchema,
+)
 
 # What a DATETIME column holds (MySQL/MariaDB: years 1000-9999), a day in from each end so
 # that no arithmetic on a bound (a day added, a zone applied) can leave the calendar.
 EARLIEST_INSTANT = datetime(1000, 1, 2, tzinfo=UTC)
 LATEST_INSTANT = datetime(9999, 12, 30, tzinfo=UTC)
 
+
+# A row's id as a request names it (a filter, a reference in a body).
+PositiveId = Annotated[int, Field(gt=0)]
 
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 

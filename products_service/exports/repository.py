@@ -1,5 +1,6 @@
 """The queries the exports stream (through a server-side cursor, see common.delimited)."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,8 +43,9 @@ def products_query(*, include_archived: bool) -> Select[*tuple[Any, ...]]:
     return stmt
 
 
-def levels_query(*, warehouse_id: int | None) -> Select[*tuple[Any, ...]]:
-    """Every level row with its product's SKU and name and its warehouse's code."""
+def levels_query(*, warehouse_ids: Sequence[int]) -> Select[*tuple[Any, ...]]:
+    """Every level row (of these warehouses, if any are named) with its product's SKU and name
+    and its warehouse's code."""
     stmt = (
         select(
             Product.sku,
@@ -58,8 +60,8 @@ def levels_query(*, warehouse_id: int | None) -> Select[*tuple[Any, ...]]:
         .join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
         .order_by(Product.sku, Warehouse.code)
     )
-    if warehouse_id is not None:
-        stmt = stmt.where(StockLevel.warehouse_id == warehouse_id)
+    if warehouse_ids:
+        stmt = stmt.where(StockLevel.warehouse_id.in_(warehouse_ids))
     return stmt
 
 
@@ -67,7 +69,7 @@ def ledger_query(
     *,
     created_from: datetime | None,
     created_to: datetime | None,
-    warehouse_id: int | None,
+    warehouse_ids: Sequence[int],
     types: list[MovementType],
 ) -> Select[*tuple[Any, ...]]:
     """Ledger movements in the range (from included, to not), oldest first."""
@@ -93,8 +95,8 @@ def ledger_query(
         stmt = stmt.where(StockMovement.created_at >= created_from)
     if created_to is not None:
         stmt = stmt.where(StockMovement.created_at < created_to)
-    if warehouse_id is not None:
-        stmt = stmt.where(StockMovement.warehouse_id == warehouse_id)
+    if warehouse_ids:
+        stmt = stmt.where(StockMovement.warehouse_id.in_(warehouse_ids))
     if types:
         stmt = stmt.where(StockMovement.movement_type.in_(types))
     return stmt

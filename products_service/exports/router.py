@@ -9,6 +9,7 @@ from common.auth.dependencies import CurrentUser
 from common.db import SessionDep
 from common.delimited import csv_download
 from common.errors import error_responses
+from common.fields import PositiveId
 from common.models import MovementType, Warehouse
 from common.query import require_known_ids
 from common.time_window import TimeWindowDep
@@ -57,17 +58,19 @@ def export_stock_levels(
     request: Request,
     _user: CurrentUser,
     session: SessionDep,
-    warehouse_id: Annotated[int | None, Query(gt=0, description="Only this warehouse")] = None,
+    warehouse_id: Annotated[
+        list[PositiveId] | None, Query(description="Only these warehouses; repeat for several")
+    ] = None,
 ) -> StreamingResponse:
     """One row per product and warehouse: sku, name, warehouse (code), on_hand, reserved,
     available, updated_at.
 
     Text cells a spreadsheet would run as a formula (starting with =, +, -, @, tab or
     carriage return) are written with a leading `'`."""
-    require_known_ids(session, Warehouse, [warehouse_id] if warehouse_id else [], "warehouse")
+    require_known_ids(session, Warehouse, warehouse_id or [], "warehouse")
     session.commit()
     return csv_download(
-        service.levels_csv(engine=request.app.state.engine, warehouse_id=warehouse_id),
+        service.levels_csv(engine=request.app.state.engine, warehouse_ids=warehouse_id or []),
         "stock-levels.csv",
     )
 
@@ -84,7 +87,9 @@ def export_stock_ledger(
     _user: CurrentUser,
     session: SessionDep,
     window: TimeWindowDep,
-    warehouse_id: Annotated[int | None, Query(gt=0, description="Only this warehouse")] = None,
+    warehouse_id: Annotated[
+        list[PositiveId] | None, Query(description="Only these warehouses; repeat for several")
+    ] = None,
     movement_types: Annotated[
         list[MovementType] | None, Query(alias="type", description="Repeat for several")
     ] = None,
@@ -94,14 +99,14 @@ def export_stock_ledger(
 
     Text cells a spreadsheet would run as a formula (starting with =, +, -, @, tab or
     carriage return) are written with a leading `'`."""
-    require_known_ids(session, Warehouse, [warehouse_id] if warehouse_id else [], "warehouse")
+    require_known_ids(session, Warehouse, warehouse_id or [], "warehouse")
     session.commit()
     return csv_download(
         service.ledger_csv(
             engine=request.app.state.engine,
             created_from=window.start,
             created_to=window.end,
-            warehouse_id=warehouse_id,
+            warehouse_ids=warehouse_id or [],
             types=movement_types or [],
         ),
         "stock-ledger.csv",

@@ -50,9 +50,9 @@ def products_csv(*, session: Session, engine: Engine, include_archived: bool) ->
     return csv_chunks(stream_rows(engine, stmt), PRODUCT_COLUMNS.known, cells=cells)
 
 
-def levels_csv(*, engine: Engine, warehouse_id: int | None) -> Iterator[str]:
+def levels_csv(*, engine: Engine, warehouse_ids: Sequence[int]) -> Iterator[str]:
     """Every stock level: SKU, product name, warehouse code, on hand, reserved, available."""
-    stmt = repository.levels_query(warehouse_id=warehouse_id)
+    stmt = repository.levels_query(warehouse_ids=warehouse_ids)
     return csv_chunks(stream_rows(engine, stmt), LEVEL_HEADER)
 
 
@@ -61,11 +61,11 @@ def ledger_csv(
     engine: Engine,
     created_from: datetime | None,
     created_to: datetime | None,
-    warehouse_id: int | None,
+    warehouse_ids: Sequence[int],
     types: list[MovementType],
 ) -> Iterator[str]:
     """The ledger's movements in a time range, oldest first."""
     stmt = repository.ledger_query(
-        created_from=created_from, created_to=created_to, warehouse_id=warehouse_id, types=types
+        created_from=created_from, created_to=created_to, warehouse_ids=warehouse_ids, types=types
     )
     return csv_chunks(stream_rows(engine, stmt), LEDGER_HEADER)

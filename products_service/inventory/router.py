@@ -9,13 +9,13 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from common.auth.dependencies import CurrentUser, ManagerUser
 from common.db import SessionDep, snapshot_session
 from common.errors import error_responses
-from common.fields import Instant
+from common.fields import Instant, PositiveId
 from common.idempotency import IdempotencyKey, claim, remember
 from common.models import MovementType, TransferStatus
 from common.pagination import Page, PageDep, parse_sort, sort_pattern
@@ -38,7 +38,6 @@ from products_service.inventory.schemas import (
 
 # A filter on ids or a status may be repeated: it matches any of the values given.
 ANY_OF = "Repeat for any of several"
-PositiveId = Annotated[int, Field(gt=0)]
 
 router = APIRouter(prefix="/inventory", tags=["inventory"], responses=error_responses(401))
 
