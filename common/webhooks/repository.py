@@ -80,12 +80,12 @@ def list_deliveries(
     session: Session,
     *,
     endpoint_id: int,
-    status: WebhookDeliveryStatus | None,
+    statuses: Sequence[WebhookDeliveryStatus],
     page: PageParams,
 ) -> Slice[WebhookDelivery]:
     stmt: Select[Any] = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
-    if status is not None:
-        stmt = stmt.where(WebhookDelivery.status == status)
+    if statuses:
+        stmt = stmt.where(WebhookDelivery.status.in_(statuses))
     return paginate(session, stmt, page, [WebhookDelivery.id.desc()]).map(first)
 
 

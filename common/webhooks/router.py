@@ -203,6 +203,6 @@ def list_deliveries(
     """Its deliveries, newest first, each with its status, attempts (status code or error,
     latency) and next try."""
     found = service.list_deliveries(
-        session=session, endpoint_id=endpoint_id, status=filters.status, page=page
+        session=session, endpoint_id=endpoint_id, statuses=filters.status or [], page=page
     )
     return Page.of(found.map(_delivery))

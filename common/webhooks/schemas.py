@@ -213,4 +213,6 @@ class WebhookDeliveryDetail(WebhookDeliveryRead):
 
 
 class DeliveryFilters(BaseModel):
-    status: WebhookDeliveryStatus | None = None
+    status: list[WebhookDeliveryStatus] | None = Field(
+        default=None, description="Only these statuses; repeat for any of several"
+    )

@@ -2,6 +2,7 @@
 ping them, read their delivery log and send a delivery again. Nothing here commits."""
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -195,12 +196,14 @@ def list_deliveries(
     *,
     session: Session,
     endpoint_id: int,
-    status: WebhookDeliveryStatus | None,
+    statuses: Sequence[WebhookDeliveryStatus],
     page: PageParams,
 ) -> Slice[DeliveryView]:
     """One page of an endpoint's deliveries, newest first, each with its attempts."""
     _endpoint(session, endpoint_id)
-    found = repository.list_deliveries(session, endpoint_id=endpoint_id, status=status, page=page)
+    found = repository.list_deliveries(
+        session, endpoint_id=endpoint_id, statuses=statuses, page=page
+    )
     attempts = repository.attempts_of(session, [d.id for d in found.rows])
     return found.map(lambda d: DeliveryView(d, attempts[d.id]))
 

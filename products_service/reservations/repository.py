@@ -1,6 +1,6 @@
 """Every SQL query of the reservations domain (level rows are locked through ledger.py)."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -104,14 +104,14 @@ RESERVATION_SORT: dict[str, Any] = {
 def list_reservations(
     session: Session,
     *,
-    status: ReservationStatus | None,
+    statuses: Sequence[ReservationStatus],
     reference: str | None,
     page: PageParams,
     order_by: list[Any],
 ) -> Slice[Reservation]:
     stmt = select(Reservation).options(selectinload(Reservation.lines))
-    if status is not None:
-        stmt = stmt.where(Reservation.status == status)
+    if statuses:
+        stmt = stmt.where(Reservation.status.in_(statuses))
     if reference is not None:
         stmt = stmt.where(Reservation.reference == reference)
     return paginate(session, stmt, page, [*order_by, Reservation.id.desc()]).map(first)

@@ -90,7 +90,8 @@ def list_reservations(
     session: SessionDep,
     page: PageDep,
     status_filter: Annotated[
-        ReservationStatus | None, Query(alias="status", description="Only this status")
+        list[ReservationStatus] | None,
+        Query(alias="status", description="Only these statuses; repeat for any of several"),
     ] = None,
     reference: Annotated[str | None, Query(max_length=120)] = None,
     sort: Annotated[
@@ -104,7 +105,7 @@ def list_reservations(
     """Reservations, newest first unless sorted otherwise."""
     found = service.list_reservations(
         session=session,
-        status=status_filter,
+        statuses=status_filter or [],
         reference=reference,
         page=page,
         order_by=parse_sort(sort, RESERVATION_SORT, "-created_at"),

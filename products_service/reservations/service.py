@@ -474,11 +474,11 @@ def get_reservation(*, session: Session, reservation_id: int) -> Reservation:
 def list_reservations(
     *,
     session: Session,
-    status: ReservationStatus | None,
+    statuses: Sequence[ReservationStatus],
     reference: str | None,
     page: PageParams,
     order_by: Iterable[object],
 ) -> Slice[Reservation]:
     return repository.list_reservations(
-        session, status=status, reference=reference, page=page, order_by=list(order_by)
+        session, statuses=statuses, reference=reference, page=page, order_by=list(order_by)
     )

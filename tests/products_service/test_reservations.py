@@ -593,6 +593,9 @@ def test_list_filters_by_status_and_reference(
         RESERVATIONS_PATH, params={"status": "released", "sort": "id"}, headers=viewer_headers
     )
     assert [r["id"] for r in released.json()["items"]] == [ids[0]]
+    either = {"status": ["released", "active"], "sort": "id"}
+    both = client.get(RESERVATIONS_PATH, params=either, headers=viewer_headers).json()
+    assert [r["id"] for r in both["items"]] == ids and both["total"] == 3
     by_ref = client.get(RESERVATIONS_PATH, params={"reference": "R1"}, headers=viewer_headers)
     assert [r["id"] for r in by_ref.json()["items"]] == [ids[1]]
     paged = client.get(
