@@ -224,11 +224,15 @@ def demo_actor(session: Session, settings: CommonSettings) -> int:
     return user.id
 
 
-def demo_warehouses(session: Session, created_at: datetime) -> tuple[list[int], list[float]]:
-    """Ids (ascending) and delivery shares of the three demo warehouses, adding missing ones."""
+def demo_warehouses(
+    session: Session, created_at: datetime
+) -> tuple[list[int], list[float], list[str]]:
+    """Ids (ascending), delivery shares and codes of the three demo warehouses, adding
+    missing ones."""
     existing = {w.code: w for w in session.scalars(select(Warehouse))}
     has_default = any(w.is_default for w in existing.values())
     shares: dict[int, float] = {}
+    codes: dict[int, str] = {}
     for code, name, address, share in DEMO_WAREHOUSES:
         warehouse = existing.get(code)
         if warehouse is None:
@@ -243,9 +247,9 @@ def demo_warehouses(session: Session, created_at: datetime) -> tuple[list[int], 
             )
             session.add(warehouse)
             session.flush()
-        shares[warehouse.id] = share
+        shares[warehouse.id], codes[warehouse.id] = share, code
     ids = sorted(shares)
-    return ids, [shares[i] for i in ids]
+    return ids, [shares[i] for i in ids], [codes[i] for i in ids]
 
 
 def demo_channels(session: Session, created_at: datetime) -> dict[str, int]:
@@ -359,7 +363,7 @@ def write_levels(
 def refs_for(
     category_ids: dict[str, int],
     product_ids: list[int],
-    warehouses: tuple[list[int], list[float]],
+    warehouses: tuple[list[int], list[float], list[str]],
     channels: dict[str, int],
     actor_id: int,
 ) -> ShopRefs:
@@ -368,6 +372,7 @@ def refs_for(
         category_ids=category_ids,
         warehouse_ids=warehouses[0],
         warehouse_shares=warehouses[1],
+        warehouse_codes=warehouses[2],
         channel_ids=channels,
         actor_id=actor_id,
     )

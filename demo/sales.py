@@ -75,6 +75,7 @@ class ShopRefs:
     category_ids: dict[str, int]  # slug -> id
     warehouse_ids: list[int]  # ascending
     warehouse_shares: list[float]  # how a delivery is split across them
+    warehouse_codes: list[str]  # what names them
     channel_ids: dict[str, int]  # code -> id
     actor_id: int
 
@@ -170,7 +171,7 @@ def simulate(plan: Plan, catalog: Catalog, refs: ShopRefs, ids: NextIds, sink: R
     products = catalog.products
     n_products = len(products)
     n_warehouses = len(refs.warehouse_ids)
-    wids = refs.warehouse_ids
+    wids, codes = refs.warehouse_ids, refs.warehouse_codes
     actor = refs.actor_id
     end_us = to_us(plan.end)
 
@@ -466,10 +467,11 @@ def simulate(plan: Plan, catalog: Catalog, refs: ShopRefs, ids: NextIds, sink: R
             )  # fmt: skip
             for n, (line_id, i, qty, price, cost, allocation) in enumerate(lines):
                 rq = refunded_qty[n]
+                taken = _allocations_json(wids, codes, allocation)
                 line_rows.append(
                     (line_id, sale_id, n + 1, when, pid[i], sku[i], name[i], cat[i], qty,
                      money[price], money[cost], money[price * qty], money[cost * qty], rq,
-                     money[price * rq], money[cost * rq], _allocations_json(wids, allocation))
+                     money[price * rq], money[cost * rq], taken)
                 )  # fmt: skip
             next_sale += 1
             out.sales += 1
@@ -516,9 +518,11 @@ def simulate(plan: Plan, catalog: Catalog, refs: ShopRefs, ids: NextIds, sink: R
     return out
 
 
-def _allocations_json(wids: list[int], allocation: list[tuple[int, int]]) -> str:
-    """The sale line's allocations as the JSON column stores them."""
-    if len(allocation) == 1:
-        k, q = allocation[0]
-        return f'[{{"warehouse_id": {wids[k]}, "quantity": {q}}}]'
-    return json.dumps([{"warehouse_id": wids[k], "quantity": q} for k, q in allocation])
+def _allocations_json(wids: list[int], codes: list[str], allocation: list[tuple[int, int]]) -> str:
+    """The sale line's allocations as the JSON column stores them (as a take answers them)."""
+    return json.dumps(
+        [
+            {"warehouse_id": wids[k], "warehouse_code": codes[k], "quantity": q}
+            for k, q in allocation
+        ]
+    )

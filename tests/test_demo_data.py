@@ -147,6 +147,7 @@ def test_generated_shop_follows_the_live_rules(
 
     with make_sessionmaker(engine)() as session:
         products = {p.id: p for p in session.scalars(select(Product))}
+        codes = {w.id: w.code for w in session.scalars(select(Warehouse))}
         sales = {s.id: s for s in session.scalars(select(Sale))}
         lines = list(session.scalars(select(SaleLine)))
         refunds = {r.id: r for r in session.scalars(select(SaleRefund))}
@@ -168,6 +169,7 @@ def test_generated_shop_follows_the_live_rules(
         assert line.line_cost == line.unit_cost * line.quantity
         assert line.refunded_total == line.unit_price * line.refunded_quantity
         assert sum(a["quantity"] for a in line.allocations) == line.quantity
+        assert all(a["warehouse_code"] == codes[a["warehouse_id"]] for a in line.allocations)
         assert Decimal("0.2") <= 1 - line.unit_cost / line.unit_price <= Decimal("0.6")
     refunded_by_line = Counter[int]()
     refund_amounts: dict[int, Decimal] = defaultdict(Decimal)
