@@ -172,15 +172,18 @@ def is_date_time(schema: Schema) -> bool:
     return schema.get("type") == "string" and schema.get("format") == "date-time"
 
 
-def read_models(documents: dict[str, Document]) -> set[tuple[str, str]]:
-    """(service, name) of every component some 2xx answer holds, directly or nested."""
+def read_models(
+    documents: dict[str, Document], *, errors_too: bool = False
+) -> set[tuple[str, str]]:
+    """(service, name) of every component some 2xx answer (with ``errors_too``, any answer)
+    holds, directly or nested."""
     found: set[tuple[str, str]] = set()
     for operation in operations(documents):
         document = documents[operation.service]
         todo = [
             name
             for code, response in operation.spec.get("responses", {}).items()
-            if code.startswith("2")
+            if errors_too or code.startswith("2")
             for name in refs_in(response)
         ]
         while todo:
@@ -513,23 +516,9 @@ NAMED_BY = {
 }
 
 
-def answer_models(documents: dict[str, Document]) -> set[tuple[str, str]]:
-    """(service, name) of every component some answer (a success or an error) holds."""
-    found: set[tuple[str, str]] = set()
-    for operation in operations(documents):
-        document = documents[operation.service]
-        todo = list(refs_in(operation.spec.get("responses", {})))
-        while todo:
-            name = todo.pop()
-            if (operation.service, name) not in found:
-                found.add((operation.service, name))
-                todo.extend(refs_in(document["components"]["schemas"][name]))
-    return found
-
-
 def unnamed_id_offenders(documents: dict[str, Document]) -> list[str]:
     offenders = []
-    answers = answer_models(documents)
+    answers = read_models(documents, errors_too=True)
     for service, name, schema in component_schemas(documents):
         if (service, name) not in answers:
             continue

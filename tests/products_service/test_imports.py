@@ -516,21 +516,9 @@ def test_a_job_whose_process_died_ends_failed_saying_so_and_its_upload_is_remove
     failed, saying why, and the file goes; a live job and a live runner's file stay."""
     long_ago = utcnow() - timedelta(seconds=STALLED_AFTER_SECONDS + 60)
     with make_sessionmaker(engine)() as session:
-        dead = ImportJob(
-            service="products",
-            kind="products",
-            dry_run=False,
-            bytes_total=10,
-            status=ImportJobStatus.RUNNING,
-            updated_at=long_ago,
-        )
-        alive = ImportJob(
-            service="products",
-            kind="products",
-            dry_run=False,
-            bytes_total=10,
-            status=ImportJobStatus.RUNNING,
-        )
+        job = {"service": "products", "kind": "products", "dry_run": False, "bytes_total": 10}
+        dead = ImportJob(**job, status=ImportJobStatus.RUNNING, updated_at=long_ago)
+        alive = ImportJob(**job, status=ImportJobStatus.RUNNING)
         session.add_all([dead, alive])
         session.commit()
         dead_id, alive_id = dead.id, alive.id
