@@ -467,7 +467,8 @@ class SaleLine(Base):
     refunded_quantity: Mapped[int] = mapped_column(Integer, default=0)
     refunded_total: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"))
     refunded_cost: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0.00"))
-    # Where the stock came from, as products_service allocated it: [{"warehouse_id", "quantity"}].
+    # Where the stock came from, as products_service allocated it:
+    # [{"warehouse_id", "warehouse_code" (from the take; absent on older rows), "quantity"}].
     allocations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 

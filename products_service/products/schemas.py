@@ -16,6 +16,7 @@ from pydantic import (
     field_validator,
 )
 
+from common.fields import PositiveId
 from common.models import Category, Product, ProductStatus
 from common.money import MONEY_OUT_PATTERN, DecimalText
 from products_service.categories.schemas import CategoryRef, strip_text
@@ -156,7 +157,7 @@ class ProductFilters(BaseModel):
         Field(max_length=200, description="Name, SKU or description contains this (any case)"),
     ] = None
     category_id: Annotated[
-        list[Annotated[int, Field(gt=0)]] | None,
+        list[PositiveId] | None,
         Field(
             description="In this category or any of its subcategories; repeat for any of "
             "several categories"

@@ -12,7 +12,7 @@ from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.models import Category, Product
 from common.pagination import PageParams, Slice, parse_sort
-from common.query import unknown_ids
+from common.query import category_paths
 from common.time_window import TimeWindow
 from products_service.categories import repository as categories
 from products_service.products import repository
@@ -286,14 +286,11 @@ def list_products(
 ) -> Slice[ProductListRow]:
     """One page of products matching the filters, with stock totals; newest first by default."""
     order_by = parse_sort(sort, repository.SORT_COLUMNS, default="-created_at")
-    roots = {one: categories.get(session, one) for one in dict.fromkeys(filters.category_id or ())}
-    if missing := [one for one, root in roots.items() if root is None]:
-        raise unknown_ids("category", missing)
     return repository.list_page(
         session,
         filters=filters,
         created=created,
-        subtree_paths=[root.path for root in roots.values() if root is not None],
+        subtree_paths=category_paths(session, filters.category_id or ()),
         page=page,
         order_by=order_by,
     ).map(

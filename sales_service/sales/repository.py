@@ -249,11 +249,6 @@ class SaleFilters:
     stock_syncs: Sequence[StockSync] = ()  # e.g. FAILED: the sales someone has to settle
 
 
-def category_path(session: Session, category_id: int) -> str | None:
-    """The category's materialised path ("/1/5/"), which prefixes its whole subtree's."""
-    return session.scalar(select(Category.path).where(Category.id == category_id))
-
-
 AnySelect = TypeVar("AnySelect", bound=Select[*tuple[Any, ...]])
 
 

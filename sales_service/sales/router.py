@@ -14,6 +14,7 @@ from common.idempotency import IdempotencyKey
 from common.models import Sale, SaleStatus, StockSync
 from common.observability import current_request_id
 from common.pagination import Page, PageDep, parse_sort, sort_pattern
+from common.query import category_paths
 from common.time_window import TimeWindowDep
 from sales_service.clients.products import ProductsClientDep
 from sales_service.sales import repository, service
@@ -104,7 +105,8 @@ def sale_filters(
         sold_from=window.start,
         sold_to=window.end,
         product_ids=product_id or (),
-        category_paths=service.category_paths(session, category_id or ()),
+        # a line's snapshot names its category as sold; the subtree is the tree as it is now
+        category_paths=category_paths(session, category_id or ()),
         search=(q or "").strip() or None,
         channel_ids=channel_id or (),
         statuses=statuses or (),

@@ -52,7 +52,7 @@ from common.errors import (
 from common.idempotency import replay, request_hash
 from common.models import Product, Role, Sale, SaleLine, SalesChannel, SaleStatus, StockSync
 from common.pagination import PageParams, Slice, first, paginate
-from common.query import require_known_ids, unknown_ids
+from common.query import require_known_ids
 from sales_service import events
 from sales_service.clients.products import ProductsClient
 from sales_service.reports.calendar import FIRST_DATE
@@ -513,19 +513,9 @@ def require_known(
     session: Session, *, product_ids: Iterable[int], channel_ids: Iterable[int]
 ) -> None:
     """The list's product and channel filters name rows that exist (else a 422 naming the
-    unknown ones); ``category_paths`` checks the categories."""
+    unknown ones); ``common.query.category_paths`` checks the categories."""
     require_known_ids(session, Product, product_ids, "product")
     require_known_ids(session, SalesChannel, channel_ids, "channel")
-
-
-def category_paths(session: Session, category_ids: Iterable[int]) -> list[str]:
-    """The tree paths of these categories, for the sales in their subtrees; 422 naming the
-    unknown ones. A line's snapshot names its category as it was when sold; the subtree is
-    the tree as it is now."""
-    paths = {one: repository.category_path(session, one) for one in dict.fromkeys(category_ids)}
-    if missing := [one for one, path in paths.items() if path is None]:
-        raise unknown_ids("category", missing)
-    return [path for path in paths.values() if path is not None]
 
 
 def list_sales(
