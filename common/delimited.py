@@ -6,8 +6,8 @@ cannot be tricked by.
 Reading is streamed: the bytes are decoded as they are read and the ``csv`` module hands over
 one record at a time, so a file is never held in memory whole; a cell is at most
 ``csv.field_size_limit()`` characters (128 KiB), so neither is one huge row. A workbook's
-sheet is parsed as it is read too (openpyxl's read-only mode), but its table of distinct
-texts is loaded whole: for files of millions of rows, CSV keeps memory flatter.
+sheet is parsed as it is read too (openpyxl's read-only mode), its table of distinct texts
+kept on disk (common.workbook), so memory stays flat for files of millions of rows either way.
 
 Rows are numbered as a spreadsheet shows them: the header is row 1, the first record row 2.
 """
@@ -25,12 +25,12 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import IO, Any
 
-import openpyxl
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import Engine, Row, Select
 
 from common.db import snapshot_session
+from common.workbook import open_workbook
 
 
 class Encoding(enum.StrEnum):
@@ -58,11 +58,10 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # only guarded on export.
 IMPORT_FORMULA_STARTS = ("=", "+", "@")
 VALUE_SHOWN = 200  # characters of a bad value quoted back in a report
-# An .xlsx is a zip: a small upload may unpack to gigabytes (a "zip bomb"). Its table of
-# texts is held in memory while its sheet is read, so both are bounded, as declared in the
-# zip (its reader stops at the declared sizes). openpyxl parses the XML through defusedxml.
+# An .xlsx is a zip: a small upload may unpack to gigabytes (a "zip bomb"), so what it
+# unpacks to is bounded, as declared in the zip (its reader stops at the declared sizes).
+# openpyxl parses the XML through defusedxml.
 WORKBOOK_MAX_UNPACKED = 2 * 2**30
-WORKBOOK_MAX_TEXTS = 256 * 2**20
 # How a workbook's bytes begin: a zip (Excel .xlsx, read; OpenDocument .ods, refused) or an
 # OLE compound file (Excel .xls, refused).
 _WORKBOOK_STARTS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
@@ -194,6 +193,17 @@ class TableReader:
             raise FileRefused(
                 problem("malformed_file", f"cannot be read as CSV near row {row}: {exc}", row=None)
             ) from exc
+        except Exception as exc:  # a damaged sheet: bad XML, a cell naming no shared text, ...
+            if self.workbook is None:
+                raise
+            raise FileRefused(
+                problem(
+                    "spreadsheet_file",
+                    f"the workbook's sheet cannot be read near row {row} ({exc}); save it "
+                    "again as .xlsx or as CSV and import that",
+                    row=None,
+                )
+            ) from exc
 
     def _read_header(self) -> list[str]:
         raw = self._next(1)
@@ -320,21 +330,20 @@ def _open_workbook(binary: IO[bytes], start: int | None) -> Any:
             unpacked = {info.filename: info.file_size for info in archive.infolist()}
     except (zipfile.BadZipFile, OSError) as exc:
         raise FileRefused(refusal) from exc
-    texts = unpacked.get("xl/sharedStrings.xml", 0)  # held whole while the sheet is read
-    if texts > WORKBOOK_MAX_TEXTS or sum(unpacked.values()) > WORKBOOK_MAX_UNPACKED:
+    size = sum(unpacked.values())
+    if size > WORKBOOK_MAX_UNPACKED:
         raise FileRefused(
             problem(
                 "workbook_too_large",
-                f"the workbook unpacks to {sum(unpacked.values()) / 2**20:,.0f} MiB, its texts "
-                f"to {texts / 2**20:,.0f} MiB (at most {WORKBOOK_MAX_UNPACKED / 2**20:,.0f} "
-                f"and {WORKBOOK_MAX_TEXTS / 2**20:,.0f}); save it as CSV, which is read as it "
+                f"the workbook unpacks to {size / 2**20:,.0f} MiB (at most "
+                f"{WORKBOOK_MAX_UNPACKED / 2**20:,.0f}); save it as CSV, which is read as it "
                 "streams",
                 row=None,
             )
         )
     binary.seek(start)
     try:
-        workbook = openpyxl.load_workbook(binary, read_only=True, data_only=True)
+        workbook = open_workbook(binary)
     except Exception as exc:  # zipfile.BadZipFile, KeyError, InvalidFileException, ...
         raise FileRefused(refusal) from exc
     if not workbook.worksheets:

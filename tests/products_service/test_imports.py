@@ -34,6 +34,7 @@ from common.models import (
 from common.settings import ProductsSettings
 from tests.products_service.factories import API, make_category, make_product
 from tests.products_service.test_inventory_cli import run_cli
+from tests.xlsx import as_excel_saves
 
 HEADER = "sku,name,description,category,price,cost_price,low_stock_threshold,status\n"
 
@@ -657,14 +658,33 @@ def test_a_workbook_that_unpacks_too_large_is_refused_before_it_is_read(
     report = rejected(client, manager_headers, content, file_name="catalog.xlsx")
     assert [e["error"] for e in report["errors"]] == ["workbook_too_large"]
     assert "save it as CSV" in report["errors"][0]["detail"]
-
-    # Excel keeps a sheet's texts in one table, which is held while the sheet is read.
-    monkeypatch.undo()
-    monkeypatch.setattr(delimited, "WORKBOOK_MAX_TEXTS", 4096)
-    texts = "".join(f"<si><t>kettle {n}</t></si>" for n in range(400))
-    with_texts = io.BytesIO(content)
-    with zipfile.ZipFile(with_texts, "a") as archive:
-        archive.writestr("xl/sharedStrings.xml", f"<sst>{texts}</sst>")
-    report = rejected(client, manager_headers, with_texts.getvalue(), file_name="catalog.xlsx")
-    assert [e["error"] for e in report["errors"]] == ["workbook_too_large"]
     assert counts(engine) == before
+
+
+def test_a_workbook_as_excel_saves_it_imports_and_a_damaged_one_is_refused(
+    client: TestClient, manager_headers: dict[str, str], engine: Engine
+) -> None:
+    """Excel keeps a workbook's texts in one shared table the cells name by index (read
+    from disk, common.workbook); a cell naming a text the table lacks is a damaged file."""
+    rows = [("SKU", "Name", "Price", "Cost"), ("XS-1", "Kettle", 24.99, 11.5)]
+    rows += [("XS-2", "Kettle", 9, 4), ("XS-3", "Teapot ☕", 12, 5)]
+    content = as_excel_saves(workbook(*rows))
+    report = imported(client, manager_headers, content, file_name="catalog.xlsx")
+    assert report["created"] == 3
+    found = catalog(engine)
+    assert [found[sku]["name"] for sku in ("XS-1", "XS-2", "XS-3")] == [
+        "Kettle",
+        "Kettle",
+        "Teapot ☕",
+    ]
+
+    damaged = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(content)) as source, zipfile.ZipFile(damaged, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b'r="B4" t="s"><v>', b'r="B4" t="s"><v>9', 1)  # text 9x
+            target.writestr(info, data)
+    report = rejected(client, manager_headers, damaged.getvalue(), file_name="catalog2.xlsx")
+    assert [(e["error"], e["row"]) for e in report["errors"]] == [("spreadsheet_file", None)]
+    assert "near row 4" in report["errors"][0]["detail"]

@@ -30,6 +30,7 @@ from tests.products_service.factories import (
 )
 from tests.products_service.test_imports import finished_job
 from tests.products_service.test_inventory_cli import run_cli as run_products_cli
+from tests.xlsx import as_excel_saves
 
 API = "/api/v1"
 AMAZON_HEADER = (
@@ -205,7 +206,8 @@ WALMART_ROWS = (
 
 
 def walmart_workbook() -> bytes:
-    """WALMART_ROWS as Seller Center's .xlsx holds them: numbers as numbers, dates as dates."""
+    """WALMART_ROWS as Seller Center's .xlsx holds them: numbers as numbers, dates as dates,
+    texts in the workbook's shared table."""
     typed = {"PO#": int, "Order#": int, "Line#": int, "Qty": int, "Item Cost": float}
     rows = list(
         csv.reader(io.StringIO(WALMART_HEADER + "".join(walmart_row(*r) for r in WALMART_ROWS)))
@@ -228,7 +230,7 @@ def walmart_workbook() -> bytes:
         sheet.append(cells)
     out = io.BytesIO()
     book.save(out)
-    return out.getvalue()
+    return as_excel_saves(out.getvalue())
 
 
 @pytest.mark.parametrize("kind", ["csv", "xlsx"])
