@@ -9,9 +9,11 @@ from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, Request
+from pymysql import converters
+from pymysql.constants import FIELD_TYPE
 from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -88,6 +90,9 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
         return engine
     engine = create_engine(
         url,
+        connect_args={"conv": PYMYSQL_CONVERSIONS}
+        if make_url(url).get_driver_name() == "pymysql"
+        else {},
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_recycle=1800,
@@ -102,6 +107,36 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
     )
     _ping_when_idle(engine)
     return engine
+
+
+def _datetime_literal(value: datetime, mapping: Any = None) -> str:
+    """A datetime as PyMySQL writes it into a statement (``'2026-12-02 07:06:51.000123'``,
+    no fraction when it is 0), made by ``datetime.isoformat`` in one C call; PyMySQL's own
+    formats seven fields in Python. An aware one (never sent: UTCDateTime binds naive UTC)
+    is left to PyMySQL, which drops its zone."""
+    if value.tzinfo is not None:
+        return str(converters.escape_datetime(value, mapping))
+    return f"'{value.isoformat(' ')}'"
+
+
+def _read_datetime(text: str | bytes) -> datetime | Any:
+    """A DATETIME or TIMESTAMP the server sent, parsed by ``datetime.fromisoformat`` (C);
+    what that cannot read (a zero date) goes to PyMySQL's own parser, which answers it."""
+    try:
+        return datetime.fromisoformat(text.decode("ascii") if isinstance(text, bytes) else text)
+    except ValueError:
+        return converters.convert_datetime(text)
+
+
+# PyMySQL's conversions with datetimes written and read as above: a bulk import writes four
+# a row (a product's two, its event's, its audit entry's), and PyMySQL's formatting of them
+# was a tenth of the import's CPU.
+PYMYSQL_CONVERSIONS: dict[Any, Any] = {
+    **converters.conversions,
+    datetime: _datetime_literal,
+    FIELD_TYPE.DATETIME: _read_datetime,
+    FIELD_TYPE.TIMESTAMP: _read_datetime,
+}
 
 
 # A pooled connection idle this long is pinged before use (and replaced if the server has
