@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, Row, Select
 
 from common.db import snapshot_session
-from common.workbook import open_workbook
+from common.workbook import TextTooLong, open_workbook
 
 
 class Encoding(enum.StrEnum):
@@ -344,6 +344,10 @@ def _open_workbook(binary: IO[bytes], start: int | None) -> Any:
     binary.seek(start)
     try:
         workbook = open_workbook(binary)
+    except TextTooLong as exc:
+        raise FileRefused(
+            problem("text_too_long", f"{exc}: the file is not one Excel saved", row=None)
+        ) from exc
     except Exception as exc:  # zipfile.BadZipFile, KeyError, InvalidFileException, ...
         raise FileRefused(refusal) from exc
     if not workbook.worksheets:

@@ -6,11 +6,14 @@ into one list: for an order export of a million rows, hundreds of MB. Here that 
 parsed as it streams out of the zip into an anonymous temporary file (gone when closed, or
 when the process dies), each text's end offset into a second one, and a cell's text is read
 back by its index when the sheet names it (short ones, the texts most cells repeat, from a
-small cache). Memory
-stays flat in the size of the workbook; the disk holds about the table's own size.
+small cache). Memory stays flat in the size of the workbook; the disk holds about the
+table's own size.
 
-The XML is parsed by openpyxl's ``iterparse`` (through defusedxml, as openpyxl does
-everywhere) and each text taken as openpyxl's ``read_string_table`` takes it.
+The table is parsed by defusedxml's SAX parser (no entity declarations, no external
+references: XML bombs), a text at a time, each taken as openpyxl's ``read_string_table``
+takes it (its plain text and the text of its formatted runs, not its phonetic guide). A
+text longer than a cell can hold (``MAX_TEXT``) is refused as it is read, so one huge text
+cannot fill the memory either.
 """
 
 import os
@@ -18,17 +21,21 @@ import struct
 import tempfile
 from collections.abc import Sequence
 from typing import IO, Any, overload
+from xml.sax.handler import ContentHandler, feature_namespaces
 
-from openpyxl.cell.text import Text
+from defusedxml.sax import make_parser
 from openpyxl.reader.excel import ExcelReader
-from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
-from openpyxl.xml.functions import iterparse
+from openpyxl.xml.constants import SHARED_STRINGS
 
-_TEXT_TAG = f"{{{SHEET_MAIN_NS}}}si"
 _END = struct.Struct("<Q")  # a text's end offset in the texts file
 _BOUNDS = struct.Struct("<2Q")  # the end of the text before and of this one
 CACHED_TEXTS = 4096  # short texts kept (statuses, currencies, SKUs: what cells repeat)
 CACHED_LENGTH = 64  # characters; longer texts (names, addresses) are read again each time
+MAX_TEXT = 32_767  # characters: the most an Excel cell holds
+
+
+class TextTooLong(Exception):
+    """A text of the workbook's table is longer than any cell can hold."""
 
 
 class DiskStrings(Sequence[str]):
@@ -40,28 +47,21 @@ class DiskStrings(Sequence[str]):
         self._count = 0
         self._cache: dict[int, str] = {}
         try:
-            self._parse(xml)
+            parser = make_parser()
+            parser.setFeature(feature_namespaces, True)
+            parser.setContentHandler(_Table(self._add))
+            parser.parse(xml)
+            self._texts.flush()
+            self._ends.flush()
         except BaseException:
             self.close()
             raise
 
-    def _parse(self, xml: IO[bytes]) -> None:
-        root: Any = None
-        end = 0
-        for event, node in iterparse(xml, events=("start", "end")):
-            if root is None:
-                root = node  # <sst>: each text is dropped from it once read
-            elif event == "end" and node.tag == _TEXT_TAG:
-                parsed = Text.from_tree(node)
-                text = "" if parsed is None else parsed.content.replace("x005F_", "")
-                data = text.encode()
-                self._texts.write(data)
-                end += len(data)
-                self._ends.write(_END.pack(end))
-                self._count += 1
-                root.clear()
-        self._texts.flush()
-        self._ends.flush()
+    def _add(self, text: str) -> None:
+        data = text.encode()
+        self._texts.write(data)
+        self._ends.write(_END.pack(self._texts.tell()))
+        self._count += 1
 
     def __len__(self) -> int:
         return self._count
@@ -95,6 +95,44 @@ class DiskStrings(Sequence[str]):
     def close(self) -> None:
         self._texts.close()
         self._ends.close()
+
+
+class _Table(ContentHandler):
+    """The texts of ``<sst><si>...</si>...</sst>``, each handed to ``add`` once read: an
+    item's ``<t>``, or the ``<t>`` of each of its runs (``<r>``), joined."""
+
+    def __init__(self, add: Any) -> None:
+        super().__init__()
+        self.add = add
+        self.path: list[str] = []  # local names from <sst> down
+        self.parts: list[str] = []
+        self.length = 0
+        self.taking = False
+        self.read = 0  # texts read so far
+
+    def startElementNS(self, name: tuple[str | None, str], qname: Any, attrs: Any) -> None:
+        path = self.path
+        path.append(name[1])
+        self.taking = name[1] == "t" and (path[-2:-1] == ["si"] or (path[-3:-1] == ["si", "r"]))
+
+    def characters(self, content: str) -> None:
+        if self.taking:
+            self.length += len(content)
+            if self.length > MAX_TEXT:
+                raise TextTooLong(
+                    f"text {self.read + 1} of the workbook is longer than the "
+                    f"{MAX_TEXT:,} characters a cell holds"
+                )
+            self.parts.append(content)
+
+    def endElementNS(self, name: tuple[str | None, str], qname: Any) -> None:
+        self.path.pop()
+        self.taking = False
+        if name[1] == "si" and len(self.path) == 1:
+            self.add("".join(self.parts).replace("x005F_", ""))
+            self.parts.clear()
+            self.length = 0
+            self.read += 1
 
 
 class _Reader(ExcelReader):

@@ -88,8 +88,9 @@ def test_shared_texts_read_as_openpyxl_reads_them() -> None:
         b"<t>K-2</t>",
         b"<t>Caf_x005F_x00e9_</t>",  # Excel's escape of a literal "_x00e9_"
         b"<t/>",
+        b'<r><t>\xe6\x9d\xb1\xe4\xba\xac</t></r><rPh sb="0" eb="2"><t>\xe3\x81\xa8</t></rPh>',
     ]
-    content = excel_file(texts, [(0, 1), (2, 3), (5, 4), (2, 6), (5, 7)])
+    content = excel_file(texts, [(0, 1), (2, 3), (5, 4), (2, 6), (5, 7), (2, 8)])
     expected = [
         [cell or "" for cell in row]
         for row in openpyxl.load_workbook(io.BytesIO(content), read_only=True)
@@ -99,6 +100,45 @@ def test_shared_texts_read_as_openpyxl_reads_them() -> None:
     found = [[r.cells["sku"], r.cells["name"]] for r in read_all(content)]
     assert found == expected
     assert found[0] == ["K-1", "Kettle é <&>"] and found[1] == ["K-2", "Bold kettle "]
+    assert found[4] == ["K-1", "東京"]  # a phonetic guide is not part of the text
+
+
+def test_a_text_longer_than_a_cell_holds_is_refused_as_it_is_read() -> None:
+    whole = b"<t>%s</t>" % (b"x" * 32_767)
+    content = excel_file([b"<t>sku</t>", b"<t>name</t>", whole], [(0, 1), (0, 2)])
+    assert read_all(content)[0].cells["name"] == "x" * 32_767
+    longer = [b"<t>sku</t>", b"<t>name</t>", b"<r><t>x</t></r><r>%s</r>" % whole]
+    with pytest.raises(FileRefused) as refused:
+        read_all(excel_file(longer, [(0, 1), (0, 2)]))
+    assert refused.value.problem.error == "text_too_long"
+    assert (
+        "text 3 of the workbook is longer than the 32,767 characters"
+        in refused.value.problem.detail
+    )
+
+
+def test_entities_in_the_table_of_texts_refuse_the_file() -> None:
+    """A billion laughs (entities of entities, which expand to gigabytes; five levels here,
+    300 KB, so that a parser that expanded them would not hurt the test run)."""
+    content = excel_file([b"<t>sku</t>", b"<t>name</t>", b"<t>&lol5;</t>"], [(0, 1), (0, 2)])
+    bomb = (
+        b'<!DOCTYPE sst [<!ENTITY lol "lol">'
+        + b"".join(
+            b'<!ENTITY lol%d "%s">' % (n, (b"&lol%d;" % (n - 1) if n > 1 else b"&lol;") * 10)
+            for n in range(1, 6)
+        )
+        + b"]>"
+    )
+    bombed = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(content)) as source, zipfile.ZipFile(bombed, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "xl/sharedStrings.xml":
+                data = bomb + data
+            target.writestr(info, data)
+    with pytest.raises(FileRefused) as refused:
+        read_all(bombed.getvalue())
+    assert refused.value.problem.error == "spreadsheet_file"
 
 
 def test_a_workbook_converted_to_shared_texts_reads_the_same_rows() -> None:
