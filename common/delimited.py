@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, Row, Select
 
 from common.db import snapshot_session
-from common.workbook import TextTooLong, open_workbook
+from common.workbook import PartTooLarge, TextTooLong, open_workbook
 
 
 class Encoding(enum.StrEnum):
@@ -193,6 +193,8 @@ class TableReader:
             raise FileRefused(
                 problem("malformed_file", f"cannot be read as CSV near row {row}: {exc}", row=None)
             ) from exc
+        except TextTooLong as exc:
+            raise FileRefused(_too_long(exc)) from exc
         except Exception as exc:  # a damaged sheet: bad XML, a cell naming no shared text, ...
             if self.workbook is None:
                 raise
@@ -345,8 +347,10 @@ def _open_workbook(binary: IO[bytes], start: int | None) -> Any:
     try:
         workbook = open_workbook(binary)
     except TextTooLong as exc:
+        raise FileRefused(_too_long(exc)) from exc
+    except PartTooLarge as exc:
         raise FileRefused(
-            problem("text_too_long", f"{exc}: the file is not one Excel saved", row=None)
+            problem("workbook_too_large", f"{exc}: not a workbook Excel saved", row=None)
         ) from exc
     except Exception as exc:  # zipfile.BadZipFile, KeyError, InvalidFileException, ...
         raise FileRefused(refusal) from exc
@@ -354,6 +358,10 @@ def _open_workbook(binary: IO[bytes], start: int | None) -> Any:
         workbook.close()
         raise FileRefused(refusal)
     return workbook
+
+
+def _too_long(exc: TextTooLong) -> Problem:
+    return problem("text_too_long", f"{exc}: not a workbook Excel saved", row=None)
 
 
 def _sheet_rows(sheet: Any) -> Iterator[list[str]]:

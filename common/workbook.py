@@ -35,7 +35,11 @@ MAX_TEXT = 32_767  # characters: the most an Excel cell holds
 
 
 class TextTooLong(Exception):
-    """A text of the workbook's table is longer than any cell can hold."""
+    """A text of the workbook is longer than any cell can hold."""
+
+
+class PartTooLarge(Exception):
+    """A part of the workbook openpyxl reads whole is larger than any real one."""
 
 
 class DiskStrings(Sequence[str]):
@@ -135,8 +139,82 @@ class _Table(ContentHandler):
             self.read += 1
 
 
+# The XML streamed out of the zip (the sheets, the table of texts) may hold no run of bytes
+# without a "<" longer than a cell's text can take, written as character references of up
+# to 10 bytes each: a text is never built bigger than that, whatever the file declares.
+MAX_RUN = 10 * MAX_TEXT
+MAX_PART = 64 * 2**20  # bytes of a part read whole (styles, theme: a few MB at most)
+
+
+class _RunBound:
+    """A part of the zip as openpyxl's parsers read it, refusing a text too long to be a
+    cell's before the parser has gathered it (runs between two "<", counted across reads)."""
+
+    def __init__(self, raw: IO[bytes], name: str) -> None:
+        self._raw, self._name = raw, name
+        self._run = 0  # bytes since the last "<"
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        last = data.rfind(b"<")
+        if last < 0:
+            self._run += len(data)
+        else:
+            longest = data.find(b"<") + self._run
+            if len(data) > MAX_RUN:  # a big read: the runs inside it count too
+                longest = max(longest, *map(len, data[:last].split(b"<")))
+            self._check(longest)
+            self._run = len(data) - last - 1
+        self._check(self._run)
+        return data
+
+    def _check(self, run: int) -> None:
+        if run > MAX_RUN:
+            raise TextTooLong(
+                f"{self._name} holds a text longer than the {MAX_TEXT:,} characters a cell holds"
+            )
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> "_RunBound":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _BoundedArchive:
+    """The workbook's zip, each part opened as a stream read through ``_RunBound``, and the
+    parts openpyxl reads whole (the workbook's list of sheets, its styles, its theme, their
+    relations) refused past ``MAX_PART`` as the zip declares them (its reader stops there)."""
+
+    def __init__(self, archive: Any) -> None:
+        self._archive = archive
+
+    def read(self, name: Any, *args: Any, **kwargs: Any) -> bytes:
+        size = self._archive.getinfo(name).file_size
+        if size > MAX_PART:
+            raise PartTooLarge(
+                f"the workbook's part {name} unpacks to {size:,} bytes (at most {MAX_PART:,})"
+            )
+        return bytes(self._archive.read(name, *args, **kwargs))
+
+    def open(self, name: Any, *args: Any, **kwargs: Any) -> _RunBound:
+        part = name if isinstance(name, str) else name.filename
+        return _RunBound(self._archive.open(name, *args, **kwargs), part)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._archive, name)
+
+
 class _Reader(ExcelReader):
-    """openpyxl's reader with the shared strings read into ``DiskStrings``."""
+    """openpyxl's reader with the shared strings read into ``DiskStrings`` and every part
+    streamed out of the zip bounded (``_RunBound``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.archive = _BoundedArchive(self.archive)  # type: ignore[assignment]
 
     def read_strings(self) -> None:
         found = self.package.find(SHARED_STRINGS)

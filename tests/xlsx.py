@@ -6,6 +6,7 @@ turns the first kind into the second, so tests read the table real files come wi
 import io
 import re
 import zipfile
+from collections.abc import Callable
 
 SHARED_STRINGS_TYPE = (
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
@@ -54,3 +55,13 @@ def shared_strings(texts: dict[bytes, int] | list[bytes]) -> bytes:
         count,
         items,
     )
+
+
+def with_part(workbook: bytes, name: str, change: Callable[[bytes], bytes]) -> bytes:
+    """The workbook with one part (``xl/worksheets/sheet1.xml``, ...) changed."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(workbook)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            target.writestr(info, change(data) if info.filename == name else data)
+    return out.getvalue()

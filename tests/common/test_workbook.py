@@ -9,6 +9,7 @@ import zipfile
 import openpyxl
 import pytest
 
+from common import workbook
 from common.delimited import Columns, FileRefused, Record, TableReader
 from tests.xlsx import (
     MAIN_NS,
@@ -16,6 +17,7 @@ from tests.xlsx import (
     SHARED_STRINGS_TYPE,
     as_excel_saves,
     shared_strings,
+    with_part,
 )
 
 COLUMNS = Columns(required=("sku", "name"))
@@ -129,16 +131,44 @@ def test_entities_in_the_table_of_texts_refuse_the_file() -> None:
         )
         + b"]>"
     )
-    bombed = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(content)) as source, zipfile.ZipFile(bombed, "w") as target:
-        for info in source.infolist():
-            data = source.read(info)
-            if info.filename == "xl/sharedStrings.xml":
-                data = bomb + data
-            target.writestr(info, data)
+    bombed = with_part(content, "xl/sharedStrings.xml", lambda table: bomb + table)
     with pytest.raises(FileRefused) as refused:
-        read_all(bombed.getvalue())
+        read_all(bombed)
     assert refused.value.problem.error == "spreadsheet_file"
+
+
+def test_a_huge_text_in_the_sheet_is_refused_before_it_is_held() -> None:
+    """20 MB in one cell of the sheet itself (an inline string, as openpyxl writes them)."""
+    content = with_part(
+        excel_file([b"<t>sku</t>", b"<t>name</t>"], [(0, 1), (0, 1)]),
+        "xl/worksheets/sheet1.xml",
+        lambda sheet: sheet.replace(
+            b'<c r="B2" t="s"><v>1</v></c>',
+            b'<c r="B2" t="inlineStr"><is><t>%s</t></is></c>' % (b"x" * 20_000_000),
+        ),
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(FileRefused) as refused:
+            read_all(content)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.problem.error == "text_too_long"
+    assert "xl/worksheets/sheet1.xml holds a text longer than" in refused.value.problem.detail
+    assert peak < 4 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_part_read_whole_is_bounded_by_its_declared_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    content = excel_file([b"<t>sku</t>", b"<t>name</t>"], [(0, 1), (0, 1)])
+    monkeypatch.setattr(workbook, "MAX_PART", 100)  # 64 MiB: the first part read is larger
+    with pytest.raises(FileRefused) as refused:
+        read_all(content)
+    assert refused.value.problem.error == "workbook_too_large"
+    detail = refused.value.problem.detail
+    assert "part [Content_Types].xml unpacks to" in detail and "bytes (at most 100)" in detail
 
 
 def test_a_workbook_converted_to_shared_texts_reads_the_same_rows() -> None:

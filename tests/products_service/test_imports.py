@@ -6,7 +6,6 @@ import json
 import os
 import time
 import uuid
-import zipfile
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -34,7 +33,7 @@ from common.models import (
 from common.settings import ProductsSettings
 from tests.products_service.factories import API, make_category, make_product
 from tests.products_service.test_inventory_cli import run_cli
-from tests.xlsx import as_excel_saves
+from tests.xlsx import as_excel_saves, with_part
 
 HEADER = "sku,name,description,category,price,cost_price,low_stock_threshold,status\n"
 
@@ -678,13 +677,11 @@ def test_a_workbook_as_excel_saves_it_imports_and_a_damaged_one_is_refused(
         "Teapot ☕",
     ]
 
-    damaged = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(content)) as source, zipfile.ZipFile(damaged, "w") as target:
-        for info in source.infolist():
-            data = source.read(info)
-            if info.filename == "xl/worksheets/sheet1.xml":
-                data = data.replace(b'r="B4" t="s"><v>', b'r="B4" t="s"><v>9', 1)  # text 9x
-            target.writestr(info, data)
-    report = rejected(client, manager_headers, damaged.getvalue(), file_name="catalog2.xlsx")
+    damaged = with_part(  # a cell naming text 9x (the table holds 8)
+        content,
+        "xl/worksheets/sheet1.xml",
+        lambda sheet: sheet.replace(b'r="B4" t="s"><v>', b'r="B4" t="s"><v>9', 1),
+    )
+    report = rejected(client, manager_headers, damaged, file_name="catalog2.xlsx")
     assert [(e["error"], e["row"]) for e in report["errors"]] == [("spreadsheet_file", None)]
     assert "near row 4" in report["errors"][0]["detail"]
