@@ -735,6 +735,13 @@ class ImportJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # To start it again if its process dies: the import's options (JSON) and its upload,
+    # spooled under this name in the service's spool directory.
+    options: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    spool_name: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The runner that holds it: one started again elsewhere fences the one taken for dead.
+    runner: Mapped[str | None] = mapped_column(String(32))
 
 
 class OutboxPosition(Base):

@@ -86,6 +86,11 @@ class CommonSettings(BaseSettings):
     # The file uploads of /api/v1/imports/ may be this large (spooled to disk as they come in,
     # then read as a stream); larger ones get 413. The CLI imports read files of any size.
     import_max_bytes: int = Field(default=256 * 1_048_576, gt=0)
+    # A background import whose progress has not moved this long is taken for dead (its
+    # process stopped) and started again from its spooled upload, at most 3 times in all;
+    # every process looks for such jobs of its service every import_reap_seconds.
+    import_stalled_seconds: float = Field(default=300, gt=0)
+    import_reap_seconds: float = Field(default=60, gt=0)
 
     # Browser origins that may call the API: the dashboard as products_service serves it
     # (http://127.0.0.1:8000/dashboard/ calls sales_service cross-origin), and dev servers.

@@ -29,6 +29,7 @@ from common.webhooks.router import router as webhooks_router
 from products_service.categories.router import router as categories_router
 from products_service.dashboard import install_dashboard
 from products_service.exports.router import router as exports_router
+from products_service.imports.router import JOB_KINDS
 from products_service.imports.router import router as imports_router
 from products_service.inventory.alerts import consume_once as consume_stock_alerts
 from products_service.inventory.router import router as inventory_router
@@ -81,7 +82,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
                 _sweep_expired_reservations(app, settings.reservation_sweep_seconds)
             ),
             asyncio.create_task(_stock_alert_loop(app, settings.alert_poll_seconds)),
-            asyncio.create_task(reap_every(app)),
+            asyncio.create_task(reap_every(app, "products")),
             asyncio.create_task(run_webhooks(settings, sources=("products", "sales"))),
         ]
         yield
@@ -105,6 +106,7 @@ def create_app(settings: ProductsSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     attach_database(app, settings)
+    app.state.import_job_kinds = JOB_KINDS
     install_common(app, settings)
     for router in (
         auth_router,

@@ -27,6 +27,7 @@ from common.streams.router import router as stream_token_router
 from common.webhooks.router import router as webhooks_router
 from sales_service.channels.router import router as channels_router
 from sales_service.clients.products import ProductsClient
+from sales_service.imports.router import JOB_KINDS
 from sales_service.imports.router import router as imports_router
 from sales_service.refunds.router import router as refunds_router
 from sales_service.reports.consumer import consume_once
@@ -96,7 +97,7 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
         loops = [
             asyncio.create_task(_sync_loop(app, settings)),
             asyncio.create_task(_rollup_loop(app, settings)),
-            asyncio.create_task(reap_every(app)),
+            asyncio.create_task(reap_every(app, "sales")),
             # (webhooks of sales events are fanned out and delivered by products_service:
             # see common.webhooks.delivery)
         ]
@@ -122,6 +123,7 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     attach_database(app, settings)
+    app.state.import_job_kinds = JOB_KINDS
     app.state.products_client = ProductsClient(
         settings.products_service_url,
         timeout_seconds=settings.products_timeout_seconds,

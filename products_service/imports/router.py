@@ -12,11 +12,32 @@ from common.auth.dependencies import ManagerUser
 from common.db import SessionDep
 from common.delimited import Encoding, TableFormat
 from common.errors import error_responses
-from common.import_jobs import BACKGROUND_ANSWER, Background, run_or_start
+from common.import_jobs import BACKGROUND_ANSWER, Background, JobKind, run_or_start
 from common.imports import ImportReport
 from products_service.imports import service
 
 router = APIRouter(prefix="/imports", tags=["imports"], responses=error_responses(401, 403))
+
+# What each import runs, from its options alone: in the request, or as a job (started again
+# from them if its process dies).
+JOB_KINDS = {
+    "products": JobKind(
+        service.ImportOptions,
+        lambda _app, options: (
+            lambda db, binary, progress: service.import_products(
+                session=db, binary=binary, options=options, progress=progress
+            )
+        ),
+    ),
+    "stock_counts": JobKind(
+        service.ImportOptions,
+        lambda _app, options: (
+            lambda db, binary, progress: service.import_stock_counts(
+                session=db, binary=binary, options=options, progress=progress
+            )
+        ),
+    ),
+}
 
 IMPORT_ERRORS = {
     **BACKGROUND_ANSWER,
@@ -98,9 +119,6 @@ def import_products(
         service="products",
         kind="products",
         options=options,
-        run=lambda db, binary, progress: service.import_products(
-            session=db, binary=binary, options=options, progress=progress
-        ),
     )
 
 
@@ -141,7 +159,4 @@ def import_stock_counts(
         service="products",
         kind="stock_counts",
         options=options,
-        run=lambda db, binary, progress: service.import_stock_counts(
-            session=db, binary=binary, options=options, progress=progress
-        ),
     )

@@ -1,23 +1,46 @@
 """Import route: upload a marketplace's order report (or a generic CSV) as sales."""
 
 from pathlib import PurePath
-from typing import Annotated, Literal
+from typing import IO, Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from common.auth.dependencies import ManagerUser
 from common.db import SessionDep
 from common.delimited import Encoding, TableFormat
 from common.errors import Unprocessable, error_responses
-from common.import_jobs import BACKGROUND_ANSWER, Background, run_or_start
-from common.imports import ImportReport
+from common.import_jobs import BACKGROUND_ANSWER, Background, JobKind, RunImport, run_or_start
+from common.imports import ImportReport, Progress
 from common.observability import current_request_id
-from sales_service.clients.products import ProductsClientDep
 from sales_service.imports import service
 
 router = APIRouter(prefix="/imports", tags=["imports"], responses=error_responses(401, 403))
+
+
+def _run_orders(app: FastAPI, options: service.OrderImportOptions) -> RunImport:
+    """The orders import with these options; orders that take stock take it through the
+    app's client of products_service, under the request id of the run (the upload's, for a
+    job it started)."""
+
+    def run(db: Session, binary: IO[bytes], progress: Progress | None) -> ImportReport:
+        stock = (
+            service.TakeStock(app.state.products_client, request_id=current_request_id())
+            if options.take_stock
+            else None
+        )
+        return service.import_orders(
+            session=db, binary=binary, options=options, take_stock=stock, progress=progress
+        )
+
+    return run
+
+
+# What each import runs, from its options alone: in the request, or as a job (started again
+# from them if its process dies).
+JOB_KINDS = {"orders": JobKind(service.OrderImportOptions, _run_orders)}
 
 
 def _mapping(pairs: list[str]) -> dict[str, str]:
@@ -46,7 +69,6 @@ def import_orders(
     file: UploadFile,
     principal: ManagerUser,
     session: SessionDep,
-    products: ProductsClientDep,
     profile: Annotated[
         service.OrderProfile,
         Query(description="amazon (order report, tab-separated), walmart, or generic"),
@@ -126,8 +148,8 @@ def import_orders(
         dry_run=dry_run,
         actor_id=principal.id,
         cancelled=cancelled,
+        take_stock=take_stock,
     )
-    stock = service.TakeStock(products, request_id=current_request_id()) if take_stock else None
     return run_or_start(
         request,
         background=background,
@@ -136,7 +158,4 @@ def import_orders(
         service="sales",
         kind="orders",
         options=options,
-        run=lambda db, binary, progress: service.import_orders(
-            session=db, binary=binary, options=options, take_stock=stock, progress=progress
-        ),
     )

@@ -150,6 +150,9 @@ class OrderImportOptions:
     # Cancelled orders: left out, or recorded as sales cancelled at once (no revenue, no
     # stock), so the history shows them.
     cancelled: Literal["skip", "import"] = "skip"
+    # Each order takes its stock, as a sale does (the caller hands import_orders the client
+    # to take it with): today's orders, after the stock count.
+    take_stock: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,28 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import httpx
 import openpyxl
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
 
 from common import delimited
 from common.db import make_sessionmaker, utcnow
-from common.import_jobs import SPOOL_PREFIX, STALLED_AFTER_SECONDS, reap, spool_directory
+from common.import_jobs import (
+    SPOOL_PREFIX,
+    STALLED_AFTER_SECONDS,
+    reap,
+    resumer,
+    spool_directory,
+)
+from common.import_jobs import _end as job_end
+from common.import_jobs import _launch as job_launch
 from common.import_jobs import _set as job_set
-from common.imports import BATCH
+from common.imports import BATCH, ImportReport, Progress
 from common.models import (
     AuditEntry,
     Category,
@@ -31,6 +41,9 @@ from common.models import (
     Role,
 )
 from common.settings import ProductsSettings
+from products_service.imports.router import JOB_KINDS
+from products_service.imports.service import ImportOptions
+from tests.conftest import LiveServer, service_env
 from tests.products_service.factories import API, make_category, make_product
 from tests.products_service.test_inventory_cli import run_cli
 from tests.xlsx import as_excel_saves, with_part
@@ -505,6 +518,45 @@ def test_a_background_import_is_a_job_with_progress_and_its_report(
     assert [j["id"] for j in listed["items"]] == [job["id"]]
 
 
+def stale_job(engine: Engine, *, silent: bool = True, **fields: Any) -> int:
+    """A running job's row; ``silent``: as a process that died mid-run left it."""
+    with make_sessionmaker(engine)() as session:
+        job = ImportJob(
+            service="products",
+            kind="products",
+            dry_run=False,
+            bytes_total=10,
+            **{"status": ImportJobStatus.RUNNING, "runner": "dead-runner", **fields},
+        )
+        session.add(job)
+        session.flush()
+        if silent:  # (set after the insert: a new row's is its created_at)
+            job.updated_at = utcnow() - timedelta(seconds=STALLED_AFTER_SECONDS + 60)
+        session.commit()
+        return job.id
+
+
+def spooled(settings: ProductsSettings, content: str, *, age: float = 0) -> Path:
+    directory = spool_directory(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{SPOOL_PREFIX}{uuid.uuid4().hex}"
+    path.write_text(content)
+    if age:
+        os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def reap_products(client: TestClient, engine: Engine, settings: ProductsSettings) -> int:
+    """What the app's reaper does every minute, now (it may also have come first)."""
+    app: Any = client.app
+    return reap(
+        make_sessionmaker(engine),
+        spool_directory(settings),
+        service="products",
+        resume=resumer(app),
+    )
+
+
 def test_a_job_whose_process_died_ends_failed_saying_so_and_its_upload_is_removed(
     client: TestClient,
     manager_headers: dict[str, str],
@@ -512,42 +564,131 @@ def test_a_job_whose_process_died_ends_failed_saying_so_and_its_upload_is_remove
     engine: Engine,
 ) -> None:
     """A restart or a crash leaves a job that no runner will finish, and its spooled upload
-    on disk (up to the largest upload allowed). Every process settles them: the job ends
-    failed, saying why, and the file goes; a live job and a live runner's file stay."""
-    long_ago = utcnow() - timedelta(seconds=STALLED_AFTER_SECONDS + 60)
-    with make_sessionmaker(engine)() as session:
-        job = {"service": "products", "kind": "products", "dry_run": False, "bytes_total": 10}
-        dead = ImportJob(**job, status=ImportJobStatus.RUNNING, updated_at=long_ago)
-        alive = ImportJob(**job, status=ImportJobStatus.RUNNING)
-        session.add_all([dead, alive])
-        session.commit()
-        dead_id, alive_id = dead.id, alive.id
-    directory = spool_directory(settings)
-    directory.mkdir(parents=True, exist_ok=True)
-    left, running = (
-        directory / f"{SPOOL_PREFIX}left-{uuid.uuid4().hex}",
-        directory / f"{SPOOL_PREFIX}running-{uuid.uuid4().hex}",
-    )
-    for path in (left, running):
-        path.write_bytes(b"sku\n")
-    stale = time.time() - STALLED_AFTER_SECONDS - 60
-    os.utime(left, (stale, stale))
-    # (the app's own reaper, every minute, may come first: the outcome is the same)
-    reap(make_sessionmaker(engine), directory)
+    on disk (up to the largest upload allowed). Without that upload (another machine's
+    replica took it) nothing can start it again: the job ends failed, saying why, and an
+    old leftover file goes; a live job and a live runner's file stay."""
+    dead_id = stale_job(engine)
+    alive_id = stale_job(engine, silent=False, runner="live-runner")
+    left = spooled(settings, "sku\n", age=STALLED_AFTER_SECONDS + 60)
+    running = spooled(settings, "sku\n")
+    reap_products(client, engine, settings)
 
     ended = client.get(f"{API}/imports/jobs/{dead_id}", headers=manager_headers).json()
     assert ended["status"] == "failed" and ended["finished_at"] is not None
-    assert "process stopped" in ended["error"] and ended["stalled"] is False
+    assert "no process of the service still had its upload" in ended["error"]
+    assert ended["stalled"] is False and ended["attempts"] == 1
     live = client.get(f"{API}/imports/jobs/{alive_id}", headers=manager_headers).json()
     assert (live["status"], live["finished_at"]) == ("running", None)
     assert not left.exists() and running.exists()
     running.unlink()
     # A runner taken for dead that was only slow stops at its next progress report, and
     # writes nothing over the job's end.
-    assert job_set(make_sessionmaker(engine), dead_id, rows_read=5) is True
+    assert job_set(make_sessionmaker(engine), dead_id, "dead-runner", rows_read=5) is True
     again = client.get(f"{API}/imports/jobs/{dead_id}", headers=manager_headers).json()
     assert (again["status"], again["rows_read"]) == ("failed", 0)
-    assert reap(make_sessionmaker(engine), directory) == 0
+    assert reap_products(client, engine, settings) == 0
+
+
+def test_a_job_whose_process_died_is_started_again_from_its_upload(
+    client: TestClient,
+    manager_headers: dict[str, str],
+    settings: ProductsSettings,
+    engine: Engine,
+) -> None:
+    """The process that has the job's spooled upload runs it again from the start (the dead
+    run's transaction died with its connection: nothing of it was written), under a runner
+    token of its own, so the runner taken for dead can no longer report or end it."""
+    rows = "".join(f"R-{n:04d},Lamp {n},3.00,1.00\n" for n in range(1200))
+    path = spooled(settings, "sku,name,price,cost_price\n" + rows)
+    options = JOB_KINDS["products"].dump(ImportOptions(file_name="lamps.csv", actor_id=None))
+    job_id = stale_job(engine, options=options, spool_name=path.name, file_name="lamps.csv")
+    reap_products(client, engine, settings)  # (or the app's own reaper, first)
+
+    done = finished_job(client, manager_headers, job_id)
+    assert (done["status"], done["attempts"]) == ("succeeded", 2), done
+    assert done["report"]["created"] == 1200 and done["error"] is None
+    assert len(catalog(engine)) == 1200
+    assert not path.exists()
+    # the dead run's runner is fenced off: it can neither report nor end the job
+    sessions = make_sessionmaker(engine)
+    assert job_set(sessions, job_id, "dead-runner", rows_read=7) is True
+    assert job_end(sessions, job_id, "dead-runner", ImportJobStatus.FAILED, error="x") is False
+    after = client.get(f"{API}/imports/jobs/{job_id}", headers=manager_headers).json()
+    assert (after["status"], after["rows_read"], after["error"]) == ("succeeded", 1200, None)
+
+
+def test_a_runner_taken_for_dead_can_no_longer_touch_the_job(engine: Engine) -> None:
+    """Once another process started the job again (its own runner token), the first runner,
+    only slow, stops at its next report and can neither move nor end the job."""
+    job_id = stale_job(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:  # what reap's claim does
+        session.execute(update(ImportJob).where(ImportJob.id == job_id).values(runner="successor"))
+        session.commit()
+    assert job_set(sessions, job_id, "dead-runner", rows_read=7) is True
+    assert job_end(sessions, job_id, "dead-runner", ImportJobStatus.FAILED, error="x") is False
+    with sessions() as session:
+        job = session.get_one(ImportJob, job_id)
+        assert (job.status, job.rows_read, job.finished_at) == ("running", 0, None)
+    assert job_set(sessions, job_id, "successor", rows_read=7) is False  # its own: goes on
+
+
+def test_a_long_batch_is_not_taken_for_a_dead_process(
+    client: TestClient,
+    manager_headers: dict[str, str],
+    settings: ProductsSettings,
+    engine: Engine,
+) -> None:
+    """A live runner beats while it works: a run whose progress stays still for longer
+    than the stalled time (a long batch, the long commit at the end of a big file) stays
+    its runner's, and is not started a second time."""
+    app: Any = client.app
+    options = ImportOptions(file_name="slow.csv")
+    real = JOB_KINDS["products"].run(app, options)
+
+    def slow(db: Session, binary: IO[bytes], progress: Progress | None) -> ImportReport:
+        time.sleep(2)  # no progress report meanwhile
+        return real(db, binary, progress)
+
+    path = spooled(settings, "sku,name,price,cost_price\nS-1,Lamp,3.00,1.00\n")
+    job_id = stale_job(
+        engine,
+        silent=False,
+        runner="live-runner",
+        options=JOB_KINDS["products"].dump(options),
+        spool_name=path.name,
+    )
+    sessions = make_sessionmaker(engine)
+    job_launch(sessions, job_id, "live-runner", path, slow, stalled_after=0.5)
+    time.sleep(1.2)
+    directory = spool_directory(settings)
+    resume = resumer(app)
+    assert reap(sessions, directory, service="products", resume=resume, stalled_after=0.5) == 0
+    done = finished_job(client, manager_headers, job_id)
+    assert (done["status"], done["attempts"], done["report"]["created"]) == ("succeeded", 1, 1)
+
+
+def test_a_dead_job_is_started_again_at_most_three_times_and_a_cancelled_one_never(
+    client: TestClient,
+    manager_headers: dict[str, str],
+    settings: ProductsSettings,
+    engine: Engine,
+) -> None:
+    options = JOB_KINDS["products"].dump(ImportOptions(file_name="lamps.csv"))
+    tired = spooled(settings, "sku,name,price,cost_price\nT-1,Lamp,3.00,1.00\n")
+    cancelled = spooled(settings, "sku,name,price,cost_price\nT-2,Lamp,3.00,1.00\n")
+    tired_id = stale_job(engine, options=options, spool_name=tired.name, attempts=3)
+    cancelled_id = stale_job(
+        engine, options=options, spool_name=cancelled.name, cancel_requested=True
+    )
+    reap_products(client, engine, settings)
+
+    tired_job = finished_job(client, manager_headers, tired_id)
+    assert (tired_job["status"], tired_job["attempts"]) == ("failed", 3)
+    assert "stopped 3 times" in tired_job["error"]
+    cancelled_job = finished_job(client, manager_headers, cancelled_id)
+    assert (cancelled_job["status"], cancelled_job["attempts"]) == ("cancelled", 1)
+    assert catalog(engine) == {}
 
 
 def test_a_background_import_of_a_bad_file_ends_rejected_with_nothing_written(
@@ -685,3 +826,56 @@ def test_a_workbook_as_excel_saves_it_imports_and_a_damaged_one_is_refused(
     report = rejected(client, manager_headers, damaged, file_name="catalog2.xlsx")
     assert [(e["error"], e["row"]) for e in report["errors"]] == [("spreadsheet_file", None)]
     assert "near row 4" in report["errors"][0]["detail"]
+
+
+def test_a_background_import_survives_its_process_killed_mid_run(
+    settings: ProductsSettings, manager_headers: dict[str, str], engine: Engine
+) -> None:
+    """SIGKILL while the job writes: nothing of it stands, and the service started again
+    runs it again from its spooled upload, to the end."""
+    env = service_env(settings, SHOP_IMPORT_STALLED_SECONDS="3", SHOP_IMPORT_REAP_SECONDS="0.5")
+    first = LiveServer("products_service.main:app", env)
+    first.start()
+    rows = 20_000
+    content = "sku,name,price,cost_price\n" + "".join(
+        f"KILL-{n:05d},Lamp {n},3.00,1.00\n" for n in range(rows)
+    )
+    try:
+        started = httpx.post(
+            f"{first.url}{API}/imports/products",
+            files={"file": ("lamps.csv", content.encode(), "text/csv")},
+            params={"background": "true"},
+            headers=manager_headers,
+            timeout=30,
+        )
+        assert started.status_code == 202, started.text
+        job_id = started.json()["id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until it has written a batch or two
+            job = httpx.get(
+                f"{first.url}{API}/imports/jobs/{job_id}", headers=manager_headers
+            ).json()
+            if job["rows_read"] >= 2 * BATCH or job["finished_at"] is not None:
+                break
+            time.sleep(0.05)
+        assert job["status"] == "running" and job["finished_at"] is None, job
+    finally:
+        first.stop(kill=True)
+    assert len(catalog(engine)) == 0  # its transaction died with its connection
+
+    second = LiveServer("products_service.main:app", env)
+    second.start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = httpx.get(
+                f"{second.url}{API}/imports/jobs/{job_id}", headers=manager_headers
+            ).json()
+            if job["finished_at"] is not None:
+                break
+            time.sleep(0.2)
+    finally:
+        second.stop()
+    assert (job["status"], job["attempts"]) == ("succeeded", 2), job
+    assert job["report"]["created"] == rows
+    assert len(catalog(engine)) == rows

@@ -6,7 +6,8 @@ import csv
 import io
 import json
 import subprocess
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from common.db import make_sessionmaker
+from common.db import make_sessionmaker, utcnow
+from common.import_jobs import SPOOL_PREFIX, STALLED_AFTER_SECONDS, reap, resumer, spool_directory
 from common.imports import BATCH
-from common.models import Sale, SaleLine, SalesEvent, StockMovement
+from common.models import ImportJob, ImportJobStatus, Sale, SaleLine, SalesEvent, StockMovement
+from common.settings import SalesSettings
 from sales_service import events
+from sales_service.imports.router import JOB_KINDS
+from sales_service.imports.service import OrderImportOptions, OrderProfile
 from sales_service.reports.consumer import catch_up
 from sales_service.sales import repository as sales_repository
 from tests.products_service.factories import (
@@ -27,6 +32,7 @@ from tests.products_service.factories import (
     level,
     main_warehouse_id,
     make_product,
+    receive_stock,
 )
 from tests.products_service.test_imports import finished_job
 from tests.products_service.test_inventory_cli import run_cli as run_products_cli
@@ -474,6 +480,67 @@ def test_an_order_import_runs_as_a_job_of_sales_service(
     assert sales_rows(engine) == 2
     # Each service answers for its own jobs.
     assert client.get(f"{API}/imports/jobs/{job_id}", headers=manager_headers).status_code == 404
+
+
+def test_an_orders_job_whose_process_died_runs_again_with_all_its_options(
+    sales_client: TestClient,
+    manager_headers: dict[str, str],
+    viewer_headers: dict[str, str],
+    engine: Engine,
+    sales_settings: SalesSettings,
+    shop: dict[str, Any],
+) -> None:
+    """The job keeps its options (profile, column map, channel, zone, taking stock) with its
+    upload; the process that starts it again reads them back and imports as asked."""
+    main = main_warehouse_id(engine)
+    mug = shop["products"]["MUG-1"]["id"]
+    receive_stock(engine, product_id=mug, warehouse_id=main, quantity=5)
+    options = JOB_KINDS["orders"].dump(
+        OrderImportOptions(
+            profile=OrderProfile.GENERIC,
+            timezone="Europe/Berlin",
+            channel_code="web",
+            column_map={
+                "Order ID": "order_id",
+                "Date": "sold_at",
+                "Item": "sku",
+                "Units": "quantity",
+                "Each": "price",
+            },
+            file_name="web.csv",
+            take_stock=True,
+        )
+    )
+    directory = spool_directory(sales_settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{SPOOL_PREFIX}{uuid.uuid4().hex}"
+    path.write_text("Order ID,Date,Item,Units,Each\nW-9,2026-02-01 10:00:00,MUG-1,2,12.00\n")
+    with make_sessionmaker(engine)() as session:
+        job = ImportJob(
+            service="sales",
+            kind="orders",
+            file_name="web.csv",
+            dry_run=False,
+            bytes_total=path.stat().st_size,
+            status=ImportJobStatus.RUNNING,
+            options=options,
+            spool_name=path.name,
+            runner="dead-runner",
+        )
+        session.add(job)
+        session.flush()
+        job.updated_at = utcnow() - timedelta(seconds=STALLED_AFTER_SECONDS + 60)
+        session.commit()
+        job_id = job.id
+    app: Any = sales_client.app
+    reap(make_sessionmaker(engine), directory, service="sales", resume=resumer(app))
+
+    done = finished_job(sales_client, manager_headers, job_id)
+    assert (done["status"], done["attempts"], done["report"]["created"]) == ("succeeded", 2, 1)
+    [sale] = sales_client.get(f"{API}/sales", headers=viewer_headers).json()["items"]
+    assert (sale["external_order_id"], sale["channel"]["code"]) == ("W-9", "web")
+    assert sale["sold_at"] == "2026-02-01T09:00:00Z"  # 10:00 in Berlin, as the job was told
+    assert level(engine, mug, main).on_hand == 3  # it took its stock
 
 
 def test_cancelled_orders_can_be_imported_as_cancelled_sales_that_count_for_nothing(
