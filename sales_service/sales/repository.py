@@ -106,6 +106,10 @@ def add_sale(session: Session, sale: Sale, *, stock_key: str | None) -> None:
     for line in sale.lines:
         line.sale_id = sale.id
     rows = [_values(line, LINES) for line in sale.lines]
+    # One set of columns for all the lines: the INSERT is compiled from the first row's, so a
+    # value the first line leaves out (its category None) would be dropped from the others.
+    columns = {name for row in rows for name in row}
+    rows = [{name: row.get(name) for name in columns} for row in rows]
     if len(rows) == 1:
         sale.lines[0].id = _insert(connection, LINES, rows[0])
     elif connection.dialect.insert_executemany_returning_sort_by_parameter_order:

@@ -27,6 +27,7 @@ from tests.products_service.factories import (
     ledger_problems,
     level,
     main_warehouse_id,
+    make_category,
     movements,
     short_line,
 )
@@ -251,6 +252,34 @@ def test_prices_default_or_override_and_multi_line_totals_are_exact(
     fetched = sales_client.get(f"{SALES}/{sale['id']}", headers=manager_headers).json()
     assert fetched["total"] == "77.90" and fetched["lines"] == sale["lines"]
     assert ledger_problems(engine) == []
+
+
+def test_lines_with_and_without_a_category_each_keep_their_own_in_either_order(
+    sales_client: TestClient,
+    client: TestClient,
+    engine: Engine,
+    manager_headers: dict[str, str],
+    viewer_headers: dict[str, str],
+    main: int,
+) -> None:
+    """A sale's lines are one INSERT; a line without a category before one with it used to
+    drop the second line's category as it was written (reports then missed it there)."""
+    lamps = make_category(client, manager_headers, "Floor lamps")
+    lit = create_product(engine, stock={main: 5})
+    loose = create_product(engine, stock={main: 5})
+    moved = client.patch(
+        f"/api/v1/products/{lit}", json={"category_id": lamps["id"]}, headers=manager_headers
+    )
+    assert moved.status_code == 200, moved.text
+    create_channel(engine, "retail")
+    for order in ((loose, lit), (lit, loose)):
+        answer = sales_client.post(
+            SALES, json=sale_body("retail", *((p, 1) for p in order)), headers=manager_headers
+        )
+        assert answer.status_code == 201, answer.text
+        stored = sales_client.get(f"{SALES}/{answer.json()['id']}", headers=viewer_headers)
+        expected = [lamps["id"] if p == lit else None for p in order]
+        assert [ln["category_id"] for ln in stored.json()["lines"]] == expected
 
 
 def test_a_sale_and_its_refund_say_who_made_them_wherever_they_are_read(
