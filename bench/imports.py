@@ -413,6 +413,7 @@ LINE_COLUMNS = (
     "sku",
     "product_name",
     "category_id",
+    "category_name",
     "quantity",
     "unit_price",
     "unit_cost",
@@ -450,8 +451,9 @@ def _expert_order_chunk(
     now = now_utc()
     skus = {line["sku"] for _, lines in chunk for line in lines}
     cursor.execute(
-        "SELECT sku, id, name, category_id, cost_price FROM products "  # noqa: S608
-        f"WHERE sku IN ({marks(len(skus))})",
+        "SELECT p.sku, p.id, p.name, p.category_id, c.name, p.cost_price FROM products p "  # noqa: S608
+        "LEFT JOIN categories c ON c.id = p.category_id "
+        f"WHERE p.sku IN ({marks(len(skus))})",
         list(skus),
     )
     products = {found[0].casefold(): found for found in cursor.fetchall()}
@@ -468,7 +470,9 @@ def _expert_order_chunk(
         sold_at = datetime.fromisoformat(rows[0]["purchase-date"]).astimezone(UTC)
         lines = []
         for number, row in enumerate(rows, start=1):
-            sku, product_id, name, category_id, cost = products[row["sku"].casefold()]
+            sku, product_id, name, category_id, category_name, cost = products[
+                row["sku"].casefold()
+            ]
             quantity = int(row["quantity"])
             price = (Decimal(row["item-price"]) / quantity).quantize(CENT)
             lines.append(
@@ -479,6 +483,7 @@ def _expert_order_chunk(
                     "sku": sku,
                     "product_name": name,
                     "category_id": category_id,
+                    "category_name": category_name,
                     "quantity": quantity,
                     "unit_price": price,
                     "unit_cost": cost,

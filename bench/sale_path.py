@@ -582,6 +582,7 @@ def direct_sale(
                     sku=f"BENCH-{product_id}",
                     product_name=f"Bench product {product_id}",
                     category_id=None,
+                    category_name=None,
                     quantity=quantity,
                     unit_price=price,
                     unit_cost=cost,

@@ -306,6 +306,8 @@ class TakenLine(BaseModel):
     sku: str
     name: str
     category_id: int | None
+    # (None in takes recorded before it was part of the answer)
+    category_name: str | None = None
     price: Decimal
     cost_price: Decimal
     allocations: list[TakenFrom]

@@ -459,6 +459,8 @@ class SaleLine(Base):
     category_id: Mapped[int | None] = mapped_column(
         ForeignKey("categories.id", ondelete="SET NULL")
     )
+    # The category's name as sold (kept if the category is renamed or deleted)
+    category_name: Mapped[str | None] = mapped_column(String(120))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(MONEY)
     unit_cost: Mapped[Decimal] = mapped_column(MONEY)

@@ -53,7 +53,8 @@ BULK_COLUMNS: dict[str, tuple[Table, tuple[str, ...]]] = {
         SaleLine.__table__,  # type: ignore[dict-item]
         (
             "id", "sale_id", "line_no", "sold_at", "product_id", "sku", "product_name",
-            "category_id", "quantity", "unit_price", "unit_cost", "line_total", "line_cost",
+            "category_id", "category_name", "quantity", "unit_price", "unit_cost",
+            "line_total", "line_cost",
             "refunded_quantity", "refunded_total", "refunded_cost", "allocations",
         ),
     ),

@@ -187,6 +187,8 @@ def simulate(plan: Plan, catalog: Catalog, refs: ShopRefs, ids: NextIds, sink: R
     sku = [p.sku for p in products]
     name = [p.name for p in products]
     cat = [refs.category_ids[p.category_slug] for p in products]
+    category_name = {c.slug: c.name for c in catalog.categories}
+    cat_name = [category_name[p.category_slug] for p in products]
     price_new = [p.price_cents for p in products]
     cost_new = [p.cost_cents for p in products]
     price_old = [p.old_price_cents for p in products]
@@ -469,9 +471,9 @@ def simulate(plan: Plan, catalog: Catalog, refs: ShopRefs, ids: NextIds, sink: R
                 rq = refunded_qty[n]
                 taken = _allocations_json(wids, codes, allocation)
                 line_rows.append(
-                    (line_id, sale_id, n + 1, when, pid[i], sku[i], name[i], cat[i], qty,
-                     money[price], money[cost], money[price * qty], money[cost * qty], rq,
-                     money[price * rq], money[cost * rq], taken)
+                    (line_id, sale_id, n + 1, when, pid[i], sku[i], name[i], cat[i],
+                     cat_name[i], qty, money[price], money[cost], money[price * qty],
+                     money[cost * qty], rq, money[price * rq], money[cost * rq], taken)
                 )  # fmt: skip
             next_sale += 1
             out.sales += 1

@@ -510,6 +510,7 @@ def test_every_error_response_has_an_example(documents: dict[str, Document]) -> 
 # An id a person would otherwise have to look up, and the property that names it beside it.
 NAMED_BY = {
     "product_id": {"sku"},
+    "category_id": {"category_name", "category_path", "category"},
     "warehouse_id": {"warehouse_code"},
     "from_warehouse_id": {"from_warehouse_code"},
     "to_warehouse_id": {"to_warehouse_code"},

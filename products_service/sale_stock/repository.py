@@ -8,6 +8,7 @@ from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from common.models import (
+    Category,
     Product,
     SaleStockStatus,
     SaleStockTake,
@@ -31,6 +32,10 @@ def _lock_statement() -> Any:
             Product.sku,
             Product.name,
             Product.category_id,
+            select(Category.name)
+            .where(Category.id == Product.category_id)
+            .scalar_subquery()
+            .label("category_name"),
             Product.price,
             Product.cost_price,
             Product.status,

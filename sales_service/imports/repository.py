@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
-from common.models import Product, Sale
+from common.models import Category, Product, Sale
 
 
 def products_by_skus(session: Session, skus: Collection[str]) -> dict[str, Row[Any]]:
@@ -20,6 +20,10 @@ def products_by_skus(session: Session, skus: Collection[str]) -> dict[str, Row[A
         Product.sku,
         Product.name,
         Product.category_id,
+        select(Category.name)
+        .where(Category.id == Product.category_id)
+        .scalar_subquery()
+        .label("category_name"),
         Product.price,
         Product.cost_price,
     ).where(Product.sku.in_(sorted(skus)))

@@ -314,6 +314,7 @@ EXPORT_COLUMNS = (
     SaleLine.sku,
     SaleLine.product_name,
     SaleLine.category_id,
+    SaleLine.category_name,
     SaleLine.quantity,
     SaleLine.unit_price,
     SaleLine.line_total,

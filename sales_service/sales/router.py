@@ -157,6 +157,7 @@ EXPORT_HEADER = (
     "sku",
     "product_name",
     "category_id",
+    "category_name",
     "quantity",
     "unit_price",
     "line_total",
@@ -184,11 +185,11 @@ def export_sales(
     """The lines of every sale the same filters list, one CSV row each, streamed.
 
     Columns: number, sold_at (ISO 8601, UTC offset), channel (code), status, line_no, sku,
-    product_name, category_id, quantity, unit_price, line_total, refunded_quantity,
-    refunded_total; money as plain decimals; a text cell a spreadsheet would run as a
-    formula (starting with =, +, -, @, tab or carriage return) gets a leading `'`. Rows are
-    read through a server-side cursor, so any number of them streams without being held in
-    memory.
+    product_name, category_id, category_name (as sold), quantity, unit_price, line_total,
+    refunded_quantity, refunded_total; money as plain decimals; a text cell a spreadsheet
+    would run as a formula (starting with =, +, -, @, tab or carriage return) gets a leading
+    `'`. Rows are read through a server-side cursor, so any number of them streams without
+    being held in memory.
     """
     stmt = repository.export_query(filters, _order(sort))
     # The rows are read by their own session while the response streams; end this request's

@@ -84,6 +84,9 @@ class SaleLineRead(BaseModel):
     sku: str
     product_name: str
     category_id: int | None
+    category_name: Annotated[
+        str | None, Field(description="The category's name as sold (kept if it is renamed)")
+    ]
     quantity: int
     unit_price: Decimal
     unit_cost: Decimal

@@ -124,6 +124,8 @@ class Snapshot(Protocol):
     @property
     def category_id(self) -> int | None: ...
     @property
+    def category_name(self) -> str | None: ...
+    @property
     def price(self) -> Decimal: ...
     @property
     def cost_price(self) -> Decimal: ...
@@ -148,6 +150,7 @@ def line_row(
         "sku": product.sku,
         "product_name": product.name,
         "category_id": product.category_id,
+        "category_name": product.category_name,
         "quantity": quantity,
         "unit_price": price,
         "unit_cost": cost,

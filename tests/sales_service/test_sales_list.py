@@ -36,6 +36,7 @@ HEADER = [
     "sku",
     "product_name",
     "category_id",
+    "category_name",
     "quantity",
     "unit_price",
     "line_total",
@@ -460,6 +461,7 @@ def as_csv_rows(items: list[dict[str, Any]]) -> list[list[str]]:
                     line["sku"],
                     line["product_name"],
                     "" if category is None else str(category),
+                    line["category_name"] or "",
                     str(line["quantity"]),
                     line["unit_price"],
                     line["line_total"],
@@ -611,6 +613,7 @@ def test_a_large_export_streams_every_line_through_a_server_side_cursor(
         "BULK",
         "Bulk item",
         "",
+        "",
         "1",
         "1.01",
         "1.01",
@@ -618,7 +621,7 @@ def test_a_large_export_streams_every_line_through_a_server_side_cursor(
         "0.00",
     ]
     assert rows[-1][:2] == ["B-00999", "2025-03-02T02:39:00+00:00"]
-    assert rows[-1][4:11] == ["3", "BULK", "Bulk item", "", "3", "3.03", "9.09"]
+    assert rows[-1][4:12] == ["3", "BULK", "Bulk item", "", "", "3", "3.03", "9.09"]
     assert [r[0] for r in rows[1:]] == [f"B-{n:05d}" for n in range(SALES) for _ in range(3)]
 
     # Filtered the same way as the list: only the retail sales (odd numbers).

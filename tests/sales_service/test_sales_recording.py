@@ -282,6 +282,41 @@ def test_lines_with_and_without_a_category_each_keep_their_own_in_either_order(
         assert [ln["category_id"] for ln in stored.json()["lines"]] == expected
 
 
+def test_a_line_names_its_category_as_sold_wherever_it_is_read(
+    sales_client: TestClient,
+    client: TestClient,
+    engine: Engine,
+    manager_headers: dict[str, str],
+    main: int,
+) -> None:
+    """Beside its category's id a line keeps the category's name as sold (as it keeps the
+    product's name), in the answer, the sale read back and the export, renamed or not."""
+    lamps = make_category(client, manager_headers, "Desk lamps")
+    lit = create_product(engine, stock={main: 5})
+    loose = create_product(engine, stock={main: 5})
+    moved = client.patch(
+        f"/api/v1/products/{lit}", json={"category_id": lamps["id"]}, headers=manager_headers
+    )
+    assert moved.status_code == 200, moved.text
+    create_channel(engine, "retail")
+    answer = sales_client.post(
+        SALES, json=sale_body("retail", (lit, 1), (loose, 1)), headers=manager_headers
+    )
+    assert answer.status_code == 201, answer.text
+    sale = answer.json()
+    named = [(ln["category_id"], ln["category_name"]) for ln in sale["lines"]]
+    assert named == [(lamps["id"], "Desk lamps"), (None, None)]
+
+    renamed = client.patch(
+        f"/api/v1/categories/{lamps['id']}", json={"name": "Lighting"}, headers=manager_headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    fetched = sales_client.get(f"{SALES}/{sale['id']}", headers=manager_headers).json()
+    assert fetched["lines"] == sale["lines"]  # as sold
+    exported = sales_client.get(f"{SALES}/export.csv", headers=manager_headers).text
+    assert f",{lamps['id']},Desk lamps," in exported
+
+
 def test_a_sale_and_its_refund_say_who_made_them_wherever_they_are_read(
     sales_client: TestClient,
     engine: Engine,

@@ -17,17 +17,20 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+COLUMNS = (
+    sa.Column("options", sa.JSON(), nullable=True),
+    sa.Column("spool_name", sa.String(length=64), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("runner", sa.String(length=32), nullable=True),
+)
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("import_jobs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("options", sa.JSON(), nullable=True))
-        batch_op.add_column(sa.Column("spool_name", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="1"))
-        batch_op.add_column(sa.Column("runner", sa.String(length=32), nullable=True))
+    # Added and dropped in place (SQLite 3.35+ too), as 0012 does, not by rebuilding the table.
+    for column in COLUMNS:
+        op.add_column("import_jobs", column)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("import_jobs", schema=None) as batch_op:
-        batch_op.drop_column("runner")
-        batch_op.drop_column("attempts")
-        batch_op.drop_column("spool_name")
-        batch_op.drop_column("options")
+    for column in reversed(COLUMNS):
+        op.execute(f"ALTER TABLE import_jobs DROP COLUMN {column.name}")
