@@ -53,7 +53,7 @@ def days_ago(days: int) -> str:
     return (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
 
 
-def new_product(shop: Shop, *, stock: int, threshold: int) -> dict[str, Any]:
+def new_product(shop: Shop, *, stock: int, threshold: int, **fields: Any) -> dict[str, Any]:
     """A product with ``stock`` units in the main warehouse, made through the API."""
     sku = f"DASH-{uuid.uuid4().hex[:8].upper()}"
     made = shop.products_api.post(
@@ -64,6 +64,7 @@ def new_product(shop: Shop, *, stock: int, threshold: int) -> dict[str, Any]:
             "price": "20.00",
             "cost_price": "8.00",
             "low_stock_threshold": threshold,
+            **fields,
         },
     )
     assert made.status_code == 201, made.text
@@ -254,7 +255,11 @@ def test_a_product_registered_with_opening_stock_is_found_in_the_catalog_edited_
 def test_recording_a_sale_lowers_the_stock_and_refunds_and_cancelling_restore_it(
     dashboard: Dashboard, shop: Shop
 ) -> None:
-    product = new_product(shop, stock=10, threshold=2)
+    shelf = shop.products_api.post(
+        "/categories", json={"name": f"Desk lamps {uuid.uuid4().hex[:6]}"}
+    )
+    assert shelf.status_code == 201, shelf.text
+    product = new_product(shop, stock=10, threshold=2, category_id=shelf.json()["id"])
     dashboard.login(MANAGER_EMAIL)
     dashboard.goto("sales")
     page = dashboard.page
@@ -269,6 +274,7 @@ def test_recording_a_sale_lowers_the_stock_and_refunds_and_cancelling_restore_it
     expect(heading).to_be_visible()
     number = (heading.text_content() or "").removeprefix("Sale ")
     expect(page.get_by_test_id("sale-lines")).to_contain_text(product["sku"])
+    expect(page.get_by_test_id("sale-lines")).to_contain_text(shelf.json()["name"])
     assert available(shop, product["id"]) == 7
     dashboard.shot("sale")
 

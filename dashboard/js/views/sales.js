@@ -490,6 +490,7 @@ async function renderDetail(root, saleId, route) {
                 `${l.product_name} (${l.sku})`,
               ),
           },
+          { label: "Category", value: (l) => l.category_name ?? "—" },
           { label: "Quantity", value: (l) => integer(l.quantity), numeric: true },
           { label: "Unit price", value: (l) => money(l.unit_price), numeric: true },
           { label: "Line total", value: (l) => money(l.line_total), numeric: true },
