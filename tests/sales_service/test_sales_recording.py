@@ -254,6 +254,21 @@ def test_prices_default_or_override_and_multi_line_totals_are_exact(
     assert ledger_problems(engine) == []
 
 
+def lit_and_loose(
+    client: TestClient, engine: Engine, headers: dict[str, str], main: int, category: str
+) -> tuple[dict[str, Any], int, int]:
+    """A category, a product in it and one in none (5 units each), and the retail channel."""
+    lamps = make_category(client, headers, category)
+    lit = create_product(engine, stock={main: 5})
+    loose = create_product(engine, stock={main: 5})
+    moved = client.patch(
+        f"/api/v1/products/{lit}", json={"category_id": lamps["id"]}, headers=headers
+    )
+    assert moved.status_code == 200, moved.text
+    create_channel(engine, "retail")
+    return lamps, lit, loose
+
+
 def test_lines_with_and_without_a_category_each_keep_their_own_in_either_order(
     sales_client: TestClient,
     client: TestClient,
@@ -264,14 +279,7 @@ def test_lines_with_and_without_a_category_each_keep_their_own_in_either_order(
 ) -> None:
     """A sale's lines are one INSERT; a line without a category before one with it used to
     drop the second line's category as it was written (reports then missed it there)."""
-    lamps = make_category(client, manager_headers, "Floor lamps")
-    lit = create_product(engine, stock={main: 5})
-    loose = create_product(engine, stock={main: 5})
-    moved = client.patch(
-        f"/api/v1/products/{lit}", json={"category_id": lamps["id"]}, headers=manager_headers
-    )
-    assert moved.status_code == 200, moved.text
-    create_channel(engine, "retail")
+    lamps, lit, loose = lit_and_loose(client, engine, manager_headers, main, "Floor lamps")
     for order in ((loose, lit), (lit, loose)):
         answer = sales_client.post(
             SALES, json=sale_body("retail", *((p, 1) for p in order)), headers=manager_headers
@@ -291,14 +299,7 @@ def test_a_line_names_its_category_as_sold_wherever_it_is_read(
 ) -> None:
     """Beside its category's id a line keeps the category's name as sold (as it keeps the
     product's name), in the answer, the sale read back and the export, renamed or not."""
-    lamps = make_category(client, manager_headers, "Desk lamps")
-    lit = create_product(engine, stock={main: 5})
-    loose = create_product(engine, stock={main: 5})
-    moved = client.patch(
-        f"/api/v1/products/{lit}", json={"category_id": lamps["id"]}, headers=manager_headers
-    )
-    assert moved.status_code == 200, moved.text
-    create_channel(engine, "retail")
+    lamps, lit, loose = lit_and_loose(client, engine, manager_headers, main, "Desk lamps")
     answer = sales_client.post(
         SALES, json=sale_body("retail", (lit, 1), (loose, 1)), headers=manager_headers
     )
