@@ -16,7 +16,8 @@ beginning (nothing of the dead run was written: its transaction died with its co
 at most ``MAX_ATTEMPTS`` times in all; otherwise the job ends ``failed`` saying so. Each
 start holds the job under a token of its own, so a runner taken for dead that was only
 stuck stops at its next report and writes nothing over its successor. Spooled uploads no
-runner has touched for as long are removed (a live runner touches its file as it beats).
+runner has touched for as long are removed, unless their job has not ended (a live runner
+touches its file as it beats; a dead one's waits for the process that starts it again).
 
 With orders that take stock (which land one by one), orders recorded before a cancel or a
 crash stay; the run started again skips them (an order is imported once per channel).
@@ -395,8 +396,9 @@ def reap(
     seconds (its process died): start each again from its spooled upload where this process
     has it (and ``resume`` knows its kind), at most ``MAX_ATTEMPTS`` times in all, else end
     it ``failed`` saying so (``cancelled`` if that was asked); then remove the spooled
-    uploads no runner has touched for as long. Answer how many jobs it settled. Any process
-    may run it, any number at once: each job is taken by one of them."""
+    uploads no runner has touched for as long, except those of jobs not ended. Answer how
+    many jobs it settled. Any process may run it, any number at once: each job is taken by
+    one of them."""
     quiet_since = utcnow() - timedelta(seconds=stalled_after)
     with sessions() as session:
         stalled = session.execute(
@@ -459,10 +461,20 @@ def reap(
             with contextlib.suppress(OSError):
                 path.touch()
             _launch(sessions, job.id, token, path, run, stalled_after)
+    # A job that has not ended keeps its upload, however old (a dead runner's, waiting for a
+    # process to start it again); the others' go once no runner has touched them for as long.
+    with sessions() as session:
+        kept = set(
+            session.scalars(
+                select(ImportJob.spool_name).where(
+                    ImportJob.finished_at.is_(None), ImportJob.spool_name.is_not(None)
+                )
+            )
+        )
     oldest = time.time() - stalled_after
     for leftover in spool_dir.glob(f"{SPOOL_PREFIX}*"):
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
-            if leftover.stat().st_mtime < oldest:
+            if leftover.name not in kept and leftover.stat().st_mtime < oldest:
                 leftover.unlink()
     return settled
 

@@ -568,7 +568,9 @@ def test_a_job_whose_process_died_ends_failed_saying_so_and_its_upload_is_remove
     replica took it) nothing can start it again: the job ends failed, saying why, and an
     old leftover file goes; a live job and a live runner's file stay."""
     dead_id = stale_job(engine)
-    alive_id = stale_job(engine, silent=False, runner="live-runner")
+    # a live job's upload stays, however old (its runner may not have touched it lately)
+    waiting = spooled(settings, "sku\n", age=STALLED_AFTER_SECONDS + 60)
+    alive_id = stale_job(engine, silent=False, runner="live-runner", spool_name=waiting.name)
     left = spooled(settings, "sku\n", age=STALLED_AFTER_SECONDS + 60)
     running = spooled(settings, "sku\n")
     reap_products(client, engine, settings)
@@ -579,8 +581,9 @@ def test_a_job_whose_process_died_ends_failed_saying_so_and_its_upload_is_remove
     assert ended["stalled"] is False and ended["attempts"] == 1
     live = client.get(f"{API}/imports/jobs/{alive_id}", headers=manager_headers).json()
     assert (live["status"], live["finished_at"]) == ("running", None)
-    assert not left.exists() and running.exists()
+    assert not left.exists() and running.exists() and waiting.exists()
     running.unlink()
+    waiting.unlink()
     # A runner taken for dead that was only slow stops at its next progress report, and
     # writes nothing over the job's end.
     assert job_set(make_sessionmaker(engine), dead_id, "dead-runner", rows_read=5) is True
@@ -634,10 +637,7 @@ def test_a_runner_taken_for_dead_can_no_longer_touch_the_job(engine: Engine) -> 
 
 
 def test_a_long_batch_is_not_taken_for_a_dead_process(
-    client: TestClient,
-    manager_headers: dict[str, str],
-    settings: ProductsSettings,
-    engine: Engine,
+    client: TestClient, manager_headers: dict[str, str], engine: Engine, tmp_path: Path
 ) -> None:
     """A live runner beats while it works: a run whose progress stays still for longer
     than the stalled time (a long batch, the long commit at the end of a big file) stays
@@ -650,7 +650,10 @@ def test_a_long_batch_is_not_taken_for_a_dead_process(
         time.sleep(2)  # no progress report meanwhile
         return real(db, binary, progress)
 
-    path = spooled(settings, "sku,name,price,cost_price\nS-1,Lamp,3.00,1.00\n")
+    # (a spool directory of its own: a reap with a half-second threshold would remove the
+    # uploads of other tests' jobs from the shared one)
+    path = tmp_path / f"{SPOOL_PREFIX}slow"
+    path.write_text("sku,name,price,cost_price\nS-1,Lamp,3.00,1.00\n")
     job_id = stale_job(
         engine,
         silent=False,
@@ -661,9 +664,8 @@ def test_a_long_batch_is_not_taken_for_a_dead_process(
     sessions = make_sessionmaker(engine)
     job_launch(sessions, job_id, "live-runner", path, slow, stalled_after=0.5)
     time.sleep(1.2)
-    directory = spool_directory(settings)
     resume = resumer(app)
-    assert reap(sessions, directory, service="products", resume=resume, stalled_after=0.5) == 0
+    assert reap(sessions, tmp_path, service="products", resume=resume, stalled_after=0.5) == 0
     done = finished_job(client, manager_headers, job_id)
     assert (done["status"], done["attempts"], done["report"]["created"]) == ("succeeded", 1, 1)
 
@@ -876,6 +878,6 @@ def test_a_background_import_survives_its_process_killed_mid_run(
             time.sleep(0.2)
     finally:
         second.stop()
-    assert (job["status"], job["attempts"]) == ("succeeded", 2), job
+    assert (job["status"], job["attempts"]) == ("succeeded", 2), (job["error"], job)
     assert job["report"]["created"] == rows
     assert len(catalog(engine)) == rows
