@@ -6,18 +6,18 @@ ended, the report; a cancel request stops it at its next batch, and nothing is w
 The job's row is the only state shared between replicas: the runner writes its progress
 there in short transactions of its own (never the import's, which commits once at the end),
 and reads the cancel request back at the same moment, so any replica answers the status and
-takes the cancel. The runner also beats (the row's ``updated_at``, its upload's time) a few
-times per ``import_stalled_seconds`` (5 minutes), however long a batch or the final commit
-takes, so a job whose process died (a restart, a crash) is one whose row no longer moves:
-``stalled`` once it has not moved for that long.
-Every process of its service then settles it (``reap``, run at start-up and every
-``import_reap_seconds``): the one that still has its spooled upload starts it again from the
-beginning (nothing of the dead run was written: its transaction died with its connection),
-at most ``MAX_ATTEMPTS`` times in all; otherwise the job ends ``failed`` saying so. Each
-start holds the job under a token of its own, so a runner taken for dead that was only
-stuck stops at its next report and writes nothing over its successor. Spooled uploads no
-runner has touched for as long are removed, unless their job has not ended (a live runner
-touches its file as it beats; a dead one's waits for the process that starts it again).
+takes the cancel. The runner also beats (the row's ``updated_at``) a few times per
+``import_stalled_seconds`` (5 minutes), however long a batch or the final commit takes, so
+a job whose process died (a restart, a crash) is one whose row no longer moves: ``stalled``
+once it has not moved for that long. Every process of its service then settles it
+(``reap``, run at start-up and every ``import_reap_seconds``): the one that still has its
+spooled upload starts it again from the beginning (nothing of the dead run was written: its
+transaction died with its connection), at most ``MAX_ATTEMPTS`` times in all; otherwise the
+job ends ``failed`` saying so. Each start holds the job under a token of its own, so a
+runner taken for dead that was only stuck stops at its next report and writes nothing over
+its successor. A job that has not ended keeps its spooled upload (a dead runner's waits for
+the process that starts it again); other uploads left on disk are removed once as old as
+that.
 
 With orders that take stock (which land one by one), orders recorded before a cancel or a
 crash stay; the run started again skips them (an order is imported once per channel).
@@ -245,22 +245,24 @@ def _set(sessions: sessionmaker[Session], job_id: int, token: str, **values: Any
     """Update the job, if it is still this runner's and has not ended, in a transaction of
     its own; answer whether to stop: a cancel was requested, the job was ended meanwhile, or
     another process started it again (``reap`` took this runner for dead)."""
-    return _update(sessions, job_id, token, **values)[0]
-
-
-def _update(
-    sessions: sessionmaker[Session], job_id: int, token: str, **values: Any
-) -> tuple[bool, bool]:
-    """``_set``, also answering whether the update was made."""
     with sessions() as session:
-        made = _update_running(session, job_id, [ImportJob.runner == token], values)
+        _update_running(session, job_id, [ImportJob.runner == token], values)
         cancel, finished, runner = session.execute(
             select(ImportJob.cancel_requested, ImportJob.finished_at, ImportJob.runner).where(
                 ImportJob.id == job_id
             )
         ).one()
         session.commit()
-    return bool(cancel) or finished is not None or runner != token, made == 1
+    return bool(cancel) or finished is not None or runner != token
+
+
+def _mark(sessions: sessionmaker[Session], job_id: int, token: str, **values: Any) -> bool:
+    """Update the job, if it is still this runner's and has not ended, in a transaction of
+    its own; answer whether it was."""
+    with sessions() as session:
+        made = _update_running(session, job_id, [ImportJob.runner == token], values)
+        session.commit()
+    return made == 1
 
 
 def _update_running(
@@ -276,22 +278,14 @@ def _update_running(
 
 
 def _beat(
-    sessions: sessionmaker[Session],
-    job_id: int,
-    token: str,
-    path: Path,
-    every: float,
-    done: threading.Event,
+    sessions: sessionmaker[Session], job_id: int, token: str, every: float, done: threading.Event
 ) -> None:
-    """Say that the runner lives (the job's ``updated_at``, the upload's time) every
-    ``every`` seconds until it is ``done``, so that a long batch or the long commit at the
-    end of a big file is not taken for a dead process; stop once the job is not the
-    runner's any more."""
+    """Say that the runner lives (the job's ``updated_at``) every ``every`` seconds until
+    it is ``done``, so that a long batch or the long commit at the end of a big file is not
+    taken for a dead process; stop once the job is not the runner's any more."""
     while not done.wait(every):
-        with contextlib.suppress(OSError):
-            path.touch()
         try:
-            if not _update(sessions, job_id, token, updated_at=utcnow())[1]:
+            if not _mark(sessions, job_id, token, updated_at=utcnow()):
                 return
         except Exception:  # the database away a moment: the next beat tries again
             logger.exception("import job %s: its heartbeat failed", job_id)
@@ -310,7 +304,7 @@ def _run(
     done = threading.Event()
     threading.Thread(
         target=_beat,
-        args=(sessions, job_id, token, path, beat_every, done),
+        args=(sessions, job_id, token, beat_every, done),
         name=f"import-job-{job_id}-beat",
         daemon=True,
     ).start()
@@ -321,8 +315,6 @@ def _run(
         if now - last < 0.2 and stage != "done":  # a row per batch at most 5 times a second
             return
         last = now
-        with contextlib.suppress(OSError):
-            path.touch()  # alive: ``reap`` leaves the file alone
         if _set(sessions, job_id, token, stage=stage, rows_read=rows, bytes_read=position):
             raise ImportCancelled
 
@@ -366,7 +358,7 @@ def _end(
     read_all: bool = False,
 ) -> bool:
     """End the job if it is still this runner's; answer whether it was."""
-    return _update(
+    return _mark(
         sessions,
         job_id,
         token,
@@ -377,7 +369,7 @@ def _end(
         finished_at=utcnow(),
         report=report.model_dump(mode="json") if report is not None else None,
         error=error,
-    )[1]
+    )
 
 
 Resume = Callable[[str, Mapping[str, Any]], RunImport | None]
@@ -396,7 +388,7 @@ def reap(
     seconds (its process died): start each again from its spooled upload where this process
     has it (and ``resume`` knows its kind), at most ``MAX_ATTEMPTS`` times in all, else end
     it ``failed`` saying so (``cancelled`` if that was asked); then remove the spooled
-    uploads no runner has touched for as long, except those of jobs not ended. Answer how
+    uploads as old as that, except those of jobs not ended. Answer how
     many jobs it settled. Any process may run it, any number at once: each job is taken by
     one of them."""
     quiet_since = utcnow() - timedelta(seconds=stalled_after)
@@ -458,11 +450,10 @@ def reap(
         settled += 1
         if run is not None and path is not None:
             logger.warning("import job %d: its process died; started again", job.id)
-            with contextlib.suppress(OSError):
-                path.touch()
             _launch(sessions, job.id, token, path, run, stalled_after)
     # A job that has not ended keeps its upload, however old (a dead runner's, waiting for a
-    # process to start it again); the others' go once no runner has touched them for as long.
+    # process to start it again); the others' go once as old as the stalled time (a new one
+    # may be on disk a moment before its job is recorded).
     with sessions() as session:
         kept = set(
             session.scalars(

@@ -19,7 +19,7 @@ cannot fill the memory either.
 import os
 import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any, overload
 from xml.sax.handler import ContentHandler, feature_namespaces
 
@@ -105,7 +105,7 @@ class _Table(ContentHandler):
     """The texts of ``<sst><si>...</si>...</sst>``, each handed to ``add`` once read: an
     item's ``<t>``, or the ``<t>`` of each of its runs (``<r>``), joined."""
 
-    def __init__(self, add: Any) -> None:
+    def __init__(self, add: Callable[[str], None]) -> None:
         super().__init__()
         self.add = add
         self.path: list[str] = []  # local names from <sst> down

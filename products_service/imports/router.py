@@ -1,6 +1,7 @@
 """Import routes: upload a CSV/TSV file (or an .xlsx workbook) of products or of stock counts,
 dry run or for real."""
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import PurePath
 from typing import Annotated
@@ -18,25 +19,24 @@ from products_service.imports import service
 
 router = APIRouter(prefix="/imports", tags=["imports"], responses=error_responses(401, 403))
 
+
 # What each import runs, from its options alone: in the request, or as a job (started again
 # from them if its process dies).
+def _kind(run: Callable[..., ImportReport]) -> JobKind[service.ImportOptions]:
+    """A products_service import (``import_products``, ``import_stock_counts``) as a job."""
+    return JobKind(
+        service.ImportOptions,
+        lambda _app, options: (
+            lambda db, binary, progress: run(
+                session=db, binary=binary, options=options, progress=progress
+            )
+        ),
+    )
+
+
 JOB_KINDS = {
-    "products": JobKind(
-        service.ImportOptions,
-        lambda _app, options: (
-            lambda db, binary, progress: service.import_products(
-                session=db, binary=binary, options=options, progress=progress
-            )
-        ),
-    ),
-    "stock_counts": JobKind(
-        service.ImportOptions,
-        lambda _app, options: (
-            lambda db, binary, progress: service.import_stock_counts(
-                session=db, binary=binary, options=options, progress=progress
-            )
-        ),
-    ),
+    "products": _kind(service.import_products),
+    "stock_counts": _kind(service.import_stock_counts),
 }
 
 IMPORT_ERRORS = {

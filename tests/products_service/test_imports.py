@@ -568,7 +568,7 @@ def test_a_job_whose_process_died_ends_failed_saying_so_and_its_upload_is_remove
     replica took it) nothing can start it again: the job ends failed, saying why, and an
     old leftover file goes; a live job and a live runner's file stay."""
     dead_id = stale_job(engine)
-    # a live job's upload stays, however old (its runner may not have touched it lately)
+    # a live job's upload stays, however old
     waiting = spooled(settings, "sku\n", age=STALLED_AFTER_SECONDS + 60)
     alive_id = stale_job(engine, silent=False, runner="live-runner", spool_name=waiting.name)
     left = spooled(settings, "sku\n", age=STALLED_AFTER_SECONDS + 60)
