@@ -681,12 +681,13 @@ def run(engine: Engine, baseline: Engine, catalog: Path, counts: Path, orders: P
             timing = ours(label, session, import_orders, orders, options)
         expert(baseline, expert_orders(orders, channels[1], note), timing)
         if label == "orders, history":
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             events = catch_up(engine)
             seconds = time.perf_counter() - started
+            cpu = time.process_time() - cpu
             print(
                 f"{'rollups catching up':<20} {events:>8,} events {seconds:4.2f} s "
-                f"{events / seconds:>7,.0f}/s; the orders and their rollups: "
+                f"{events / seconds:>7,.0f}/s  cpu {cpu:5.2f} s; the orders and their rollups: "
                 f"{timing.rows / (timing.seconds + seconds):,.0f} lines/s"
             )
             catch_up(baseline)

@@ -27,7 +27,9 @@ less the raw rows of the rest of it (see sales_service/reports/planner.py).
 Every block row is only ever changed by adding what a batch of sale events (sales and
 refunds, see sales_service/events.py) changed, with one ``INSERT ... ON DUPLICATE KEY UPDATE
 x = x + new`` per table, by the one consumer (sales_service/reports/consumer.py) that moves
-its outbox position in the same transaction. No sale writes a rollup, so the sale path
+its outbox position in the same transaction (a batch of many new sales, such as a bulk
+import's, is summed by the database from the sales' lines instead: ``apply_new_sales``).
+No sale writes a rollup, so the sale path
 never waits on one, and with one writer no row is hot (the ``shard`` column is always 0).
 Reports read the rollups together with the raw rows of the blocks that events after the
 consumer's position touched, in one snapshot, so they are exact however far it lags.
@@ -401,9 +403,9 @@ def apply(db: Executor, rows: dict[Table, dict[Key, Sums]]) -> None:
         _upsert(db, table, sorted(rows[table].items()))
 
 
-def _category_paths(db: Executor, lines: Iterable[LineState]) -> dict[int, str]:
-    """The current paths of the lines' categories, recorded once for the staleness check."""
-    ids = {line.category_id for line in lines if line.category_id is not None}
+def _category_paths(db: Executor, ids: Iterable[int]) -> dict[int, str]:
+    """The current paths of these categories, recorded once for the staleness check."""
+    ids = set(ids)
     if not ids:
         return {}
     paths = {
@@ -482,7 +484,15 @@ def apply_events(db: Executor, payloads: Sequence[dict[str, Any]]) -> None:
     changes = [
         (p, _parse_states(p["lines_before"]), _parse_states(p["lines_after"])) for p in payloads
     ]
-    paths = _category_paths(db, [line for _, b, a in changes for line in (*b, *a)])
+    paths = _category_paths(
+        db,
+        (
+            line.category_id
+            for _, before, after in changes
+            for line in (*before, *after)
+            if line.category_id is not None
+        ),
+    )
     batch = _Batch(paths)
     for payload, before, after in changes:
         sale_id, channel_id = int(payload["sale_id"]), int(payload["channel_id"])
@@ -703,3 +713,122 @@ def _roll_up(connection: Connection, dialect: str, table: Table, finer: int, coa
             f"WHERE grain = {finer} GROUP BY {floor}, {columns}"
         )
     )
+
+
+# --- many new sales at once -------------------------------------------------------------
+
+
+def apply_new_sales(connection: Connection, sale_ids: Sequence[int]) -> None:
+    """Add these sales, as they were recorded, to the rollups, summed by the database (MariaDB
+    and MySQL): what their ``sale.recorded`` events would add through ``apply_events``.
+
+    A sale's recorded figures stay in its lines (``quantity``, ``line_total``,
+    ``line_cost``; refunds are kept beside them, and their own events take them away), so
+    the lines are summed straight from the tables, per group and block, in one ``INSERT ...
+    SELECT ... ON DUPLICATE KEY UPDATE`` per rollup grain: no payload parsed, no row made in
+    Python. Cheaper than ``apply_events`` for many sales (a bulk import's batch), dearer for
+    a few.
+    """
+    if not sale_ids:
+        return
+    for ddl in _BATCH_TABLES:
+        connection.exec_driver_sql(ddl)
+    connection.execute(_BATCH_FILL, {"ids": list(sale_ids)})
+    categories = [
+        key
+        for (key,) in connection.exec_driver_sql(
+            "SELECT DISTINCT category_key FROM report_tmp_batch"
+        )
+    ]
+    paths = _category_paths(connection, [key for key in categories if key != UNCATEGORIZED])
+    nodes = {(UNCATEGORIZED, UNCATEGORIZED)} | {
+        (key, node)
+        for key in categories
+        if key != UNCATEGORIZED
+        for node in ancestry(paths.get(key), key)
+    }
+    connection.execute(
+        text("INSERT INTO report_tmp_batch_nodes (category_id, node_id) VALUES (:c, :n)"),
+        [{"c": key, "n": node} for key, node in sorted(nodes)],
+    )
+    for statement in _bulk_statements():
+        connection.execute(statement)
+    connection.exec_driver_sql("DROP TEMPORARY TABLE report_tmp_batch, report_tmp_batch_nodes")
+
+
+_BLOCK = {HOUR: "hour", DAY: "day", MONTH: "month", YEAR: "year"}  # a line's blocks' columns
+_BATCH_TABLES = (
+    "DROP TEMPORARY TABLE IF EXISTS report_tmp_batch, report_tmp_batch_nodes",
+    "CREATE TEMPORARY TABLE report_tmp_batch (sale_id BIGINT NOT NULL, "
+    + "".join(f"{_BLOCK[grain]} DATETIME NOT NULL, " for grain in SALES_GRAINS)
+    + "channel_id INTEGER NOT NULL, shard INTEGER NOT NULL, "
+    "product_id INTEGER NOT NULL, category_key INTEGER NOT NULL, units BIGINT NOT NULL, "
+    "revenue DECIMAL(18, 2) NOT NULL, cost DECIMAL(18, 2) NOT NULL)",
+    "CREATE TEMPORARY TABLE report_tmp_batch_nodes (category_id INTEGER NOT NULL, "
+    "node_id INTEGER NOT NULL, PRIMARY KEY (category_id, node_id))",
+)
+# The sales first: each is found by its id, its lines by their sale's. Each line's blocks
+# are worked out once here, not in every statement that groups by one.
+_BATCH_FILL = text(
+    "INSERT INTO report_tmp_batch SELECT STRAIGHT_JOIN s.id, "
+    + "".join(f"{floor_sql('mysql', grain, 's.sold_at')}, " for grain in SALES_GRAINS)
+    + f"s.channel_id, MOD(s.id, {SHARDS}), l.product_id, "
+    f"COALESCE(l.category_id, {UNCATEGORIZED}), l.quantity, l.line_total, l.line_cost "
+    f"FROM sales s JOIN sale_lines l ON l.sale_id = s.id WHERE s.id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+
+
+_GROUPS = "scope, category_key, channel_id, shard"  # a category rollup's group
+_BULK_PLANS = (  # (table, grains, the group's columns, what each is for a batch's line)
+    (SALES_TABLE, SALES_GRAINS, "channel_id, shard", "t.channel_id, t.shard"),
+    (SALES_TABLE, SALES_GRAINS, "channel_id, shard", f"{ALL_CHANNELS}, t.shard"),
+    (
+        PRODUCT_TABLE,
+        PRODUCT_GRAINS,
+        "product_id, channel_id, category_key",
+        "t.product_id, t.channel_id, t.category_key",
+    ),
+    (TOTALS_TABLE, TOTAL_GRAINS, "product_id", "t.product_id"),
+    (
+        CATEGORY_TABLE,
+        CATEGORY_GRAINS,
+        _GROUPS,
+        f"{SCOPE_SELF}, t.category_key, t.channel_id, t.shard",
+    ),
+    (CATEGORY_TABLE, CATEGORY_GRAINS, _GROUPS, f"{SCOPE_TREE}, a.node_id, t.channel_id, t.shard"),
+    (
+        CATEGORY_TABLE,
+        CATEGORY_DAY_GRAINS,
+        _GROUPS,
+        f"{SCOPE_SELF}, t.category_key, {ALL_CHANNELS}, t.shard",
+    ),
+    (
+        CATEGORY_TABLE,
+        CATEGORY_DAY_GRAINS,
+        _GROUPS,
+        f"{SCOPE_TREE}, a.node_id, {ALL_CHANNELS}, t.shard",
+    ),
+)
+
+
+@functools.cache
+def _bulk_statements() -> tuple[Any, ...]:
+    """One upsert per rollup table, grain and kind of group, each summing the batch's lines
+    per group and block (a sale counts once per group: every line as recorded has units)."""
+    sums = "COUNT(DISTINCT t.sale_id), SUM(t.units), SUM(t.revenue), SUM(t.cost)"
+    added = ", ".join(f"{m} = {m} + VALUES({m})" for m in MEASURES)
+    statements = []
+    for table, grains, columns, values in _BULK_PLANS:
+        # a subtree's rows: each line under every node above its category
+        join = "JOIN report_tmp_batch_nodes a ON a.category_id = t.category_key"
+        join = join if "a.node_id" in values else ""
+        positions = ", ".join(str(n) for n in range(2, 3 + len(values.split(","))))
+        for grain in grains:
+            statement = (
+                f"INSERT INTO {table.name} (grain, bucket_start, {columns}, "  # noqa: S608
+                f"{', '.join(MEASURES)}) SELECT {grain}, t.{_BLOCK[grain]}, {values}, {sums} "
+                f"FROM report_tmp_batch t {join} GROUP BY {positions} "
+                f"ON DUPLICATE KEY UPDATE {added}"
+            )
+            statements.append(text(statement))  # text(): the driver's % escaped
+    return tuple(statements)

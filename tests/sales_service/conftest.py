@@ -36,6 +36,7 @@ from common.models import (
 )
 from common.settings import ProductsSettings, SalesSettings
 from sales_service.clients.products import ProductsClient
+from sales_service.reports import consumer
 from tests.conftest import LiveServer, service_env
 from tests.products_service.factories import ledger_problems, level
 
@@ -308,3 +309,13 @@ def sync_args(
     yield make
     for products_client in clients:
         products_client.close()
+
+
+@pytest.fixture(params=["in Python", "in the database"])
+def summed(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test using it runs twice: the rollups' consumer adding new sales from their
+    events, and (as it does for a bulk import's batch, on MariaDB/MySQL) the database summing
+    them from their lines."""
+    in_database = request.param == "in the database"
+    monkeypatch.setattr(consumer, "BULK_SALES", 1 if in_database else 10**9)
+    return str(request.param)

@@ -135,6 +135,7 @@ def test_an_amazon_report_becomes_one_sale_per_order_and_reports_add_up(
     viewer_headers: dict[str, str],
     engine: Engine,
     shop: dict[str, Any],
+    summed: str,
 ) -> None:
     response = upload(sales_client, manager_headers, AMAZON_FILE, profile="amazon")
 
@@ -549,6 +550,7 @@ def test_cancelled_orders_can_be_imported_as_cancelled_sales_that_count_for_noth
     viewer_headers: dict[str, str],
     engine: Engine,
     shop: dict[str, Any],
+    summed: str,
 ) -> None:
     report = upload(
         sales_client, manager_headers, AMAZON_FILE, profile="amazon", cancelled="import"

@@ -103,7 +103,7 @@ def series_both_ways(
 
 
 def test_the_consumer_leaves_exactly_what_a_rebuild_from_raw_rows_computes(
-    engine: Engine, catalog: Catalog
+    engine: Engine, catalog: Catalog, summed: str
 ) -> None:
     record_mix(engine, catalog)
     with engine.connect() as connection:
@@ -212,7 +212,7 @@ def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
 
 @pytest.mark.parametrize("applied", [0, 25, 70])
 def test_reports_are_exact_while_the_consumer_lags(
-    engine: Engine, catalog: Catalog, applied: int
+    engine: Engine, catalog: Catalog, applied: int, summed: str
 ) -> None:
     rng = DateRange(date(2025, 3, 1), date(2025, 5, 31), ZoneInfo("America/New_York"))
     with engine.connect() as held, held.begin():
@@ -251,7 +251,7 @@ def test_reports_are_exact_while_the_consumer_lags(
 
 
 def test_sales_written_while_the_consumer_runs_are_each_counted_once(
-    engine: Engine, catalog: Catalog
+    engine: Engine, catalog: Catalog, summed: str
 ) -> None:
     errors: list[BaseException] = []
     barrier = threading.Barrier(6)
