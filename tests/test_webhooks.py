@@ -7,11 +7,15 @@ retry settings): the suite's other servers run delivery workers too, with the de
 schedule, and would otherwise take part in delivering these tests' messages.
 """
 
+import contextlib
+import itertools
 import os
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,8 +30,8 @@ from common.db import make_engine, utcnow
 from common.models import WebhookDelivery
 from common.settings import ProductsSettings
 from common.webhooks import InvalidSignature, generate_secret, verify_signature
-from common.webhooks.addresses import GuardedTransport, parse_networks
-from common.webhooks.delivery import BACKGROUND_NICE, WebhookRunner, post
+from common.webhooks.addresses import parse_networks
+from common.webhooks.delivery import BACKGROUND_NICE, Outcome, Sender, WebhookRunner
 from common.webhooks.repository import Due, Target
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, _clean, sales_env, service_env
 
@@ -85,6 +89,9 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # buffered: the answer's head and body leave in one segment (two small ones
+            # would wait on the client's delayed ACK, 40 ms each)
+            wbufsize = 65536
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -348,22 +355,134 @@ def test_a_delivery_connects_only_to_an_address_it_may_reach_whatever_the_name_r
     connection checks the address it connects to."""
     secret = generate_secret()
     receiver.secrets["/hook"] = secret
-    limits = httpx.Limits(max_connections=2, max_keepalive_connections=1)
     due = Due(1, "msg_guard", {"type": "webhook.ping"}, 0, utcnow())
     for url in (receiver.url(), receiver.url().replace("127.0.0.1", "localhost")):
         target = Target(1, url, (secret,), True, True)
-        with GuardedTransport((), limits) as transport:
-            refused = post(transport, target, due, 5)
+        with Sender(()) as sender:
+            refused = sender.post(target, due, 5)
         assert refused.status_code is None and refused.error is not None
         assert "is a loopback address" in refused.error, refused.error
         assert receiver.got() == []
 
     allowed = parse_networks("127.0.0.0/8")
     for url in (receiver.url(), receiver.url().replace("127.0.0.1", "localhost")):
-        with GuardedTransport(allowed, limits) as transport:
-            sent = post(transport, Target(1, url, (secret,), True, True), due, 5)
+        with Sender(allowed) as sender:
+            sent = sender.post(Target(1, url, (secret,), True, True), due, 5)
         assert sent.ok, sent.error  # (localhost's ::1, if any, is passed over for 127.0.0.1)
     assert [r.verified for r in receiver.got()] == [True, True]
+
+
+@contextmanager
+def scripted_receiver(answer: Callable[[socket.socket, int], bool]) -> Iterator[str]:
+    """A receiver on 127.0.0.1 that reads each request whole, then lets ``answer(connection,
+    nth)`` write what it likes (nth: requests so far, 1 for the first); the connection is
+    kept while it returns True. Yields the URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    count = itertools.count(1)
+
+    def serve(connection: socket.socket) -> None:
+        with connection, connection.makefile("rb") as reader:
+            while True:
+                head = [line for line in iter(reader.readline, b"\r\n") if line]
+                if not head:
+                    return
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head
+                    if line.lower().startswith(b"content-length")
+                )
+                reader.read(length)
+                if not answer(connection, next(count)):
+                    return
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                threading.Thread(target=serve, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    finally:
+        listener.close()
+
+
+NO_CONTENT = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
+
+
+def send_all(url: str, messages: int, within: float = 5, pause: float = 0) -> list[Outcome]:
+    """``messages`` deliveries to ``url`` through one Sender, as an endpoint's thread sends
+    them (``pause`` seconds apart)."""
+    target = Target(1, url, (generate_secret(),), True, True)
+    outcomes = []
+    with Sender(parse_networks("127.0.0.0/8")) as sender:
+        for n in range(messages):
+            time.sleep(pause)
+            outcomes.append(sender.post(target, Due(n, f"msg_{n}", {"n": n}, 0, utcnow()), within))
+    return outcomes
+
+
+def test_a_sender_keeps_its_connection_and_gets_past_one_the_receiver_dropped() -> None:
+    connections: list[int] = []
+
+    def keep(connection: socket.socket, nth: int) -> bool:
+        connections.append(connection.fileno())
+        connection.sendall(NO_CONTENT)
+        return True
+
+    with scripted_receiver(keep) as url:
+        assert [o.status_code for o in send_all(url, 5)] == [204] * 5
+    assert len(connections) == 5 and len(set(connections)) == 1  # one connection for all
+
+    def drop_every_other(connection: socket.socket, nth: int) -> bool:
+        connection.sendall(NO_CONTENT)  # says nothing of closing, then closes (idle)
+        return nth % 2 == 0
+
+    with scripted_receiver(drop_every_other) as url:
+        outcomes = send_all(url, 6, pause=0.1)
+    assert [(o.status_code, o.error) for o in outcomes] == [(204, None)] * 6
+
+
+def test_a_huge_endless_or_missing_answer_is_a_bounded_failed_try_and_the_next_goes_through() -> (
+    None
+):
+    def huge(connection: socket.socket, nth: int) -> bool:
+        if nth == 1:  # a megabyte of error page: cut at the start, the connection dropped
+            body = b"x" * 2**20
+            connection.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n" % len(body))
+            with contextlib.suppress(OSError):
+                connection.sendall(body)
+            return False
+        connection.sendall(NO_CONTENT)
+        return True
+
+    with scripted_receiver(huge) as url:
+        first, second = send_all(url, 2)
+    assert first.status_code == 500 and first.error == "HTTP 500: " + "x" * 300
+    assert second.status_code == 204 and second.error is None
+
+    def endless(connection: socket.socket, nth: int) -> bool:
+        if nth == 1:  # a chunked answer that never ends
+            connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            with contextlib.suppress(OSError):
+                for _ in range(100):
+                    connection.sendall(b"1\r\nx\r\n")
+                    time.sleep(0.05)
+            return False
+        if nth == 2:  # no answer at all
+            time.sleep(3)
+            return False
+        connection.sendall(NO_CONTENT)
+        return True
+
+    with scripted_receiver(endless) as url:
+        started = time.monotonic()
+        cut, silent, fine = send_all(url, 3, within=1)
+    assert cut.status_code == 200 and cut.latency_ms < 2000  # read only while in time
+    assert silent.status_code is None and silent.error == "no answer within 1 s"
+    assert fine.status_code == 204
+    assert time.monotonic() - started < 4
 
 
 def test_a_ping_is_delivered_signed_with_the_documented_body(

@@ -10,12 +10,13 @@ may resolve elsewhere by then), where only a checked address is connected to.
 same private network, or 127.0.0.0/8 for a local test receiver).
 """
 
+import functools
+import http.client
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
-from typing import Any
+import ssl
+from collections.abc import Sequence
 
-import httpcore
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -101,52 +102,61 @@ def check_url(url: str, allowed: Sequence[IPNetwork]) -> str | None:
     )
 
 
-class GuardedBackend(httpcore.SyncBackend):
-    """httpcore's network backend, connecting only to addresses ``refusal`` lets through:
+class AddressRefused(OSError):
+    """The address a webhook would connect to is not one it may reach."""
+
+
+def connect(
+    address: tuple[str, int],
+    timeout: float | None = None,
+    source_address: tuple[str, int] | None = None,
+    *,
+    allowed: Sequence[IPNetwork] = (),
+) -> socket.socket:
+    """A TCP connection to ``address`` (host, port) on an address ``refusal`` lets through:
     the name is resolved here and the checked address is the one connected to, so a name
     that resolves elsewhere between a check and the connection (DNS rebinding) gets
-    nowhere. TLS still checks the certificate against the name (httpcore passes it apart)."""
+    nowhere. In the shape of ``socket.create_connection``, which http.client calls."""
+    host, port = address
+    try:
+        addresses = resolve(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise AddressRefused(f"{host} does not resolve: {exc}") from exc
+    permitted = [a for a in addresses if refusal(a, allowed) is None]
+    if not permitted:
+        reason = refusal(addresses[0], allowed)
+        raise AddressRefused(f"{reason} (SHOP_WEBHOOK_ALLOWED_NETWORKS)")
+    error: OSError | None = None
+    for checked in permitted:  # the next address if one fails, as a browser would
+        try:
+            return socket.create_connection((str(checked), port), timeout, source_address)
+        except OSError as exc:
+            error = exc
+    assert error is not None
+    raise error
 
-    def __init__(self, allowed: Sequence[IPNetwork]) -> None:
-        self.allowed = tuple(allowed)
 
-    def connect_tcp(
+class GuardedHTTPConnection(http.client.HTTPConnection):
+    """http.client's connection, connecting through ``connect`` (its documented hook for
+    making the socket), so only an allowed address is reached."""
+
+    def __init__(self, host: str, port: int, *, timeout: float, allowed: Sequence[IPNetwork]):
+        super().__init__(host, port, timeout=timeout)
+        self._create_connection = functools.partial(connect, allowed=tuple(allowed))
+
+
+class GuardedHTTPSConnection(http.client.HTTPSConnection):
+    """The same over TLS: the certificate is still checked against the name, not the
+    address connected to."""
+
+    def __init__(
         self,
         host: str,
         port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        try:
-            addresses = resolve(host, port)
-        except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"{host} does not resolve: {exc}") from exc
-        permitted = [a for a in addresses if refusal(a, self.allowed) is None]
-        if not permitted:
-            reason = refusal(addresses[0], self.allowed)
-            raise httpcore.ConnectError(f"refused: {reason} (SHOP_WEBHOOK_ALLOWED_NETWORKS)")
-        error: Exception | None = None
-        for address in permitted:
-            try:
-                return super().connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
-                )
-            except httpcore.ConnectError as exc:  # the next address, as a browser would
-                error = exc
-        assert error is not None
-        raise error
-
-
-class GuardedTransport(httpx.HTTPTransport):
-    """httpx's transport over ``GuardedBackend`` (the one way to give its pool a backend)."""
-
-    def __init__(self, allowed: Sequence[IPNetwork], limits: httpx.Limits) -> None:
-        super().__init__(limits=limits)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=self._pool._ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(allowed),
-        )
+        *,
+        timeout: float,
+        allowed: Sequence[IPNetwork],
+        context: ssl.SSLContext,
+    ):
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._create_connection = functools.partial(connect, allowed=tuple(allowed))
