@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, Select, bindparam, outerjoin, select
 from sqlalchemy.orm import Session
 
 from common.auth.security import TokenClaims, decode_access_token, decode_service_token
@@ -66,13 +66,16 @@ async def get_claims(
 BearerClaims = Annotated[TokenClaims, Depends(get_claims)]
 
 
-# One round trip: the user's columns, and whether this token was revoked (NULL if not).
-# Columns, not the entity, and built once: it runs on every request.
-_CALLER = (
-    select(User.id, User.email, User.role, User.is_active, User.token_version, RevokedToken.jti)
-    .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti"))
-    .where(User.id == bindparam("user_id"))
-)
+def caller_query(*more: Any) -> Select[Any]:
+    """One round trip: the user's columns, and whether this token was revoked (``jti``, NULL
+    if not), with ``more`` columns a route reads in the same statement; bound by ``user_id``
+    and ``jti``. Columns, not the entity: it runs on every request (build it once)."""
+    source = outerjoin(User, RevokedToken, RevokedToken.jti == bindparam("jti"))
+    columns = (User.id, User.email, User.role, User.is_active, User.token_version, RevokedToken.jti)
+    return select(*columns, *more).select_from(source).where(User.id == bindparam("user_id"))
+
+
+_CALLER = caller_query()
 
 
 def authenticate(session: Session, claims: TokenClaims) -> AuthenticatedUser:
@@ -83,6 +86,11 @@ def authenticate(session: Session, claims: TokenClaims) -> AuthenticatedUser:
         .execute(_CALLER, {"jti": claims.jti, "user_id": claims.user_id})
         .first()
     )
+    return check_caller(found, claims)
+
+
+def check_caller(found: Row[Any] | None, claims: TokenClaims) -> AuthenticatedUser:
+    """``authenticate``'s checks of a row of ``caller_query``."""
     if found is not None and found.jti is not None:
         raise Unauthorized("Token was revoked by logout; log in again")
     if found is None or not found.is_active:

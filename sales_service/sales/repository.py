@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Row,
     Select,
     String,
     Table,
@@ -24,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from common.auth.dependencies import caller_query
 from common.db import utcnow
 from common.models import (
     Category,
@@ -34,6 +36,7 @@ from common.models import (
     SaleStatus,
     SaleStockClaim,
     StockSync,
+    User,
 )
 
 CLAIMS: Table = SaleStockClaim.__table__  # type: ignore[assignment]
@@ -77,6 +80,74 @@ class ChannelRow:
 _CHANNEL_COLUMNS = (SalesChannel.id, SalesChannel.code, SalesChannel.name, SalesChannel.is_active)
 _CHANNEL_BY_ID = select(*_CHANNEL_COLUMNS).where(SalesChannel.id == bindparam("id"))
 _CHANNEL_BY_CODE = select(*_CHANNEL_COLUMNS).where(SalesChannel.code == bindparam("code"))
+
+
+@dataclass(frozen=True)
+class SaleCheck:
+    """What a new sale reads before products_service takes its stock, in one statement: the
+    caller as stored (``caller``, for ``check_caller``), the sale already recorded with its
+    Idempotency-Key, and the channel asked for."""
+
+    caller: Row[Any] | None
+    replay_id: int | None
+    channel: ChannelRow | None
+
+
+def sale_check(
+    session: Session,
+    *,
+    user_id: int,
+    jti: str,
+    key: str | None,
+    channel_id: int | None,
+    code: str | None,
+) -> SaleCheck:
+    """``SaleCheck`` for this caller, key and channel (by id, else by code)."""
+    statement = _CHECK_BY_ID if channel_id is not None else _CHECK_BY_CODE
+    row = (
+        session.connection()
+        .execute(
+            statement,
+            {
+                "user_id": user_id,
+                "jti": jti,
+                "key": key,
+                "channel": channel_id,
+                "code": (code or "").strip().lower(),
+            },
+        )
+        .first()
+    )
+    if row is None:
+        return SaleCheck(None, None, None)
+    channel = None
+    if row.channel_id is not None:
+        channel = ChannelRow(
+            row.channel_id, row.channel_code, row.channel_name, row.channel_is_active
+        )
+    return SaleCheck(row, row.replay_id, channel)
+
+
+def _check_query(channel_is: ColumnElement[bool]) -> Select[Any]:
+    replay = select(SALES.c.id).where(
+        SALES.c.created_by_id == User.id, SALES.c.idempotency_key == bindparam("key")
+    )
+    # the channel's columns, each by its unique key (an index lookup each, in the same
+    # statement: the channel has nothing to join the user on)
+    channel = [
+        select(column).where(channel_is).scalar_subquery().label(f"channel_{column.key}")
+        for column in (
+            SalesChannel.id,
+            SalesChannel.code,
+            SalesChannel.name,
+            SalesChannel.is_active,
+        )
+    ]
+    return caller_query(replay.scalar_subquery().label("replay_id"), *channel)
+
+
+_CHECK_BY_ID = _check_query(SalesChannel.id == bindparam("channel"))
+_CHECK_BY_CODE = _check_query(SalesChannel.code == bindparam("code"))
 
 
 def channel_row(

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from common import outbox
 from common.actors import actor_emails
-from common.auth.dependencies import authenticate, require_role
+from common.auth.dependencies import check_caller, require_role
 from common.auth.security import TokenClaims
 from common.contracts import SaleStockLine, SaleStockTake, TakenLine
 from common.db import utcnow
@@ -98,8 +98,8 @@ class SaleNotRecorded(AppError):
     code = "sale_not_recorded"
 
 
-def _resolve_channel(session: Session, data: SaleCreate) -> ChannelRow:
-    channel = repository.channel_row(session, channel_id=data.channel_id, code=data.channel_code)
+def _resolve_channel(data: SaleCreate, channel: ChannelRow | None) -> ChannelRow:
+    """The channel the sale names (found by ``repository.sale_check``), if it may sell."""
     if data.channel_id is not None:
         field, named = "channel_id", str(data.channel_id)
     else:
@@ -391,16 +391,27 @@ def take_and_record(
 def _check(
     session: Session, data: SaleCreate, key: str | None, claims: TokenClaims
 ) -> _Checked | Recorded:
-    """Step 1, one read transaction: the caller as stored, a replay, the channel."""
-    user = authenticate(session, claims)
+    """Step 1, one read transaction of one statement (a replay aside): the caller as stored,
+    a replay, the channel."""
+    found = repository.sale_check(
+        session,
+        user_id=claims.user_id,
+        jti=claims.jti,
+        key=key,
+        channel_id=data.channel_id,
+        code=data.channel_code,
+    )
+    user = check_caller(found.caller, claims)
     require_role(user.role, Role.MANAGER)  # as stored: the token may predate a demotion
     digest = request_hash(data.model_dump(mode="json"))
-    if key is not None and (existing := repository.find_by_key(session, key, user.id)):
+    if found.replay_id is not None:
+        existing = repository.get_with_lines(session, found.replay_id)
+        assert existing is not None  # a sale is never deleted
         replay = _replay(existing, digest)
         return Recorded(replay, created=False, channel=_channel_of(session, replay))
     _check_sold_at(data)
     _check_given_prices(data)
-    channel = _resolve_channel(session, data)
+    channel = _resolve_channel(data, found.channel)
     session.commit()  # hold nothing while products_service works
     return _Checked(user_id=user.id, channel=channel, digest=digest)
 
