@@ -31,6 +31,7 @@ from products_service.dashboard import install_dashboard
 from products_service.exports.router import router as exports_router
 from products_service.imports.router import JOB_KINDS
 from products_service.imports.router import router as imports_router
+from products_service.inventory.alerts import BATCH as ALERTS_BATCH
 from products_service.inventory.alerts import consume_once as consume_stock_alerts
 from products_service.inventory.router import router as inventory_router
 from products_service.products.router import router as products_router
@@ -62,7 +63,7 @@ async def _stock_alert_loop(app: FastAPI, every: float) -> None:
         except Exception:
             logger.exception("stock alerts consumer failed; retrying")
             read = 0
-        if not read:
+        if read < ALERTS_BATCH:  # caught up: let the next events gather into one pass
             await asyncio.sleep(every)
 
 

@@ -30,6 +30,7 @@ from sales_service.clients.products import ProductsClient
 from sales_service.imports.router import JOB_KINDS
 from sales_service.imports.router import router as imports_router
 from sales_service.refunds.router import router as refunds_router
+from sales_service.reports.consumer import BATCH as ROLLUP_BATCH
 from sales_service.reports.consumer import consume_once
 from sales_service.reports.router import router as reports_router
 from sales_service.sales.reconciler import reconcile_once
@@ -74,7 +75,7 @@ async def _rollup_loop(app: FastAPI, settings: SalesSettings) -> None:
         except Exception:
             logger.exception("report rollup consumer failed; retrying")
             read = 0
-        if not read:
+        if read < ROLLUP_BATCH:  # caught up: let the next events gather into one pass
             await asyncio.sleep(settings.rollup_poll_seconds)
 
 
