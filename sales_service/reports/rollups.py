@@ -43,7 +43,7 @@ import calendar
 import functools
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -610,10 +610,7 @@ def _create_work_tables(connection: Connection, categories: dict[int, str]) -> N
     moment = "DATETIME" if connection.dialect.name == "sqlite" else "DATETIME(6)"
     drop = _drop_temporary(connection)
     for ddl in (
-        f"{drop} IF EXISTS report_tmp_ancestors",
         f"{drop} IF EXISTS report_tmp_lines",
-        "CREATE TEMPORARY TABLE report_tmp_ancestors (category_id INTEGER NOT NULL, "
-        "node_id INTEGER NOT NULL, PRIMARY KEY (category_id, node_id))",
         f"CREATE TEMPORARY TABLE report_tmp_lines (sale_id BIGINT NOT NULL, "
         f"hour {moment} NOT NULL, day {moment} NOT NULL, "
         f"channel_id INTEGER NOT NULL, "
@@ -622,7 +619,21 @@ def _create_work_tables(connection: Connection, categories: dict[int, str]) -> N
         f"cost DECIMAL(18, 2) NOT NULL)",
     ):
         connection.execute(text(ddl))
-    pairs = {(cid, node) for cid, path in categories.items() for node in ancestry(path, cid)}
+    _create_ancestors(connection, categories)
+
+
+def _create_ancestors(connection: Connection, paths: Mapping[int, str | None]) -> None:
+    """This connection's temporary table ``report_tmp_ancestors``: each category (by its
+    path) under every node from its root down to itself, and uncategorized lines under their
+    own node 0, for the subtree sums."""
+    drop = _drop_temporary(connection)
+    for ddl in (
+        f"{drop} IF EXISTS report_tmp_ancestors",
+        "CREATE TEMPORARY TABLE report_tmp_ancestors (category_id INTEGER NOT NULL, "
+        "node_id INTEGER NOT NULL, PRIMARY KEY (category_id, node_id))",
+    ):
+        connection.execute(text(ddl))
+    pairs = {(cid, node) for cid, path in paths.items() for node in ancestry(path, cid)}
     pairs.add((UNCATEGORIZED, UNCATEGORIZED))
     connection.execute(
         text("INSERT INTO report_tmp_ancestors (category_id, node_id) VALUES (:c, :n)"),
@@ -734,38 +745,28 @@ def apply_new_sales(connection: Connection, sale_ids: Sequence[int]) -> None:
     for ddl in _BATCH_TABLES:
         connection.exec_driver_sql(ddl)
     connection.execute(_BATCH_FILL, {"ids": list(sale_ids)})
-    categories = [
+    categorized = [
         key
         for (key,) in connection.exec_driver_sql(
-            "SELECT DISTINCT category_key FROM report_tmp_batch"
+            f"SELECT DISTINCT category_key FROM report_tmp_batch "  # noqa: S608
+            f"WHERE category_key <> {UNCATEGORIZED}"
         )
     ]
-    paths = _category_paths(connection, [key for key in categories if key != UNCATEGORIZED])
-    nodes = {(UNCATEGORIZED, UNCATEGORIZED)} | {
-        (key, node)
-        for key in categories
-        if key != UNCATEGORIZED
-        for node in ancestry(paths.get(key), key)
-    }
-    connection.execute(
-        text("INSERT INTO report_tmp_batch_nodes (category_id, node_id) VALUES (:c, :n)"),
-        [{"c": key, "n": node} for key, node in sorted(nodes)],
-    )
+    paths = _category_paths(connection, categorized)
+    _create_ancestors(connection, {key: paths.get(key) for key in categorized})
     for statement in _bulk_statements():
         connection.execute(statement)
-    connection.exec_driver_sql("DROP TEMPORARY TABLE report_tmp_batch, report_tmp_batch_nodes")
+    connection.exec_driver_sql("DROP TEMPORARY TABLE report_tmp_batch, report_tmp_ancestors")
 
 
 _BLOCK = {HOUR: "hour", DAY: "day", MONTH: "month", YEAR: "year"}  # a line's blocks' columns
 _BATCH_TABLES = (
-    "DROP TEMPORARY TABLE IF EXISTS report_tmp_batch, report_tmp_batch_nodes",
+    "DROP TEMPORARY TABLE IF EXISTS report_tmp_batch",
     "CREATE TEMPORARY TABLE report_tmp_batch (sale_id BIGINT NOT NULL, "
     + "".join(f"{_BLOCK[grain]} DATETIME NOT NULL, " for grain in SALES_GRAINS)
     + "channel_id INTEGER NOT NULL, shard INTEGER NOT NULL, "
     "product_id INTEGER NOT NULL, category_key INTEGER NOT NULL, units BIGINT NOT NULL, "
     "revenue DECIMAL(18, 2) NOT NULL, cost DECIMAL(18, 2) NOT NULL)",
-    "CREATE TEMPORARY TABLE report_tmp_batch_nodes (category_id INTEGER NOT NULL, "
-    "node_id INTEGER NOT NULL, PRIMARY KEY (category_id, node_id))",
 )
 # The sales first: each is found by its id, its lines by their sale's. Each line's blocks
 # are worked out once here, not in every statement that groups by one.
@@ -820,7 +821,7 @@ def _bulk_statements() -> tuple[Any, ...]:
     statements = []
     for table, grains, columns, values in _BULK_PLANS:
         # a subtree's rows: each line under every node above its category
-        join = "JOIN report_tmp_batch_nodes a ON a.category_id = t.category_key"
+        join = "JOIN report_tmp_ancestors a ON a.category_id = t.category_key"
         join = join if "a.node_id" in values else ""
         positions = ", ".join(str(n) for n in range(2, 3 + len(values.split(","))))
         for grain in grains:

@@ -113,7 +113,7 @@ def sale_check(
                 "jti": jti,
                 "key": key,
                 "channel": channel_id,
-                "code": (code or "").strip().lower(),
+                "code": _channel_code(code),
             },
         )
         .first()
@@ -136,18 +136,18 @@ def _check_query(channel_is: ColumnElement[bool]) -> Select[Any]:
     # statement: the channel has nothing to join the user on)
     channel = [
         select(column).where(channel_is).scalar_subquery().label(f"channel_{column.key}")
-        for column in (
-            SalesChannel.id,
-            SalesChannel.code,
-            SalesChannel.name,
-            SalesChannel.is_active,
-        )
+        for column in _CHANNEL_COLUMNS
     ]
     return caller_query(replay.scalar_subquery().label("replay_id"), *channel)
 
 
 _CHECK_BY_ID = _check_query(SalesChannel.id == bindparam("channel"))
 _CHECK_BY_CODE = _check_query(SalesChannel.code == bindparam("code"))
+
+
+def _channel_code(code: str | None) -> str:
+    """A channel code as stored (codes are kept trimmed and lower-case)."""
+    return (code or "").strip().lower()
 
 
 def channel_row(
@@ -158,7 +158,7 @@ def channel_row(
     if channel_id is not None:
         row = connection.execute(_CHANNEL_BY_ID, {"id": channel_id}).first()
     else:
-        row = connection.execute(_CHANNEL_BY_CODE, {"code": (code or "").strip().lower()}).first()
+        row = connection.execute(_CHANNEL_BY_CODE, {"code": _channel_code(code)}).first()
     return None if row is None else ChannelRow(row.id, row.code, row.name, row.is_active)
 
 
