@@ -8,14 +8,12 @@ schedule, and would otherwise take part in delivering these tests' messages.
 """
 
 import contextlib
-import itertools
 import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,6 +32,7 @@ from common.webhooks.addresses import parse_networks
 from common.webhooks.delivery import BACKGROUND_NICE, Outcome, Sender, WebhookRunner
 from common.webhooks.repository import Due, Target
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, LiveServer, _clean, sales_env, service_env
+from tests.scripted import NO_CONTENT, scripted_receiver
 
 API = "/api/v1"
 # Quick retries for tests: waits of at most 0.3 s, given up after 60 s.
@@ -370,45 +369,6 @@ def test_a_delivery_connects_only_to_an_address_it_may_reach_whatever_the_name_r
             sent = sender.post(Target(1, url, (secret,), True, True), due, 5)
         assert sent.ok, sent.error  # (localhost's ::1, if any, is passed over for 127.0.0.1)
     assert [r.verified for r in receiver.got()] == [True, True]
-
-
-@contextmanager
-def scripted_receiver(answer: Callable[[socket.socket, int], bool]) -> Iterator[str]:
-    """A receiver on 127.0.0.1 that reads each request whole, then lets ``answer(connection,
-    nth)`` write what it likes (nth: requests so far, 1 for the first); the connection is
-    kept while it returns True. Yields the URL."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    count = itertools.count(1)
-
-    def serve(connection: socket.socket) -> None:
-        with connection, connection.makefile("rb") as reader:
-            while True:
-                head = [line for line in iter(reader.readline, b"\r\n") if line]
-                if not head:
-                    return
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head
-                    if line.lower().startswith(b"content-length")
-                )
-                reader.read(length)
-                if not answer(connection, next(count)):
-                    return
-
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                connection, _ = listener.accept()
-                threading.Thread(target=serve, args=(connection,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-    finally:
-        listener.close()
-
-
-NO_CONTENT = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
 
 
 def send_all(url: str, messages: int, within: float = 5, pause: float = 0) -> list[Outcome]:

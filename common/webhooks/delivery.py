@@ -44,7 +44,6 @@ import json
 import logging
 import os
 import random
-import select
 import ssl
 import threading
 import time
@@ -58,6 +57,7 @@ import httpx
 from sqlalchemy import Engine
 
 from common.db import make_engine, retry_lock_conflicts, utcnow
+from common.kept_connections import reusable
 from common.settings import CommonSettings
 from common.webhooks import repository
 from common.webhooks.addresses import GuardedHTTPConnection, GuardedHTTPSConnection, IPNetwork
@@ -140,12 +140,10 @@ def encode(payload: Any) -> bytes:
 class Sender:
     """Sends one endpoint's messages, one at a time, on a connection kept between them.
 
-    Through the standard library's http.client, not httpx: a webhook wants none of a
-    client's cookies, redirects, auth or pool, and http.client's POST takes about a third of
-    the CPU of one through httpx's transport (0.16 against 0.40 ms on the development
-    machine), which the sales a delivery reports pay for on a busy machine. Connections go
-    only to addresses ``addresses.refusal`` lets through (``addresses.connect``); no proxy
-    is taken from the environment, and redirects are not followed (a 3xx fails).
+    Through the standard library's http.client (``common.kept_connections``), not httpx:
+    on a busy machine the sales a delivery reports pay for its CPU. Connections go only to
+    addresses ``addresses.refusal`` lets through (``addresses.connect``); no proxy is taken
+    from the environment, and redirects are not followed (a 3xx fails).
     """
 
     def __init__(self, allowed: Sequence[IPNetwork]) -> None:
@@ -206,12 +204,10 @@ class Sender:
         if (
             connection is not None
             and self.origin == url.origin
-            and time.monotonic() - self.idle_since < KEEP_ALIVE_SECONDS
-            and not _closed_by_peer(connection)
+            and reusable(connection, self.idle_since)
         ):
             connection.timeout = within
-            if connection.sock is not None:
-                connection.sock.settimeout(within)
+            connection.sock.settimeout(within)  # reusable: connected
             return connection
         self.close()
         scheme, host, port = url.origin
@@ -240,9 +236,6 @@ class Sender:
         return bytes(kept[:300]).decode(errors="replace").strip()
 
 
-KEEP_ALIVE_SECONDS = 5.0  # an idle connection older than this is not reused (as httpx's)
-
-
 @dataclass(frozen=True)
 class _URL:
     origin: tuple[str, str, int]  # scheme, host (IDNA, brackets off an IPv6 one), port
@@ -264,19 +257,6 @@ def _parsed(url: str) -> _URL:
 def _tls() -> ssl.SSLContext:
     """Certificates checked against the system's authorities and the endpoint's name."""
     return ssl.create_default_context()
-
-
-def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
-    """Whether a kept connection has something to read before anything was sent: the
-    receiver closed it (or sent what no request asked for), so it cannot be reused."""
-    sock = connection.sock
-    if sock is None:
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
 
 
 def record(
