@@ -234,6 +234,18 @@ def test_operation_ids_are_camel_case_and_unique_across_both_services(
     )
 
 
+def test_the_docs_list_their_groups_in_the_order_a_reader_meets_them(
+    documents: dict[str, Document],
+) -> None:
+    """products_service matches its sale-stock routes first (called on every sale), so its
+    document orders the groups itself: catalog first, every group listed (one left out
+    would fall to the end)."""
+    declared = [tag["name"] for tag in documents["products"].get("tags", [])]
+    used = {tag for o in operations(documents) if o.service == "products" for tag in o.spec["tags"]}
+    assert declared[:5] == ["health", "auth", "users", "categories", "products"]
+    assert set(declared) == used and len(declared) == len(used)
+
+
 # --- 2, 3. property names ----------------------------------------------------------------
 
 
