@@ -3,10 +3,13 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import Field
+from sqlalchemy.orm import Session
 
 from common.auth.dependencies import CurrentUser, ManagerClaims
+from common.auth.security import TokenClaims
 from common.db import SessionDep
 from common.delimited import csv_chunks, csv_download, stream_rows
 from common.errors import error_responses
@@ -16,7 +19,7 @@ from common.observability import current_request_id
 from common.pagination import Page, PageDep, parse_sort, sort_pattern
 from common.query import category_paths
 from common.time_window import TimeWindowDep
-from sales_service.clients.products import ProductsClientDep
+from sales_service.clients.products import ProductsClient, ProductsClientDep
 from sales_service.sales import repository, service
 from sales_service.sales.schemas import SaleCreate, SaleRead
 
@@ -29,7 +32,7 @@ router = APIRouter(prefix="/sales", tags=["sales"], responses=error_responses(40
     summary="Record a sale",
     responses=error_responses(403, 409, 422, 503),
 )
-def record_sale(
+async def record_sale(
     body: SaleCreate,
     response: Response,
     claims: ManagerClaims,
@@ -43,6 +46,21 @@ def record_sale(
     unreachable: 503 naming it, and nothing is recorded or held. Send an `Idempotency-Key` to
     make a retry return the first sale instead of recording a second one. Manager or admin.
     """
+    # One worker-thread hop for all of it: FastAPI runs a plain `def` route on a worker
+    # thread, then checks its answer on another hop (a sale's answer, checked here).
+    return await run_in_threadpool(
+        _record_sale, body, response, claims, session, products, idempotency_key
+    )
+
+
+def _record_sale(
+    body: SaleCreate,
+    response: Response,
+    claims: TokenClaims,
+    session: Session,
+    products: ProductsClient,
+    idempotency_key: str | None,
+) -> SaleRead:
     recorded = service.record_sale(
         session=session,
         data=body,
