@@ -140,30 +140,35 @@ def _bucket_of(
     return func.interval(seconds, *[int(b.timestamp()) for b in boundaries])
 
 
-def _collect(
-    session: Session, stmt: Any, boundaries: Boundaries, *, slots: bool = False, shift: int = 0
+def _add(sums: Sums, key: tuple[int | None, int | None], measures: Measures) -> None:
+    if key in sums:
+        sums[key].add(measures)
+    else:
+        sums[key] = measures
+
+
+def _key(row: Any) -> tuple[int | None, int | None]:
+    """A MySQL/MariaDB row's (bucket index | None, group): INTERVAL numbers buckets from 1."""
+    bucket = None if row.bucket is None else int(row.bucket) - 1
+    return bucket, None if row.grp is None else int(row.grp)
+
+
+def _collect_sqlite(
+    session: Session, stmt: Any, boundaries: Boundaries, *, slots: bool, shift: int
 ) -> Sums:
-    """Rows of (bucket, grp, measures) into sums keyed by (bucket index | None, group)."""
+    """SQLite rows of (bucket, grp, measures) into sums keyed by (bucket index | None,
+    group), each row's bucket found here (SQLite has no INTERVAL)."""
     sums: Sums = {}
-    sqlite = boundaries is not None and session.get_bind().dialect.name == "sqlite"
     for row in session.execute(stmt):
         bucket: int | None = None
         if boundaries is not None:
-            if sqlite:
-                moment = (
-                    datetime.fromtimestamp(int(row.bucket) * SLOT_SECONDS, UTC)
-                    if slots
-                    else _as_utc(row.bucket) + timedelta(seconds=shift)
-                )
-                bucket = bisect.bisect_right(boundaries, moment) - 1
-            else:
-                bucket = int(row.bucket) - 1
-        group = None if row.grp is None else int(row.grp)
-        key = (bucket, group)
-        if key in sums:
-            sums[key].add(_measures(row))
-        else:
-            sums[key] = _measures(row)
+            moment = (
+                datetime.fromtimestamp(int(row.bucket) * SLOT_SECONDS, UTC)
+                if slots
+                else _as_utc(row.bucket) + timedelta(seconds=shift)
+            )
+            bucket = bisect.bisect_right(boundaries, moment) - 1
+        _add(sums, (bucket, None if row.grp is None else int(row.grp)), _measures(row))
     return sums
 
 
@@ -230,28 +235,23 @@ def run_sums(
     """Add the parts up per (bucket, group): in one statement on MySQL/MariaDB, where ``top``
     also ranks and cuts there and the number of groups comes back; else part by part.
 
-    Without ``top`` the parts' rows come back as they are (one UNION ALL) and are added up
-    here: a part has a row per (bucket, group), so there are at most a few times as many
-    rows as sums, and building the outer SELECT over the union costs more Python than adding
+    Without ``top`` the parts' rows come back as they are (``run_sums_many``) and are added
+    up here: a part has a row per (bucket, group), so there are at most a few times as many
+    rows as sums, and building an outer SELECT over the union costs more Python than adding
     them does."""
     if not parts:
         return {}, 0
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    if top is None and not sqlite:
-        rows: Any = parts[0].stmt
-        if len(parts) > 1:
-            rows = union_all(*[part.stmt for part in parts])
-        return _collect(session, rows, boundaries), None
     sums: Sums = {}
-    if sqlite:
+    if session.get_bind().dialect.name == "sqlite":
         for part in parts:
-            found = _collect(session, part.stmt, boundaries, slots=part.slots, shift=part.shift)
+            found = _collect_sqlite(
+                session, part.stmt, boundaries, slots=part.slots, shift=part.shift
+            )
             for key, measures in found.items():
-                if key in sums:
-                    sums[key].add(measures)
-                else:
-                    sums[key] = measures
+                _add(sums, key, measures)
         return sums, None
+    if top is None:
+        return run_sums_many(session, [parts], boundaries)[0], None
     union = union_all(*[part.stmt for part in parts]).subquery()
     total = [
         func.sum(union.c.orders).label("orders"),
@@ -261,7 +261,6 @@ def run_sums(
         union.c.grp.label("grp"),
         union.c.bucket.label("bucket"),
     ]
-    assert top is not None
     figure = {
         "revenue": func.sum(union.c.revenue),
         "units": func.sum(union.c.units),
@@ -276,12 +275,29 @@ def run_sums(
     )
     ranked = list(session.execute(stmt))
     for row in ranked:
-        key = (
-            None if row.bucket is None else int(row.bucket) - 1,
-            None if row.grp is None else int(row.grp),
-        )
-        sums[key] = _measures(row)
+        sums[_key(row)] = _measures(row)
     return sums, int(ranked[0].groups) if ranked else 0
+
+
+def run_sums_many(
+    session: Session, batches: Sequence[Sequence[Part]], boundaries: Boundaries
+) -> list[Sums]:
+    """``run_sums`` of each batch of parts (no ranking), all in one round trip on
+    MySQL/MariaDB: each part's rows tagged with its batch's index, in one UNION ALL."""
+    if session.get_bind().dialect.name == "sqlite":
+        return [run_sums(session, parts, boundaries)[0] for parts in batches]
+    tagged = [
+        part.stmt.add_columns(literal_column(str(index)).label("batch"))
+        for index, parts in enumerate(batches)
+        for part in parts
+    ]
+    found: list[Sums] = [{} for _ in batches]
+    if not tagged:
+        return found
+    rows: Any = tagged[0] if len(tagged) == 1 else union_all(*tagged)
+    for row in session.execute(rows):
+        _add(found[int(row.batch)], _key(row), _measures(row))
+    return found
 
 
 def rollup_part(

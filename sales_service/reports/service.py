@@ -44,11 +44,13 @@ from sales_service.reports.calendar import (
 )
 from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import (
+    Ask,
     Context,
     Filters,
     base_query,
     plan_parts,
     range_totals,
+    range_totals_many,
     sum_intervals,
     tree_query,
     with_subtree,
@@ -233,14 +235,19 @@ def _grouped_query(ctx: Context, filters: Filters, grouping: Grouping) -> Query:
     return replace(query, group_by=GroupBy.CATEGORY)
 
 
+def _overall_scope(ctx: Context, filters: Filters, grouping: Grouping) -> Filters | None:
+    """What the groups make up: every line matching the filters, or with ``parent_id`` those
+    in the parent's subtree (the only ones its groups hold); None when no line can be."""
+    if grouping.parent_id is not None:
+        return within_subtree(ctx, filters, grouping.parent_id)
+    return filters
+
+
 def _overall(
     ctx: Context, filters: Filters, grouping: Grouping, start: datetime, end: datetime
 ) -> Measures | None:
-    """The sums the groups make up: every line matching the filters, or with ``parent_id``
-    those in the parent's subtree (the only ones its groups hold)."""
-    scope: Filters | None = filters
-    if grouping.parent_id is not None:
-        scope = within_subtree(ctx, filters, grouping.parent_id)
+    """The sums the groups make up (``_overall_scope``)."""
+    scope = _overall_scope(ctx, filters, grouping)
     if scope is None:
         return None
     return range_totals(ctx, scope, start, end, base_query(ctx, scope))[0].get(None)
@@ -363,14 +370,24 @@ def compare(
     check_filters(session, filters)
     _check_grouping(session, grouping)
     ctx = _context(session, use_rollups)
-    now_total = _overall(ctx, filters, grouping, rng.start, rng.end)
-    then_total = _overall(ctx, filters, grouping, base.start, base.end)
+    # Both periods' totals and groups: one round trip.
+    asks: list[Ask] = []
+    scope = _overall_scope(ctx, filters, grouping)
+    if scope is not None:
+        overall = base_query(ctx, scope)
+        asks += [Ask(scope, rng.start, rng.end, overall), Ask(scope, base.start, base.end, overall)]
+    if grouping.dimension is not None:
+        query = _grouped_query(ctx, filters, grouping)
+        asks += [Ask(filters, rng.start, rng.end, query), Ask(filters, base.start, base.end, query)]
+    found = range_totals_many(ctx, asks)
+    now_total = then_total = None
+    if scope is not None:
+        now_total, then_total = found[0].get(None), found[1].get(None)
+        found = found[2:]
     groups: list[dict[str, Any]] = []
     group_count = 0
     if grouping.dimension is not None:
-        query = _grouped_query(ctx, filters, grouping)
-        now, _ = range_totals(ctx, filters, rng.start, rng.end, query)
-        then, _ = range_totals(ctx, filters, base.start, base.end, query)
+        now, then = found
         keys = sorted({k for k in (*now, *then) if k is not None})
         ranked = sorted(keys, key=lambda k: (-figures(now.get(k)).revenue, k))
         group_count = len(ranked)
@@ -417,8 +434,10 @@ def summary(
     check_filters(session, filters)
     ctx = _context(session, use_rollups)
     plain = base_query(ctx, filters)
-    now = figures(range_totals(ctx, filters, rng.start, rng.end, plain)[0].get(None))
-    then = figures(range_totals(ctx, filters, base.start, base.end, plain)[0].get(None))
+    found = range_totals_many(
+        ctx, [Ask(filters, rng.start, rng.end, plain), Ask(filters, base.start, base.end, plain)]
+    )
+    now, then = (figures(sums.get(None)) for sums in found)
 
     def extras(f: Figures, days: int) -> dict[str, Any]:
         return {
