@@ -266,6 +266,7 @@ class ProductsClient:
                 break
             attempts += 1
             timeout = min(self.timeout_seconds, left)
+            started = time.perf_counter()
             try:
                 answer = self._connections.exchange(
                     method,
@@ -281,6 +282,14 @@ class ProductsClient:
             except (OSError, http.client.HTTPException) as exc:
                 last_problem = f"is unreachable ({type(exc).__name__})"
                 continue
+            logger.info(  # one line per call, with the request's id (as the access lines)
+                "%s %s %s answered %d in %.1f ms",
+                UPSTREAM,
+                method,
+                path,
+                answer.status,
+                (time.perf_counter() - started) * 1000,
+            )
             if answer.status in RETRY_STATUSES:
                 last_problem = f"answered {answer.status}"
                 continue

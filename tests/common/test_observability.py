@@ -210,8 +210,10 @@ def test_sales_passes_the_request_id_on_to_products(
     in_sales = _access_lines(live_sales, request_id, 1)
     access = [(r["method"], r["path"]) for r in in_sales if r["logger"] == "shop.access"]
     assert access == [("POST", "/api/v1/sales")]
-    # sales_service's own lines during the request (its calls to products) carry the id too.
-    assert any(r["logger"] != "shop.access" for r in in_sales)
+    # sales_service's own line for its call to products carries the id too.
+    calls_out = [r["message"] for r in in_sales if r["logger"] == "sales_service.clients.products"]
+    assert len(calls_out) == 1, in_sales
+    assert calls_out[0].startswith("products_service POST /api/v1/sale-stock answered 201 in ")
 
 
 def test_log_level_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
