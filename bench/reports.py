@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import migrate
-from common.db import make_engine
+from common.db import make_engine, snapshot_session
 from sales_service.reports import service
 from sales_service.reports.calendar import DateRange, Period, Weekday, base_range
 from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
@@ -755,12 +755,8 @@ def run(engine: Engine, db: Any, repeat: int, duck_repeat: int) -> bool:
     for case in cases(db, full, recent, top_product, top_category):
 
         def ours(case: Case = case) -> Any:
-            connection = engine.connect().execution_options(isolation_level="REPEATABLE READ")
-            try:
-                with Session(bind=connection) as session:
-                    return case.ours(session)
-            finally:
-                connection.close()
+            with snapshot_session(engine) as session:  # as the report routes read
+                return case.ours(session)
 
         our_time, our_answer = median_time(ours, repeat)
         duck_time, duck_answer = median_time(case.theirs, duck_repeat)

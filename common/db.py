@@ -177,11 +177,14 @@ def snapshot_session(engine: Engine) -> Iterator[Session]:
     plain SELECTs take no locks (the app's own connections run READ COMMITTED, where each
     statement sees the latest commits). SQLite: a deferred BEGIN (WAL readers never block
     the writer). Only read through it; it is rolled back at the end."""
-    if engine.dialect.name == "sqlite":
-        options: dict[str, Any] = {_READ_ONLY: True}
+    sqlite = engine.dialect.name == "sqlite"
+    connection = engine.connect()
+    if sqlite:
+        connection = connection.execution_options(**{_READ_ONLY: True})
     else:
-        options = {"isolation_level": "REPEATABLE READ"}
-    connection = engine.connect().execution_options(**options)
+        # For the next transaction only, before its first read: one statement, where the
+        # connection option (SET SESSION ...) took one more to undo when it went back.
+        connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     with connection, Session(bind=connection) as session:
         try:
             yield session
