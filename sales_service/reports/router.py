@@ -4,15 +4,17 @@ Every figure is net of refunds and cancellations and attributed to the sale's ``
 see sales_service/reports/service.py for the one set of definitions.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, NamedTuple, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from common.auth.dependencies import CurrentUser, SettingsDep
+from common.auth.dependencies import BearerClaims, SettingsDep, authenticate
+from common.auth.security import TokenClaims
 from common.db import snapshot_session
 from common.errors import Unprocessable, error_responses
 from common.pagination import MAX_OFFSET
@@ -59,18 +61,23 @@ def with_definitions(route: Callable[P, R]) -> Callable[P, R]:
 router = APIRouter(prefix="/reports", tags=["reports"], responses=error_responses(401, 422))
 
 
-def get_report_session(request: Request) -> Iterator[Session]:
-    """A read-only session on one consistent snapshot, so the figures and the watermark agree.
+async def read_report(request: Request, claims: TokenClaims, report: Callable[[Session], R]) -> R:
+    """Check the caller (401 for a revoked token) and run ``report`` on a read-only session on
+    one consistent snapshot, so the figures and the watermark agree: all of it on one
+    worker thread (a plain `def` route and its session would take four hops).
 
     The request's own session runs at READ COMMITTED, where each statement may see newer
     commits; a report makes several reads that must add up. Nor does a long report hold up
     the sales being recorded meanwhile (see snapshot_session).
     """
-    with snapshot_session(request.app.state.engine) as snapshot:
-        yield snapshot
 
+    def run() -> R:
+        with snapshot_session(request.app.state.engine) as snapshot:
+            authenticate(snapshot, claims)
+            return report(snapshot)
 
-ReportSession = Annotated[Session, Depends(get_report_session, scope="function")]
+    return await run_in_threadpool(run)
+
 
 From = Annotated[
     date | None,
@@ -137,7 +144,7 @@ def _zone(timezone: str | None, settings: SettingsDep) -> ZoneInfo:
     return resolve_zone(timezone or settings.store_timezone)
 
 
-def report_dates(
+async def report_dates(  # async: no thread hop for a few lines of arithmetic
     settings: SettingsDep,
     from_date: From = None,
     to_date: To = None,
@@ -158,7 +165,7 @@ class Baseline(NamedTuple):
     custom: DateRange | None
 
 
-def resolve_baseline(
+async def resolve_baseline(
     rng: ReportDates,
     against: AgainstParameter = Against.PREVIOUS_PERIOD,
     against_from: AgainstFrom = None,
@@ -188,9 +195,9 @@ def _filters(
 
 @router.get("/revenue", summary="Revenue series by period")
 @with_definitions
-def get_revenue_report(
-    _user: CurrentUser,
-    session: ReportSession,
+async def get_revenue_report(
+    request: Request,
+    claims: BearerClaims,
     rng: ReportDates,
     period: Annotated[Period, Query(description="Calendar period of each bucket")] = Period.DAY,
     week_start: Annotated[Weekday, Query(description="First day of a week")] = Weekday.MONDAY,
@@ -203,20 +210,24 @@ def get_revenue_report(
     A week, month, quarter or year that the range cuts at either edge is `partial`.
 
     A series has at most 1100 buckets (e.g. three years of days)."""
-    return service.revenue_series(
-        session=session,
-        rng=rng,
-        period=period,
-        week_start=week_start,
-        filters=_filters(product_ids, category_ids, channel_ids),
+    return await read_report(
+        request,
+        claims,
+        lambda session: service.revenue_series(
+            session=session,
+            rng=rng,
+            period=period,
+            week_start=week_start,
+            filters=_filters(product_ids, category_ids, channel_ids),
+        ),
     )
 
 
 @router.get("/compare", summary="Compare two periods")
 @with_definitions
-def compare_periods(
-    _user: CurrentUser,
-    session: ReportSession,
+async def compare_periods(
+    request: Request,
+    claims: BearerClaims,
     rng: ReportDates,
     baseline: BaselineDep,
     group_by: Annotated[
@@ -231,22 +242,26 @@ def compare_periods(
 ) -> Comparison:
     """Each figure for both periods with the difference and the percentage change (null, not
     an error, where the base is zero), overall and optionally per group."""
-    return service.compare(
-        session=session,
-        rng=rng,
-        against=baseline.against,
-        custom=baseline.custom,
-        grouping=Grouping(group_by, category_rollup, parent_id),
-        filters=_filters(product_ids, category_ids, channel_ids),
-        limit=limit,
+    return await read_report(
+        request,
+        claims,
+        lambda session: service.compare(
+            session=session,
+            rng=rng,
+            against=baseline.against,
+            custom=baseline.custom,
+            grouping=Grouping(group_by, category_rollup, parent_id),
+            filters=_filters(product_ids, category_ids, channel_ids),
+            limit=limit,
+        ),
     )
 
 
 @router.get("/breakdown", summary="Top products, categories or channels")
 @with_definitions
-def get_breakdown_report(
-    _user: CurrentUser,
-    session: ReportSession,
+async def get_breakdown_report(
+    request: Request,
+    claims: BearerClaims,
     rng: ReportDates,
     by: Annotated[Dimension, Query(description="What each group is")] = Dimension.PRODUCT,
     category_rollup: Rollup = CategoryRollup.NONE,
@@ -266,21 +281,25 @@ def get_breakdown_report(
 
     A group's orders are the orders holding it, so groups may add up to more orders than the
     total; every other figure of all the groups adds up to the totals."""
-    return service.breakdown(
-        session=session,
-        rng=rng,
-        grouping=Grouping(by, category_rollup, parent_id),
-        filters=_filters(product_ids, category_ids, channel_ids),
-        sort=sort,
-        limit=limit,
+    return await read_report(
+        request,
+        claims,
+        lambda session: service.breakdown(
+            session=session,
+            rng=rng,
+            grouping=Grouping(by, category_rollup, parent_id),
+            filters=_filters(product_ids, category_ids, channel_ids),
+            sort=sort,
+            limit=limit,
+        ),
     )
 
 
 @router.get("/summary", summary="Summary KPIs against a base period")
 @with_definitions
-def get_summary_report(
-    _user: CurrentUser,
-    session: ReportSession,
+async def get_summary_report(
+    request: Request,
+    claims: BearerClaims,
     rng: ReportDates,
     baseline: BaselineDep,
     product_ids: ProductIds = None,
@@ -290,20 +309,24 @@ def get_summary_report(
     """Revenue, cost, margin, margin %, units, orders, average order value, units per order
     and revenue per day for the range and for its `base` period: by default the same number
     of days just before it, or as `against` says, as in compare."""
-    return service.summary(
-        session=session,
-        rng=rng,
-        filters=_filters(product_ids, category_ids, channel_ids),
-        against=baseline.against,
-        custom=baseline.custom,
+    return await read_report(
+        request,
+        claims,
+        lambda session: service.summary(
+            session=session,
+            rng=rng,
+            filters=_filters(product_ids, category_ids, channel_ids),
+            against=baseline.against,
+            custom=baseline.custom,
+        ),
     )
 
 
 @router.get("/inventory-insight", summary="Sales velocity, days of cover and stock-out dates")
 @with_definitions
-def get_inventory_insight(
-    _user: CurrentUser,
-    session: ReportSession,
+async def get_inventory_insight(
+    request: Request,
+    claims: BearerClaims,
     settings: SettingsDep,
     as_of: Annotated[
         date | None, Query(description="Last day of the window (default: today in the zone)")
@@ -322,12 +345,16 @@ def get_inventory_insight(
     zone = _zone(timezone, settings)
     day = as_of or today_in(zone)
     check_date(day, "as_of")
-    return service.inventory_insight(
-        session=session,
-        as_of=day,
-        zone=zone,
-        window_days=window_days,
-        filters=_filters(product_ids, category_ids, channel_ids),
-        limit=limit,
-        offset=offset,
+    return await read_report(
+        request,
+        claims,
+        lambda session: service.inventory_insight(
+            session=session,
+            as_of=day,
+            zone=zone,
+            window_days=window_days,
+            filters=_filters(product_ids, category_ids, channel_ids),
+            limit=limit,
+            offset=offset,
+        ),
     )

@@ -1,5 +1,6 @@
 """The report endpoints: shapes, calendar periods across DST, filters, errors, access."""
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
@@ -600,3 +601,35 @@ def test_reports_need_a_token_and_document_themselves(sales_client: TestClient) 
         assert schema["$ref"].startswith("#/components/schemas/")
     assert "refunded_total" in spec["paths"][f"{API}/revenue"]["get"]["description"]
     assert spec["components"]["schemas"]["RevenueSeries"]["examples"]
+
+
+REPORT_ROUTES = ["revenue", "compare", "breakdown", "summary", "inventory-insight"]
+
+
+def test_a_revoked_token_reads_no_report(
+    client: TestClient, sales_client: TestClient, admin_headers: dict
+) -> None:
+    """A report checks its caller in the database, as every route does: a token still
+    unexpired but revoked by a logout is refused, and a live one reads."""
+    email = f"reader-{uuid.uuid4().hex[:8]}@example.com"
+    made = client.post(
+        "/api/v1/users",
+        json={"email": email, "password": "reader-password-1", "role": "viewer"},
+        headers=admin_headers,
+    )
+    assert made.status_code == 201, made.text
+
+    def token() -> dict[str, str]:
+        answer = sales_client.post(
+            "/api/v1/auth/login", json={"email": email, "password": "reader-password-1"}
+        )
+        assert answer.status_code == 200, answer.text
+        return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+    live, revoked = token(), token()
+    assert sales_client.post("/api/v1/auth/logout", headers=revoked).status_code == 204
+    for route in REPORT_ROUTES:
+        refused = sales_client.get(f"{API}/{route}", headers=revoked)
+        assert refused.status_code == 401, (route, refused.text)
+        assert "revoked" in refused.json()["detail"]
+        assert sales_client.get(f"{API}/{route}", headers=live).status_code == 200, route
