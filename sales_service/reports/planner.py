@@ -66,6 +66,7 @@ class Context:
     session: Session
     sources: set[Source] = field(default_factory=set)
     use_rollups: bool = True
+    _mark: repository.WatermarkRow | None = field(default=None, init=False)
 
     @cached_property
     def paths(self) -> dict[int, str]:
@@ -81,7 +82,16 @@ class Context:
         """When the sales sold that events the rollups have not applied yet changed, sorted:
         the rollup blocks holding these moments are stale and are read from raw rows. None
         while the rollups wait for a rebuild (after a migration changed them): all is raw."""
-        return repository.pending_sale_times(self.session, ROLLUP_CONSUMER)
+        pending, self._mark = repository.pending_sale_times(self.session, ROLLUP_CONSUMER)
+        return pending
+
+    @property
+    def watermark(self) -> repository.WatermarkRow:
+        """The newest sale, refund and change the snapshot holds: read with ``dirty`` when
+        that was read (one round trip for both), else on its own."""
+        if self._mark is None:
+            self._mark = repository.watermark(self.session)
+        return self._mark
 
 
 def within_subtree(ctx: Context, filters: Filters, root: int) -> Filters | None:

@@ -603,8 +603,19 @@ class WatermarkRow:
     latest_refund_id: int | None
 
 
+_LATEST_SALE = (
+    select(_SALES.c.id, _SALES.c.created_at).order_by(_SALES.c.id.desc()).limit(1).subquery()
+)
+# The watermark's four figures, as columns any statement of the snapshot can carry.
+_MARK = (
+    select(_LATEST_SALE.c.id).scalar_subquery().label("latest"),
+    select(_LATEST_SALE.c.created_at).scalar_subquery().label("created"),
+    select(func.max(_SALES.c.updated_at)).scalar_subquery().label("updated"),
+    select(func.max(_REFUNDS.c.id)).scalar_subquery().label("refund"),
+)
+_WATERMARK = select(*_MARK)
 _PENDING = (
-    select(_POSITIONS.c.needs_rebuild, _SALES.c.sold_at)
+    select(_POSITIONS.c.needs_rebuild, _SALES.c.sold_at, *_MARK)
     .distinct()
     .select_from(_POSITIONS)
     .outerjoin(_EVENTS, _EVENTS.c.id > _POSITIONS.c.position)
@@ -613,40 +624,38 @@ _PENDING = (
     .order_by(_SALES.c.sold_at)
 )
 _PENDING_BEFORE_START = (  # the consumer has not started yet: every event is after it
-    select(literal_column("0").label("needs_rebuild"), _SALES.c.sold_at)
+    select(literal_column("0").label("needs_rebuild"), _SALES.c.sold_at, *_MARK)
     .distinct()
     .join(_EVENTS, _EVENTS.c.subject_id == _SALES.c.id)
     .order_by(_SALES.c.sold_at)
 )
-_LATEST_SALE = (
-    select(_SALES.c.id, _SALES.c.created_at).order_by(_SALES.c.id.desc()).limit(1).subquery()
-)
-_WATERMARK = select(
-    select(_LATEST_SALE.c.id).scalar_subquery().label("latest"),
-    select(_LATEST_SALE.c.created_at).scalar_subquery().label("created"),
-    select(func.max(_SALES.c.updated_at)).scalar_subquery().label("updated"),
-    select(func.max(_REFUNDS.c.id)).scalar_subquery().label("refund"),
-)
 
 
-def pending_sale_times(session: Session, consumer: str) -> list[datetime] | None:
+def pending_sale_times(
+    session: Session, consumer: str
+) -> tuple[list[datetime] | None, WatermarkRow]:
     """When each sale sold that an event after the rollup consumer's position changed
     (sorted, distinct): the rollup blocks holding them do not include those events yet.
     None while the consumer has a rebuild to do: the rollups then hold nothing to go by.
+    And the snapshot's watermark, read with them.
 
     One round trip: the consumer's position row, joined to the events after it."""
     rows = list(session.execute(_PENDING, {"consumer": consumer}))
     if not rows:
         rows = list(session.execute(_PENDING_BEFORE_START))
+    mark = _watermark(rows[0]) if rows else watermark(session)
     if rows and rows[0].needs_rebuild:
-        return None
-    return [_as_utc(row.sold_at) for row in rows if row.sold_at is not None]
+        return None, mark
+    return [_as_utc(row.sold_at) for row in rows if row.sold_at is not None], mark
 
 
 def watermark(session: Session) -> WatermarkRow:
     """The newest sale, refund and change the report's snapshot holds (index lookups, one
     round trip)."""
-    row = session.execute(_WATERMARK).one()
+    return _watermark(session.execute(_WATERMARK).one())
+
+
+def _watermark(row: Any) -> WatermarkRow:
     return WatermarkRow(
         latest_sale_id=row.latest,
         latest_sale_created_at=None if row.created is None else _as_utc(row.created),

@@ -153,8 +153,8 @@ def _parameters(rng: DateRange, filters: Filters, **extra: Any) -> dict[str, Any
     }
 
 
-def watermark(session: Session) -> dict[str, Any]:
-    mark = repository.watermark(session)
+def watermark(ctx: Context) -> dict[str, Any]:
+    mark = ctx.watermark
     return {
         "latest_sale_id": mark.latest_sale_id,
         "latest_sale_created_at": mark.latest_sale_created_at,
@@ -210,7 +210,7 @@ def revenue_series(
             ],
             "totals": figures(total).as_dict(),
             "sources": sorted(ctx.sources),
-            "watermark": watermark(session),
+            "watermark": watermark(ctx),
         }
     )
 
@@ -339,7 +339,7 @@ def breakdown(
             "group_count": len(rows) if group_count is None else group_count,
             "totals": figures(totals).as_dict(),
             "sources": sorted(ctx.sources),
-            "watermark": watermark(session),
+            "watermark": watermark(ctx),
         }
     )
 
@@ -414,7 +414,7 @@ def compare(
             "groups": groups,
             "group_count": group_count,
             "sources": sorted(ctx.sources),
-            "watermark": watermark(session),
+            "watermark": watermark(ctx),
         }
     )
 
@@ -459,7 +459,7 @@ def summary(
             "base": _period_dict(base),
             "kpis": {name: change(current[name], before[name]) for name in current},
             "sources": sorted(ctx.sources),
-            "watermark": watermark(session),
+            "watermark": watermark(ctx),
         }
     )
 
@@ -537,6 +537,6 @@ def inventory_insight(
             "limit": limit,
             "offset": offset,
             "sources": sorted(ctx.sources),
-            "watermark": {**watermark(session), "stock_updated_at": stock_mark},
+            "watermark": {**watermark(ctx), "stock_updated_at": stock_mark},
         }
     )

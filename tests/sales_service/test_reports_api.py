@@ -633,3 +633,30 @@ def test_a_revoked_token_reads_no_report(
         assert refused.status_code == 401, (route, refused.text)
         assert "revoked" in refused.json()["detail"]
         assert sales_client.get(f"{API}/{route}", headers=live).status_code == 200, route
+
+
+def test_every_report_names_the_newest_sale_it_holds_while_the_rollups_lag(
+    sales_client: TestClient, viewer_headers: dict, engine: Engine, catalog: Catalog
+) -> None:
+    """The watermark is read with the rollups' pending sales, in the report's snapshot: a
+    sale the rollup consumer has not applied yet is in it."""
+    catch_up(engine)
+    today = today_in(ZoneInfo("UTC"))
+    with Session(engine, expire_on_commit=False) as session:
+        newest = add_sale(
+            session,
+            catalog,
+            sold_at=datetime.now(UTC) - timedelta(minutes=1),
+            channel_id=catalog.channels[0],
+            lines=[line(catalog, 0, 1, "42.00")],
+        )
+        session.commit()
+    params = {"from": str(today - timedelta(days=1)), "to": str(today), "timezone": "UTC"}
+    for route in REPORT_ROUTES:
+        answer = sales_client.get(f"{API}/{route}", headers=viewer_headers, params=params)
+        if route == "inventory-insight":
+            answer = sales_client.get(
+                f"{API}/{route}", headers=viewer_headers, params={"timezone": "UTC"}
+            )
+        assert answer.status_code == 200, (route, answer.text)
+        assert answer.json()["watermark"]["latest_sale_id"] == newest.id, route
