@@ -381,6 +381,25 @@ def with_subtree(query: Query, filters: Filters) -> Query:
     return query
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One sum over a range, per group (key None without grouping)."""
+
+    filters: Filters
+    start: datetime
+    end: datetime
+    query: Query
+
+    def parts(self, ctx: Context) -> list[repository.Part]:
+        query = with_subtree(self.query, self.filters)
+        has_category_filter = bool(self.filters.category_ids)
+        return plan_parts(ctx, query, [(self.start, self.end)], None, has_category_filter)
+
+
+def _by_group(sums: Sums) -> dict[int | None, Measures]:
+    return {group: measures for (_, group), measures in sums.items()}
+
+
 def range_totals(
     ctx: Context,
     filters: Filters,
@@ -390,39 +409,12 @@ def range_totals(
     top: repository.Top | None = None,
 ) -> tuple[dict[int | None, Measures], int | None]:
     """Sums over one range per group (key None without grouping), and how many groups."""
-    query = with_subtree(query, filters)
-    found, groups = sum_intervals(
-        ctx,
-        query,
-        [(rng_start, rng_end)],
-        boundaries=None,
-        has_category_filter=bool(filters.category_ids),
-        top=top,
-    )
-    return {group: measures for (_, group), measures in found.items()}, groups
-
-
-@dataclass(frozen=True)
-class Ask:
-    """One sum over a range, per group (key None without grouping): see ``range_totals``."""
-
-    filters: Filters
-    start: datetime
-    end: datetime
-    query: Query
+    parts = Ask(filters, rng_start, rng_end, query).parts(ctx)
+    found, groups = repository.run_sums(ctx.session, parts, None, top)
+    return _by_group(found), groups
 
 
 def range_totals_many(ctx: Context, asks: Sequence[Ask]) -> list[dict[int | None, Measures]]:
     """``range_totals`` of each ask (without ranking), in one round trip."""
-    batches = [
-        plan_parts(
-            ctx,
-            with_subtree(ask.query, ask.filters),
-            [(ask.start, ask.end)],
-            None,
-            bool(ask.filters.category_ids),
-        )
-        for ask in asks
-    ]
-    found = repository.run_sums_many(ctx.session, batches, None)
-    return [{group: measures for (_, group), measures in sums.items()} for sums in found]
+    found = repository.run_sums_many(ctx.session, [ask.parts(ctx) for ask in asks], None)
+    return [_by_group(sums) for sums in found]
