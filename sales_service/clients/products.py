@@ -139,7 +139,7 @@ class Connections:
         headers: Mapping[str, str],
     ) -> Answer:
         try:
-            connection.request(method, target, body=body, headers=dict(headers))
+            connection.request(method, target, body=body, headers=headers)
             response = connection.getresponse()
             answer = Answer(response.status, response.read())
         except BaseException:
