@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
+import pymysql
 from fastapi import Depends, Request
 from pymysql import converters
-from pymysql.constants import FIELD_TYPE
+from pymysql.constants import FIELD_TYPE, SERVER_STATUS
 from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Dialect, make_url
@@ -88,11 +89,10 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
+    pymysql_driver = make_url(url).get_driver_name() == "pymysql"
     engine = create_engine(
         url,
-        connect_args={"conv": PYMYSQL_CONVERSIONS}
-        if make_url(url).get_driver_name() == "pymysql"
-        else {},
+        connect_args={"conv": PYMYSQL_CONVERSIONS} if pymysql_driver else {},
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_recycle=1800,
@@ -105,8 +105,43 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
         # the gap locks of REPEATABLE READ that would otherwise serialise unrelated inserts.
         isolation_level="READ COMMITTED",
     )
+    if pymysql_driver:
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            return _PyMySQLConnection(*cargs, **cparams)
+
     _ping_when_idle(engine)
     return engine
+
+
+def escape_string(value: str) -> str:
+    """``value`` escaped for a quoted MySQL string literal, exactly as PyMySQL's
+    ``converters.escape_string`` does it, by one C-level ``str.replace`` per special
+    character: PyMySQL's ``str.translate`` through a table of strings falls back to a
+    character-by-character loop as soon as one character needs escaping, which every JSON
+    document (an event's payload, an audit entry's changes) has: 4-5 us for 200 characters
+    against under 1 here."""
+    return (
+        value.replace("\\", "\\\\")  # first: the escapes below add backslashes
+        .replace("\0", "\\0")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\x1a", "\\Z")
+        .replace("'", "\\'")
+        .replace('"', '\\"')
+    )
+
+
+class _PyMySQLConnection(pymysql.connections.Connection):
+    """PyMySQL's connection with bound strings escaped by ``escape_string`` above; all else
+    is PyMySQL's own. (Should a PyMySQL release rename the method, its own escaping is used
+    again: slower, never wrong.)"""
+
+    def _escape_string(self, s: str) -> str:
+        if self.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+            return s.replace("'", "''")  # as PyMySQL does in that mode
+        return escape_string(s)
 
 
 def _datetime_literal(value: datetime, mapping: Any = None) -> str:
