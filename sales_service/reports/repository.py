@@ -17,13 +17,16 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    false,
     func,
     literal_column,
     or_,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import TextClause
 
 from common.models import (
     Category,
@@ -47,6 +50,7 @@ from sales_service.reports.rollups import (
     UNCATEGORIZED,
     Measures,
     floor_sql,
+    moment_sql,
 )
 
 # Tables, not the ORM's classes: a statement on ORM attributes is compiled and run through the
@@ -115,8 +119,22 @@ def _measures(row: Any) -> Measures:
     )
 
 
-def _ranges(column: Any, intervals: Sequence[Interval]) -> ColumnElement[bool]:
-    return or_(*[and_(column >= start, column < end) for start, end in intervals])
+def _ranges(column: Any, intervals: Sequence[Interval]) -> ColumnElement[bool] | TextClause:
+    """``column`` in any of the intervals, as SQL text with the moments written in: a series
+    has hundreds of intervals, and each one built as expressions and two bound parameters
+    cost about 60 us of SQLAlchemy and PyMySQL (``moment_sql`` takes only a datetime, so
+    nothing else reaches the text)."""
+    if not intervals:
+        return false()
+    name = f"{column.table.name}.{column.name}"
+    return text(
+        "("
+        + " OR ".join(
+            f"({name} >= {moment_sql(start)} AND {name} < {moment_sql(end)})"
+            for start, end in intervals
+        )
+        + ")"
+    )
 
 
 Boundaries = Sequence[datetime] | None  # bucket starts (UTC, ascending) to sum per bucket

@@ -381,7 +381,7 @@ def _literal_upsert(table: Table) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _moment(value: datetime) -> str:
+def moment_sql(value: datetime) -> str:
     """A block start as a DATETIME literal in UTC (a batch holds few distinct ones)."""
     return value.astimezone(UTC).strftime("'%Y-%m-%d %H:%M:%S.%f'")
 
@@ -389,12 +389,12 @@ def _moment(value: datetime) -> str:
 def _row_literal(key: Key, sums: Sums) -> str:
     """A row as SQL: (grain, block start in UTC, the group's ids, the four sums), in the
     order of the table's key and then MEASURES. The format specs take nothing but numbers
-    ('d' only an int, 'f' only a Decimal here) and ``_moment`` only a datetime, so no other
+    ('d' only an int, 'f' only a Decimal here) and ``moment_sql`` only a datetime, so no other
     value can reach the statement's text."""
     grain, start, *group = key
     orders, units, revenue, cost = sums
     ids = ",".join([f"{i:d}" for i in group])
-    return f"({grain:d},{_moment(start)},{ids},{orders:d},{units:d},{revenue:f},{cost:f})"
+    return f"({grain:d},{moment_sql(start)},{ids},{orders:d},{units:d},{revenue:f},{cost:f})"
 
 
 def apply(db: Executor, rows: dict[Table, dict[Key, Sums]]) -> None:
