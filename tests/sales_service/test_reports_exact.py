@@ -334,6 +334,65 @@ def test_revenue_series_equals_the_reference(
     assert raw.model_dump(mode="json")["buckets"] == body["buckets"]
 
 
+# Around local month and year starts: a range of months reads a UTC month's rollup row less
+# the hours (or, in a half-hour zone, the raw rows) on the other side of the local boundary.
+MONTH_ANCHORS = [
+    datetime(2025, 4, 1, 0, tzinfo=UTC),  # Berlin: two days after springing forward
+    datetime(2025, 11, 1, 4, tzinfo=UTC),  # New York: the day before falling back
+    datetime(2028, 3, 1, 0, tzinfo=UTC),  # after a leap day
+    datetime(2026, 1, 1, 0, tzinfo=UTC),  # a year end
+    datetime(2025, 10, 5, 0, tzinfo=UTC),  # Lord Howe moves its clock by 30 minutes
+]
+
+
+@settings(EXAMPLES, max_examples=50)
+@given(data=st.data())
+def test_series_over_months_equal_the_reference(
+    data: st.DataObject,
+    sales_client: TestClient,
+    viewer_headers: dict,
+    engine: Engine,
+    catalog: Catalog,
+) -> None:
+    zone_name = data.draw(st.sampled_from([*ZONES, "America/St_Johns"]), label="zone")
+    zone = ZoneInfo(zone_name)
+    anchor = data.draw(st.sampled_from(MONTH_ANCHORS), label="anchor")
+    sales = data.draw(sales_around(anchor, zone), label="sales")
+    # some within 15 hours of the UTC month start: between it and the local one
+    near = data.draw(st.lists(st.integers(-15 * 3600, 15 * 3600), max_size=8), label="near")
+    for sale, seconds in zip(sales, near, strict=False):
+        sale["sold_at"] = anchor + timedelta(seconds=seconds)
+    applied = data.draw(st.sampled_from([0, 12, 1000, 1000]), label="events applied")
+    lines = write(engine, catalog, sales, applied)
+    day = local_day(anchor, zone)
+    first = day - timedelta(days=data.draw(st.integers(0, 100), label="days before"))
+    last = day + timedelta(days=data.draw(st.integers(0, 100), label="days after"))
+    period = data.draw(st.sampled_from(["month", "month", "quarter", "year"]), label="period")
+    kind = data.draw(st.sampled_from(FILTER_KINDS), label="filters")
+    filters = make_filters(catalog, kind, data.draw(st.integers(0, 9), label="pick"))
+    dates = {"from": first.isoformat(), "to": last.isoformat()}
+
+    response = sales_client.get(
+        f"{API}/revenue",
+        headers=viewer_headers,
+        params=params(filters, period=period, timezone=zone_name, **dates),
+    )
+    assert response.status_code == 200, response.text
+    match = matcher(catalog, filters)
+    expected = reference_series(lines, zone, period, 0, first, last, match)
+    assert response.json()["buckets"] == expected
+    chosen = [ln for ln in lines if match(ln) and in_range(ln, zone, first, last)]
+    response = sales_client.get(
+        f"{API}/summary",
+        headers=viewer_headers,
+        params=params(filters, timezone=zone_name, **dates),
+    )
+    assert response.status_code == 200, response.text
+    current = response.json()["kpis"]
+    for name in ("revenue", "units", "orders"):
+        assert current[name]["current"] == figures(chosen)[name]
+
+
 @EXAMPLES
 @given(data=st.data())
 def test_breakdowns_and_comparisons_equal_the_reference(

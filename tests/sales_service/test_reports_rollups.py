@@ -522,6 +522,58 @@ def test_a_day_a_zone_cuts_is_read_as_the_rollup_block_less_the_rest(
                 assert len(fast.sources) == 2 and fast.sources[-1] == Source.RAW.value
 
 
+@pytest.mark.parametrize(
+    "zone", ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "America/St_Johns"]
+)
+def test_a_month_a_zone_cuts_is_read_as_the_rollup_month_less_the_rest(
+    engine: Engine, catalog: Catalog, zone: str
+) -> None:
+    """A local month is most of a UTC month: it is read as that month's rollup row less the
+    hours (in a half-hour zone, and the raw rows) between the two month starts, which belong
+    to the neighbouring local month, not as 30 days and 23 hours."""
+    local = ZoneInfo(zone)
+    months = [datetime(2025, m, 1, tzinfo=local).astimezone(UTC) for m in (10, 11, 12)]
+    plan = decompose(months[1], months[2], rollups.SALES_GRAINS, bucket=(months[1], months[2]))
+    assert [grain for grain, _, negative in plan.signed if not negative] == [rollups.MONTH]
+    assert rollups.DAY not in plan.blocks  # no day of the month read on its own
+
+    def record(months: list[datetime]) -> None:
+        """Sales around each UTC month start and the local one, on both sides of each."""
+        with Session(engine, expire_on_commit=False) as session:
+            for n, start in enumerate(months):
+                utc_start = start.replace(day=1, hour=0, minute=0)
+                if utc_start > start:  # east of UTC: the local month starts the day before
+                    utc_start = (start + timedelta(days=1)).replace(hour=0, minute=0)
+                for k, moment in enumerate(sorted({start, utc_start})):
+                    for minutes in (-61, -1, 0, 29, 59, 61):
+                        add_sale(
+                            session,
+                            catalog,
+                            sold_at=moment + timedelta(minutes=minutes),
+                            channel_id=catalog.channels[(n + k) % 2],
+                            lines=[spec(catalog, (n + k) % 5, 1 + k, f"{n + 1}.{minutes % 60}")],
+                        )
+            session.commit()
+
+    record(months)
+    catch_up(engine)
+    rng = DateRange(date(2025, 9, 20), date(2025, 12, 10), local)
+    for lagging in (False, True):
+        if lagging:  # the consumer has not applied these: their months are read otherwise
+            record(months[1:2])
+        with Session(engine) as session:
+            for filters in (
+                Filters(),
+                Filters(channel_ids=(catalog.channels[1],)),
+                Filters(category_ids=(catalog.categories["home"],)),
+            ):
+                for period in (Period.MONTH, Period.QUARTER):
+                    fast, raw = series_both_ways(session, rng, period, filters)
+                    assert fast.buckets == raw.buckets
+                    assert fast.totals == raw.totals and raw.totals.orders > 0
+                    assert fast.sources[0].startswith("report_")
+
+
 @pytest.mark.parametrize("dimension", [Dimension.PRODUCT, Dimension.CHANNEL, Dimension.CATEGORY])
 def test_a_group_with_no_line_in_the_range_is_not_listed(
     engine: Engine, catalog: Catalog, dimension: Dimension
