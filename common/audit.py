@@ -168,9 +168,14 @@ def _checked(changes: Changes) -> dict[str, Any]:
     """The changes with every secret redacted, each one checked to be a before/after pair."""
     out: dict[str, Any] = {}
     for field, change in changes.items():
-        if not isinstance(change, Mapping) or change.keys() != _PAIR:
+        if not (type(change) is dict or isinstance(change, Mapping)) or change.keys() != _PAIR:
             raise ValueError(f"audit change of {field!r} must be {{'before': ..., 'after': ...}}")
-        out[field] = _hidden(change) if _secret(field) else _redact(change)
+        if _secret(field):
+            out[field] = _hidden(change)
+        elif type(change["before"]) in _LEAVES and type(change["after"]) in _LEAVES:
+            out[field] = change  # two plain values (the usual case): nothing to redact
+        else:
+            out[field] = _redact(change)
     return out
 
 
