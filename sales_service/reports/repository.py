@@ -119,13 +119,22 @@ def _measures(row: Any) -> Measures:
     )
 
 
+# Up to this many intervals (or bucket boundaries) go in as bound parameters: a statement of
+# the same shape is then compiled once and reused for any range (a 30-day summary: 2.8 ms,
+# against 5.6 when it was compiled afresh with its moments written in). Past it, building,
+# keying and binding each parameter costs more than compiling the statement afresh (a weekly
+# series of a product over three years: 97 ms with 600 interval pairs bound, 46 written in).
+BOUND_INTERVALS = 16
+BOUND_BOUNDARIES = 128
+
+
 def _ranges(column: Any, intervals: Sequence[Interval]) -> ColumnElement[bool] | TextClause:
-    """``column`` in any of the intervals, as SQL text with the moments written in: a series
-    has hundreds of intervals, and each one built as expressions and two bound parameters
-    cost about 60 us of SQLAlchemy and PyMySQL (``moment_sql`` takes only a datetime, so
-    nothing else reaches the text)."""
+    """``column`` in any of the intervals; past ``BOUND_INTERVALS`` as SQL text with the
+    moments written in (``moment_sql`` takes only a datetime, so nothing else reaches it)."""
     if not intervals:
         return false()
+    if len(intervals) <= BOUND_INTERVALS:
+        return or_(*[and_(column >= start, column < end) for start, end in intervals])
     name = f"{column.table.name}.{column.name}"
     return text(
         "("
@@ -152,11 +161,12 @@ def _bucket_of(
     if session.get_bind().dialect.name == "sqlite":
         return column
     # INTERVAL(n, b1, b2, ...) binary-searches the sorted list: one row per bucket comes back.
-    # The list is written in as numbers (a daily series over three years has 1,095 of them,
-    # which as bound parameters cost more Python than the rest of the statement).
+    # A long list (a daily series over three years has 1,095) is written in as numbers.
     seconds: Any = func.timestampdiff(literal_column("SECOND"), EPOCH_SQL, column)
     if shift:
         seconds = seconds + shift
+    if len(boundaries) <= BOUND_BOUNDARIES:
+        return func.interval(seconds, *[int(b.timestamp()) for b in boundaries])
     return func.interval(seconds, literal_column(_seconds_list(tuple(boundaries))))
 
 
