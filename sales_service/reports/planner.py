@@ -10,7 +10,7 @@ one snapshot is exact however far the consumer lags.
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cached_property
 
 from sqlalchemy.orm import Session
@@ -22,12 +22,10 @@ from sales_service.reports.rollups import (
     CATEGORY_GRAINS,
     DAY,
     HOUR,
-    MONTH,
     PRODUCT_GRAINS,
     SALES_GRAINS,
     TOTAL_GRAINS,
     UNCATEGORIZED,
-    YEAR,
     Measures,
     ancestry,
     category_rollups_stale,
@@ -193,26 +191,16 @@ def choose_source(ctx: Context, query: Query, has_category_filter: bool) -> Sour
 @dataclass
 class Plan:
     """What adds up to the exact sums over some intervals: whole rollup blocks per grain, raw
-    rows, trimmed blocks (a finest block read whole, less the raw rows of its part that
-    lies outside the interval) per grain and anchor, and signed blocks (a coarser block read
-    whole, less the finer blocks and raw rows of its part outside the interval) per grain,
-    shift and sign (see ``decompose``)."""
+    rows, and trimmed blocks (a finest block read whole, less the raw rows of its part that
+    lies outside the interval) per grain and anchor (see ``decompose``)."""
 
     blocks: dict[int, list[Interval]] = field(default_factory=dict)
     raw: list[Interval] = field(default_factory=list)
     trimmed: dict[tuple[int, bool], list[Interval]] = field(default_factory=dict)
     trimmed_out: dict[tuple[int, bool], list[Interval]] = field(default_factory=dict)
-    signed: dict[tuple[int, int, bool], list[Interval]] = field(default_factory=dict)
-    raw_less: dict[int, list[Interval]] = field(default_factory=dict)  # by shift, taken off
 
 
 FIXED_LENGTH = {HOUR: 3600, DAY: 86400}  # seconds; months and years vary
-SHORTEST = {
-    HOUR: timedelta(hours=1),
-    DAY: timedelta(days=1),
-    MONTH: timedelta(days=28),
-    YEAR: timedelta(days=365),
-}
 
 
 def decompose(
@@ -238,20 +226,9 @@ def decompose(
     bucket, else at its last moment (fixed-length grains only); the rows taken off are
     anchored the same way, by the block they lie in. Only with ``trim``: where groups are
     listed, a group whose lines all lie in the part taken off would be listed with zeros.
-
-    The same holds at the coarser grains of varying length (``signed``): a local month is
-    most of a UTC month, so such a part is read as that block less its pieces outside the
-    part, themselves cut into finer blocks and raw rows (in Berlin, a monthly series reads
-    a month and two hours a bucket, not 30 days and 23 hours). A piece taken off is shifted
-    by its own length towards the part (the piece after it back, the one before it
-    forward): shorter than the part, it lands inside the part, so in its bucket.
     """
     plan = plan if plan is not None else Plan()
     finest = grains[0] if grains and trim else None
-    second = timedelta(seconds=1)
-
-    def clean(g0: datetime, g1: datetime) -> bool:
-        return bisect_left(dirty, g0) == bisect_left(dirty, g1)
 
     def leftover(a: datetime, b: datetime) -> None:
         if finest is None:
@@ -264,60 +241,17 @@ def decompose(
             leftover(g1, b)
             return
         outside = (a - g0) + (g1 - b)
+        clean = bisect_left(dirty, g0) == bisect_left(dirty, g1)
         anchor_start = bucket is None or g0 >= bucket[0]
         anchor_end = bucket is not None and (bucket[1] is None or g1 <= bucket[1])
         anchored = anchor_start or (anchor_end and finest in FIXED_LENGTH)
-        if not (clean(g0, g1) and anchored and outside < b - a):
+        if not (clean and anchored and outside < b - a):
             plan.raw.append((a, b))
             return
         key = (finest, anchor_start)
         plan.trimmed.setdefault(key, []).append((g0, g1))
         pieces = [(g0, a), (b, g1)]
         plan.trimmed_out.setdefault(key, []).extend((x, y) for x, y in pieces if x < y)
-
-    def signed(a: datetime, b: datetime, level: int) -> bool:
-        """[a, b), inside one block of this grain, as that block less the rest, if it is
-        most of a clean block that can be anchored in the bucket."""
-        grain = grains[level]
-        if (b - a) * 2 <= SHORTEST[grain]:  # the common case, told without a calendar
-            return False
-        g0 = grain_floor(grain, a)
-        g1 = grain_next(grain, g0)
-        before, after = a - g0, g1 - b
-        if not (before + after < b - a and clean(g0, g1)) or (before % second or after % second):
-            return False
-        # The block's rows land at its start, or else where the part starts (as the piece
-        # before the part is moved): in the bucket either way.
-        anchor = 0 if bucket is None or g0 >= bucket[0] else before // second
-        plan.signed.setdefault((grain, anchor, False), []).append((g0, g1))
-        if bucket is None:
-            take_off(g0, a, level - 1, 0)
-            take_off(b, g1, level - 1, 0)
-        else:
-            take_off(g0, a, level - 1, before // second)
-            take_off(b, g1, level - 1, -(after // second))
-        return True
-
-    def take_off(a: datetime, b: datetime, level: int, shift: int) -> None:
-        """Subtract [a, b) (part of a clean block), its rows moved ``shift`` seconds."""
-        if a >= b:
-            return
-        if level < 0:
-            plan.raw_less.setdefault(shift, []).append((a, b))
-            return
-        grain = grains[level]
-        inner_a, inner_b = grain_ceil(grain, a), grain_floor(grain, b)
-        if inner_a >= inner_b:
-            take_off(a, b, level - 1, shift)
-            return
-        plan.signed.setdefault((grain, shift, True), []).append((inner_a, inner_b))
-        take_off(a, inner_a, level - 1, shift)
-        take_off(inner_b, b, level - 1, shift)
-
-    def within_block(a: datetime, b: datetime, level: int) -> None:
-        """[a, b), inside one block of this level's grain and not all of it."""
-        if a < b and not signed(a, b, level):
-            cut(a, b, level - 1)
 
     def cut(a: datetime, b: datetime, level: int) -> None:
         if a >= b:
@@ -326,18 +260,9 @@ def decompose(
             leftover(a, b)
             return
         grain = grains[level]
-        # Signed blocks of months and years only: a day's hours are read in one range
-        # with its neighbours' hours, and cutting every day of a series into a day and
-        # hour pieces scatters them into thousands of ranges, dearer than the rows saved.
-        signable = finest is not None and level > 0 and grain not in FIXED_LENGTH
         inner_a, inner_b = grain_ceil(grain, a), grain_floor(grain, b)
-        if inner_a >= inner_b:  # no whole block: inside one, or across one boundary
-            if not signable:
-                cut(a, b, level - 1)
-                return
-            boundary = inner_a if a < inner_a < b else b
-            within_block(a, boundary, level)
-            within_block(boundary, b, level)
+        if inner_a >= inner_b:
+            cut(a, b, level - 1)
             return
         clean_from = inner_a
         for moment in dirty[bisect_left(dirty, inner_a) : bisect_left(dirty, inner_b)]:
@@ -350,12 +275,8 @@ def decompose(
             cut(block, clean_from, level - 1)
         if clean_from < inner_b:
             plan.blocks.setdefault(grain, []).append((clean_from, inner_b))
-        if signable:
-            within_block(a, inner_a, level)
-            within_block(inner_b, b, level)
-        else:
-            cut(a, inner_a, level - 1)
-            cut(inner_b, b, level - 1)
+        cut(a, inner_a, level - 1)
+        cut(inner_b, b, level - 1)
 
     cut(start, end, len(grains) - 1)
     return plan
@@ -441,26 +362,6 @@ def plan_parts(
             merge(plan.trimmed_out[(grain, at_start)]),
             boundaries=boundaries,
             less=(grain, shift),
-        )
-        if out is not None:
-            ctx.sources.add(Source.RAW)
-            parts.append(out)
-    for (grain, shift, negative), found in sorted(plan.signed.items()):
-        parts.append(
-            repository.rollup_part(
-                session,
-                source,
-                query,
-                grain,
-                merge(found),
-                boundaries=boundaries,
-                shift=shift,
-                negate=negative,
-            )
-        )
-    for shift, found in sorted(plan.raw_less.items()):
-        out = repository.raw_part(
-            session, query, merge(found), boundaries=boundaries, less=(None, shift)
         )
         if out is not None:
             ctx.sources.add(Source.RAW)

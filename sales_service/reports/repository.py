@@ -209,19 +209,16 @@ def _collect_sqlite(
 
 
 @functools.cache  # the same four columns in every statement on a table: built once
-def _sums_columns(table: Table, units_only: bool, negate: bool = False) -> tuple[Any, ...]:
-    def total(column: Any) -> Any:
-        return -func.sum(column) if negate else func.sum(column)
-
+def _sums_columns(table: Table, units_only: bool) -> tuple[Any, ...]:
     if units_only:
         zero: Any = literal_column("0")
-        units = total(table.c.units).label("units")
+        units = func.sum(table.c.units).label("units")
         return (zero.label("orders"), units, zero.label("revenue"), zero.label("cost"))
     return (
-        total(table.c.orders).label("orders"),
-        total(table.c.units).label("units"),
-        total(table.c.revenue).label("revenue"),
-        total(table.c.cost).label("cost"),
+        func.sum(table.c.orders).label("orders"),
+        func.sum(table.c.units).label("units"),
+        func.sum(table.c.revenue).label("revenue"),
+        func.sum(table.c.cost).label("cost"),
     )
 
 
@@ -348,17 +345,16 @@ def rollup_part(
     *,
     boundaries: Boundaries,
     shift: int = 0,
-    negate: bool = False,
 ) -> Part:
     """Sum rollup blocks of one grain starting inside the intervals, per bucket and/or group
-    (each block bucketed by its start + ``shift`` seconds); ``negate``: their sums taken off."""
+    (each block bucketed by its start + ``shift`` seconds)."""
     table = {
         Source.SALES_ROLLUPS: SALES_TABLE,
         Source.PRODUCT_ROLLUPS: PRODUCT_TABLE,
         Source.PRODUCT_TOTALS: TOTALS_TABLE,
         Source.CATEGORY_ROLLUPS: CATEGORY_TABLE,
     }[source]
-    columns = _sums_columns(table, query.units_only, negate)
+    columns = _sums_columns(table, query.units_only)
     where: list[Any] = [table.c.grain == grain, _ranges(table.c.bucket_start, intervals)]
     group: Any = None
     if source is Source.PRODUCT_TOTALS:  # no channel or category filter reaches here
@@ -431,7 +427,7 @@ def raw_part(
     intervals: Sequence[Interval],
     *,
     boundaries: Boundaries,
-    less: tuple[int | None, int] | None = None,
+    less: tuple[int, int] | None = None,
 ) -> Part | None:
     """The same sums straight from sales and sale_lines, per bucket and/or group.
 
@@ -440,8 +436,7 @@ def raw_part(
     for a channel; else the period's sales are found first and their lines by sale.
 
     With ``less`` = (grain, shift), the sums are negated and bucketed as the rollup block of
-    that grain holding them is (its start + shift): what a trimmed block takes off; with no
-    grain, by their own time + shift (what a signed block takes off)."""
+    that grain holding them is (its start + shift): what a trimmed block takes off."""
     if query.group_by is GroupBy.CATEGORY_TREE and not query.tree_groups:
         return None
     line_category = func.coalesce(_LINES.c.category_id, UNCATEGORIZED)
@@ -481,11 +476,7 @@ def raw_part(
     dialect = session.get_bind().dialect.name
     if boundaries is not None and less is not None:
         grain, shift = less
-        block: Any = (
-            moment
-            if grain is None
-            else literal_column(floor_sql(dialect, grain, f"{table}.sold_at"))
-        )
+        block: Any = literal_column(floor_sql(dialect, grain, f"{table}.sold_at"))
         bucket = _bucket_of(session, block, boundaries, shift)
     elif boundaries is not None:
         # per quarter-hour slot on SQLite: each sale is in one slot, so distinct counts add up

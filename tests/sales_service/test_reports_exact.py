@@ -334,8 +334,7 @@ def test_revenue_series_equals_the_reference(
     assert raw.model_dump(mode="json")["buckets"] == body["buckets"]
 
 
-# Around local month and year starts: a range of months reads a UTC month's rollup row less
-# the hours (or, in a half-hour zone, the raw rows) on the other side of the local boundary.
+# Around local month and year starts, hours away from the UTC ones the rollups keep.
 MONTH_ANCHORS = [
     datetime(2025, 4, 1, 0, tzinfo=UTC),  # Berlin: two days after springing forward
     datetime(2025, 11, 1, 4, tzinfo=UTC),  # New York: the day before falling back
