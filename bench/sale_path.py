@@ -439,7 +439,7 @@ class CpuMeter:
     def per_sale_ms(self, sales: int) -> str:
         if not sales:
             return "-"
-        return ", ".join(f"{name} {1000 * s / sales:.1f}" for name, s in self.spent.items())
+        return ", ".join(f"{name} {1000 * s / sales:.2f}" for name, s in self.spent.items())
 
 
 # --- load -------------------------------------------------------------------------------
