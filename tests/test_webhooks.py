@@ -354,7 +354,7 @@ def test_a_delivery_connects_only_to_an_address_it_may_reach_whatever_the_name_r
     connection checks the address it connects to."""
     secret = generate_secret()
     receiver.secrets["/hook"] = secret
-    due = Due(1, "msg_guard", {"type": "webhook.ping"}, 0, utcnow())
+    due = Due(1, "msg_guard", '{"type":"webhook.ping"}', 0, utcnow())
     for url in (receiver.url(), receiver.url().replace("127.0.0.1", "localhost")):
         target = Target(1, url, (secret,), True, True)
         with Sender(()) as sender:
@@ -379,7 +379,9 @@ def send_all(url: str, messages: int, within: float = 5, pause: float = 0) -> li
     with Sender(parse_networks("127.0.0.0/8")) as sender:
         for n in range(messages):
             time.sleep(pause)
-            outcomes.append(sender.post(target, Due(n, f"msg_{n}", {"n": n}, 0, utcnow()), within))
+            outcomes.append(
+                sender.post(target, Due(n, f"msg_{n}", f'{{"n":{n}}}', 0, utcnow()), within)
+            )
     return outcomes
 
 

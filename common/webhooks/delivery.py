@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import functools
 import http.client
-import json
 import logging
 import os
 import random
@@ -132,11 +131,6 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def encode(payload: Any) -> bytes:
-    """The body's exact bytes (compact JSON, UTF-8): what is signed is what is sent."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 class Sender:
     """Sends one endpoint's messages, one at a time, on a connection kept between them.
 
@@ -167,7 +161,7 @@ class Sender:
         """Send one delivery once; never raises (every failure is an outcome). ``within``
         bounds connecting and each read and write, and the answer's body is read only while
         in time."""
-        body = encode(due.payload)
+        body = due.payload.encode()  # the JSON text as queued: what is signed is what is sent
         headers = {
             **signed_headers(target.secrets, due.message_id, body),
             "Content-Type": "application/json",

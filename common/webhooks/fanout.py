@@ -11,6 +11,7 @@ An endpoint gets the events after its creation (``<source>_after_id``), and none
 is disabled.
 """
 
+import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -59,6 +60,11 @@ def message_body(
     }
 
 
+def encode(body: Any) -> str:
+    """A message body as the exact JSON text it is queued and sent as (compact)."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
 def deliveries_for(
     source: Source, events: Sequence[Row[Any]], endpoints: Sequence[Row[Any]]
 ) -> list[dict[str, Any]]:
@@ -67,7 +73,7 @@ def deliveries_for(
     now = utcnow()
     rows = []
     for event in events:
-        body: dict[str, Any] | None = None
+        body: str | None = None  # encoded once for every endpoint that takes the event
         for endpoint in endpoints:
             if event.id <= getattr(endpoint, after_column) or not subscribes(
                 endpoint.event_types or [], event.type
@@ -75,12 +81,14 @@ def deliveries_for(
                 continue
             id_ = message_id(source, event.id)
             if body is None:
-                body = message_body(
-                    id_=id_,
-                    type_=event.type,
-                    occurred_at=event.occurred_at,
-                    source=source,
-                    data=event.payload,
+                body = encode(
+                    message_body(
+                        id_=id_,
+                        type_=event.type,
+                        occurred_at=event.occurred_at,
+                        source=source,
+                        data=event.payload,
+                    )
                 )
             rows.append(
                 {

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    Text,
     bindparam,
     case,
     delete,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.orm import Session
@@ -127,10 +129,14 @@ def active_subscriptions(connection: Connection) -> list[Row[Any]]:
 
 
 def queue_deliveries(db: Connection | Session, deliveries: Sequence[dict[str, Any]]) -> None:
-    """Insert pending deliveries (one multi-row INSERT)."""
+    """Insert pending deliveries (one multi-row INSERT), each ``payload`` the JSON text of
+    its body (``fanout.encode``), written as it is."""
     if deliveries:
         connection = db if isinstance(db, Connection) else db.connection()
-        connection.execute(insert(DELIVERIES), list(deliveries))
+        connection.execute(_QUEUE, list(deliveries))
+
+
+_QUEUE = insert(DELIVERIES).values(payload=bindparam("payload", type_=Text()))
 
 
 # --- the delivery worker ----------------------------------------------------------------
@@ -214,7 +220,7 @@ class Due:
 
     id: int
     message_id: str
-    payload: dict[str, Any]
+    payload: str  # the body's JSON text
     round_attempts: int
     queued_at: datetime
 
@@ -258,7 +264,7 @@ def load_batch(
             select(
                 DELIVERIES.c.id,
                 DELIVERIES.c.message_id,
-                DELIVERIES.c.payload,
+                type_coerce(DELIVERIES.c.payload, Text).label("payload"),  # sent as stored
                 DELIVERIES.c.round_attempts,
                 DELIVERIES.c.queued_at,
                 DELIVERIES.c.next_attempt_at,
