@@ -172,8 +172,12 @@ def _checked(changes: Changes) -> dict[str, Any]:
             raise ValueError(f"audit change of {field!r} must be {{'before': ..., 'after': ...}}")
         if _secret(field):
             out[field] = _hidden(change)
-        elif type(change["before"]) in _LEAVES and type(change["after"]) in _LEAVES:
-            out[field] = change  # two plain values (the usual case): nothing to redact
+        elif (
+            type(change) is dict
+            and type(change["before"]) in _LEAVES
+            and type(change["after"]) in _LEAVES
+        ):
+            out[field] = change  # a dict of two plain values (the usual case): kept as it is
         else:
             out[field] = _redact(change)
     return out

@@ -2,6 +2,7 @@
 read by admins only, written only when the change commits, and never holding a secret."""
 
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -279,6 +280,8 @@ def test_secrets_are_never_stored_or_shown(
             entity_id=users[Role.VIEWER].id,
             changes={
                 "full_name": {"before": "Viewer", "after": "Vera"},
+                # any mapping will do for a pair, not only a dict
+                "email": MappingProxyType({"before": "v@example.com", "after": "w@example.com"}),
                 "password": {"before": "old-pass-123", "after": "new-pass-456"},
                 "hashed_password": {"before": "$argon2id$old", "after": "$argon2id$new"},
                 "settings": {
@@ -295,6 +298,7 @@ def test_secrets_are_never_stored_or_shown(
         assert secret not in response.text
     changes = response.json()["items"][0]["changes"]
     assert changes["full_name"] == {"before": "Viewer", "after": "Vera"}
+    assert changes["email"] == {"before": "v@example.com", "after": "w@example.com"}
     assert changes["password"] == {"before": audit.REDACTED, "after": audit.REDACTED}
     assert changes["hashed_password"] == {"before": audit.REDACTED, "after": audit.REDACTED}
     assert changes["settings"] == {
