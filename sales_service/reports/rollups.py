@@ -382,7 +382,8 @@ def _literal_upsert(table: Table) -> tuple[str, str]:
 
 @functools.lru_cache(maxsize=4096)
 def moment_sql(value: datetime) -> str:
-    """A block start as a DATETIME literal in UTC (a batch holds few distinct ones)."""
+    """An aware moment as a DATETIME literal in UTC (block starts and report range ends:
+    few distinct ones at a time); it takes only a datetime, so only digits reach the SQL."""
     return value.astimezone(UTC).strftime("'%Y-%m-%d %H:%M:%S.%f'")
 
 
