@@ -23,6 +23,7 @@ from common.db import make_engine
 from common.models import Category, User
 from common.settings import SalesSettings
 from sales_service.main import create_app
+from sales_service.reports import repository as report_repository
 from sales_service.reports import rollups, service
 from sales_service.reports.calendar import DateRange, Period, Weekday
 from sales_service.reports.consumer import CONSUMER, catch_up, consume_batch, consume_once
@@ -569,6 +570,29 @@ def test_months_a_zone_cuts_add_up_from_the_rollups_as_from_raw_rows(
                     assert fast.buckets == raw.buckets
                     assert fast.totals == raw.totals and raw.totals.orders > 0
                     assert fast.sources[0].startswith("report_")
+
+
+def test_a_long_daily_series_buckets_each_day_as_two_shorter_series_do(
+    engine: Engine, catalog: Catalog
+) -> None:
+    """Past ``BOUND_BOUNDARIES`` buckets, a series writes its bucket boundaries into the
+    statement instead of binding them: each day must still get exactly its own sales."""
+    assert 100 <= report_repository.BOUND_BOUNDARIES < 200
+    record_mix(engine, catalog)
+    berlin = ZoneInfo("Europe/Berlin")
+    first = START.astimezone(berlin).date() - timedelta(days=50)
+    long = DateRange(first, first + timedelta(days=199), berlin)
+    halves = [
+        DateRange(first, first + timedelta(days=99), berlin),
+        DateRange(first + timedelta(days=100), first + timedelta(days=199), berlin),
+    ]
+    with Session(engine) as session:
+        for filters in (Filters(), Filters(product_ids=(catalog.products[1],))):
+            whole = series_both_ways(session, long, Period.DAY, filters)
+            parts = [series_both_ways(session, half, Period.DAY, filters) for half in halves]
+            for way in (0, 1):  # from the rollups, from raw rows
+                assert whole[way].buckets == parts[0][way].buckets + parts[1][way].buckets
+                assert whole[way].totals.orders > 0
 
 
 @pytest.mark.parametrize("dimension", [Dimension.PRODUCT, Dimension.CHANNEL, Dimension.CATEGORY])
