@@ -35,7 +35,7 @@ from sqlalchemy import Select, Table, Text, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from common.auth.dependencies import AdminUser
-from common.db import SessionDep, utcnow
+from common.db import SessionDep, execute_rows, utcnow
 from common.errors import error_responses
 from common.fields import Instant
 from common.models import AuditEntry
@@ -274,7 +274,7 @@ class Trail:
             if changes
         ]
         if rows:
-            session.connection().execute(_INSERT, rows)
+            execute_rows(session, _INSERT, rows)
 
 
 # --- reading ----------------------------------------------------------------------------

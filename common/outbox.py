@@ -28,7 +28,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from common.db import utcnow
+from common.db import execute_rows, utcnow
 from common.models import OutboxPosition, ProductsEvent, SalesEvent
 
 PRODUCTS_OUTBOX: Table = ProductsEvent.__table__  # type: ignore[assignment]
@@ -60,7 +60,7 @@ def append(db: Db, table: Table, events: Sequence[Mapping[str, Any]]) -> None:
     """Append events in the caller's transaction (one multi-row INSERT)."""
     if events:
         connection = db if isinstance(db, Connection) else db.connection()
-        connection.execute(_insert(table), list(events))
+        execute_rows(connection, _insert(table), events)
 
 
 @functools.cache

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from common import outbox
-from common.db import update_by_id, utcnow
+from common.db import execute_rows, update_by_id, utcnow
 from common.errors import InsufficientStock
 from common.models import MovementType, Product, StockLevel, StockMovement
 
@@ -40,7 +40,7 @@ def ensure_levels(session: Session, keys: Iterable[LevelKey]) -> None:
     ]
     if rows:
         # One statement object, executed with the rows: compiled once, sent as one INSERT.
-        session.connection().execute(_ensure_statement(session.get_bind().dialect.name), rows)
+        execute_rows(session, _ensure_statement(session.get_bind().dialect.name), rows)
 
 
 @functools.cache

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, Table, and_, false, func, insert, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
-from common.db import update_by_id
+from common.db import execute_rows, update_by_id
 from common.models import Category, Product, ProductStatus, StockLevel, Warehouse
 from common.pagination import PageParams, Slice, paginate
 from common.time_window import TimeWindow
@@ -157,7 +157,7 @@ def insert_many(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict[str
     if not rows:
         return {}
     connection = session.connection()
-    connection.execute(_INSERT, list(rows))
+    execute_rows(connection, _INSERT, rows)
     found = connection.execute(
         select(PRODUCTS.c.id, PRODUCTS.c.sku).where(PRODUCTS.c.sku.in_([r["sku"] for r in rows]))
     )

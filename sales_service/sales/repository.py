@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from common.auth.dependencies import caller_query
-from common.db import utcnow
+from common.db import execute_rows, utcnow
 from common.models import (
     Category,
     Product,
@@ -207,7 +207,7 @@ def insert_imported_sales(
     if not sales:
         return
     connection = session.connection()
-    connection.execute(_INSERTS[SALES], [sale for sale, _ in sales])
+    execute_rows(connection, _INSERTS[SALES], [sale for sale, _ in sales])
     order_ids = [sale["external_order_id"] for sale, _ in sales]
     found = connection.execute(_IDS_BY_ORDER, {"channel": channel_id, "orders": order_ids})
     ids = {order_id.casefold(): sale_id for sale_id, order_id in found}
@@ -217,7 +217,7 @@ def insert_imported_sales(
         for line in lines:
             line["sale_id"] = sale["id"]
     connection.execute(_NUMBER_SALES, {"ids": [sale["id"] for sale, _ in sales]})
-    connection.execute(_INSERTS[LINES], [line for _, lines in sales for line in lines])
+    execute_rows(connection, _INSERTS[LINES], [line for _, lines in sales for line in lines])
 
 
 def sale_number(sale_id: int) -> str:

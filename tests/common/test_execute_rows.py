@@ -1,0 +1,171 @@
+"""common.db.execute_rows writes a bulk change's rows into the statement itself on PyMySQL:
+what lands must be exactly what SQLAlchemy's executemany stores for the same rows."""
+
+import enum
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Engine,
+    Enum,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    bindparam,
+    event,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects import mysql
+
+from common import db
+from common.db import UTCDateTime, execute_rows, make_engine, utcnow
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+METADATA = MetaData()
+ROWS = Table(
+    "test_execute_rows",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("n", Integer, nullable=False, unique=True),
+    Column("name", String(200)),
+    Column("body", Text, nullable=False),
+    Column("price", Numeric(12, 2)),
+    Column("flag", Boolean, nullable=False),
+    Column("colour", Enum(Colour, native_enum=False, length=10), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("doc", JSON),
+    Column("made_at", UTCDateTime, nullable=False, default=utcnow),
+    mysql_charset="utf8mb4",
+)
+NASTY = [
+    "",
+    "it's",
+    'say "hi"',
+    "trailing \\",
+    "\\'; DROP TABLE test_execute_rows; --",
+    "nul \0 and ctrl-z \x1a, \r\n",
+    "100% %s %(n)s %%",
+    '{"json": "with \\"quotes\\""}',
+    "Grüße, 東京, 😀",
+]
+
+
+def _rows(offset: int) -> list[dict[str, Any]]:
+    zones = [UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30))]
+    return [
+        {
+            "n": offset + i,
+            "name": None if i % 4 == 3 else value,
+            "body": value,
+            "price": None if i % 5 == 4 else Decimal(f"{i}.{i:02d}") - 3,
+            "flag": i % 2 == 0,
+            "colour": Colour.RED if i % 3 else Colour.BLUE,
+            "at": datetime(2026, 3, 29, 1, 30, i, 123456 * (i % 2), tzinfo=zones[i % 3]),
+            "doc": {"text": value, "n": [i, None, 1.5]},
+            "made_at": datetime(2026, 1, 1, tzinfo=UTC),
+        }
+        for i, value in enumerate(NASTY)
+    ]
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    METADATA.create_all(engine)
+    yield engine
+    METADATA.drop_all(engine)
+    engine.dispose()
+
+
+def _stored(engine: Engine, first: int, last: int) -> list[tuple[Any, ...]]:
+    columns = [c for c in ROWS.c if c.name not in ("id", "n")]
+    with engine.connect() as connection:
+        query = select(*columns).where(ROWS.c.n.between(first, last)).order_by(ROWS.c.n)
+        return [tuple(row) for row in connection.execute(query)]
+
+
+def _statements(engine: Engine) -> list[tuple[str, Any]]:
+    sent: list[tuple[str, Any]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    return sent
+
+
+@pytest.mark.parametrize("sql_mode", ["", "NO_BACKSLASH_ESCAPES"])
+def test_rows_are_stored_as_executemany_stores_them(engine: Engine, sql_mode: str) -> None:
+    sent = _statements(engine)
+    # The JSON column as text the caller made, as the outbox and the audit log send it.
+    statement = insert(ROWS).values(doc=bindparam("doc", type_=Text()))
+    with engine.begin() as connection:
+        connection.execute(text("SET SESSION sql_mode = :mode"), {"mode": sql_mode})
+        ours = [{**row, "doc": f'{{"i": {row["n"]}}}'} for row in _rows(0)]
+        sent.clear()
+        execute_rows(connection, statement, ours)
+        assert len(sent) == 1  # one statement, the rows written into it
+        connection.execute(statement, [{**row, "n": row["n"] + 100} for row in ours])
+        connection.execute(text("SET SESSION sql_mode = DEFAULT"))
+    assert _stored(engine, 0, 99) == _stored(engine, 100, 199)
+    assert [row[1] for row in _stored(engine, 0, 99)] == NASTY
+    assert any(row[3] is False for row in _stored(engine, 0, 99))
+
+
+def test_a_column_type_processes_each_value_as_it_does_for_sqlalchemy(engine: Engine) -> None:
+    with engine.begin() as connection:
+        execute_rows(connection, insert(ROWS), _rows(0))
+        connection.execute(insert(ROWS), _rows(100))
+    stored = _stored(engine, 0, 99)
+    assert stored == _stored(engine, 100, 199)
+    # Aware times stored in UTC, enums by value, JSON documents whole.
+    assert stored[1][5] == datetime(2026, 3, 29, 6, 30, 1, 123456, tzinfo=UTC)
+    assert {row[4] for row in stored} == {Colour.RED, Colour.BLUE}
+    assert stored[0][6] == {"text": "", "n": [0, None, 1.5]}
+
+
+def test_a_default_computed_in_python_is_still_applied(engine: Engine) -> None:
+    rows = [{k: v for k, v in row.items() if k != "made_at"} for row in _rows(0)]
+    before = utcnow()
+    with engine.begin() as connection:
+        execute_rows(connection, insert(ROWS), rows)
+    assert all(row[7] >= before.replace(microsecond=0) for row in _stored(engine, 0, 99))
+
+
+def test_an_upsert_sets_the_rows_it_meets(engine: Engine) -> None:
+    with engine.begin() as connection:
+        execute_rows(connection, insert(ROWS), _rows(0))
+        upsert = mysql.insert(ROWS)
+        upsert = upsert.on_duplicate_key_update(body=upsert.inserted.body)
+        again = [{**row, "body": f"{row['body']} again %"} for row in _rows(0)]
+        execute_rows(connection, upsert, again)
+    assert [row[1] for row in _stored(engine, 0, 99)] == [f"{v} again %" for v in NASTY]
+
+
+def test_rows_past_the_statement_size_go_in_several_statements(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "MAX_STATEMENT_BYTES", 1000)
+    sent = _statements(engine)
+    rows = [{**_rows(0)[1], "n": n, "body": f"{n}" * 1000} for n in range(10)]
+    with engine.begin() as connection:
+        execute_rows(connection, insert(ROWS), rows)
+    assert len(sent) == 10
+    assert all(len(statement) < 1000 + 1200 for statement, _ in sent)
+    assert [row[1] for row in _stored(engine, 0, 9)] == [f"{n}" * 1000 for n in range(10)]
