@@ -91,6 +91,7 @@ _TEXT_COLUMNS = ("name", "description", "category")
 _MONEY_COLUMNS = ("price", "cost_price")
 _SKU = TypeAdapter(Sku)
 _CATEGORY_NAME = TypeAdapter(CategoryName)
+_NEEDED_FOR_NEW = {n for n, f in ProductCreate.model_fields.items() if f.is_required()} - {"sku"}
 CATEGORY_SEPARATOR = "/"
 
 
@@ -383,15 +384,20 @@ class _ProductImporter:
         category_id: int | None,
         creates: list[ProductCreate],
     ) -> None:
-        try:
-            data = ProductCreate.model_validate({**fields, "sku": item.sku})
-        except ValidationError as exc:
-            self.tally.reject(
-                validation_problems(
-                    exc, item.row, item.cells, missing_reason="is required for a new product"
+        if fields.keys() >= _NEEDED_FOR_NEW:
+            # Each value was checked by ProductUpdate, whose fields have ProductCreate's types;
+            # what a new product adds is only that these are given.
+            data = ProductCreate.model_construct(**fields, sku=item.sku)
+        else:
+            try:
+                data = ProductCreate.model_validate({**fields, "sku": item.sku})
+            except ValidationError as exc:
+                self.tally.reject(
+                    validation_problems(
+                        exc, item.row, item.cells, missing_reason="is required for a new product"
+                    )
                 )
-            )
-            return
+                return
         data.category_id = category_id  # checked by the tree (a dry run's may be planned)
         creates.append(data)
         self.tally.change(item.row, "create", item.sku, {})

@@ -228,6 +228,38 @@ def test_a_file_with_one_bad_row_writes_nothing_and_says_which_row(
     assert catalog(engine)["KEEP-1"]["name"] == "Product KEEP-1"
 
 
+# Cells the create route refuses (as JSON strings), for a new product's row.
+REFUSED_BY_CREATE = {
+    "name": ["x" * 201, "   "],
+    "description": ["d" * 20_001],
+    "price": ["1.005", "-0.01", "10000000000.00", "NaN", "Infinity", "1e3", "12,50", "abc"],
+    "cost_price": ["0.001", "-1", "1E+2", "sNaN"],
+    "status": ["archived", "sold-out"],
+    "sku": ["x" * 65, "bad sku", "ünï"],
+}
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [(c, v) for c, values in REFUSED_BY_CREATE.items() for v in values]
+)
+def test_a_new_product_cell_the_create_route_refuses_is_refused_by_the_import(
+    client: TestClient, manager_headers: dict[str, str], engine: Engine, column: str, value: str
+) -> None:
+    # The import checks a row once, for an update or a create alike, then makes a new
+    # product of it: what the create route refuses must not get in that way.
+    sku = f"NEW-{uuid.uuid4().hex[:8]}"
+    body = {"sku": sku, "name": "Fine", "price": "3.00", "cost_price": "1.00", column: value}
+    response = client.post(f"{API}/products", json=body, headers=manager_headers)
+    assert response.status_code == 422, response.text
+    cells = {"description": "", "category": "", "low_stock_threshold": "", "status": "", **body}
+    cells[column] = value
+    row = ",".join(f'"{cells[c]}"' for c in HEADER.strip().split(","))
+    before = counts(engine)
+    report = rejected(client, manager_headers, HEADER + row + "\n")
+    assert [(e["row"], e["column"]) for e in report["errors"]] == [(2, column)]
+    assert counts(engine) == before
+
+
 def test_a_problem_met_after_rows_were_written_leaves_nothing_written(
     client: TestClient, manager_headers: dict[str, str], engine: Engine
 ) -> None:
