@@ -357,15 +357,22 @@ def execute_rows(
     if plan is None:
         connection.execute(statement, list(rows))
         return
-    head, names, processors, tail = plan
+    head, columns, tail = plan
     escape = connection.connection.dbapi_connection.escape  # type: ignore[union-attr]
+    # A value that is the very object the row before had in that column (a batch's one
+    # timestamp, a constant type or status) is written as it was, not processed again.
+    last: list[Any] = [_UNSET] * len(columns)
+    made: list[str] = [""] * len(columns)
     values: list[str] = []
     size = 0
     for row in rows:
         literals = []
-        for name, process in zip(names, processors, strict=True):
+        for i, name, process in columns:
             value = row[name]
-            literals.append(escape(value if process is None else process(value)))
+            if value is not last[i]:
+                last[i] = value
+                made[i] = escape(value if process is None else process(value))
+            literals.append(made[i])
         literal = f"({','.join(literals)})"
         if values and size + len(literal) > MAX_STATEMENT_BYTES:
             connection.exec_driver_sql(head + ",".join(values) + tail, execution_options=_RAW)
@@ -376,15 +383,18 @@ def execute_rows(
 
 
 _RAW = {"no_parameters": True}  # the statement goes to the cursor as it is, not %-formatted
+_UNSET = object()
+Processor = Callable[[Any], Any]
 
 
 @functools.lru_cache(maxsize=256)  # statements are built once, module-level
 def _rows_plan(
     statement: Any, keys: tuple[str, ...], dialect: Dialect
-) -> tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...], str] | None:
+) -> tuple[str, tuple[tuple[int, str, Processor | None], ...], str] | None:
     """The statement compiled for rows with ``keys``: the text before and after its VALUES
-    tuple, the bound names in that tuple's order and each one's bind processor; None when
-    it cannot be written row by row here (a default to compute, another shape)."""
+    tuple, and the bound names in that tuple's order, numbered, each with its bind
+    processor; None when it cannot be written row by row here (a default to compute,
+    another shape)."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     if compiled.insert_prefetch or compiled.update_prefetch:
         return None
@@ -395,6 +405,7 @@ def _rows_plan(
     names = tuple(_BIND.findall(template))
     if not set(names) <= set(keys) or _BIND.search(head + tail):
         return None
-    processors = tuple(compiled._bind_processors.get(name) for name in names)
+    processors = compiled._bind_processors
+    columns = tuple((i, name, processors.get(name)) for i, name in enumerate(names))
     # The compiled text doubles a literal %, for the driver's %-formatting that is skipped.
-    return head % (), names, processors, tail % ()
+    return head % (), columns, tail % ()

@@ -66,6 +66,9 @@ NASTY = [
 ]
 
 
+MADE_AT = datetime(2026, 1, 1, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=2)))
+
+
 def _rows(offset: int) -> list[dict[str, Any]]:
     zones = [UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30))]
     return [
@@ -78,7 +81,7 @@ def _rows(offset: int) -> list[dict[str, Any]]:
             "colour": Colour.RED if i % 3 else Colour.BLUE,
             "at": datetime(2026, 3, 29, 1, 30, i, 123456 * (i % 2), tzinfo=zones[i % 3]),
             "doc": {"text": value, "n": [i, None, 1.5]},
-            "made_at": datetime(2026, 1, 1, tzinfo=UTC),
+            "made_at": MADE_AT,  # one object in every row, as a batch's timestamp is
         }
         for i, value in enumerate(NASTY)
     ]
