@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -110,27 +111,35 @@ def _columns(product: Product) -> dict[str, Any]:
     return {"id": product.id, **AUDIT_TRAIL.snapshot(product)}
 
 
-def _event(type_: str, product: Mapping[str, Any], **extra: object) -> dict[str, Any]:
+def _event(
+    type_: str,
+    product: Mapping[str, Any],
+    extra: Mapping[str, object] | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
     """A catalog event about this product (its columns), with the fields every consumer
-    relies on."""
+    relies on and ``extra``; ``at``: when it occurred (now if not given)."""
     payload = {"product_id": product["id"], **{f: product[f] for f in EVENT_FIELDS}}
-    return outbox.event(type_, product["id"], {**payload, **extra})
+    return outbox.event(type_, product["id"], {**payload, **(extra or {})}, at)
 
 
 def _updated_event(
-    product: Mapping[str, Any], changed: Mapping[str, Mapping[str, Any]]
+    product: Mapping[str, Any],
+    changed: Mapping[str, Mapping[str, Any]],
+    *,
+    at: datetime | None = None,
 ) -> dict[str, Any]:
     """``product.updated`` naming the fields that changed and what they were."""
     previous = {
         f: str(c["before"]) if f in ("price", "cost_price") else c["before"]
         for f, c in changed.items()
     }
-    return _event("product.updated", product, changed=list(changed), previous=previous)
+    return _event("product.updated", product, {"changed": list(changed), "previous": previous}, at)
 
 
 def _publish(session: Session, type_: str, product: Product, **extra: object) -> None:
     """Append a catalog event in the change's transaction (see common.outbox)."""
-    outbox.append(session, outbox.PRODUCTS_OUTBOX, [_event(type_, _columns(product), **extra)])
+    outbox.append(session, outbox.PRODUCTS_OUTBOX, [_event(type_, _columns(product), extra)])
 
 
 def _get(session: Session, product_id: int) -> Product:
@@ -214,7 +223,7 @@ def save_many(
     product's columns (``id`` and every column, read under a lock) with the fields to set.
     """
     now = utcnow()
-    new = [{**data.model_dump(), "created_at": now, "updated_at": now} for data in creates]
+    new = [{**dict(data), "created_at": now, "updated_at": now} for data in creates]
     try:
         ids = repository.insert_many(session, new)
     except IntegrityError as exc:
@@ -228,7 +237,7 @@ def save_many(
     created = [{**values, "id": ids[values["sku"].casefold()]} for values in new]
     changed = [({**product, **changes, "updated_at": now}, product) for product, changes in updates]
     repository.update_many(session, [after for after, _ in changed])
-    events = [_event("product.created", product) for product in created]
+    events = [_event("product.created", product, at=now) for product in created]
     entries = [(product["id"], AUDIT_TRAIL.changes({}, product)) for product in created]
     AUDIT_TRAIL.record_many(
         session, "product.created", entries, actor_id=actor_id, actor_email=actor_email
@@ -238,7 +247,7 @@ def save_many(
         session, "product.updated", entries, actor_id=actor_id, actor_email=actor_email
     )
     events += [
-        _updated_event(after, diff)
+        _updated_event(after, diff, at=now)
         for (after, _), (_, diff) in zip(changed, entries, strict=True)
         if diff
     ]
