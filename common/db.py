@@ -333,6 +333,13 @@ def _update_by_id(table: Table, columns: tuple[str, ...], dialect: str) -> Any:
 MAX_STATEMENT_BYTES = 1_024_000
 _VALUES = re.compile(r"^(.+\sVALUES\s*)(\(\s*%\(\w+\)s\s*(?:,\s*%\(\w+\)s\s*)*\))(.*)$", re.S)
 _BIND = re.compile(r"%\((\w+)\)s")
+_RAW = {"no_parameters": True}  # the statement goes to the cursor as it is, not %-formatted
+_UNSET = object()
+_ID_STEP = "shop_consecutive_ids_step"  # in a pooled connection's info
+Processor = Callable[[Any], Any]
+# What _rows_plan answers: the text before the VALUES tuple, its bound names (numbered,
+# each with its bind processor), the text after, and whether ids come from the server.
+_Plan = tuple[str, tuple[tuple[int, str, Processor | None], ...], str, bool]
 
 
 def execute_rows(
@@ -352,12 +359,64 @@ def execute_rows(
     if not rows:
         return
     connection = db if isinstance(db, Connection) else db.connection()
-    dialect = connection.dialect
-    plan = _rows_plan(statement, tuple(rows[0]), dialect) if dialect.driver == "pymysql" else None
+    plan = _plan_for(connection, statement, rows)
     if plan is None:
         connection.execute(statement, list(rows))
         return
-    head, columns, tail = plan
+    for sql, _ in _statements(connection, plan, rows):
+        connection.exec_driver_sql(sql, execution_options=_RAW)
+
+
+def insert_ids(
+    db: Session | Connection, statement: Any, rows: Sequence[Mapping[str, Any]]
+) -> list[int] | None:
+    """``execute_rows`` of a plain INSERT whose table numbers its rows itself, answering
+    the ids the rows got, in their order, where the server is known to give the rows of one
+    INSERT consecutive ids: InnoDB's "traditional" and "consecutive" lock modes (MariaDB's
+    default; read once per connection), the first being what the statement answers as
+    LAST_INSERT_ID() and the step ``auto_increment_increment``. None where it is not (MySQL
+    8's interleaved mode, SQLite, another shape): the rows are inserted all the same, and
+    the caller reads their ids back."""
+    if not rows:
+        return []
+    connection = db if isinstance(db, Connection) else db.connection()
+    plan = _plan_for(connection, statement, rows)
+    step = _consecutive_ids_step(connection) if plan is not None and plan[3] else None
+    if plan is None or step is None:
+        execute_rows(connection, statement, rows)
+        return None
+    ids: list[int] = []
+    for sql, count in _statements(connection, plan, rows):
+        first = connection.exec_driver_sql(sql, execution_options=_RAW).lastrowid
+        ids.extend(range(first, first + count * step, step))
+    return ids
+
+
+def _consecutive_ids_step(connection: Connection) -> int | None:
+    """The step between the ids of one multi-row INSERT on this connection, if they are
+    consecutive (see ``insert_ids``); None if not."""
+    info = connection.connection.info
+    if _ID_STEP not in info:
+        mode, step = connection.exec_driver_sql(
+            "SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment"
+        ).one()
+        info[_ID_STEP] = int(step) if int(mode) in (0, 1) else None
+    return info[_ID_STEP]
+
+
+def _plan_for(
+    connection: Connection, statement: Any, rows: Sequence[Mapping[str, Any]]
+) -> _Plan | None:
+    if connection.dialect.driver != "pymysql":
+        return None
+    return _rows_plan(statement, tuple(rows[0]), connection.dialect)
+
+
+def _statements(
+    connection: Connection, plan: _Plan, rows: Sequence[Mapping[str, Any]]
+) -> Iterator[tuple[str, int]]:
+    """The statements that write these rows, each with its number of rows."""
+    head, columns, tail, _ = plan
     escape = connection.connection.dbapi_connection.escape  # type: ignore[union-attr]
     # A value that is the very object the row before had in that column (a batch's one
     # timestamp, a constant type or status) is written as it was, not processed again.
@@ -375,26 +434,19 @@ def execute_rows(
             literals.append(made[i])
         literal = f"({','.join(literals)})"
         if values and size + len(literal) > MAX_STATEMENT_BYTES:
-            connection.exec_driver_sql(head + ",".join(values) + tail, execution_options=_RAW)
+            yield head + ",".join(values) + tail, len(values)
             values, size = [], 0
         values.append(literal)
         size += len(literal) + 1
-    connection.exec_driver_sql(head + ",".join(values) + tail, execution_options=_RAW)
-
-
-_RAW = {"no_parameters": True}  # the statement goes to the cursor as it is, not %-formatted
-_UNSET = object()
-Processor = Callable[[Any], Any]
+    yield head + ",".join(values) + tail, len(values)
 
 
 @functools.lru_cache(maxsize=256)  # statements are built once, module-level
-def _rows_plan(
-    statement: Any, keys: tuple[str, ...], dialect: Dialect
-) -> tuple[str, tuple[tuple[int, str, Processor | None], ...], str] | None:
+def _rows_plan(statement: Any, keys: tuple[str, ...], dialect: Dialect) -> _Plan | None:
     """The statement compiled for rows with ``keys``: the text before and after its VALUES
-    tuple, and the bound names in that tuple's order, numbered, each with its bind
-    processor; None when it cannot be written row by row here (a default to compute,
-    another shape)."""
+    tuple, the bound names in that tuple's order, numbered, each with its bind processor,
+    and whether it is a plain INSERT of new auto-numbered rows (ids for ``insert_ids``);
+    None when it cannot be written row by row here (a default to compute, another shape)."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     if compiled.insert_prefetch or compiled.update_prefetch:
         return None
@@ -407,5 +459,8 @@ def _rows_plan(
         return None
     processors = compiled._bind_processors
     columns = tuple((i, name, processors.get(name)) for i, name in enumerate(names))
+    auto = statement.table.autoincrement_column
+    plain = head.startswith("INSERT INTO ") and not tail.strip()  # no IGNORE, no upsert
+    numbered = plain and auto is not None and auto.key not in keys
     # The compiled text doubles a literal %, for the driver's %-formatting that is skipped.
-    return head % (), columns, tail % ()
+    return head % (), columns, tail % (), numbered

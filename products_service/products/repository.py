@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, Table, and_, false, func, insert, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
-from common.db import execute_rows, update_by_id
+from common.db import insert_ids, update_by_id
 from common.models import Category, Product, ProductStatus, StockLevel, Warehouse
 from common.pagination import PageParams, Slice, paginate
 from common.time_window import TimeWindow
@@ -153,11 +153,15 @@ WRITABLE = (
 
 def insert_many(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """Insert new products (one multi-row INSERT) and answer their ids by SKU in lower case
-    (read back by SKU: MySQL answers no ids for the rows of one INSERT)."""
+    (from the server's numbering where it is known, else read back by SKU)."""
     if not rows:
         return {}
     connection = session.connection()
-    execute_rows(connection, _INSERT, rows)
+    ids = insert_ids(connection, _INSERT, rows)
+    if ids is not None:
+        return {
+            row["sku"].casefold(): product_id for row, product_id in zip(rows, ids, strict=True)
+        }
     found = connection.execute(
         select(PRODUCTS.c.id, PRODUCTS.c.sku).where(PRODUCTS.c.sku.in_([r["sku"] for r in rows]))
     )

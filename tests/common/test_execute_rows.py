@@ -2,6 +2,7 @@
 what lands must be exactly what SQLAlchemy's executemany stores for the same rows."""
 
 import enum
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 
 from common import db
-from common.db import UTCDateTime, execute_rows, make_engine, utcnow
+from common.db import UTCDateTime, execute_rows, insert_ids, make_engine, utcnow
 
 
 class Colour(enum.Enum):
@@ -172,3 +173,62 @@ def test_rows_past_the_statement_size_go_in_several_statements(
     assert len(sent) == 10
     assert all(len(statement) < 1000 + 1200 for statement, _ in sent)
     assert [row[1] for row in _stored(engine, 0, 9)] == [f"{n}" * 1000 for n in range(10)]
+
+
+def _ids_by_n(engine: Engine, numbers: list[int]) -> list[int]:
+    with engine.connect() as connection:
+        query = select(ROWS.c.n, ROWS.c.id).where(ROWS.c.n.in_(numbers))
+        found = {n: row_id for n, row_id in connection.execute(query)}
+    return [found[n] for n in numbers]
+
+
+def test_insert_ids_answers_the_ids_the_rows_got_in_their_order(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "MAX_STATEMENT_BYTES", 2000)  # several statements
+    rows = [{**_rows(0)[i % len(NASTY)], "n": 1000 - i} for i in range(40)]
+    with engine.begin() as connection:
+        connection.execute(text("SET SESSION auto_increment_increment = 3"))
+        ids = insert_ids(connection, insert(ROWS), rows)
+    assert ids is not None and len(set(ids)) == 40
+    assert ids == _ids_by_n(engine, [row["n"] for row in rows])
+    assert ids[1] - ids[0] == 3
+
+
+def test_insert_ids_are_right_while_other_connections_insert_into_the_same_table(
+    engine: Engine,
+) -> None:
+    failures: list[str] = []
+
+    def insert_batches(worker: int) -> None:
+        for batch in range(10):
+            start = 10_000 * (worker + 1) + 100 * batch
+            rows = [{**_rows(0)[1], "n": start + i} for i in range(60)]
+            try:
+                with engine.begin() as connection:
+                    ids = insert_ids(connection, insert(ROWS), rows)
+                if ids is None or ids != _ids_by_n(engine, [row["n"] for row in rows]):
+                    failures.append(f"worker {worker} batch {batch}: {ids}")
+            except Exception as exc:  # a thread's exception would be lost
+                failures.append(f"worker {worker} batch {batch}: {exc!r}")
+
+    engine.pool = engine.pool.recreate()  # room for the threads' connections
+    threads = [threading.Thread(target=insert_batches, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(_stored(engine, 10_000, 50_000)) == 4 * 10 * 60
+
+
+def test_insert_ids_leaves_other_statements_to_the_caller(engine: Engine) -> None:
+    upsert = mysql.insert(ROWS)
+    upsert = upsert.on_duplicate_key_update(body=upsert.inserted.body)
+    with engine.begin() as connection:
+        assert insert_ids(connection, upsert, _rows(0)) is None
+        assert insert_ids(connection, insert(ROWS).prefix_with("IGNORE"), _rows(0)) is None
+        with_ids = [{**row, "id": 5000 + row["n"]} for row in _rows(100)]
+        assert insert_ids(connection, insert(ROWS), with_ids) is None
+    # written all the same
+    assert [row[1] for row in _stored(engine, 0, 199)] == NASTY + NASTY
