@@ -256,9 +256,11 @@ class Trail:
         *,
         actor_id: int | None,
         actor_email: str | None,
+        answer_later: bool = False,
     ) -> None:
         """Log many entities' changes (``changes``: entity id and its changes) in one INSERT,
-        leaving out those without any (a bulk import's batch)."""
+        leaving out those without any (a bulk import's batch); ``answer_later``: see
+        ``common.db.execute_rows``."""
         now = utcnow()
         rows = [
             _row(
@@ -274,7 +276,7 @@ class Trail:
             if changes
         ]
         if rows:
-            execute_rows(session, _INSERT, rows)
+            execute_rows(session, _INSERT, rows, answer_later=answer_later)
 
 
 # --- reading ----------------------------------------------------------------------------

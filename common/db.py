@@ -4,7 +4,7 @@ import functools
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -12,7 +12,7 @@ import anyio.to_thread
 import pymysql
 from fastapi import Depends, Request
 from pymysql import converters
-from pymysql.constants import FIELD_TYPE, SERVER_STATUS
+from pymysql.constants import COMMAND, FIELD_TYPE, SERVER_STATUS
 from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Dialect, make_url
@@ -144,6 +144,29 @@ class _PyMySQLConnection(pymysql.connections.Connection):
         if self.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
             return s.replace("'", "''")  # as PyMySQL does in that mode
         return escape_string(s)
+
+    _answer_pending = False
+
+    def send_query(self, sql: str) -> None:
+        """Send a statement and go on without waiting for the server's answer: it is read
+        before this connection's next command, and its error, if any, raised there (a
+        rollback reads it and lets it go: the statement is undone with the rest). A bulk
+        write's last statement overlaps the caller's next work this way."""
+        self._execute_command(COMMAND.COM_QUERY, sql)
+        self._answer_pending = True
+
+    def _execute_command(self, command: int, sql: Any) -> None:
+        if self._answer_pending:
+            self._answer_pending = False
+            self._read_query_result()
+        super()._execute_command(command, sql)
+
+    def rollback(self) -> None:
+        if self._answer_pending:
+            self._answer_pending = False
+            with suppress(pymysql.err.DatabaseError):  # undone by the rollback
+                self._read_query_result()
+        super().rollback()
 
     def escape(self, obj: Any, mapping: Any = None) -> str:
         kind = type(obj)
@@ -343,7 +366,11 @@ _Plan = tuple[str, tuple[tuple[int, str, Processor | None], ...], str, bool]
 
 
 def execute_rows(
-    db: Session | Connection, statement: Any, rows: Sequence[Mapping[str, Any]]
+    db: Session | Connection,
+    statement: Any,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    answer_later: bool = False,
 ) -> None:
     """Run an INSERT (or an upsert) once per row, as ``connection.execute(statement, rows)``
     does, in multi-row statements: each row a mapping with the same keys.
@@ -355,7 +382,12 @@ def execute_rows(
     parameter dict built, processed, escaped and %-formatted again for every row), which
     cost a bulk import more CPU than the database's own work on its rows. Elsewhere (SQLite),
     and where a column the rows leave out has a default computed in Python, it is
-    SQLAlchemy's executemany."""
+    SQLAlchemy's executemany.
+
+    ``answer_later``: on PyMySQL, return once the statements are sent; the server's
+    answer is read before the connection's next command (``_PyMySQLConnection.send_query``),
+    so the caller's next work runs while the server writes. Its error, if any, is raised
+    by that next command (a commit at the latest)."""
     if not rows:
         return
     connection = db if isinstance(db, Connection) else db.connection()
@@ -363,8 +395,14 @@ def execute_rows(
     if plan is None:
         connection.execute(statement, list(rows))
         return
+    dbapi_connection = connection.connection.dbapi_connection
+    if answer_later and not connection.in_transaction():
+        connection.begin()  # as executing would (autobegin): the caller commits it
     for sql, _ in _statements(connection, plan, rows):
-        connection.exec_driver_sql(sql, execution_options=_RAW)
+        if answer_later and isinstance(dbapi_connection, _PyMySQLConnection):
+            dbapi_connection.send_query(sql)
+        else:
+            connection.exec_driver_sql(sql, execution_options=_RAW)
 
 
 def insert_ids(

@@ -56,11 +56,14 @@ def event(
     }
 
 
-def append(db: Db, table: Table, events: Sequence[Mapping[str, Any]]) -> None:
-    """Append events in the caller's transaction (one multi-row INSERT)."""
+def append(
+    db: Db, table: Table, events: Sequence[Mapping[str, Any]], *, answer_later: bool = False
+) -> None:
+    """Append events in the caller's transaction (one multi-row INSERT); ``answer_later``:
+    see ``common.db.execute_rows``."""
     if events:
         connection = db if isinstance(db, Connection) else db.connection()
-        execute_rows(connection, _insert(table), events)
+        execute_rows(connection, _insert(table), events, answer_later=answer_later)
 
 
 @functools.cache

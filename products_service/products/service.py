@@ -237,21 +237,20 @@ def save_many(
     created = [{**values, "id": ids[values["sku"].casefold()]} for values in new]
     changed = [({**product, **changes, "updated_at": now}, product) for product, changes in updates]
     repository.update_many(session, [after for after, _ in changed])
+    diffs = [(after, AUDIT_TRAIL.changes(before, after)) for after, before in changed]
     events = [_event("product.created", product, at=now) for product in created]
-    entries = [(product["id"], AUDIT_TRAIL.changes({}, product)) for product in created]
-    AUDIT_TRAIL.record_many(
-        session, "product.created", entries, actor_id=actor_id, actor_email=actor_email
-    )
-    entries = [(after["id"], AUDIT_TRAIL.changes(before, after)) for after, before in changed]
-    AUDIT_TRAIL.record_many(
-        session, "product.updated", entries, actor_id=actor_id, actor_email=actor_email
-    )
-    events += [
-        _updated_event(after, diff, at=now)
-        for (after, _), (_, diff) in zip(changed, entries, strict=True)
-        if diff
-    ]
-    outbox.append(session, outbox.PRODUCTS_OUTBOX, events)
+    events += [_updated_event(after, diff, at=now) for after, diff in diffs if diff]
+    # The events and the audit entries are sent without waiting for the server's answer:
+    # each statement's rows are built while the one before is written, and the last one
+    # is written while the caller reads its next batch (common.db.execute_rows).
+    outbox.append(session, outbox.PRODUCTS_OUTBOX, events, answer_later=True)
+    for action, entries in (
+        ("product.created", [(p["id"], AUDIT_TRAIL.changes({}, p)) for p in created]),
+        ("product.updated", [(after["id"], diff) for after, diff in diffs]),
+    ):
+        AUDIT_TRAIL.record_many(
+            session, action, entries, actor_id=actor_id, actor_email=actor_email, answer_later=True
+        )
 
 
 def archive_product(

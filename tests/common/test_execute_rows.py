@@ -23,11 +23,14 @@ from sqlalchemy import (
     Text,
     bindparam,
     event,
+    func,
     insert,
     select,
     text,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from common import db
 from common.db import UTCDateTime, execute_rows, insert_ids, make_engine, utcnow
@@ -232,3 +235,49 @@ def test_insert_ids_leaves_other_statements_to_the_caller(engine: Engine) -> Non
         assert insert_ids(connection, insert(ROWS), with_ids) is None
     # written all the same
     assert [row[1] for row in _stored(engine, 0, 199)] == NASTY + NASTY
+
+
+def test_rows_sent_to_be_answered_later_are_written_by_the_commit(engine: Engine) -> None:
+    with engine.begin() as connection:
+        execute_rows(connection, insert(ROWS), _rows(0), answer_later=True)
+        execute_rows(connection, insert(ROWS), _rows(100), answer_later=True)
+    assert len(_stored(engine, 0, 199)) == 2 * len(NASTY)
+
+
+def test_a_failure_answered_later_is_raised_by_the_next_statement_and_nothing_stays(
+    engine: Engine,
+) -> None:
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        execute_rows(connection, insert(ROWS), _rows(0))
+        execute_rows(connection, insert(ROWS), _rows(0), answer_later=True)  # the same n again
+        with pytest.raises(IntegrityError, match="Duplicate entry"):
+            connection.execute(select(ROWS.c.id).limit(1)).all()
+        transaction.rollback()
+        # the connection goes on as usual
+        assert connection.execute(select(func.count()).select_from(ROWS)).scalar_one() == 0
+    assert _stored(engine, 0, 99) == []
+
+
+def test_a_rollback_with_a_failure_still_unanswered_undoes_everything(engine: Engine) -> None:
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        execute_rows(connection, insert(ROWS), _rows(0))
+        execute_rows(connection, insert(ROWS), _rows(0), answer_later=True)
+        transaction.rollback()  # reads the failure and lets it go
+        execute_rows(connection, insert(ROWS), _rows(100), answer_later=True)
+        connection.commit()
+    assert _stored(engine, 0, 99) == [] and len(_stored(engine, 100, 199)) == len(NASTY)
+
+
+def test_a_connection_given_back_with_an_answer_unread_serves_the_next_user(
+    engine: Engine,
+) -> None:
+    with Session(engine) as session:
+        execute_rows(session, insert(ROWS), _rows(0), answer_later=True)
+        session.commit()
+        execute_rows(session, insert(ROWS), _rows(100), answer_later=True)
+    # closed without a commit: rolled back, the pooled connection (the only one) reused
+    with engine.connect() as connection:
+        count = connection.execute(select(func.count()).select_from(ROWS)).scalar_one()
+    assert count == len(NASTY)
