@@ -397,7 +397,8 @@ class _OrderImporter:
             self.session.add(cancellation)
             self.session.flush()
             announced += events.sale_recorded_as_cancelled(sale, cancellation)
-        outbox.append(self.session, outbox.SALES_OUTBOX, announced)
+        # Written while the import reads its next batch (common.db.execute_rows).
+        outbox.append(self.session, outbox.SALES_OUTBOX, announced, answer_later=True)
 
     def _skipped(self, status: str) -> bool:
         return status in self.profile.pending_statuses or (

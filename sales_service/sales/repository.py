@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from common.auth.dependencies import caller_query
-from common.db import execute_rows, utcnow
+from common.db import execute_rows, insert_ids, utcnow
 from common.models import (
     Category,
     Product,
@@ -201,23 +201,31 @@ def insert_imported_sales(
 ) -> None:
     """Insert new sales of a channel that took no stock, each with its marketplace order id,
     and their lines, given as rows (``sale_row``, ``line_row``; an import's batch, with no
-    object per sale): one INSERT of the sales, one query for their ids (by order id: MySQL
-    answers no ids for the rows of one INSERT), one numbering statement and one INSERT of the
-    lines. Sets each sale row's ``id`` and ``number`` and each line's ``sale_id``."""
+    object per sale): one INSERT of the sales, their ids from the server's numbering
+    (``common.db.insert_ids``) or else one query by order id, one numbering statement and
+    one INSERT of the lines, whose answer is read by the caller's next statement. Sets each
+    sale row's ``id`` and ``number`` and each line's ``sale_id``."""
     if not sales:
         return
     connection = session.connection()
-    execute_rows(connection, _INSERTS[SALES], [sale for sale, _ in sales])
-    order_ids = [sale["external_order_id"] for sale, _ in sales]
-    found = connection.execute(_IDS_BY_ORDER, {"channel": channel_id, "orders": order_ids})
-    ids = {order_id.casefold(): sale_id for sale_id, order_id in found}
+    rows = [sale for sale, _ in sales]
+    numbered = insert_ids(connection, _INSERTS[SALES], rows)
+    if numbered is not None:
+        ids = {
+            row["external_order_id"].casefold(): i for row, i in zip(rows, numbered, strict=True)
+        }
+    else:
+        order_ids = [sale["external_order_id"] for sale, _ in sales]
+        found = connection.execute(_IDS_BY_ORDER, {"channel": channel_id, "orders": order_ids})
+        ids = {order_id.casefold(): sale_id for sale_id, order_id in found}
     for sale, lines in sales:
         sale["id"] = ids[sale["external_order_id"].casefold()]
         sale["number"] = sale_number(sale["id"])
         for line in lines:
             line["sale_id"] = sale["id"]
     connection.execute(_NUMBER_SALES, {"ids": [sale["id"] for sale, _ in sales]})
-    execute_rows(connection, _INSERTS[LINES], [line for _, lines in sales for line in lines])
+    every_line = [line for _, lines in sales for line in lines]
+    execute_rows(connection, _INSERTS[LINES], every_line, answer_later=True)
 
 
 def sale_number(sale_id: int) -> str:
