@@ -223,7 +223,7 @@ def save_many(
     product's columns (``id`` and every column, read under a lock) with the fields to set.
     """
     now = utcnow()
-    new = [{**dict(data), "created_at": now, "updated_at": now} for data in creates]
+    new = [{**vars(data), "created_at": now, "updated_at": now} for data in creates]
     try:
         ids = repository.insert_many(session, new)
     except IntegrityError as exc:
