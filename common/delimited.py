@@ -272,7 +272,8 @@ class TableReader:
             raw = self._next(number)
             if raw is None:
                 return
-            if not any(cell.strip() for cell in raw):
+            text = "".join(raw)  # one string to look through, not a call per cell
+            if not text.strip():
                 continue
             if self.workbook is not None and len(raw) < width:
                 raw += [""] * (width - len(raw))  # a sheet's row ends at its last value
@@ -291,10 +292,9 @@ class TableReader:
             cells = dict(zip(self.header, raw, strict=True))
             if self.columns.ignore_unknown:
                 cells = {name: cells[name] for name in self.columns.known if name in cells}
-            bad = next(
-                ((name, cell) for name, cell in cells.items() if not _CONTROLS.isdisjoint(cell)),
-                None,
-            )
+            bad = None
+            if not _CONTROLS.isdisjoint(text):  # in some cell, maybe of a column ignored
+                bad = next(((n, c) for n, c in cells.items() if not _CONTROLS.isdisjoint(c)), None)
             if bad is not None:
                 yield problem(
                     "control_character",

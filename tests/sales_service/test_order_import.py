@@ -336,6 +336,27 @@ def test_a_report_with_bad_rows_is_refused_whole(
     assert sales_rows(engine) == 0
 
 
+def test_a_control_character_is_refused_in_a_column_read_not_in_one_ignored(
+    sales_client: TestClient, manager_headers: dict[str, str], engine: Engine, shop: dict[str, Any]
+) -> None:
+    fine = amazon_row("C-1", "2026-03-01T10:00:00+00:00", "Shipped", "MUG-1", "1", "12.00")
+    noisy_name = fine.replace("A product", "A\x01product\x7f")  # product-name: not read
+    bad_order = amazon_row("C-\x02", "2026-03-01T10:00:00+00:00", "Shipped", "MUG-1", "1", "1.00")
+    refused = upload(
+        sales_client, manager_headers, AMAZON_HEADER + noisy_name + bad_order, profile="amazon"
+    )
+    assert refused.status_code == 422, refused.text
+    errors = refused.json()["report"]["errors"]
+    assert [(e["row"], e["column"], e["error"]) for e in errors] == [
+        (3, "order_id", "control_character")
+    ]
+    assert errors[0]["value"] == "C-\\x02" and sales_rows(engine) == 0
+
+    report = upload(sales_client, manager_headers, AMAZON_HEADER + noisy_name, profile="amazon")
+    assert report.status_code == 200, report.text
+    assert report.json()["created"] == 1 and sales_rows(engine) == 1
+
+
 def test_a_report_refused_after_its_first_batch_was_written_leaves_nothing(
     sales_client: TestClient, manager_headers: dict[str, str], engine: Engine, shop: dict[str, Any]
 ) -> None:
