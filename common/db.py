@@ -412,16 +412,15 @@ def insert_ids(
     the ids the rows got, in their order, where the server is known to give the rows of one
     INSERT consecutive ids: InnoDB's "traditional" and "consecutive" lock modes (MariaDB's
     default; read once per connection), the first being what the statement answers as
-    LAST_INSERT_ID() and the step ``auto_increment_increment``. None where it is not (MySQL
-    8's interleaved mode, SQLite, another shape): the rows are inserted all the same, and
-    the caller reads their ids back."""
+    LAST_INSERT_ID() and the step ``auto_increment_increment``. None, having written
+    nothing, where it is not (MySQL 8's interleaved mode, SQLite, another shape): the caller
+    inserts them its own way (RETURNING, or reading them back by a key)."""
     if not rows:
         return []
     connection = db if isinstance(db, Connection) else db.connection()
     plan = _plan_for(connection, statement, rows)
     step = _consecutive_ids_step(connection) if plan is not None and plan[3] else None
     if plan is None or step is None:
-        execute_rows(connection, statement, rows)
         return None
     ids: list[int] = []
     for sql, count in _statements(connection, plan, rows):

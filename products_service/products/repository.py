@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Row, Table, and_, false, func, insert, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
-from common.db import insert_ids, update_by_id
+from common.db import execute_rows, insert_ids, update_by_id
 from common.models import Category, Product, ProductStatus, StockLevel, Warehouse
 from common.pagination import PageParams, Slice, paginate
 from common.time_window import TimeWindow
@@ -162,6 +162,7 @@ def insert_many(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict[str
         return {
             row["sku"].casefold(): product_id for row, product_id in zip(rows, ids, strict=True)
         }
+    execute_rows(connection, _INSERT, rows)
     found = connection.execute(
         select(PRODUCTS.c.id, PRODUCTS.c.sku).where(PRODUCTS.c.sku.in_([r["sku"] for r in rows]))
     )

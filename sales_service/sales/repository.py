@@ -215,6 +215,7 @@ def insert_imported_sales(
             row["external_order_id"].casefold(): i for row, i in zip(rows, numbered, strict=True)
         }
     else:
+        execute_rows(connection, _INSERTS[SALES], rows)
         order_ids = [sale["external_order_id"] for sale, _ in sales]
         found = connection.execute(_IDS_BY_ORDER, {"channel": channel_id, "orders": order_ids})
         ids = {order_id.casefold(): sale_id for sale_id, order_id in found}
