@@ -79,10 +79,19 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> ProductsSettings:
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The services' state (spooled uploads above all) of this test process alone: under
+    the repository's var/ the xdist workers' reapers took each other's uploads, which their
+    own databases know nothing of, for leftovers."""
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, state_dir: Path) -> ProductsSettings:
     return ProductsSettings(
         environment="test",
         database_url=database_url,
+        state_dir=state_dir,
         jwt_secret=TEST_JWT_SECRET,
         first_admin_email=ADMIN_EMAIL,
         first_admin_password=ADMIN_PASSWORD,
@@ -297,6 +306,7 @@ def service_env(settings: ProductsSettings, **extra: str) -> dict[str, str]:
     env.update(
         SHOP_ENVIRONMENT="test",
         SHOP_DATABASE_URL=settings.database_url,
+        SHOP_STATE_DIR=str(settings.state_dir),
         SHOP_JWT_SECRET=TEST_JWT_SECRET,
         SHOP_FIRST_ADMIN_EMAIL=ADMIN_EMAIL,
         SHOP_FIRST_ADMIN_PASSWORD=ADMIN_PASSWORD,
@@ -330,6 +340,7 @@ def sales_settings(settings: ProductsSettings, live_products: LiveServer) -> Sal
     return SalesSettings(
         environment="test",
         database_url=settings.database_url,
+        state_dir=settings.state_dir,
         jwt_secret=TEST_JWT_SECRET,
         first_admin_email=ADMIN_EMAIL,
         first_admin_password=ADMIN_PASSWORD,
