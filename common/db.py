@@ -2,11 +2,12 @@
 
 import functools
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import anyio.to_thread
 import pymysql
@@ -146,6 +147,19 @@ class _PyMySQLConnection(pymysql.connections.Connection):
         return escape_string(s)
 
     _answer_pending = False
+    _preferred_tls: ClassVar[ssl.SSLContext | None] = None
+
+    def _create_ssl_ctx(self, sslp: Any) -> ssl.SSLContext:
+        """PyMySQL's context for the TLS options given; where none is (its "preferred" TLS:
+        used if the server offers it), one context made once for every connection, where
+        PyMySQL made one per connection, loading the system's certificates each time
+        (about 20 ms of CPU a connection)."""
+        if sslp:
+            return super()._create_ssl_ctx(sslp)
+        cls = type(self)
+        if cls._preferred_tls is None:
+            cls._preferred_tls = super()._create_ssl_ctx({})
+        return cls._preferred_tls
 
     def send_query(self, sql: str) -> None:
         """Send a statement and go on without waiting for the server's answer: it is read

@@ -2,6 +2,7 @@
 connection handed out after it sat idle while the server dropped it."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -64,3 +65,23 @@ def test_an_idle_connection_the_server_dropped_is_replaced_not_handed_out(
     with one_connection.connect() as connection:
         fresh = connection.execute(text("SELECT CONNECTION_ID()")).scalar_one()
     assert fresh != dropped
+
+
+def test_new_connections_share_one_tls_context_unless_they_name_their_own(
+    database_url: str,
+) -> None:
+    # PyMySQL offers TLS to every server that takes it; the context it would build for
+    # each new connection (the system's certificates loaded again) is built once.
+    first, second = make_engine(database_url), make_engine(database_url)
+    try:
+        with first.connect() as a, second.connect() as b:
+            dbapi: Any = a.connection.dbapi_connection
+            other: Any = b.connection.dbapi_connection
+            assert dbapi.ctx is not None and dbapi.ctx is other.ctx
+            assert a.execute(text("SELECT 1")).scalar_one() == 1
+            # TLS options of a connection's own get a context of their own, PyMySQL's.
+            own = dbapi._create_ssl_ctx({"check_hostname": False})
+            assert own is not dbapi.ctx and own.check_hostname is False
+    finally:
+        first.dispose()
+        second.dispose()
