@@ -289,11 +289,7 @@ def record(
             )
             state: dict[str, Any] = {}
             succeeded = [o for o in outcomes if o.ok]
-            repository.mark_succeeded(
-                connection,
-                [(o.due.id, o.attempted_at, o.status_code, o.latency_ms) for o in succeeded],
-                now=now,
-            )
+            repository.mark_succeeded(connection, [o.due.id for o in succeeded], now=now)
             if succeeded:
                 state.update(consecutive_failures=0, failing_since=None)
             # A batch stops at its first failure, so there is at most one, and it is last.

@@ -5,7 +5,6 @@ The worker's functions take a Connection inside the caller's short transaction; 
 is ever called with a POST in flight (see delivery.py).
 """
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,15 +12,12 @@ from itertools import takewhile
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     Connection,
-    Integer,
     Row,
     Select,
     Table,
     Text,
     bindparam,
-    case,
     delete,
     func,
     insert,
@@ -33,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from common import outbox
-from common.db import UTCDateTime
+from common.db import UTCDateTime, execute_rows
 from common.models import (
     WebhookAttempt,
     WebhookDelivery,
@@ -129,11 +125,9 @@ def active_subscriptions(connection: Connection) -> list[Row[Any]]:
 
 
 def queue_deliveries(db: Connection | Session, deliveries: Sequence[dict[str, Any]]) -> None:
-    """Insert pending deliveries (one multi-row INSERT), each ``payload`` the JSON text of
-    its body (``fanout.encode``), written as it is."""
-    if deliveries:
-        connection = db if isinstance(db, Connection) else db.connection()
-        connection.execute(_QUEUE, list(deliveries))
+    """Insert pending deliveries (multi-row INSERTs, ``execute_rows``), each ``payload`` the
+    JSON text of its body (``fanout.encode``), written as it is."""
+    execute_rows(db, _QUEUE, deliveries)
 
 
 _QUEUE = insert(DELIVERIES).values(payload=bindparam("payload", type_=Text()))
@@ -297,8 +291,10 @@ def lock_endpoint(connection: Connection, endpoint_id: int) -> Any:
 
 
 def log_attempts(connection: Connection, attempts: Sequence[dict[str, Any]]) -> None:
-    if attempts:
-        connection.execute(insert(ATTEMPTS), list(attempts))
+    execute_rows(connection, _LOG_ATTEMPT, attempts)
+
+
+_LOG_ATTEMPT = insert(ATTEMPTS)
 
 
 def finish_delivery(connection: Connection, delivery_id: int, values: dict[str, Any]) -> None:
@@ -315,50 +311,39 @@ def finish_delivery(connection: Connection, delivery_id: int, values: dict[str, 
     )
 
 
-def mark_succeeded(
-    connection: Connection,
-    successes: Sequence[tuple[int, datetime, int | None, int]],
-    *,
-    now: datetime,
-) -> None:
-    """Mark deliveries still pending as succeeded, in one statement: (delivery id, when it
-    was tried, the status code, the latency in ms) each."""
-    if not successes:
-        return
-    params: dict[str, Any] = {"now": now}
-    for i, (delivery_id, attempted_at, status_code, latency_ms) in enumerate(successes):
-        params[f"id{i}"], params[f"at{i}"] = delivery_id, attempted_at
-        params[f"code{i}"], params[f"ms{i}"] = status_code, latency_ms
-    connection.execute(_mark_succeeded_statement(len(successes)), params)
+def mark_succeeded(connection: Connection, delivery_ids: Sequence[int], *, now: datetime) -> None:
+    """Mark these deliveries, those still pending, as succeeded by their latest attempt
+    (``log_attempts`` wrote it first, in the same transaction): one statement, the same for
+    every batch, whose tried-at, status and latency come from that attempt's row."""
+    if delivery_ids:
+        connection.execute(_MARK_SUCCEEDED, {"ids": list(delivery_ids), "now": now})
 
 
-@functools.lru_cache(maxsize=128)  # one per batch size (a batch is at most delivery.BATCH)
-def _mark_succeeded_statement(count: int) -> Any:
-    """The UPDATE of ``mark_succeeded`` for ``count`` deliveries, its values bound by position
-    (``id0``, ``at0``, ...): built and compiled once per size, where a statement of literals
-    was built and compiled anew for every batch."""
-    by_id = DELIVERIES.c.id
-    ids: list[BindParameter[Any]] = [bindparam(f"id{i}") for i in range(count)]
-
-    def each(name: str, type_: Any) -> Any:
-        values = [bindparam(f"{name}{i}", type_=type_) for i in range(count)]
-        return case(*[(by_id == i, v) for i, v in zip(ids, values, strict=True)])
-
+def _latest_attempt(column: Any) -> Any:
     return (
-        update(DELIVERIES)
-        .where(by_id.in_(ids), DELIVERIES.c.status == PENDING)
-        .values(
-            status=SUCCEEDED,
-            attempts=DELIVERIES.c.attempts + 1,
-            round_attempts=DELIVERIES.c.round_attempts + 1,
-            next_attempt_at=None,
-            delivered_at=bindparam("now", type_=UTCDateTime()),
-            last_error=None,
-            last_attempt_at=each("at", UTCDateTime()),
-            last_status_code=each("code", Integer()),
-            last_latency_ms=each("ms", Integer()),
-        )
+        select(column)
+        .where(ATTEMPTS.c.delivery_id == DELIVERIES.c.id)
+        .order_by(ATTEMPTS.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
+
+
+_MARK_SUCCEEDED = (
+    update(DELIVERIES)
+    .where(DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), DELIVERIES.c.status == PENDING)
+    .values(
+        status=SUCCEEDED,
+        attempts=DELIVERIES.c.attempts + 1,
+        round_attempts=DELIVERIES.c.round_attempts + 1,
+        next_attempt_at=None,
+        delivered_at=bindparam("now", type_=UTCDateTime()),
+        last_error=None,
+        last_attempt_at=_latest_attempt(ATTEMPTS.c.attempted_at),
+        last_status_code=_latest_attempt(ATTEMPTS.c.status_code),
+        last_latency_ms=_latest_attempt(ATTEMPTS.c.latency_ms),
+    )
+)
 
 
 def update_endpoint_state(connection: Connection, endpoint_id: int, values: dict[str, Any]) -> None:
