@@ -10,11 +10,8 @@ may resolve elsewhere by then), where only a checked address is connected to.
 same private network, or 127.0.0.0/8 for a local test receiver).
 """
 
-import functools
-import http.client
 import ipaddress
 import socket
-import ssl
 from collections.abc import Sequence
 
 import httpx
@@ -116,7 +113,7 @@ def connect(
     """A TCP connection to ``address`` (host, port) on an address ``refusal`` lets through:
     the name is resolved here and the checked address is the one connected to, so a name
     that resolves elsewhere between a check and the connection (DNS rebinding) gets
-    nowhere. In the shape of ``socket.create_connection``, which http.client calls."""
+    nowhere. In the shape of ``socket.create_connection`` (``KeptConnection`` calls it)."""
     host, port = address
     try:
         addresses = resolve(host, port)
@@ -134,29 +131,3 @@ def connect(
             error = exc
     assert error is not None
     raise error
-
-
-class GuardedHTTPConnection(http.client.HTTPConnection):
-    """http.client's connection, connecting through ``connect`` (its documented hook for
-    making the socket), so only an allowed address is reached."""
-
-    def __init__(self, host: str, port: int, *, timeout: float, allowed: Sequence[IPNetwork]):
-        super().__init__(host, port, timeout=timeout)
-        self._create_connection = functools.partial(connect, allowed=tuple(allowed))
-
-
-class GuardedHTTPSConnection(http.client.HTTPSConnection):
-    """The same over TLS: the certificate is still checked against the name, not the
-    address connected to."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        timeout: float,
-        allowed: Sequence[IPNetwork],
-        context: ssl.SSLContext,
-    ):
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._create_connection = functools.partial(connect, allowed=tuple(allowed))

@@ -39,11 +39,9 @@ lags a little more under load instead of slowing the sales it reports.
 import asyncio
 import contextlib
 import functools
-import http.client
 import logging
 import os
 import random
-import ssl
 import threading
 import time
 import uuid
@@ -56,10 +54,10 @@ import httpx
 from sqlalchemy import Engine
 
 from common.db import make_engine, retry_lock_conflicts, utcnow
-from common.kept_connections import reusable
+from common.kept_connections import KeptConnection
 from common.settings import CommonSettings
 from common.webhooks import repository
-from common.webhooks.addresses import GuardedHTTPConnection, GuardedHTTPSConnection, IPNetwork
+from common.webhooks.addresses import IPNetwork, connect
 from common.webhooks.fanout import BATCH as FAN_OUT_BATCH
 from common.webhooks.fanout import Source, fan_out_once
 from common.webhooks.repository import Due, Target
@@ -132,19 +130,16 @@ class Outcome:
 
 
 class Sender:
-    """Sends one endpoint's messages, one at a time, on a connection kept between them.
-
-    Through the standard library's http.client (``common.kept_connections``), not httpx:
-    on a busy machine the sales a delivery reports pay for its CPU. Connections go only to
-    addresses ``addresses.refusal`` lets through (``addresses.connect``); no proxy is taken
-    from the environment, and redirects are not followed (a 3xx fails).
+    """Sends one endpoint's messages, one at a time, on a connection kept between them
+    (``common.kept_connections``: on a busy machine the sales a delivery reports pay for
+    its CPU). Connections go only to addresses ``addresses.refusal`` lets through
+    (``addresses.connect``); no proxy is taken from the environment, and redirects are not
+    followed (a 3xx fails).
     """
 
     def __init__(self, allowed: Sequence[IPNetwork]) -> None:
-        self.allowed = tuple(allowed)
-        self.connection: http.client.HTTPConnection | None = None
-        self.origin: tuple[str, str, int] | None = None  # scheme, host, port connected to
-        self.idle_since = 0.0
+        self.connect = functools.partial(connect, allowed=tuple(allowed))
+        self.connection: KeptConnection | None = None
 
     def __enter__(self) -> "Sender":
         return self
@@ -155,12 +150,12 @@ class Sender:
     def close(self) -> None:
         if self.connection is not None:
             self.connection.close()
-        self.connection = self.origin = None
+        self.connection = None
 
     def post(self, target: Target, due: Due, within: float) -> Outcome:
-        """Send one delivery once; never raises (every failure is an outcome). ``within``
-        bounds connecting and each read and write, and the answer's body is read only while
-        in time."""
+        """Send one delivery once; never raises (every failure is an outcome). The answer
+        must come within ``within`` seconds (each step of connecting and sending too), and
+        its body is read only while in time, its first ``ANSWER_BYTES_KEPT`` at most."""
         body = due.payload.encode()  # the JSON text as queued: what is signed is what is sent
         headers = {
             **signed_headers(target.secrets, due.message_id, body),
@@ -174,11 +169,17 @@ class Sender:
         try:
             url = _parsed(target.url)
             connection = self._connection(url, within)
-            connection.request("POST", url.target, body=body, headers=headers)
-            answer = connection.getresponse()
+            answer = connection.request(
+                "POST",
+                url.target,
+                headers,
+                body,
+                limit=ANSWER_BYTES_KEPT,
+                deadline=started + within,
+            )
             status_code = answer.status
-            text = self._start_of(answer, deadline=started + within)
-            if not 200 <= status_code < 300:
+            if not answer.is_success:
+                text = answer.body[:300].decode(errors="replace").strip()
                 error = f"HTTP {status_code}" + (f": {text}" if text else "")
         except TimeoutError:
             self.close()
@@ -187,47 +188,19 @@ class Sender:
             self.close()
             status_code = None
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        self.idle_since = time.monotonic()
         latency_ms = round((time.perf_counter() - started) * 1000)
         return Outcome(due, attempted_at, status_code, error and error[:ERROR_CHARS], latency_ms)
 
-    def _connection(self, url: "_URL", within: float) -> http.client.HTTPConnection:
-        """The kept connection if it is to the same origin and still open, else a new one
-        (http.client connects when the request is sent)."""
+    def _connection(self, url: "_URL", within: float) -> KeptConnection:
+        """The kept connection if it is to the same origin and still open, else a new one."""
         connection = self.connection
-        if (
-            connection is not None
-            and self.origin == url.origin
-            and reusable(connection, self.idle_since)
-        ):
-            connection.timeout = within
-            connection.sock.settimeout(within)  # reusable: connected
+        if connection is not None and connection.origin == url.origin and connection.reusable():
+            connection.settimeout(within)
             return connection
         self.close()
         scheme, host, port = url.origin
-        if scheme == "https":
-            self.connection = GuardedHTTPSConnection(
-                host, port, timeout=within, allowed=self.allowed, context=_tls()
-            )
-        else:
-            self.connection = GuardedHTTPConnection(
-                host, port, timeout=within, allowed=self.allowed
-            )
-        self.origin = url.origin
+        self.connection = KeptConnection(scheme, host, port, timeout=within, connect=self.connect)
         return self.connection
-
-    def _start_of(self, answer: http.client.HTTPResponse, *, deadline: float) -> str:
-        """Read the answer (so its connection can be reused), keeping its first characters; a
-        huge or endless one is cut, and its connection closed instead of reused."""
-        kept = bytearray()
-        while chunk := answer.read1(16384):
-            kept += chunk
-            if len(kept) > ANSWER_BYTES_KEPT or time.perf_counter() > deadline:
-                self.close()
-                break
-        else:  # read to its end (read1 leaves an answer with a length open at its end)
-            answer.close()
-        return bytes(kept[:300]).decode(errors="replace").strip()
 
 
 @dataclass(frozen=True)
@@ -245,12 +218,6 @@ def _parsed(url: str) -> _URL:
     port = parsed.port or (443 if scheme == "https" else 80)
     host = parsed.raw_host.decode("ascii")
     return _URL((scheme, host, port), parsed.raw_path.decode("ascii"))
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """Certificates checked against the system's authorities and the endpoint's name."""
-    return ssl.create_default_context()
 
 
 def record(
