@@ -454,7 +454,32 @@ def run(
             f"the two services {statistics.mean(services_cpu):.1f} "
             f"({', '.join(f'{x:.1f}' for x in services_cpu)}); failed sales: {failed}"
         )
+    if "off" in results and "on" in results and len(results["off"]) >= 2:
+        print(compare(results["off"], results["on"]))
     return 0
+
+
+def compare(off: list[tuple[Result, int]], on: list[tuple[Result, int]]) -> str:
+    """How the sale rate with webhooks on differs from off, against the runs' own spread:
+    the change of each round's "on" run from its "off" run, the coefficient of variation of
+    each mode's runs, and Welch's t of the two means (|t| under 2: no difference this run
+    can tell from noise)."""
+    off_rates, on_rates = [r.rate for r, _ in off], [r.rate for r, _ in on]
+    pairs = [b / a - 1 for a, b in zip(off_rates, on_rates, strict=False)]
+    spread = {
+        name: statistics.stdev(rates) / statistics.mean(rates)
+        for name, rates in (("off", off_rates), ("on", on_rates))
+    }
+    error = (
+        statistics.variance(off_rates) / len(off_rates)
+        + statistics.variance(on_rates) / len(on_rates)
+    ) ** 0.5
+    t = (statistics.mean(on_rates) - statistics.mean(off_rates)) / error if error else 0.0
+    change = statistics.mean(on_rates) / statistics.mean(off_rates) - 1
+    return (
+        f"on vs off: mean rate {change:+.1%} (rounds: {', '.join(f'{p:+.1%}' for p in pairs)}); "
+        f"runs vary by {spread['off']:.1%} (off) and {spread['on']:.1%} (on); Welch's t {t:+.2f}"
+    )
 
 
 def _services_cpu(cpu: str) -> float:
