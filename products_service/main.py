@@ -24,8 +24,8 @@ from common.import_jobs import jobs_router, reap_every
 from common.settings import ProductsSettings, get_products_settings
 from common.streams.feed import attach_feed
 from common.streams.router import router as stream_token_router
-from common.webhooks.delivery import run_webhooks
 from common.webhooks.router import router as webhooks_router
+from common.webhooks.worker import run_webhooks
 from products_service.categories.router import router as categories_router
 from products_service.dashboard import install_dashboard
 from products_service.exports.router import router as exports_router

@@ -9,6 +9,7 @@ schedule, and would otherwise take part in delivering these tests' messages.
 
 import contextlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -731,6 +732,52 @@ def test_killing_the_service_mid_delivery_loses_nothing(
         api.close()
     finally:
         restarted.stop()
+
+
+def webhook_workers(parent: int) -> list[int]:
+    """The live webhook worker processes whose parent is ``parent`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            ours = int(ppid) == parent and state != "Z"
+            if ours and b"common.webhooks.worker" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_delivery_runs_in_a_worker_process_restarted_when_it_dies_and_gone_with_the_service(
+    start_shop: StartShop, receiver: Receiver
+) -> None:
+    """Delivery threads are not in the process that serves requests (they would hold its
+    interpreter lock while sales wait): a worker process beside it does the work, comes
+    back if it dies, and dies with the service, even one killed outright."""
+    shop = start_shop()
+    assert shop.products.process is not None
+    service = shop.products.process.pid
+    [worker] = wait_until(lambda: webhook_workers(service), what="the webhook worker")
+    shop.register(receiver, event_types=["product.created"])
+
+    os.kill(worker, signal.SIGKILL)
+    [again] = wait_until(
+        lambda: [w for w in webhook_workers(service) if w != worker], what="a new worker"
+    )
+    shop.create_product("HOOK-WORKER")
+    [got] = wait_until(receiver.acknowledged, what="the message, sent by the new worker")
+    assert got.json["data"]["sku"] == "HOOK-WORKER"
+
+    shop.products.stop(kill=True)
+    wait_until(lambda: not alive(again), within=5, what="the worker gone with the service")
 
 
 def test_a_dead_receiver_does_not_hold_up_sales(start_shop: StartShop, receiver: Receiver) -> None:

@@ -4,7 +4,8 @@ exponential backoff and full jitter for a day, with a delivery log.
 
 - ``signing``: the signature scheme, and ``verify_signature`` for receivers.
 - ``fanout``: the outbox consumer that queues one delivery per matching endpoint.
-- ``delivery``: the worker that sends them, and ``run_webhooks`` for a service's lifespan.
+- ``delivery``: the runner that sends them (fan-out and delivery threads).
+- ``worker``: the process that runs it, and ``run_webhooks`` for a service's lifespan.
 - ``router`` / ``service`` / ``repository`` / ``schemas``: the admin API.
 """
 

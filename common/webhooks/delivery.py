@@ -27,16 +27,14 @@ Isolation from the sale path: the worker runs on threads of its own (one per end
 delivered, at most ``webhook_max_concurrency``; a hung receiver holds one of them, never a
 request's), with a database connection pool of its own, and touches only the webhook tables
 and reads the outbox. Each endpoint's messages go one at a time, on one blocking HTTP
-connection kept between them (``Sender``). It runs in products_service
-only, which fans out both outboxes (sales_service's too): a thread in the process that
-records sales would take its CPU (and its interpreter lock) from them, and sales_service's
-one worker is what bounds the sale rate, where products_service has time to spare. Its
+connection kept between them (``Sender``). It runs in a worker process of products_service
+(``common.webhooks.worker``), which fans out both outboxes (sales_service's too): threads in
+a process that serves requests would hold its interpreter lock while the requests wait. Its
 threads run at a lower CPU priority (``BACKGROUND_NICE``, on Linux), so when the cores are
 busy the requests of both services go first and delivery takes the time they leave: it
 lags a little more under load instead of slowing the sales it reports.
 """
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -516,16 +514,3 @@ class WebhookRunner:
             with self.lock:
                 self.leases.pop(endpoint_id, None)
             self.wake.set()
-
-
-async def run_webhooks(settings: CommonSettings, *, sources: Sequence[Source]) -> None:
-    """Run webhook fan-out of the ``sources``' outboxes and delivery until cancelled (a
-    service's lifespan task); does nothing when ``webhooks_enabled`` is off."""
-    if not settings.webhooks_enabled:
-        return
-    runner = await asyncio.to_thread(WebhookRunner, settings, sources)
-    runner.start()
-    try:
-        await asyncio.Event().wait()  # until the lifespan cancels this task
-    finally:
-        await asyncio.shield(asyncio.to_thread(runner.stop))
