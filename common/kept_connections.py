@@ -48,6 +48,11 @@ class Answer:
         return self.body.decode(errors="replace")
 
 
+def default_port(scheme: str) -> int:
+    """The port a URL of this scheme means when it names none."""
+    return 443 if scheme == "https" else 80
+
+
 class KeptConnection:
     """One connection to one origin (``scheme``, ``host``, ``port``), connected at once
     (through ``connect``, ``socket.create_connection`` unless given; over TLS for https,
@@ -64,9 +69,10 @@ class KeptConnection:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.origin = (scheme, host, port)
-        default_port = 443 if scheme == "https" else 80
         shown = f"[{host}]" if ":" in host else host
-        self._host = f"Host: {shown}" + ("" if port == default_port else f":{port}") + "\r\n"
+        self._host = (
+            f"Host: {shown}" + ("" if port == default_port(scheme) else f":{port}") + "\r\n"
+        )
         sock = connect((host, port), timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import httpx
 
+from common.kept_connections import default_port
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -86,7 +88,7 @@ def check_url(url: str, allowed: Sequence[IPNetwork]) -> str | None:
     is accepted (it may by the time of the first delivery, which checks again)."""
     parsed = httpx.URL(url)
     try:
-        addresses = resolve(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
+        addresses = resolve(parsed.host, parsed.port or default_port(parsed.scheme))
     except (OSError, UnicodeError):
         return None
     reasons = [r for r in (refusal(a, allowed) for a in addresses) if r]

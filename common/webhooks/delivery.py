@@ -52,7 +52,7 @@ import httpx
 from sqlalchemy import Engine
 
 from common.db import make_engine, retry_lock_conflicts, utcnow
-from common.kept_connections import KeptConnection
+from common.kept_connections import KeptConnection, default_port
 from common.settings import CommonSettings
 from common.webhooks import repository
 from common.webhooks.addresses import IPNetwork, connect
@@ -213,7 +213,7 @@ def _parsed(url: str) -> _URL:
     that checked it when it was registered)."""
     parsed = httpx.URL(url)
     scheme = parsed.scheme
-    port = parsed.port or (443 if scheme == "https" else 80)
+    port = parsed.port or default_port(scheme)
     host = parsed.raw_host.decode("ascii")
     return _URL((scheme, host, port), parsed.raw_path.decode("ascii"))
 

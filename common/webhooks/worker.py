@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_core import to_jsonable_python
 
+from common.observability import configure_logging
 from common.settings import CommonSettings
 from common.webhooks.delivery import WebhookRunner
 from common.webhooks.fanout import Source
@@ -110,8 +111,6 @@ def _die_with_parent() -> None:
 
 def main(parent_pid: int) -> None:
     """The worker: run until SIGTERM, or until the parent process is gone."""
-    from common.observability import configure_logging
-
     _die_with_parent()
     if os.getppid() != parent_pid:  # gone before the line above took effect
         return

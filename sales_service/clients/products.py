@@ -41,7 +41,7 @@ from common.contracts import (
     StockChangeRead,
 )
 from common.errors import AppError, InsufficientStock, InvalidState, UpstreamUnavailable
-from common.kept_connections import Answer, KeptConnection
+from common.kept_connections import Answer, KeptConnection, default_port
 
 logger = logging.getLogger(__name__)
 UPSTREAM = "products_service"
@@ -61,7 +61,7 @@ class Connections:
 
     def __init__(self, scheme: str, host: str, port: int | None, size: int) -> None:
         self.scheme, self.host = scheme, host
-        self.port = port or (443 if scheme == "https" else 80)
+        self.port = port or default_port(scheme)
         self._free = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
         self._idle: list[KeptConnection] = []  # newest last
