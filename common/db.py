@@ -3,7 +3,9 @@
 import functools
 import re
 import ssl
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -66,7 +68,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    isolation_level: str = "READ COMMITTED",
+) -> Engine:
     """Create the engine; on SQLite, make writers queue instead of failing and keep FKs on."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -105,7 +113,8 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
         pool_reset_on_return=None,
         # Row locks taken with FOR UPDATE guard every stock change; READ COMMITTED avoids
         # the gap locks of REPEATABLE READ that would otherwise serialise unrelated inserts.
-        isolation_level="READ COMMITTED",
+        # (snapshot_session reads through a pool of REPEATABLE READ connections.)
+        isolation_level=isolation_level,
     )
     if pymysql_driver:
 
@@ -262,19 +271,40 @@ def snapshot_session(engine: Engine) -> Iterator[Session]:
     plain SELECTs take no locks (the app's own connections run READ COMMITTED, where each
     statement sees the latest commits). SQLite: a deferred BEGIN (WAL readers never block
     the writer). Only read through it; it is rolled back at the end."""
-    sqlite = engine.dialect.name == "sqlite"
-    connection = engine.connect()
-    if sqlite:
-        connection = connection.execution_options(**{_READ_ONLY: True})
+    if engine.dialect.name == "sqlite":
+        connection = engine.connect().execution_options(**{_READ_ONLY: True})
     else:
-        # For the next transaction only, before its first read: one statement, where the
-        # connection option (SET SESSION ...) took one more to undo when it went back.
-        connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        connection = snapshot_engine(engine).connect()
     with connection, Session(bind=connection) as session:
         try:
             yield session
         finally:
             session.rollback()
+
+
+_READERS: "weakref.WeakKeyDictionary[Engine, Engine]" = weakref.WeakKeyDictionary()
+_READER_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+_READERS_LOCK = threading.Lock()
+
+
+def snapshot_engine(engine: Engine) -> Engine:
+    """A small pool beside the engine's, of connections set to REPEATABLE READ once, when
+    made: a snapshot then costs no statement before its first read (a SET TRANSACTION on
+    one of the engine's READ COMMITTED connections was a round trip per report). Disposed
+    with the engine."""
+    if engine in _READER_ENGINES:  # already one
+        return engine
+    with _READERS_LOCK:
+        reader = _READERS.get(engine)
+        if reader is None:
+            url = engine.url.render_as_string(hide_password=False)
+            reader = make_engine(
+                url, pool_size=5, max_overflow=10, isolation_level="REPEATABLE READ"
+            )
+            _READERS[engine] = reader
+            _READER_ENGINES.add(reader)
+            event.listen(engine, "engine_disposed", lambda _engine: reader.dispose())
+        return reader
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

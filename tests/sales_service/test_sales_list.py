@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, insert, select, update
 
-from common.db import make_sessionmaker, utcnow
+from common.db import make_sessionmaker, snapshot_engine, utcnow
 from common.delimited import stream_rows
 from common.models import Product, Sale, SaleLine, SaleStatus, StockSync
 from sales_service.sales import repository
@@ -414,10 +414,12 @@ def statements(sales_app: Any) -> Iterator[list[tuple[str, str]]]:
         if not threading.current_thread().name.startswith("asyncio"):
             seen.append((statement, type(cursor).__name__))
 
-    engine = sales_app.state.engine
-    event.listen(engine, "before_cursor_execute", record)
+    engines = [sales_app.state.engine, snapshot_engine(sales_app.state.engine)]  # reads too
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     yield seen
-    event.remove(engine, "before_cursor_execute", record)
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_a_page_loads_its_lines_in_one_query_however_many_sales(
