@@ -1,6 +1,7 @@
 """The shared schema. products_service writes catalog, inventory and auth tables."""
 
 import enum
+import secrets
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -762,6 +763,10 @@ class ImportJob(Base):
     runner: Mapped[str | None] = mapped_column(String(32))
 
 
+def new_generation() -> int:
+    return secrets.randbits(62)
+
+
 class OutboxPosition(Base):
     """How far one consumer has read one outbox; consumers lock their row while they work,
     so one replica at a time advances it."""
@@ -772,6 +777,9 @@ class OutboxPosition(Base):
     position: Mapped[int] = mapped_column(BigInteger, default=0)
     # The consumer's state must be rebuilt from the source rows before it reads on.
     needs_rebuild: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Drawn at random when the row is made and whenever the consumer's state is rebuilt from
+    # the source rows (replaced, not added to): copies of that state compare it.
+    generation: Mapped[int] = mapped_column(BigInteger, default=new_generation, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

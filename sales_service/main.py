@@ -30,6 +30,7 @@ from sales_service.clients.products import ProductsClient
 from sales_service.imports.router import JOB_KINDS
 from sales_service.imports.router import router as imports_router
 from sales_service.refunds.router import router as refunds_router
+from sales_service.reports import inmemory
 from sales_service.reports.consumer import BATCH as ROLLUP_BATCH
 from sales_service.reports.consumer import consume_once
 from sales_service.reports.router import router as reports_router
@@ -82,12 +83,14 @@ async def _rollup_loop(app: FastAPI, settings: SalesSettings) -> None:
 def create_app(settings: SalesSettings | None = None) -> FastAPI:
     """Build the sales app; tests pass their own settings."""
     settings = settings or get_sales_settings()
+    inmemory.ENABLED = settings.reports_in_memory
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limit_worker_threads(settings)
         seed_first_admin(app)
         app.state.service_user_id = ensure_service_user(app.state.sessionmaker)
+        inmemory.current(app.state.engine)  # the copy of the report rollups starts loading
         feed = attach_feed(
             app,
             service="sales_service",

@@ -14,10 +14,14 @@ from sqlalchemy import Connection, Engine
 from common import outbox
 from common.db import retry_lock_conflicts
 from sales_service.events import REPORTED_TYPES, SALE_RECORDED
-from sales_service.reports.rollups import apply_events, apply_new_sales, rebuild_rollups
+from sales_service.reports.rollups import (
+    CONSUMER,
+    apply_events,
+    apply_new_sales,
+    rebuild_rollups,
+)
 
 logger = logging.getLogger(__name__)
-CONSUMER = "report-rollups"
 BATCH = 2000
 # From this many new sales in a batch (a bulk import's), the database sums them from their
 # lines (apply_new_sales) rather than this process from their events.

@@ -15,7 +15,8 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session
 
-from sales_service.reports import repository
+from sales_service.reports import inmemory, repository
+from sales_service.reports.columns import ColumnSums
 from sales_service.reports.consumer import CONSUMER as ROLLUP_CONSUMER
 from sales_service.reports.repository import GroupBy, Interval, Query, Source, Sums
 from sales_service.reports.rollups import (
@@ -67,6 +68,8 @@ class Context:
     sources: set[Source] = field(default_factory=set)
     use_rollups: bool = True
     _mark: repository.WatermarkRow | None = field(default=None, init=False)
+    # this process's copy of the rollups, when the sums are read from it (see ``dirty``)
+    copy: inmemory.RollupCopy | None = field(default=None, init=False)
 
     @cached_property
     def paths(self) -> dict[int, str]:
@@ -82,8 +85,20 @@ class Context:
         """When the sales sold that events the rollups have not applied yet changed, sorted:
         the rollup blocks holding these moments are stale and are read from raw rows. None
         while the rollups wait for a rebuild (after a migration changed them): all is raw."""
-        pending, self._mark = repository.pending_sale_times(self.session, ROLLUP_CONSUMER)
-        return pending
+        engine = self.session.get_bind().engine
+        copy = inmemory.current(engine) if self.use_rollups else None
+        if copy is not None:  # the rollups as held in memory, and the events after them
+            found = repository.pending_since(self.session, ROLLUP_CONSUMER, copy.position)
+            if found is not None:
+                state, pending, self._mark = found
+                if copy.matches(state.position, state.needs_rebuild, state.generation):
+                    self.copy = copy
+                    if state.position > copy.position:
+                        inmemory.behind(engine, copy)
+                    return pending
+            inmemory.discard(engine, copy)
+        times, self._mark = repository.pending_sale_times(self.session, ROLLUP_CONSUMER)
+        return times
 
     @property
     def watermark(self) -> repository.WatermarkRow:
@@ -307,6 +322,26 @@ def grains_of(source: Source, query: Query) -> tuple[int, ...]:
     return ()
 
 
+def aligned_runs(intervals: Sequence[Interval], grain: int) -> list[Interval]:
+    """Adjacent intervals whose ends all start a block of the grain, as one: its blocks need
+    no cutting at the buckets' boundaries (each block is bucketed by its start). Others stay
+    as they are, to be cut at their ends."""
+
+    def aligned(moment: datetime) -> bool:
+        return grain_floor(grain, moment) == moment
+
+    runs: list[Interval] = []
+    joinable = False  # whether the last run's ends are both aligned
+    for start, end in intervals:
+        both = aligned(start) and aligned(end)
+        if joinable and both and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+        joinable = both
+    return runs
+
+
 def sum_intervals(
     ctx: Context,
     query: Query,
@@ -334,6 +369,12 @@ def plan_parts(
     """The SELECTs whose rows add up to the exact sums: rollup blocks, raw leftovers."""
     source = choose_source(ctx, query, has_category_filter)
     grains = grains_of(source, query)
+    if ctx.copy is not None and boundaries is not None:
+        # a series summed in memory: the finest blocks of a bucket sum as quickly as coarser
+        # ones, and cutting a thousand buckets into blocks of every grain costs far more
+        grains = grains[:1]
+        if grains:
+            intervals = aligned_runs(intervals, grains[0])
     dirty = (ctx.dirty or ()) if grains else ()
     plan = Plan()
     for start, end in intervals:
@@ -342,20 +383,18 @@ def plan_parts(
             index = bisect_right(boundaries, start) - 1
             following = boundaries[index + 1] if index + 1 < len(boundaries) else None
             bucket = (boundaries[index], following)
-        trim = query.group_by is GroupBy.NONE
+        # Grouped sums trimmed are rechecked for groups listed with zeros (Ask.recheck_zeros),
+        # where they are summed in this process (from its copy of the rollups).
+        trim = query.group_by is GroupBy.NONE or (ctx.copy is not None and boundaries is None)
         decompose(start, end, grains, dirty, plan=plan, bucket=bucket, trim=trim)
     session = ctx.session
     parts = [
-        repository.rollup_part(session, source, query, grain, merge(found), boundaries=boundaries)
+        _rollup_part(ctx, source, query, grain, merge(found), boundaries)
         for grain, found in sorted(plan.blocks.items())
     ]
     for (grain, at_start), found in sorted(plan.trimmed.items()):
         shift = 0 if at_start else FIXED_LENGTH[grain] - 1
-        parts.append(
-            repository.rollup_part(
-                session, source, query, grain, merge(found), boundaries=boundaries, shift=shift
-            )
-        )
+        parts.append(_rollup_part(ctx, source, query, grain, merge(found), boundaries, shift))
         out = repository.raw_part(
             session,
             query,
@@ -373,6 +412,25 @@ def plan_parts(
         ctx.sources.add(Source.RAW)
         parts.append(part)
     return parts
+
+
+def _rollup_part(
+    ctx: Context,
+    source: Source,
+    query: Query,
+    grain: int,
+    intervals: Sequence[Interval],
+    boundaries: Sequence[datetime] | None,
+    shift: int = 0,
+) -> repository.Part:
+    """Rollup blocks of one grain: summed from this process's copy when the context reads
+    one, else a SELECT."""
+    if ctx.copy is not None:
+        found = ctx.copy.sums(source, query, grain, intervals, boundaries=boundaries, shift=shift)
+        return repository.Part(None, sums=found)
+    return repository.rollup_part(
+        ctx.session, source, query, grain, intervals, boundaries=boundaries, shift=shift
+    )
 
 
 def with_subtree(query: Query, filters: Filters) -> Query:
@@ -395,6 +453,22 @@ class Ask:
         has_category_filter = bool(self.filters.category_ids)
         return plan_parts(ctx, query, [(self.start, self.end)], None, has_category_filter)
 
+    def recheck_zeros(self, ctx: Context, sums: ColumnSums) -> ColumnSums:
+        """The sums with every all-zero group summed again from the raw rows of the range.
+
+        A trimmed block (a block less the raw rows of its part outside the range) lists a
+        group whose lines all lie outside the range, with zeros; a group whose lines inside
+        net to zero (all refunded) is listed with zeros too, and must stay. The raw rows tell
+        them apart: what they list for those groups replaces the zeros. Few groups net to
+        zero, so this is rarely a query."""
+        zeros = sums.zero_groups()
+        if not zeros:
+            return sums
+        query = only_groups(with_subtree(self.query, self.filters), zeros)
+        part = repository.raw_part(ctx.session, query, [(self.start, self.end)], boundaries=None)
+        again = repository.run_sums_many(ctx.session, [[part]], None)[0] if part else {}
+        return sums.without(zeros).plus(again)
+
 
 def _by_group(sums: Sums) -> dict[int | None, Measures]:
     return {group: measures for (_, group), measures in sums.items()}
@@ -409,12 +483,54 @@ def range_totals(
     top: repository.Top | None = None,
 ) -> tuple[dict[int | None, Measures], int | None]:
     """Sums over one range per group (key None without grouping), and how many groups."""
-    parts = Ask(filters, rng_start, rng_end, query).parts(ctx)
-    found, groups = repository.run_sums(ctx.session, parts, None, top)
-    return _by_group(found), groups
+    ask = Ask(filters, rng_start, rng_end, query)
+    parts = ask.parts(ctx)
+    if not _summed_here(parts):
+        found, groups = repository.run_sums(ctx.session, parts, None, top)
+        return _by_group(found), groups
+    columns = ask.recheck_zeros(ctx, repository.run_columns(ctx.session, parts, None))
+    if top is None:
+        return _by_group(columns.to_sums()), None
+    ranked, groups = repository.ranked(columns, top)
+    return _by_group(ranked), groups
 
 
 def range_totals_many(ctx: Context, asks: Sequence[Ask]) -> list[dict[int | None, Measures]]:
     """``range_totals`` of each ask (without ranking), in one round trip."""
-    found = repository.run_sums_many(ctx.session, [ask.parts(ctx) for ask in asks], None)
-    return [_by_group(sums) for sums in found]
+    found = repository.run_mixed(ctx.session, [ask.parts(ctx) for ask in asks], None)
+    return [
+        _by_group(sums if columns is None else ask.recheck_zeros(ctx, columns.plus(sums)).to_sums())
+        for ask, (columns, sums) in zip(asks, found, strict=True)
+    ]
+
+
+def ask_parts(ctx: Context, ask: Ask) -> list[repository.Part]:
+    """The ask's parts for the caller to add up; where some are summed in this process,
+    added up (and rechecked) here, as one part."""
+    parts = ask.parts(ctx)
+    if not _summed_here(parts):
+        return parts
+    found = ask.recheck_zeros(ctx, repository.run_columns(ctx.session, parts, None))
+    return [repository.Part(None, sums=found)]
+
+
+def _summed_here(parts: Sequence[repository.Part]) -> bool:
+    return any(part.sums is not None for part in parts)
+
+
+def only_groups(query: Query, groups: Sequence[int]) -> Query:
+    """The query narrowed to lines of these groups."""
+
+    def narrowed(allowed: tuple[int, ...] | None) -> tuple[int, ...]:
+        return tuple(sorted(set(groups) & set(allowed))) if allowed else tuple(sorted(groups))
+
+    if query.group_by is GroupBy.PRODUCT:
+        return replace(query, product_ids=narrowed(query.product_ids))
+    if query.group_by is GroupBy.CHANNEL:
+        return replace(query, channel_ids=narrowed(query.channel_ids))
+    if query.group_by is GroupBy.CATEGORY:
+        return replace(query, category_keys=narrowed(query.category_keys))
+    if query.group_by is GroupBy.CATEGORY_TREE:
+        wanted = set(groups)
+        return replace(query, tree_groups=tuple(p for p in query.tree_groups if p[1] in wanted))
+    return query

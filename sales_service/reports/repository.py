@@ -39,6 +39,7 @@ from common.models import (
     SalesEvent,
     StockLevel,
 )
+from sales_service.reports.columns import ColumnSums
 from sales_service.reports.rollups import (
     ALL_CHANNELS,
     CATEGORY_TABLE,
@@ -249,11 +250,13 @@ def _grouped(
 
 @dataclass(frozen=True)
 class Part:
-    """One SELECT of (orders, units, revenue, cost, grp, bucket) rows to add up."""
+    """One SELECT of (orders, units, revenue, cost, grp, bucket) rows to add up, or sums
+    already made (from the rollups held in memory: sales_service/reports/inmemory.py)."""
 
     stmt: Any
     slots: bool = False  # SQLite: ``bucket`` is a raw quarter-hour slot, not a block start
     shift: int = 0  # SQLite: seconds to add to ``bucket`` (a block start) before bucketing
+    sums: ColumnSums | None = None  # instead of ``stmt``
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,8 @@ def run_sums(
     if not parts:
         return {}, 0
     sums: Sums = {}
+    if top is not None and any(part.sums is not None for part in parts):
+        return ranked(run_columns(session, parts, boundaries), top)
     if session.get_bind().dialect.name == "sqlite":
         for part in parts:
             found = _collect_sqlite(
@@ -309,31 +314,66 @@ def run_sums(
         .order_by(order, func.coalesce(union.c.grp, 0))
         .limit(top.limit)
     )
-    ranked = list(session.execute(stmt))
-    for row in ranked:
+    rows = list(session.execute(stmt))
+    for row in rows:
         sums[_key(row)] = _measures(row)
-    return sums, int(ranked[0].groups) if ranked else 0
+    return sums, int(rows[0].groups) if rows else 0
+
+
+def ranked(columns: ColumnSums, top: Top) -> tuple[Sums, int]:
+    """The first ``top.limit`` groups by the figure, ties by group id (as the database ranks
+    them in ``run_sums``), and how many there were."""
+    cut = columns.top(top.figure, top.descending, top.limit)
+    return cut.to_sums(), len(columns.keys)
+
+
+Mixed = tuple[ColumnSums | None, Sums]  # what a batch's parts summed in memory and in SQL
+
+
+def run_mixed(
+    session: Session, batches: Sequence[Sequence[Part]], boundaries: Boundaries
+) -> list[Mixed]:
+    """Each batch's parts summed: those summed in memory already added up as columns, the
+    others' rows read from the database, all batches in one round trip on MySQL/MariaDB
+    (each part's rows tagged with its batch's index, in one UNION ALL)."""
+    found: list[Sums] = [{} for _ in batches]
+    made: list[ColumnSums | None] = []
+    asked: list[list[Part]] = []
+    for parts in batches:
+        columns = [part.sums for part in parts if part.sums is not None]
+        made.append(ColumnSums.combine(columns) if columns else None)
+        asked.append([part for part in parts if part.sums is None])
+    if session.get_bind().dialect.name == "sqlite":
+        found = [run_sums(session, parts, boundaries)[0] for parts in asked]
+        return list(zip(made, found, strict=True))
+    tagged = [
+        part.stmt.add_columns(literal_column(str(index)).label("batch"))
+        for index, parts in enumerate(asked)
+        for part in parts
+    ]
+    if tagged:
+        rows: Any = tagged[0] if len(tagged) == 1 else union_all(*tagged)
+        for row in session.execute(rows):
+            _add(found[int(row.batch)], _key(row), _measures(row))
+    return list(zip(made, found, strict=True))
 
 
 def run_sums_many(
     session: Session, batches: Sequence[Sequence[Part]], boundaries: Boundaries
 ) -> list[Sums]:
-    """``run_sums`` of each batch of parts (no ranking), all in one round trip on
-    MySQL/MariaDB: each part's rows tagged with its batch's index, in one UNION ALL."""
-    if session.get_bind().dialect.name == "sqlite":
-        return [run_sums(session, parts, boundaries)[0] for parts in batches]
-    tagged = [
-        part.stmt.add_columns(literal_column(str(index)).label("batch"))
-        for index, parts in enumerate(batches)
-        for part in parts
+    """``run_sums`` of each batch of parts (no ranking), all in one round trip."""
+    return [
+        sums if columns is None else columns.plus(sums).to_sums()
+        for columns, sums in run_mixed(session, batches, boundaries)
     ]
-    found: list[Sums] = [{} for _ in batches]
-    if not tagged:
-        return found
-    rows: Any = tagged[0] if len(tagged) == 1 else union_all(*tagged)
-    for row in session.execute(rows):
-        _add(found[int(row.batch)], _key(row), _measures(row))
-    return found
+
+
+def run_columns(session: Session, parts: Sequence[Part], boundaries: Boundaries) -> ColumnSums:
+    """The sums of parts of which some are summed in memory, as columns."""
+    columns, sums = run_mixed(session, [parts], boundaries)[0]
+    if columns is None:
+        raise ValueError("no part is summed in memory")
+    return columns.plus(sums)
 
 
 def rollup_part(
@@ -562,8 +602,11 @@ def insight_page(
 
     On MySQL/MariaDB the database ranks by days of cover (as the service does: rounded to
     the cent, none available first, no sales last, then id) and returns one page with the
-    total; elsewhere every row comes back and the total is None.
+    total; elsewhere every row comes back and the total is None. Where some of the units
+    sold are summed already (rollups held in memory), ranked here the same way.
     """
+    if any(part.sums is not None for part in sold):
+        return _insight_ranked_here(session, sold, product_ids, window_days, limit, offset)
     stock = (
         select(
             _LEVELS.c.product_id.label("product_id"),
@@ -626,6 +669,53 @@ def insight_page(
     return found, int(session.scalar(counted) or 0)
 
 
+_AVAILABLE = select(
+    _LEVELS.c.product_id, func.sum(_LEVELS.c.on_hand - _LEVELS.c.reserved).label("available")
+).group_by(_LEVELS.c.product_id)
+
+
+def _insight_ranked_here(
+    session: Session,
+    sold: Sequence[Part],
+    product_ids: Sequence[int] | None,
+    window_days: int,
+    limit: int,
+    offset: int,
+) -> tuple[list[InsightRow], int]:
+    """``insight_page`` ranked in Python, where some of the units sold are summed already
+    (rollups held in memory): the same order, page and total as the database's."""
+    columns = run_columns(session, sold, None)
+    units = dict(zip(columns.groups().tolist(), columns.totals[1].tolist(), strict=True))
+    available = {int(row.product_id): int(row.available) for row in session.execute(_AVAILABLE)}
+    chosen = set(available) | set(units)
+    if product_ids is not None:
+        chosen &= set(product_ids)
+
+    def cover(product: int) -> tuple[bool, int, int]:
+        """As the database ranks: days of cover rounded half up to the cent, none available
+        first (0), nothing sold last (null), then by id."""
+        stock, sold_units = available.get(product, 0), units.get(product, 0)
+        if stock <= 0:
+            return False, 0, product
+        if sold_units > 0:
+            return False, (stock * window_days * 200 + sold_units) // (2 * sold_units), product
+        return True, 0, product
+
+    page = sorted(chosen, key=cover)[offset : offset + limit]
+    refs = product_refs(session, page)
+    rows = [
+        InsightRow(
+            product_id=product,
+            sku=refs[product][0],
+            name=refs[product][1],
+            available=available.get(product, 0),
+            units=units.get(product, 0),
+        )
+        for product in page
+    ]
+    return rows, len(chosen)
+
+
 def stock_updated_at(session: Session) -> datetime | None:
     value = session.scalar(select(func.max(_LEVELS.c.updated_at)))
     return None if value is None else _as_utc(value)
@@ -665,6 +755,45 @@ _PENDING_BEFORE_START = (  # the consumer has not started yet: every event is af
     .join(_EVENTS, _EVENTS.c.subject_id == _SALES.c.id)
     .order_by(_SALES.c.sold_at)
 )
+
+
+_PENDING_SINCE = (
+    select(
+        _POSITIONS.c.position,
+        _POSITIONS.c.needs_rebuild,
+        _POSITIONS.c.generation,
+        _SALES.c.sold_at,
+        *_MARK,
+    )
+    .distinct()
+    .select_from(_POSITIONS)
+    .outerjoin(_EVENTS, _EVENTS.c.id > bindparam("since"))
+    .outerjoin(_SALES, _SALES.c.id == _EVENTS.c.subject_id)
+    .where(_POSITIONS.c.consumer == bindparam("consumer"))
+    .order_by(_SALES.c.sold_at)
+)
+
+
+@dataclass(frozen=True)
+class ConsumerState:
+    position: int
+    needs_rebuild: bool
+    generation: int
+
+
+def pending_since(
+    session: Session, consumer: str, since: int
+) -> tuple[ConsumerState, list[datetime], WatermarkRow] | None:
+    """The consumer's state, when each sale sold that an event after ``since`` changed
+    (sorted, distinct), and the snapshot's watermark, in one round trip; None before the
+    consumer's first pass."""
+    rows = list(session.execute(_PENDING_SINCE, {"consumer": consumer, "since": since}))
+    if not rows:
+        return None
+    first = rows[0]
+    state = ConsumerState(int(first.position), bool(first.needs_rebuild), int(first.generation))
+    times = [_as_utc(row.sold_at) for row in rows if row.sold_at is not None]
+    return state, times, _watermark(first)
 
 
 def pending_sale_times(

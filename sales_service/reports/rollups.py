@@ -50,13 +50,24 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import Session
 
 from common.db import UTCDateTime
 from common.models import (
     Category,
+    OutboxPosition,
     ReportCategoryPath,
     ReportCategoryRollup,
     ReportProductRollup,
@@ -65,6 +76,7 @@ from common.models import (
     Sale,
     SaleLine,
     SaleRefund,
+    new_generation,
 )
 
 HOUR, DAY, MONTH, YEAR = 2, 3, 4, 5  # the values stored in the ``grain`` columns
@@ -85,6 +97,8 @@ PRODUCT_TABLE: Table = ReportProductRollup.__table__  # type: ignore[assignment]
 TOTALS_TABLE: Table = ReportProductTotal.__table__  # type: ignore[assignment]
 CATEGORY_TABLE: Table = ReportCategoryRollup.__table__  # type: ignore[assignment]
 PATHS_TABLE: Table = ReportCategoryPath.__table__  # type: ignore[assignment]
+POSITIONS_TABLE: Table = OutboxPosition.__table__  # type: ignore[assignment]
+CONSUMER = "report-rollups"  # the consumer that keeps them (sales_service/reports/consumer.py)
 ROLLUP_TABLES = (SALES_TABLE, PRODUCT_TABLE, TOTALS_TABLE, CATEGORY_TABLE)
 MEASURES = ("orders", "units", "revenue", "cost")
 
@@ -599,6 +613,18 @@ def rebuild_rollups(
     ):
         for finer, coarser in itertools.pairwise(grains):
             _roll_up(connection, dialect, table, finer, coarser)
+    count_rebuild(connection)
+
+
+def count_rebuild(connection: Connection) -> None:
+    """Mark the rollup rows as replaced, not added to (in the transaction that did it, or
+    after its last step): a copy of them (sales_service/reports/inmemory.py) then reads
+    them whole again."""
+    connection.execute(
+        update(POSITIONS_TABLE)
+        .where(POSITIONS_TABLE.c.consumer == CONSUMER)
+        .values(generation=new_generation())
+    )
 
 
 def _drop_temporary(connection: Connection) -> str:

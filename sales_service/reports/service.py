@@ -47,8 +47,8 @@ from sales_service.reports.planner import (
     Ask,
     Context,
     Filters,
+    ask_parts,
     base_query,
-    plan_parts,
     range_totals,
     range_totals_many,
     sum_intervals,
@@ -497,7 +497,7 @@ def inventory_insight(
             group_by=GroupBy.PRODUCT,
             units_only=True,
         )
-        parts = plan_parts(ctx, query, [(rng.start, rng.end)], None, False)
+        parts = ask_parts(ctx, Ask(Filters(), rng.start, rng.end, query))
     found, total = repository.insight_page(
         session, parts, chosen, window_days=window_days, limit=limit, offset=offset
     )

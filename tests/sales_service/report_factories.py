@@ -331,3 +331,4 @@ def rollup_rows(connection: Connection) -> dict[str, set[tuple[object, ...]]]:
 def delete_rollups(connection: Connection) -> None:
     for table in rollups.ROLLUP_TABLES:
         connection.execute(delete(table))
+    rollups.count_rebuild(connection)  # copies in memory read them whole again

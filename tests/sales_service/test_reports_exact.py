@@ -9,7 +9,7 @@ date arithmetic that it takes from the service: tests/sales_service/test_reports
 checks that).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from sales_service.reports import service
+from sales_service.reports import inmemory, service
 from sales_service.reports.calendar import DateRange, Period, Weekday, base_range
 from sales_service.reports.consumer import consume_once
 from sales_service.reports.parameters import Against
@@ -110,10 +110,20 @@ def sales_around(draw: st.DrawFn, anchor: datetime, zone: ZoneInfo) -> list[dict
 
 
 def write(
-    engine: Engine, catalog: Catalog, sales: list[dict[str, Any]], applied: int
+    engine: Engine,
+    catalog: Catalog,
+    sales: list[dict[str, Any]],
+    applied: int,
+    copy: tuple[str, Engine | None] = ("off", None),
 ) -> list[RawLine]:
     """Write the sales and their refunds; then the rollup consumer applies the first
-    ``applied`` of their events (reports must be exact however far it lags)."""
+    ``applied`` of their events (reports must be exact however far it lags).
+
+    ``copy``: whether the service's process holds the rollups in memory (sums its blocks
+    there), as of the consumer's position ("current") or of half way there ("behind": the
+    copy lacks events the consumer applied), or not at all ("off"), with the app's engine."""
+    mode, app_engine = copy
+    inmemory.ENABLED = mode != "off"
     clear(engine)
     with Session(engine, expire_on_commit=False) as session:
         for spec in sales:
@@ -137,10 +147,33 @@ def write(
                 if kind == "twice":
                     refund(session, sale, units)
             session.commit()  # each sale and refund in its own transaction, as in production
+    if mode == "behind" and applied:
+        consume_once(engine, batch=applied // 2 or 1)
+        assert app_engine is not None
+        inmemory.load_now(app_engine)
+        applied -= applied // 2 or 1
     if applied:
         consume_once(engine, batch=applied)
+    if mode == "current":
+        assert app_engine is not None
+        inmemory.load_now(app_engine)
     with engine.connect() as connection:
         return raw_lines(connection)
+
+
+@pytest.fixture
+def copies(sales_app: Any) -> Iterator[Callable[[st.DataObject], tuple[str, Engine | None]]]:
+    """Draws whether reports read the rollups from the service's copy in memory (not
+    brought forward by itself meanwhile: the example decides how far behind it is)."""
+    saved = inmemory.ENABLED, inmemory.REFRESH_SECONDS
+    inmemory.REFRESH_SECONDS = 3600.0
+
+    def draw(data: st.DataObject) -> tuple[str, Engine | None]:
+        mode = data.draw(st.sampled_from(["off", "current", "behind"]), label="copy")
+        return mode, sales_app.state.engine
+
+    yield draw
+    inmemory.ENABLED, inmemory.REFRESH_SECONDS = saved
 
 
 FILTER_KINDS = [
@@ -287,13 +320,13 @@ def test_revenue_series_equals_the_reference(
     viewer_headers: dict,
     engine: Engine,
     catalog: Catalog,
+    copies: Callable[[st.DataObject], tuple[str, Engine | None]],
 ) -> None:
     zone_name = data.draw(st.sampled_from(ZONES), label="zone")
     zone = ZoneInfo(zone_name)
     anchor = data.draw(st.sampled_from(ANCHORS), label="anchor")
-    lines = write(
-        engine, catalog, data.draw(sales_around(anchor, zone), label="sales"), draw_applied(data)
-    )
+    sales = data.draw(sales_around(anchor, zone), label="sales")
+    lines = write(engine, catalog, sales, draw_applied(data), copies(data))
     period = data.draw(st.sampled_from(PERIODS), label="period")
     week_start = data.draw(st.integers(0, 6), label="week_start")
     first = local_day(anchor, zone) + timedelta(days=data.draw(st.integers(-5, 0), label="from"))
@@ -352,6 +385,7 @@ def test_series_over_months_equal_the_reference(
     viewer_headers: dict,
     engine: Engine,
     catalog: Catalog,
+    copies: Callable[[st.DataObject], tuple[str, Engine | None]],
 ) -> None:
     zone_name = data.draw(st.sampled_from([*ZONES, "America/St_Johns"]), label="zone")
     zone = ZoneInfo(zone_name)
@@ -362,7 +396,7 @@ def test_series_over_months_equal_the_reference(
     for sale, seconds in zip(sales, near, strict=False):
         sale["sold_at"] = anchor + timedelta(seconds=seconds)
     applied = data.draw(st.sampled_from([0, 12, 1000, 1000]), label="events applied")
-    lines = write(engine, catalog, sales, applied)
+    lines = write(engine, catalog, sales, applied, copies(data))
     day = local_day(anchor, zone)
     first = day - timedelta(days=data.draw(st.integers(0, 100), label="days before"))
     last = day + timedelta(days=data.draw(st.integers(0, 100), label="days after"))
@@ -400,13 +434,13 @@ def test_breakdowns_and_comparisons_equal_the_reference(
     viewer_headers: dict,
     engine: Engine,
     catalog: Catalog,
+    copies: Callable[[st.DataObject], tuple[str, Engine | None]],
 ) -> None:
     zone_name = data.draw(st.sampled_from(ZONES), label="zone")
     zone = ZoneInfo(zone_name)
     anchor = data.draw(st.sampled_from(ANCHORS), label="anchor")
-    lines = write(
-        engine, catalog, data.draw(sales_around(anchor, zone), label="sales"), draw_applied(data)
-    )
+    sales = data.draw(sales_around(anchor, zone), label="sales")
+    lines = write(engine, catalog, sales, draw_applied(data), copies(data))
     first = local_day(anchor, zone) + timedelta(days=data.draw(st.integers(-4, 1), label="from"))
     last = first + timedelta(days=data.draw(st.integers(0, 3), label="days"))
     kind = data.draw(st.sampled_from(FILTER_KINDS), label="filters")

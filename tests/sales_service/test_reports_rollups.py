@@ -23,8 +23,8 @@ from common.db import make_engine
 from common.models import Category, User
 from common.settings import SalesSettings
 from sales_service.main import create_app
+from sales_service.reports import inmemory, rollups, service
 from sales_service.reports import repository as report_repository
-from sales_service.reports import rollups, service
 from sales_service.reports.calendar import DateRange, Period, Weekday
 from sales_service.reports.consumer import CONSUMER, catch_up, consume_batch, consume_once
 from sales_service.reports.parameters import CategoryRollup, Dimension, SortKey
@@ -149,10 +149,16 @@ def test_the_consumer_leaves_exactly_what_a_rebuild_from_raw_rows_computes(
         assert rollup_rows(connection) == kept
 
 
+@pytest.mark.parametrize("in_memory", [False, True], ids=["tables", "copy in memory"])
 def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
-    engine: Engine, catalog: Catalog
+    engine: Engine, catalog: Catalog, in_memory: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Whether the rollups are read from their tables or from the process's copy."""
     record_mix(engine, catalog)
+    monkeypatch.setattr(inmemory, "ENABLED", in_memory)
+    monkeypatch.setattr(inmemory, "REFRESH_SECONDS", 3600.0)
+    if in_memory:
+        assert inmemory.load_now(engine) is not None
     rng = DateRange(date(2025, 3, 1), date(2025, 5, 31), ZoneInfo("Europe/Berlin"))
     groupings = [
         Grouping(Dimension.PRODUCT),

@@ -1,0 +1,102 @@
+"""Sums per (bucket, group) as numpy columns: what the rollups held in memory add up to
+(sales_service/reports/inmemory.py), added to, ranked and cut there, and turned into
+``Measures`` only for the groups an answer shows. Money in whole cents (int64): exact."""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from sales_service.reports.rollups import Measures
+
+GROUP_BITS = 32  # a column's key: bucket << 32 | group
+_GROUP_MASK = (1 << GROUP_BITS) - 1
+Key = tuple[int | None, int | None]  # (bucket index, group), as in repository.Sums
+
+
+def _money(cents: int) -> Decimal:
+    return Decimal(cents).scaleb(-2)
+
+
+def _cents(amount: Decimal) -> int:
+    return int(amount.scaleb(2))  # every figure has two decimals: exact
+
+
+@dataclass(frozen=True)
+class ColumnSums:
+    """Orders, units, revenue and cost (cents) per key, keys ascending and distinct."""
+
+    keys: np.ndarray  # int64: bucket << 32 | group, 0 for what there is none of
+    totals: np.ndarray  # int64, shape (4, len(keys))
+    bucketed: bool
+    grouped: bool
+
+    @classmethod
+    def reduce(
+        cls, keys: np.ndarray, totals: np.ndarray, *, bucketed: bool, grouped: bool
+    ) -> "ColumnSums":
+        """Columns with equal keys added up."""
+        if len(keys) == 0:
+            return cls(keys, totals, bucketed, grouped)
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        firsts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        summed = np.add.reduceat(totals[:, order], firsts, axis=1)
+        return cls(keys[firsts], summed, bucketed, grouped)
+
+    @classmethod
+    def combine(cls, parts: Sequence["ColumnSums"]) -> "ColumnSums":
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        return cls.reduce(
+            np.concatenate([p.keys for p in parts]),
+            np.concatenate([p.totals for p in parts], axis=1),
+            bucketed=first.bucketed,
+            grouped=first.grouped,
+        )
+
+    def plus(self, sums: Mapping[Key, Measures]) -> "ColumnSums":
+        """These columns and the sums (from SQL) added up."""
+        if not sums:
+            return self
+        keys = np.array(
+            [((b or 0) << GROUP_BITS) | (g or 0) for b, g in sums], dtype=np.int64
+        ).reshape(-1)
+        totals = np.array(
+            [[m.orders, m.units, _cents(m.revenue), _cents(m.cost)] for m in sums.values()],
+            dtype=np.int64,
+        ).T
+        return ColumnSums.combine([self, ColumnSums(keys, totals, self.bucketed, self.grouped)])
+
+    def groups(self) -> np.ndarray:
+        return self.keys & _GROUP_MASK
+
+    def zero_groups(self) -> list[int]:
+        """The groups whose four sums are all zero."""
+        if not self.grouped:
+            return []
+        zero = ~self.totals.any(axis=0)
+        return sorted(set(self.groups()[zero].tolist()))
+
+    def without(self, groups: Iterable[int]) -> "ColumnSums":
+        keep = ~np.isin(self.groups(), list(groups))
+        return ColumnSums(self.keys[keep], self.totals[:, keep], self.bucketed, self.grouped)
+
+    def top(self, figure: str, descending: bool, limit: int) -> "ColumnSums":
+        """The first ``limit`` columns by the figure, ties by group id (as the database
+        ranks them)."""
+        _, units, revenue, cost = self.totals
+        value = {"units": units, "margin": revenue - cost}.get(figure, revenue)
+        order = np.lexsort((self.groups(), -value if descending else value))[:limit]
+        return ColumnSums(self.keys[order], self.totals[:, order], self.bucketed, self.grouped)
+
+    def to_sums(self) -> dict[Key, Measures]:
+        found: dict[Key, Measures] = {}
+        columns = zip(self.keys.tolist(), self.totals.T.tolist(), strict=True)
+        for key, (orders, units, revenue, cost) in columns:
+            bucket = key >> GROUP_BITS if self.bucketed else None
+            group = key & _GROUP_MASK if self.grouped else None
+            found[(bucket, group)] = Measures(orders, units, _money(revenue), _money(cost))
+        return found

@@ -1,0 +1,215 @@
+"""The report rollups held in memory (sales_service/reports/inmemory.py): a copy brought
+forward equals one loaded afresh, a rebuild makes it load whole again, grouped sums summed
+from it list exactly the groups with lines in the range, and the service's copy loads and
+follows the consumer by itself. (The reports' exactness with the copy current, behind the
+consumer or off: tests/sales_service/test_reports_exact.py.)"""
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session
+
+from common.db import snapshot_session
+from common.models import OutboxPosition
+from sales_service.reports import inmemory, service
+from sales_service.reports.calendar import DateRange
+from sales_service.reports.consumer import CONSUMER, catch_up, rebuild
+from sales_service.reports.parameters import Dimension, SortKey
+from sales_service.reports.planner import Filters
+from sales_service.reports.service import Grouping
+from tests.sales_service.report_factories import (
+    Catalog,
+    LineSpec,
+    add_sale,
+    clear,
+    make_catalog,
+    refund,
+)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.fixture
+def catalog(engine: Engine) -> Catalog:
+    return make_catalog(engine)
+
+
+@pytest.fixture(autouse=True)
+def copies() -> Iterator[None]:
+    """Copies load only when a test says so (and its own settings come back after)."""
+    saved = inmemory.ENABLED, inmemory.REFRESH_SECONDS, inmemory.MAX_TOUCHED
+    inmemory.REFRESH_SECONDS = 3600.0
+    yield
+    inmemory.ENABLED, inmemory.REFRESH_SECONDS, inmemory.MAX_TOUCHED = saved
+
+
+def line(catalog: Catalog, n: int, quantity: int, price: str) -> LineSpec:
+    return LineSpec(catalog.products[n], quantity, Decimal(price), Decimal(price) / 4)
+
+
+def sell(
+    engine: Engine, catalog: Catalog, at: datetime, lines: list[LineSpec], channel: int = 0
+) -> Any:
+    with Session(engine, expire_on_commit=False) as session:
+        sale = add_sale(
+            session, catalog, sold_at=at, channel_id=catalog.channels[channel], lines=lines
+        )
+        session.commit()
+        return sale
+
+
+def rows_of(columns: inmemory.Columns) -> list[tuple[int, ...]]:
+    """The rows in a canonical order (rows of one block may come in any order)."""
+    table = np.vstack([columns.key, *columns.groups.values(), columns.measures])
+    assert np.all(np.diff(columns.key) >= 0)  # sorted by block
+    return sorted(map(tuple, table.T.tolist()))
+
+
+def same(a: inmemory.RollupCopy | None, b: inmemory.RollupCopy | None) -> None:
+    assert a is not None and b is not None
+    assert (a.position, a.generation) == (b.position, b.generation)
+    for source, columns in a.tables.items():
+        assert rows_of(columns) == rows_of(b.tables[source]), source
+
+
+def test_a_copy_brought_forward_equals_one_loaded_afresh(engine: Engine, catalog: Catalog) -> None:
+    clear(engine)
+    start = datetime(2025, 3, 29, 20, 7, tzinfo=UTC)  # Berlin springs forward the next night
+    old = [
+        sell(engine, catalog, start + timedelta(hours=13 * n), [line(catalog, n % 5, 2, "9.99")])
+        for n in range(12)
+    ]
+    catch_up(engine)
+    copy = inmemory.load(engine)
+    assert copy is not None and copy.rows > 0
+
+    # new sales in blocks held and in new ones, a refund and a cancellation of old sales
+    sell(engine, catalog, start + timedelta(hours=1), [line(catalog, 1, 1, "0.01")], channel=1)
+    sell(engine, catalog, datetime(2026, 1, 1, tzinfo=UTC), [line(catalog, 4, 3, "120.00")])
+    with Session(engine, expire_on_commit=False) as session:
+        refund(session, session.merge(old[3]), {1: 1})
+        refund(session, session.merge(old[7]), {}, cancel=True)
+        session.commit()
+    catch_up(engine)
+    forward = inmemory.refresh(engine, copy)
+    assert forward is not None and forward.position > copy.position
+    same(forward, inmemory.load(engine))
+    again = inmemory.refresh(engine, forward)
+    assert again is not None and again.tables is forward.tables  # nothing new: kept
+
+    inmemory.MAX_TOUCHED = 0  # so many blocks touched that it is read whole
+    sell(engine, catalog, start, [line(catalog, 2, 1, "5.00")])
+    catch_up(engine)
+    whole = inmemory.refresh(engine, forward)
+    same(whole, inmemory.load(engine))
+    assert whole is not None
+
+    # a rebuild replaces the rows at the same position: read whole again, not kept
+    rebuild(engine)
+    rebuilt = inmemory.refresh(engine, whole)
+    assert rebuilt is not None and rebuilt.generation != whole.generation
+    same(rebuilt, inmemory.load(engine))
+
+    # so does a position row deleted and made again (a database restored, or cleaned)
+    with engine.begin() as connection:
+        connection.execute(delete(OutboxPosition).where(OutboxPosition.consumer == CONSUMER))
+    catch_up(engine)
+    remade = inmemory.refresh(engine, rebuilt)
+    assert remade is not None and remade.generation != rebuilt.generation
+    same(remade, inmemory.load(engine))
+
+
+def breakdown(session: Session, day: date, *, use_rollups: bool = True) -> dict[str, Any]:
+    answer = service.breakdown(
+        session=session,
+        rng=DateRange(day, day, BERLIN),
+        grouping=Grouping(Dimension.PRODUCT),
+        filters=Filters(),
+        sort=SortKey.REVENUE,
+        limit=50,
+        use_rollups=use_rollups,
+    )
+    return answer.model_dump(mode="json", exclude={"watermark"})
+
+
+def test_grouped_sums_from_the_copy_list_exactly_the_groups_with_lines_in_the_range(
+    engine: Engine, catalog: Catalog
+) -> None:
+    """A Berlin day is 23:00-23:00 UTC: summed as the UTC day's rollup block less its last
+    hour, a product sold only in that hour nets to zero there and must not be listed; one
+    whose sales in the day were all cancelled nets to zero too and must be."""
+    clear(engine)
+    day = date(2025, 1, 15)
+    sell(engine, catalog, datetime(2025, 1, 15, 23, 30, tzinfo=UTC), [line(catalog, 0, 1, "7")])
+    cancelled = sell(
+        engine, catalog, datetime(2025, 1, 15, 12, tzinfo=UTC), [line(catalog, 1, 2, "3")]
+    )
+    sell(engine, catalog, datetime(2025, 1, 15, 9, tzinfo=UTC), [line(catalog, 2, 1, "11.50")])
+    with Session(engine, expire_on_commit=False) as session:
+        refund(session, session.merge(cancelled), {}, cancel=True)
+        session.commit()
+    catch_up(engine)
+    assert inmemory.load_now(engine) is not None
+    with snapshot_session(engine) as session:
+        found = breakdown(session, day)
+        raw = breakdown(session, day, use_rollups=False)
+    listed = {group["id"]: group for group in found["groups"]}
+    assert set(listed) == {catalog.products[1], catalog.products[2]}
+    assert (listed[catalog.products[1]]["revenue"], listed[catalog.products[1]]["units"]) == (
+        "0.00",
+        0,
+    )
+    assert listed[catalog.products[2]]["revenue"] == "11.50"
+    assert found["group_count"] == 2
+    assert found["groups"] == raw["groups"] and found["totals"] == raw["totals"]
+    assert "report_product_totals" in found["sources"]  # summed from the copy's blocks
+
+
+def test_the_service_loads_its_copy_and_follows_the_consumer(
+    engine: Engine, catalog: Catalog, sales_client: TestClient, viewer_headers: dict, sales_app: Any
+) -> None:
+    """Through the API: the first report starts the copy's load; a sale recorded after it is
+    in the next answer at once (read raw while the copy lacks it), and the copy catches up
+    with the consumer by itself."""
+    inmemory.ENABLED, inmemory.REFRESH_SECONDS = True, 0.0
+    app_engine = sales_app.state.engine
+    clear(engine)
+    day = date(2025, 6, 2)
+    noon = datetime(2025, 6, 2, 10, tzinfo=UTC)
+    sell(engine, catalog, noon, [line(catalog, 0, 1, "10.00")])
+    catch_up(engine)
+
+    def revenue() -> str:
+        response = sales_client.get(
+            "/api/v1/reports/summary",
+            headers=viewer_headers,
+            params={"from": day.isoformat(), "to": day.isoformat(), "timezone": "Europe/Berlin"},
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["kpis"]["revenue"]["current"])
+
+    def settled(check: Any) -> Any:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            revenue()  # each report tells the copy where the consumer is
+            if check(copy := inmemory.current(app_engine)):
+                return copy
+            time.sleep(0.05)
+        raise AssertionError("the copy did not catch up")
+
+    assert revenue() == "10.00"
+    loaded = settled(lambda c: c is not None)
+    sell(engine, catalog, noon + timedelta(minutes=5), [line(catalog, 1, 2, "2.50")])
+    assert revenue() == "15.00"  # not yet consumed: raw
+    catch_up(engine)
+    assert revenue() == "15.00"  # consumed, the copy behind: the blocks read raw
+    settled(lambda c: c is not None and c.position > loaded.position)
+    assert revenue() == "15.00"  # from the copy brought forward
