@@ -37,6 +37,7 @@ from sales_service.reports.rollups import (
     DAY,
     HOUR,
     MONTH,
+    PATHS_TABLE,
     PRODUCT_TABLE,
     SALES_TABLE,
     SCOPE_SELF,
@@ -128,6 +129,7 @@ class RollupCopy:
     position: int
     generation: int
     tables: dict[Source, Columns]
+    category_paths: dict[int, str]  # report_category_paths: each category's path when counted
     read_at: float  # time.monotonic() as its snapshot began
     made_at: float
 
@@ -270,6 +272,7 @@ def _read(connection: Connection, source: Source, where: str = "") -> Columns:
     return Columns.parse(source, chunks)
 
 
+_PATHS = f"SELECT category_id, path FROM {PATHS_TABLE.name}"  # noqa: S608 - fixed names
 _POSITION = (
     "SELECT position, needs_rebuild, generation "  # noqa: S608 - fixed names
     f"FROM {OutboxPosition.__tablename__} WHERE consumer = %(consumer)s"
@@ -309,7 +312,8 @@ def refresh(engine: Engine, copy: RollupCopy | None) -> RollupCopy | None:
         position, _, generation = state
 
         def made(tables: dict[Source, Columns]) -> RollupCopy:
-            return RollupCopy(position, generation, tables, read_at, time.monotonic())
+            paths = {int(c): str(p) for c, p in connection.exec_driver_sql(_PATHS)}
+            return RollupCopy(position, generation, tables, paths, read_at, time.monotonic())
 
         if copy is None or not copy.matches(position, False, generation):
             return made({source: _read(connection, source) for source in _TABLES})

@@ -72,12 +72,26 @@ class Context:
     copy: inmemory.RollupCopy | None = field(default=None, init=False)
 
     @cached_property
+    def categories(self) -> dict[int, tuple[str, str]]:
+        """Every category's current path and name (one query for both)."""
+        return repository.categories(self.session)
+
+    @property
     def paths(self) -> dict[int, str]:
         """Every category's current path."""
-        return repository.category_paths(self.session)
+        return {cid: path for cid, (path, _) in self.categories.items()}
 
     @cached_property
     def category_stale(self) -> bool:
+        """A category counted in the rollups has moved or is gone since. With a copy in
+        memory, its own record of the paths counted (the same table, read with it) and the
+        current paths tell, with no query."""
+        if self.dirty is not None and self.copy is not None:
+            now = self.categories
+            return any(
+                (found := now.get(cid)) is None or found[0] != path
+                for cid, path in self.copy.category_paths.items()
+            )
         return category_rollups_stale(self.session)
 
     @cached_property

@@ -272,8 +272,9 @@ def _check_grouping(session: Session, grouping: Grouping) -> None:
 
 
 def _group_refs(
-    session: Session, dimension: Dimension | None, keys: Iterable[int | None]
+    ctx: Context, dimension: Dimension | None, keys: Iterable[int | None]
 ) -> dict[int | None, dict[str, Any]]:
+    session = ctx.session
     ids = [k for k in keys if k is not None]
     if dimension is Dimension.PRODUCT:
         refs = repository.product_refs(session, ids)
@@ -284,7 +285,7 @@ def _group_refs(
     if dimension is Dimension.CHANNEL:
         names = repository.channel_names(session, ids)
         return {k: {"id": k, "name": names.get(k, f"Channel {k}"), "sku": None} for k in ids}
-    names = repository.category_names(session, [k for k in ids if k != UNCATEGORIZED])
+    names = {cid: name for cid, (_, name) in ctx.categories.items()}
     return {
         k: {
             "id": None if k == UNCATEGORIZED else k,
@@ -322,7 +323,7 @@ def breakdown(
     rows.sort(key=lambda r: r[0] or 0)  # ties: lower id first, as the database ranks them
     rows.sort(key=lambda r: getattr(r[1], metric), reverse=descending)
     top = rows[:limit]
-    refs = _group_refs(session, grouping.dimension, [k for k, _ in top])
+    refs = _group_refs(ctx, grouping.dimension, [k for k, _ in top])
     return Breakdown.model_validate(
         {
             "parameters": _parameters(
@@ -391,7 +392,7 @@ def compare(
         keys = sorted({k for k in (*now, *then) if k is not None})
         ranked = sorted(keys, key=lambda k: (-figures(now.get(k)).revenue, k))
         group_count = len(ranked)
-        refs = _group_refs(session, grouping.dimension, ranked[:limit])
+        refs = _group_refs(ctx, grouping.dimension, ranked[:limit])
         groups = [
             {**refs[k], **compare_figures(figures(now.get(k)), figures(then.get(k)))}
             for k in ranked[:limit]

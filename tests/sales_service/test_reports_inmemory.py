@@ -76,6 +76,7 @@ def rows_of(columns: inmemory.Columns) -> list[tuple[int, ...]]:
 def same(a: inmemory.RollupCopy | None, b: inmemory.RollupCopy | None) -> None:
     assert a is not None and b is not None
     assert (a.position, a.generation) == (b.position, b.generation)
+    assert a.category_paths == b.category_paths
     for source, columns in a.tables.items():
         assert rows_of(columns) == rows_of(b.tables[source]), source
 

@@ -323,10 +323,15 @@ def test_sales_written_while_the_consumer_runs_are_each_counted_once(
         assert rollup_rows(connection) == kept
 
 
+@pytest.mark.parametrize("in_memory", [False, True], ids=["tables", "copy in memory"])
 def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
-    engine: Engine, catalog: Catalog
+    engine: Engine, catalog: Catalog, in_memory: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record_mix(engine, catalog, count=20)
+    monkeypatch.setattr(inmemory, "ENABLED", in_memory)
+    monkeypatch.setattr(inmemory, "REFRESH_SECONDS", 3600.0)
+    if in_memory:
+        assert inmemory.load_now(engine) is not None
     rng = DateRange(date(2025, 3, 1), date(2025, 4, 30), ZoneInfo("UTC"))
     kitchen, garden = catalog.categories["kitchen"], catalog.categories["garden"]
     knives = catalog.categories["knives"]
