@@ -74,6 +74,7 @@ def make_engine(
     pool_size: int = 10,
     max_overflow: int = 20,
     isolation_level: str = "READ COMMITTED",
+    init_command: str | None = None,
 ) -> Engine:
     """Create the engine; on SQLite, make writers queue instead of failing and keep FKs on."""
     if url.startswith("sqlite"):
@@ -102,7 +103,9 @@ def make_engine(
     pymysql_driver = make_url(url).get_driver_name() == "pymysql"
     engine = create_engine(
         url,
-        connect_args={"conv": PYMYSQL_CONVERSIONS} if pymysql_driver else {},
+        connect_args=(
+            {"conv": PYMYSQL_CONVERSIONS, "init_command": init_command} if pymysql_driver else {}
+        ),
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_recycle=1800,
@@ -299,7 +302,12 @@ def snapshot_engine(engine: Engine) -> Engine:
         if reader is None:
             url = engine.url.render_as_string(hide_password=False)
             reader = make_engine(
-                url, pool_size=5, max_overflow=10, isolation_level="REPEATABLE READ"
+                url,
+                pool_size=5,
+                max_overflow=10,
+                isolation_level="REPEATABLE READ",
+                # reads of many small rows come as one GROUP_CONCAT string (reports)
+                init_command="SET SESSION group_concat_max_len = 1073741824",
             )
             _READERS[engine] = reader
             _READER_ENGINES.add(reader)

@@ -305,7 +305,6 @@ def refresh(engine: Engine, copy: RollupCopy | None) -> RollupCopy | None:
     read_at = time.monotonic()
     with snapshot_session(engine) as session:
         connection = session.connection()
-        connection.exec_driver_sql("SET SESSION group_concat_max_len = 1073741824")
         state = _position(connection)
         if state is None or state[1]:
             return None

@@ -467,15 +467,17 @@ class Ask:
         has_category_filter = bool(self.filters.category_ids)
         return plan_parts(ctx, query, [(self.start, self.end)], None, has_category_filter)
 
-    def recheck_zeros(self, ctx: Context, sums: ColumnSums) -> ColumnSums:
+    def recheck_zeros(
+        self, ctx: Context, sums: ColumnSums, listed: set[int] | frozenset[int] = frozenset()
+    ) -> ColumnSums:
         """The sums with every all-zero group summed again from the raw rows of the range.
 
         A trimmed block (a block less the raw rows of its part outside the range) lists a
         group whose lines all lie outside the range, with zeros; a group whose lines inside
         net to zero (all refunded) is listed with zeros too, and must stay. The raw rows tell
         them apart: what they list for those groups replaces the zeros. Few groups net to
-        zero, so this is rarely a query."""
-        zeros = sums.zero_groups()
+        zero, so this is rarely a query. Groups ``listed`` anyway are left as they are."""
+        zeros = [group for group in sums.zero_groups() if group not in listed]
         if not zeros:
             return sums
         query = only_groups(with_subtree(self.query, self.filters), zeros)
@@ -499,7 +501,7 @@ def range_totals(
     """Sums over one range per group (key None without grouping), and how many groups."""
     ask = Ask(filters, rng_start, rng_end, query)
     parts = ask.parts(ctx)
-    if not _summed_here(parts):
+    if not summed_here(parts):
         found, groups = repository.run_sums(ctx.session, parts, None, top)
         return _by_group(found), groups
     columns = ask.recheck_zeros(ctx, repository.run_columns(ctx.session, parts, None))
@@ -518,17 +520,8 @@ def range_totals_many(ctx: Context, asks: Sequence[Ask]) -> list[dict[int | None
     ]
 
 
-def ask_parts(ctx: Context, ask: Ask) -> list[repository.Part]:
-    """The ask's parts for the caller to add up; where some are summed in this process,
-    added up (and rechecked) here, as one part."""
-    parts = ask.parts(ctx)
-    if not _summed_here(parts):
-        return parts
-    found = ask.recheck_zeros(ctx, repository.run_columns(ctx.session, parts, None))
-    return [repository.Part(None, sums=found)]
-
-
-def _summed_here(parts: Sequence[repository.Part]) -> bool:
+def summed_here(parts: Sequence[repository.Part]) -> bool:
+    """Whether some of the parts are summed in this process (from the rollups' copy)."""
     return any(part.sums is not None for part in parts)
 
 

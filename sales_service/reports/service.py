@@ -47,11 +47,11 @@ from sales_service.reports.planner import (
     Ask,
     Context,
     Filters,
-    ask_parts,
     base_query,
     range_totals,
     range_totals_many,
     sum_intervals,
+    summed_here,
     tree_query,
     with_subtree,
     within_subtree,
@@ -491,6 +491,7 @@ def inventory_insight(
     if filters.product_ids or keys is not None:
         chosen = repository.product_ids(session, filters.product_ids, keys)
     parts: list[repository.Part] = []
+    ask: Ask | None = None
     if chosen is None or chosen:
         query = Query(
             product_ids=tuple(chosen or ()),
@@ -498,10 +499,21 @@ def inventory_insight(
             group_by=GroupBy.PRODUCT,
             units_only=True,
         )
-        parts = ask_parts(ctx, Ask(Filters(), rng.start, rng.end, query))
-    found, total = repository.insight_page(
-        session, parts, chosen, window_days=window_days, limit=limit, offset=offset
-    )
+        ask = Ask(Filters(), rng.start, rng.end, query)
+        parts = ask.parts(ctx)
+    stock_mark: datetime | None
+    page: dict[str, int] = {"window_days": window_days, "limit": limit, "offset": offset}
+    total: int | None  # None: every row came back (SQLite), ranked and paged below
+    if ask is not None and summed_here(parts):  # from the rollups' copy: ranked here
+        stock, stock_mark = repository.available_units(session)
+        columns = repository.run_columns(session, parts, None)
+        # a product with stock is listed whether it has lines in the window or not
+        columns = ask.recheck_zeros(ctx, columns, listed=set(stock))
+        sold = dict(zip(columns.groups().tolist(), columns.totals[1].tolist(), strict=True))
+        found, total = repository.insight_ranked(session, sold, stock, chosen, **page)
+    else:
+        found, total = repository.insight_page(session, parts, chosen, **page)
+        stock_mark = repository.stock_updated_at(session)
     rows = []
     for item in found:
         units, available = item.units, item.available
@@ -525,7 +537,6 @@ def inventory_insight(
     rows.sort(key=_soonest_out)
     if total is None:  # the database did not page (SQLite): rank and page here
         total, rows = len(rows), rows[offset : offset + limit]
-    stock_mark = repository.stock_updated_at(session)
     return InventoryInsight.model_validate(
         {
             "parameters": {

@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, text
 from sqlalchemy.orm import Session
 
 from common.db import snapshot_session
 from common.models import OutboxPosition
 from sales_service.reports import inmemory, service
+from sales_service.reports import repository as report_repository
 from sales_service.reports.calendar import DateRange
 from sales_service.reports.consumer import CONSUMER, catch_up, rebuild
 from sales_service.reports.parameters import Dimension, SortKey
@@ -214,3 +215,16 @@ def test_the_service_loads_its_copy_and_follows_the_consumer(
     assert revenue() == "15.00"  # consumed, the copy behind: the blocks read raw
     settled(lambda c: c is not None and c.position > loaded.position)
     assert revenue() == "15.00"  # from the copy brought forward
+
+
+def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalog: Catalog) -> None:
+    """The stock per product comes as one string where the connection allows it, else
+    (cut at group_concat_max_len) row by row: the same either way."""
+    with snapshot_session(engine) as session:
+        at_once = report_repository.available_units(session)
+    with Session(engine) as session:
+        session.execute(text("SET SESSION group_concat_max_len = 4"))
+        cut = report_repository.available_units(session)
+        session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
+    assert len(at_once[0]) >= 2  # so the 4 characters cut the string short
+    assert at_once == cut
