@@ -776,13 +776,15 @@ class WatermarkRow:
     latest_refund_id: int | None
 
 
-_LATEST_SALE = (
-    select(_SALES.c.id, _SALES.c.created_at).order_by(_SALES.c.id.desc()).limit(1).subquery()
-)
-# The watermark's four figures, as columns any statement of the snapshot can carry.
+# The watermark's four figures, as columns any statement of the snapshot can carry (each an
+# index lookup; the newest sale's two read apart, not from one derived table made twice).
 _MARK = (
-    select(_LATEST_SALE.c.id).scalar_subquery().label("latest"),
-    select(_LATEST_SALE.c.created_at).scalar_subquery().label("created"),
+    select(func.max(_SALES.c.id)).scalar_subquery().label("latest"),
+    select(_SALES.c.created_at)
+    .order_by(_SALES.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+    .label("created"),
     select(func.max(_SALES.c.updated_at)).scalar_subquery().label("updated"),
     select(func.max(_REFUNDS.c.id)).scalar_subquery().label("refund"),
 )
@@ -812,12 +814,10 @@ _PENDING_SINCE = (
         _SALES.c.sold_at,
         *_MARK,
     )
-    .distinct()
-    .select_from(_POSITIONS)
+    .select_from(_POSITIONS)  # a row per event after it (sorted and made distinct here)
     .outerjoin(_EVENTS, _EVENTS.c.id > bindparam("since"))
     .outerjoin(_SALES, _SALES.c.id == _EVENTS.c.subject_id)
     .where(_POSITIONS.c.consumer == bindparam("consumer"))
-    .order_by(_SALES.c.sold_at)
 )
 
 
@@ -839,7 +839,7 @@ def pending_since(
         return None
     first = rows[0]
     state = ConsumerState(int(first.position), bool(first.needs_rebuild), int(first.generation))
-    times = [_as_utc(row.sold_at) for row in rows if row.sold_at is not None]
+    times = sorted({_as_utc(row.sold_at) for row in rows if row.sold_at is not None})
     return state, times, _watermark(first)
 
 
