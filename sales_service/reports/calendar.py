@@ -316,20 +316,22 @@ def make_buckets(rng: DateRange, period: Period, week_start: Weekday) -> list[Bu
     buckets = []
     start = _period_start(rng.first, period, week_start)
     stop = rng.last + timedelta(days=1)
+    begins = local_midnight(max(start, rng.first), rng.zone)
     while start < stop:
         after = _period_after(start, period)
         first, next_first = max(start, rng.first), min(after, stop)
+        ends = local_midnight(next_first, rng.zone)  # the next bucket's start: found once
         buckets.append(
             Bucket(
                 first=first,
                 next_first=next_first,
-                start=local_midnight(first, rng.zone),
-                end=local_midnight(next_first, rng.zone),
+                start=begins,
+                end=ends,
                 label=_label(start, period),
                 partial=(first, next_first) != (start, after),
             )
         )
-        start = after
+        start, begins = after, ends
     for bucket in buckets:
         for moment in (bucket.start, bucket.end):
             if moment.minute % 15 or moment.second or moment.microsecond:
