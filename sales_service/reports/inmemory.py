@@ -6,9 +6,10 @@ answer is exactly what the rollup tables and the raw rows would give.
 A copy stands at one position of the rollups' consumer: it holds the rollup rows as they
 were when the consumer had applied every event up to that position (read in one snapshot
 with it). It is loaded whole in the background when sales_service starts, or the first
-time a report asks (until then reports read the tables), then brought forward in the background by re-reading only the
-blocks that the events since touched, at most once every ``REFRESH_SECONDS``; meanwhile those
-blocks are read raw, as they are while the consumer itself lags. A rebuild of the rollups
+time a report asks (until then reports read the tables), then brought forward in the
+background by re-reading only the blocks that the events since touched, at most once every
+``REFRESH_SECONDS``; meanwhile those blocks are read raw, as they are while the consumer
+itself lags. A rebuild of the rollups
 (``outbox_positions.generation`` drawn anew) or a consumer set back makes it load whole again.
 
 Money is held in whole cents (int64): every rollup figure has two decimals, so sums are
