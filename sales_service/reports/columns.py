@@ -46,6 +46,10 @@ class ColumnSums:
         return cls(keys[firsts], summed, bucketed, grouped)
 
     @classmethod
+    def empty(cls, *, bucketed: bool, grouped: bool) -> "ColumnSums":
+        return cls(np.zeros(0, dtype=np.int64), np.zeros((4, 0), dtype=np.int64), bucketed, grouped)
+
+    @classmethod
     def combine(cls, parts: Sequence["ColumnSums"]) -> "ColumnSums":
         if len(parts) == 1:
             return parts[0]

@@ -10,7 +10,7 @@ one snapshot is exact however far the consumer lags.
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 
 from sqlalchemy.orm import Session
@@ -406,6 +406,15 @@ def plan_parts(
         _rollup_part(ctx, source, query, grain, merge(found), boundaries)
         for grain, found in sorted(plan.blocks.items())
     ]
+    if ctx.copy is not None and boundaries is not None and (plan.raw or plan.trimmed_out):
+        for (grain, at_start), found in sorted(plan.trimmed.items()):
+            shift = 0 if at_start else FIXED_LENGTH[grain] - 1
+            parts.append(_rollup_part(ctx, source, query, grain, merge(found), boundaries, shift))
+        ctx.sources.add(source)
+        if pieces := raw_pieces(ctx, query, plan, boundaries):
+            ctx.sources.add(Source.RAW)
+            parts.append(pieces)
+        return parts
     for (grain, at_start), found in sorted(plan.trimmed.items()):
         shift = 0 if at_start else FIXED_LENGTH[grain] - 1
         parts.append(_rollup_part(ctx, source, query, grain, merge(found), boundaries, shift))
@@ -426,6 +435,47 @@ def plan_parts(
         ctx.sources.add(Source.RAW)
         parts.append(part)
     return parts
+
+
+def raw_pieces(
+    ctx: Context, query: Query, plan: Plan, boundaries: Sequence[datetime]
+) -> repository.Part | None:
+    """A series' raw rows (its leftovers, and what its trimmed blocks take off), each
+    stretch of time read once and added to, or taken from, every bucket that uses it.
+
+    Where a zone's weeks start an hour before the UTC days do, the hour a trimmed day takes
+    off one week is the hour the next week reads raw: read per piece, a series of 157 weeks
+    read 157 such hours twice. The pieces' ends cut time into segments; the raw rows are
+    summed per segment (one statement), and each segment's sums go to the buckets of the
+    pieces that hold it (a raw piece's own, with +; a trimmed block's anchor, with -)."""
+    uses: list[tuple[Interval, int, int]] = []  # (piece, bucket, sign)
+    for piece in plan.raw:
+        uses.append((piece, bisect_right(boundaries, piece[0]) - 1, 1))
+    for (grain, at_start), found in plan.trimmed_out.items():
+        shift = timedelta(seconds=0 if at_start else FIXED_LENGTH[grain] - 1)
+        for piece in found:
+            anchor = grain_floor(grain, piece[0]) + shift
+            uses.append((piece, bisect_right(boundaries, anchor) - 1, -1))
+    if not uses:
+        return None
+    cuts = sorted({moment for piece, _, _ in uses for moment in piece})
+    takers: dict[int, list[tuple[int, int]]] = {}  # segment -> (bucket, sign) of its pieces
+    for (a, b), bucket, sign in uses:
+        for segment in range(bisect_left(cuts, a), bisect_left(cuts, b)):
+            takers.setdefault(segment, []).append((bucket, sign))
+    part = repository.raw_part(
+        ctx.session, query, merge(piece for piece, _, _ in uses), boundaries=cuts
+    )
+    per_segment = repository.run_sums_many(ctx.session, [[part]], cuts)[0] if part else {}
+    sums: Sums = {}
+    for (at, group), measures in per_segment.items():
+        assert at is not None
+        for bucket, sign in takers.get(at, ()):
+            add = measures if sign > 0 else measures.negated()
+            key = (bucket, group)
+            sums[key] = sums[key].plus(add) if key in sums else add
+    grouped = query.group_by is not GroupBy.NONE
+    return repository.Part(None, sums=ColumnSums.empty(bucketed=True, grouped=grouped).plus(sums))
 
 
 def _rollup_part(

@@ -157,6 +157,17 @@ class Measures:
         self.revenue += other.revenue
         self.cost += other.cost
 
+    def negated(self) -> "Measures":
+        return Measures(-self.orders, -self.units, -self.revenue, -self.cost)
+
+    def plus(self, other: "Measures") -> "Measures":
+        return Measures(
+            self.orders + other.orders,
+            self.units + other.units,
+            self.revenue + other.revenue,
+            self.cost + other.cost,
+        )
+
     def is_zero(self) -> bool:
         return not (self.orders or self.units or self.revenue or self.cost)
 
