@@ -9,8 +9,8 @@ with it). It is loaded whole in the background when sales_service starts, or the
 time a report asks (until then reports read the tables), then brought forward in the
 background by re-reading only the blocks that the events since touched, at most once every
 ``REFRESH_SECONDS``; meanwhile those blocks are read raw, as they are while the consumer
-itself lags. A rebuild of the rollups
-(``outbox_positions.generation`` drawn anew) or a consumer set back makes it load whole again.
+itself lags. A rebuild of the rollups (``outbox_positions.generation`` drawn anew) or a
+consumer set back makes it load whole again.
 
 Money is held in whole cents (int64): every rollup figure has two decimals, so sums are
 exact. MySQL/MariaDB only (the embedded SQLite database is small: it reads the tables).
@@ -25,25 +25,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine
 
 from common.db import snapshot_session
 from common.models import OutboxPosition, Sale, SalesEvent
 from sales_service.reports.columns import GROUP_BITS, ColumnSums
 from sales_service.reports.consumer import CONSUMER
-from sales_service.reports.repository import GroupBy, Query, Source
+from sales_service.reports.repository import SOURCE_TABLES, GroupBy, Query, Source
 from sales_service.reports.rollups import (
     ALL_CHANNELS,
-    CATEGORY_TABLE,
     DAY,
     HOUR,
     MONTH,
     PATHS_TABLE,
-    PRODUCT_TABLE,
-    SALES_TABLE,
     SCOPE_SELF,
     SCOPE_TREE,
-    TOTALS_TABLE,
     YEAR,
     grain_floor,
     moment_sql,
@@ -65,12 +61,6 @@ _GROUPS: dict[Source, tuple[str, ...]] = {
     Source.PRODUCT_ROLLUPS: ("product_id", "channel_id", "category_key"),
     Source.PRODUCT_TOTALS: ("product_id",),
     Source.CATEGORY_ROLLUPS: ("scope", "category_key", "channel_id"),
-}
-_TABLES: dict[Source, Table] = {
-    Source.SALES_ROLLUPS: SALES_TABLE,
-    Source.PRODUCT_ROLLUPS: PRODUCT_TABLE,
-    Source.PRODUCT_TOTALS: TOTALS_TABLE,
-    Source.CATEGORY_ROLLUPS: CATEGORY_TABLE,
 }
 _GRAINS = (HOUR, DAY, MONTH, YEAR)
 
@@ -250,7 +240,7 @@ def _group_column(source: Source, query: Query, rows: Columns) -> np.ndarray | N
 
 
 def _select(source: Source, where: str = "") -> str:
-    table = _TABLES[source].name
+    table = SOURCE_TABLES[source].name
     fields = ", ".join(
         [
             "grain",
@@ -315,14 +305,17 @@ def refresh(engine: Engine, copy: RollupCopy | None) -> RollupCopy | None:
             paths = {int(c): str(p) for c, p in connection.exec_driver_sql(_PATHS)}
             return RollupCopy(position, generation, tables, paths, read_at, time.monotonic())
 
+        def whole() -> RollupCopy:
+            return made({source: _read(connection, source) for source in SOURCE_TABLES})
+
         if copy is None or not copy.matches(position, False, generation):
-            return made({source: _read(connection, source) for source in _TABLES})
+            return whole()
         if position == copy.position:
             return made(copy.tables)
         found = connection.exec_driver_sql(_TOUCHED, {"after": copy.position, "upto": position})
         touched = _blocks(row[0].replace(tzinfo=UTC) for row in found)
         if len(touched) > MAX_TOUCHED:  # a bulk import's history: read it all instead
-            return made({source: _read(connection, source) for source in _TABLES})
+            return whole()
         where = "WHERE " + " OR ".join(
             f"(grain = {grain} AND bucket_start = {moment_sql(start)})" for grain, start in touched
         )

@@ -76,7 +76,7 @@ class Context:
         """Every category's current path and name (one query for both)."""
         return repository.categories(self.session)
 
-    @property
+    @cached_property
     def paths(self) -> dict[int, str]:
         """Every category's current path."""
         return {cid: path for cid, (path, _) in self.categories.items()}
@@ -401,40 +401,48 @@ def plan_parts(
         # where they are summed in this process (from its copy of the rollups).
         trim = query.group_by is GroupBy.NONE or (ctx.copy is not None and boundaries is None)
         decompose(start, end, grains, dirty, plan=plan, bucket=bucket, trim=trim)
-    session = ctx.session
     parts = [
         _rollup_part(ctx, source, query, grain, merge(found), boundaries)
         for grain, found in sorted(plan.blocks.items())
     ]
-    if ctx.copy is not None and boundaries is not None and (plan.raw or plan.trimmed_out):
-        for (grain, at_start), found in sorted(plan.trimmed.items()):
-            shift = 0 if at_start else FIXED_LENGTH[grain] - 1
-            parts.append(_rollup_part(ctx, source, query, grain, merge(found), boundaries, shift))
-        ctx.sources.add(source)
-        if pieces := raw_pieces(ctx, query, plan, boundaries):
-            ctx.sources.add(Source.RAW)
-            parts.append(pieces)
-        return parts
     for (grain, at_start), found in sorted(plan.trimmed.items()):
-        shift = 0 if at_start else FIXED_LENGTH[grain] - 1
+        shift = anchor_shift(grain, at_start)
         parts.append(_rollup_part(ctx, source, query, grain, merge(found), boundaries, shift))
-        out = repository.raw_part(
-            session,
-            query,
-            merge(plan.trimmed_out[(grain, at_start)]),
-            boundaries=boundaries,
-            less=(grain, shift),
-        )
-        if out is not None:
-            ctx.sources.add(Source.RAW)
-            parts.append(out)
     if parts:
         ctx.sources.add(source)
-    raw = merge(plan.raw)
-    if raw and (part := repository.raw_part(session, query, raw, boundaries=boundaries)):
+    if ctx.copy is not None and boundaries is not None:
+        raw = [pieces] if (pieces := raw_pieces(ctx, query, plan, boundaries)) else []
+    else:
+        raw = raw_parts(ctx, query, plan, boundaries)
+    if raw:
         ctx.sources.add(Source.RAW)
-        parts.append(part)
-    return parts
+    return parts + raw
+
+
+def anchor_shift(grain: int, at_start: bool) -> int:
+    """Seconds from a trimmed block's start to the moment that buckets it (``decompose``)."""
+    return 0 if at_start else FIXED_LENGTH[grain] - 1
+
+
+def raw_parts(
+    ctx: Context, query: Query, plan: Plan, boundaries: Sequence[datetime] | None
+) -> list[repository.Part]:
+    """The plan's raw rows, each piece bucketed where it lies: what trimmed blocks take off
+    (per grain and anchor, negated), and the leftovers."""
+    found = []
+    for (grain, at_start), pieces in sorted(plan.trimmed_out.items()):
+        less = (grain, anchor_shift(grain, at_start))
+        out = repository.raw_part(
+            ctx.session, query, merge(pieces), boundaries=boundaries, less=less
+        )
+        if out is not None:
+            found.append(out)
+    leftovers = merge(plan.raw)
+    if leftovers and (
+        part := repository.raw_part(ctx.session, query, leftovers, boundaries=boundaries)
+    ):
+        found.append(part)
+    return found
 
 
 def raw_pieces(
@@ -452,7 +460,7 @@ def raw_pieces(
     for piece in plan.raw:
         uses.append((piece, bisect_right(boundaries, piece[0]) - 1, 1))
     for (grain, at_start), found in plan.trimmed_out.items():
-        shift = timedelta(seconds=0 if at_start else FIXED_LENGTH[grain] - 1)
+        shift = timedelta(seconds=anchor_shift(grain, at_start))
         for piece in found:
             anchor = grain_floor(grain, piece[0]) + shift
             uses.append((piece, bisect_right(boundaries, anchor) - 1, -1))

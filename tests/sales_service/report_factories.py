@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import Connection, Engine, delete, select, text
 from sqlalchemy.orm import Session
 
@@ -32,7 +33,7 @@ from common.models import (
     Warehouse,
 )
 from sales_service import events
-from sales_service.reports import rollups
+from sales_service.reports import inmemory, rollups
 from sales_service.reports.consumer import CONSUMER
 
 CENT = Decimal("0.01")
@@ -326,6 +327,15 @@ def rollup_rows(connection: Connection) -> dict[str, set[tuple[object, ...]]]:
             rows.add(tuple(values))
         found[table.name] = rows
     return found
+
+
+def rollups_in_memory(monkeypatch: pytest.MonkeyPatch, engine: Engine, on: bool) -> None:
+    """Reports sum the rollups from the process's copy, loaded now and not brought forward
+    by itself meanwhile (on), or from their tables (off)."""
+    monkeypatch.setattr(inmemory, "ENABLED", on)
+    monkeypatch.setattr(inmemory, "REFRESH_SECONDS", 3600.0)
+    if on:
+        assert inmemory.load_now(engine) is not None
 
 
 def delete_rollups(connection: Connection) -> None:

@@ -23,8 +23,8 @@ from common.db import make_engine
 from common.models import Category, User
 from common.settings import SalesSettings
 from sales_service.main import create_app
-from sales_service.reports import inmemory, rollups, service
 from sales_service.reports import repository as report_repository
+from sales_service.reports import rollups, service
 from sales_service.reports.calendar import DateRange, Period, Weekday
 from sales_service.reports.consumer import CONSUMER, catch_up, consume_batch, consume_once
 from sales_service.reports.parameters import CategoryRollup, Dimension, SortKey
@@ -41,6 +41,7 @@ from tests.sales_service.report_factories import (
     make_catalog,
     refund,
     rollup_rows,
+    rollups_in_memory,
 )
 
 START = datetime(2025, 3, 29, 20, 7, tzinfo=UTC)
@@ -155,10 +156,7 @@ def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
 ) -> None:
     """Whether the rollups are read from their tables or from the process's copy."""
     record_mix(engine, catalog)
-    monkeypatch.setattr(inmemory, "ENABLED", in_memory)
-    monkeypatch.setattr(inmemory, "REFRESH_SECONDS", 3600.0)
-    if in_memory:
-        assert inmemory.load_now(engine) is not None
+    rollups_in_memory(monkeypatch, engine, in_memory)
     rng = DateRange(date(2025, 3, 1), date(2025, 5, 31), ZoneInfo("Europe/Berlin"))
     groupings = [
         Grouping(Dimension.PRODUCT),
@@ -328,10 +326,7 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
     engine: Engine, catalog: Catalog, in_memory: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record_mix(engine, catalog, count=20)
-    monkeypatch.setattr(inmemory, "ENABLED", in_memory)
-    monkeypatch.setattr(inmemory, "REFRESH_SECONDS", 3600.0)
-    if in_memory:
-        assert inmemory.load_now(engine) is not None
+    rollups_in_memory(monkeypatch, engine, in_memory)
     rng = DateRange(date(2025, 3, 1), date(2025, 4, 30), ZoneInfo("UTC"))
     kitchen, garden = catalog.categories["kitchen"], catalog.categories["garden"]
     knives = catalog.categories["knives"]
