@@ -34,6 +34,7 @@ Exit status 1 if any pair of answers differs.
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -582,24 +583,21 @@ def duck_summary(db: Any, rng: DateRange, base: DateRange) -> Any:
     return now.get(None, NOTHING), then.get(None, NOTHING)
 
 
-def jsonable(model: Any) -> dict[str, Any]:
-    import json
-
-    data: dict[str, Any] = json.loads(model.model_dump_json(by_alias=True))
-    return data
+def jsonable(model: Any) -> str:
+    """The answer's JSON body, as the report routes write it (read back after the timing)."""
+    body: str = model.model_dump_json(by_alias=True)
+    return body
 
 
 @dataclass
 class Case:
     name: str
-    ours: Callable[[Session], Any]
+    ours: Callable[[Session], str]  # the answer's JSON body
     theirs: Callable[[], Any]
     ours_shape: Callable[[dict[str, Any]], Any]
 
 
-def our_series(
-    session: Session, *, rng: DateRange, period: Period, filters: Filters
-) -> dict[str, Any]:
+def our_series(session: Session, *, rng: DateRange, period: Period, filters: Filters) -> str:
     return jsonable(
         service.revenue_series(
             session=session,
@@ -611,7 +609,7 @@ def our_series(
     )
 
 
-def our_compare(session: Session, *, rng: DateRange) -> dict[str, Any]:
+def our_compare(session: Session, *, rng: DateRange) -> str:
     return jsonable(
         service.compare(
             session=session,
@@ -625,7 +623,7 @@ def our_compare(session: Session, *, rng: DateRange) -> dict[str, Any]:
     )
 
 
-def our_breakdown(session: Session, *, rng: DateRange, grouping: Grouping) -> dict[str, Any]:
+def our_breakdown(session: Session, *, rng: DateRange, grouping: Grouping) -> str:
     return jsonable(
         service.breakdown(
             session=session,
@@ -638,11 +636,11 @@ def our_breakdown(session: Session, *, rng: DateRange, grouping: Grouping) -> di
     )
 
 
-def our_summary(session: Session, *, rng: DateRange) -> dict[str, Any]:
+def our_summary(session: Session, *, rng: DateRange) -> str:
     return jsonable(service.summary(session=session, rng=rng, filters=Filters()))
 
 
-def our_insight(session: Session, *, rng: DateRange) -> dict[str, Any]:
+def our_insight(session: Session, *, rng: DateRange) -> str:
     return jsonable(
         service.inventory_insight(
             session=session,
@@ -768,7 +766,8 @@ def run(engine: Engine, db: Any, repeat: int, duck_repeat: int, *, same_range: b
                 return case.ours(session)
 
         same = [variant[index] for variant in variants]
-        our_time, our_answer = median_time([partial(ours, c) for c in same[: repeat + 1]])
+        our_time, our_body = median_time([partial(ours, c) for c in same[: repeat + 1]])
+        our_answer = json.loads(our_body)
         duck_time, duck_answer = median_time([c.theirs for c in same[: duck_repeat + 1]])
         equal = case.ours_shape(our_answer) == duck_answer
         if not equal:

@@ -12,6 +12,7 @@ day is 23 or 25 hours long across a DST change. The period a range is compared w
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from common.errors import Unprocessable
@@ -240,9 +241,9 @@ def base_range(rng: DateRange, against: Against, custom: DateRange | None = None
     return resolve_range(first, last, rng.zone, names=("against_from", "against_to"))
 
 
-@dataclass(frozen=True)
-class Bucket:
-    """One calendar period of the zone, cut to the range."""
+class Bucket(NamedTuple):
+    """One calendar period of the zone, cut to the range (a tuple: a series over three years
+    makes 1,096 of them, and a frozen dataclass's fields are set one call at a time)."""
 
     first: date
     next_first: date  # the day after the last one included
@@ -264,12 +265,14 @@ def _period_start(day: date, period: Period, week_start: Weekday = Weekday.MONDA
     return day.replace(month=1, day=1)
 
 
+_FIXED_STEP = {"day": timedelta(days=1), "week": timedelta(days=7)}
+_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+
+
 def _period_after(start: date, period: Period) -> date:
-    if period is Period.DAY:
-        return start + timedelta(days=1)
-    if period is Period.WEEK:
-        return start + timedelta(days=7)
-    months = {Period.MONTH: 1, Period.QUARTER: 3, Period.YEAR: 12}[period]
+    if step := _FIXED_STEP.get(period):
+        return start + step
+    months = _MONTHS[period]
     index = start.year * 12 + start.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
 
@@ -314,30 +317,31 @@ def make_buckets(rng: DateRange, period: Period, week_start: Weekday) -> list[Bu
             max_buckets=MAX_BUCKETS,
         )
     buckets = []
+    zone = rng.zone
     start = _period_start(rng.first, period, week_start)
     stop = rng.last + timedelta(days=1)
-    begins = local_midnight(max(start, rng.first), rng.zone)
+    begins = _quarter_hour(local_midnight(max(start, rng.first), zone), zone)
+    step = _FIXED_STEP.get(period)
+    iso_label = period in _FIXED_STEP  # a day's or a week's label is its first day
     while start < stop:
-        after = _period_after(start, period)
+        after = start + step if step else _period_after(start, period)
         first, next_first = max(start, rng.first), min(after, stop)
-        ends = local_midnight(next_first, rng.zone)  # the next bucket's start: found once
-        buckets.append(
-            Bucket(
-                first=first,
-                next_first=next_first,
-                start=begins,
-                end=ends,
-                label=_label(start, period),
-                partial=(first, next_first) != (start, after),
-            )
-        )
+        ends = local_midnight(next_first, zone)  # the next bucket's start: found once
+        if ends.minute % 15 or ends.second or ends.microsecond:
+            _quarter_hour(ends, zone)
+        label = start.isoformat() if iso_label else _label(start, period)
+        partial = first != start or next_first != after
+        buckets.append(Bucket(first, next_first, begins, ends, label, partial))
         start, begins = after, ends
-    for bucket in buckets:
-        for moment in (bucket.start, bucket.end):
-            if moment.minute % 15 or moment.second or moment.microsecond:
-                raise Unprocessable(
-                    f"Timezone {rng.zone.key!r} had a UTC offset that is not a whole quarter "
-                    f"hour around {moment.date().isoformat()}; choose later dates",
-                    field="query.timezone",
-                )
     return buckets
+
+
+def _quarter_hour(moment: datetime, zone: ZoneInfo) -> datetime:
+    """The moment, if it is a whole quarter hour (as every bucket's ends must be); else 422."""
+    if moment.minute % 15 or moment.second or moment.microsecond:
+        raise Unprocessable(
+            f"Timezone {zone.key!r} had a UTC offset that is not a whole quarter "
+            f"hour around {moment.date().isoformat()}; choose later dates",
+            field="query.timezone",
+        )
+    return moment

@@ -4,7 +4,7 @@
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
@@ -20,7 +20,8 @@ def _money(cents: int) -> Decimal:
 
 
 def _cents(amount: Decimal) -> int:
-    return int(amount.scaleb(2))  # every figure has two decimals: exact
+    # every figure has two decimals (exact); SQLite's sums come through floats: rounded
+    return int(amount.scaleb(2).to_integral_value(ROUND_HALF_EVEN))
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,14 @@ class ColumnSums:
         value = {"units": units, "margin": revenue - cost}.get(figure, revenue)
         order = np.lexsort((self.groups(), -value if descending else value))[:limit]
         return ColumnSums(self.keys[order], self.totals[:, order], self.bucketed, self.grouped)
+
+    def per_bucket(self, count: int) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Orders, units, revenue and cost (cents) of each of ``count`` buckets, all groups
+        together."""
+        found = np.zeros((count, 4), dtype=np.int64)
+        np.add.at(found, self.keys >> GROUP_BITS, self.totals.T)
+        orders, units, revenue, cost = found.T.tolist()
+        return orders, units, revenue, cost
 
     def to_sums(self) -> dict[Key, Measures]:
         found: dict[Key, Measures] = {}

@@ -341,36 +341,42 @@ def aligned_runs(intervals: Sequence[Interval], grain: int) -> list[Interval]:
     no cutting at the buckets' boundaries (each block is bucketed by its start). Others stay
     as they are, to be cut at their ends."""
 
+    length = FIXED_LENGTH.get(grain)
+
     def aligned(moment: datetime) -> bool:
+        if length is not None:  # an hour or a day: a whole number of them since the epoch
+            return not moment.microsecond and int(moment.timestamp()) % length == 0
         return grain_floor(grain, moment) == moment
 
     runs: list[Interval] = []
     joinable = False  # whether the last run's ends are both aligned
+    last_end, last_end_aligned = None, False  # the last interval's end: often the next start
     for start, end in intervals:
-        both = aligned(start) and aligned(end)
-        if joinable and both and runs[-1][1] == start:
+        adjacent = start == last_end
+        end_aligned = aligned(end)
+        both = (last_end_aligned if adjacent else aligned(start)) and end_aligned
+        if joinable and both and adjacent:
             runs[-1] = (runs[-1][0], end)
         else:
             runs.append((start, end))
-        joinable = both
+        joinable, last_end, last_end_aligned = both, end, end_aligned
     return runs
 
 
-def sum_intervals(
+def sum_series(
     ctx: Context,
     query: Query,
     intervals: Sequence[Interval],
     *,
-    boundaries: Sequence[datetime] | None,
+    boundaries: Sequence[datetime],
     has_category_filter: bool,
-    top: repository.Top | None = None,
-) -> tuple[Sums, int | None]:
-    """Exact sums over the intervals, keyed by (bucket index if boundaries are given, group).
-
-    ``boundaries`` are the buckets' starts; each interval lies inside one bucket. With
-    ``top``, the database may rank and cut the groups and say how many there were."""
+) -> ColumnSums:
+    """Exact sums over the intervals per bucket (``boundaries`` are the buckets' starts;
+    each interval lies inside one bucket), as columns: a series over three years has a
+    thousand buckets, each a few numbers, and a ``Measures`` apiece cost more than the sums."""
     parts = plan_parts(ctx, query, intervals, boundaries, has_category_filter)
-    return repository.run_sums(ctx.session, parts, boundaries, top)
+    columns, sums = repository.run_mixed(ctx.session, [parts], boundaries)[0]
+    return (columns or ColumnSums.empty(bucketed=True, grouped=False)).plus(sums)
 
 
 def plan_parts(

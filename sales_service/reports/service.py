@@ -50,7 +50,7 @@ from sales_service.reports.planner import (
     base_query,
     range_totals,
     range_totals_many,
-    sum_intervals,
+    sum_series,
     summed_here,
     tree_query,
     with_subtree,
@@ -116,6 +116,19 @@ def figures(measures: Measures | None) -> Figures:
     )
 
 
+def cents_figures(orders: int, units: int, revenue: int, cost: int) -> dict[str, Any]:
+    """``figures(...).as_dict()`` of sums whose money is in whole cents."""
+    money = Decimal(revenue).scaleb(-2)
+    return {
+        "revenue": money,
+        "cost": Decimal(cost).scaleb(-2),
+        "margin": Decimal(revenue - cost).scaleb(-2),
+        "units": units,
+        "orders": orders,
+        "average_order_value": (money / orders).quantize(CENT, ROUND_HALF_UP) if orders else None,
+    }
+
+
 def change(current: Any, base: Any) -> dict[str, Any]:
     """Both values, the difference and the percentage change (null where the base is 0)."""
     if current is None or base is None:
@@ -178,21 +191,16 @@ def revenue_series(
     check_filters(session, filters)
     ctx = _context(session, use_rollups)
     query = with_subtree(base_query(ctx, filters), filters)
-    found, _ = sum_intervals(
+    found = sum_series(
         ctx,
         query,
         [(b.start, b.end) for b in buckets],
         boundaries=[b.start for b in buckets],
         has_category_filter=bool(filters.category_ids),
     )
-    per_bucket = [Measures() for _ in buckets]
-    for (index, _), measures in found.items():
-        assert index is not None and 0 <= index < len(buckets)
-        per_bucket[index].add(measures)
-    total = Measures()
-    for measures in per_bucket:
-        total.add(measures)
-    zone = rng.zone
+    orders, units, revenue, cost = found.per_bucket(len(buckets))
+    # local times of the buckets' ends, each found once (a bucket ends where the next starts)
+    ends = [b.start.astimezone(rng.zone) for b in buckets] + [buckets[-1].end.astimezone(rng.zone)]
     return RevenueSeries.model_validate(
         {
             "parameters": _parameters(
@@ -200,15 +208,15 @@ def revenue_series(
             ),
             "buckets": [
                 {
-                    "start": b.start.astimezone(zone),
-                    "end": b.end.astimezone(zone),
+                    "start": ends[i],
+                    "end": ends[i + 1],
                     "label": b.label,
                     "partial": b.partial,
-                    **figures(m).as_dict(),
+                    **cents_figures(orders[i], units[i], revenue[i], cost[i]),
                 }
-                for b, m in zip(buckets, per_bucket, strict=True)
+                for i, b in enumerate(buckets)
             ],
-            "totals": figures(total).as_dict(),
+            "totals": cents_figures(sum(orders), sum(units), sum(revenue), sum(cost)),
             "sources": sorted(ctx.sources),
             "watermark": watermark(ctx),
         }
