@@ -75,6 +75,7 @@ def make_engine(
     max_overflow: int = 20,
     isolation_level: str = "READ COMMITTED",
     init_command: str | None = None,
+    defer_rollback: bool = False,
 ) -> Engine:
     """Create the engine; on SQLite, make writers queue instead of failing and keep FKs on."""
     if url.startswith("sqlite"):
@@ -123,7 +124,9 @@ def make_engine(
 
         @event.listens_for(engine, "do_connect")
         def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-            return _PyMySQLConnection(*cargs, **cparams)
+            connection = _PyMySQLConnection(*cargs, **cparams)
+            connection.defer_rollback = defer_rollback
+            return connection
 
     _ping_when_idle(engine)
     return engine
@@ -159,6 +162,11 @@ class _PyMySQLConnection(pymysql.connections.Connection):
         return escape_string(s)
 
     _answer_pending = False
+    # Set on the snapshot pool's connections (snapshot_engine): the ROLLBACK that ends a
+    # read-only transaction is sent and its answer read before the connection's next
+    # command, so a report does not wait a round trip for it after its last read.
+    defer_rollback = False
+    _rollback_sent = False  # a ROLLBACK is on its way, and nothing was sent since
     _preferred_tls: ClassVar[ssl.SSLContext | None] = None
 
     def _create_ssl_ctx(self, sslp: Any) -> ssl.SSLContext:
@@ -185,13 +193,20 @@ class _PyMySQLConnection(pymysql.connections.Connection):
         if self._answer_pending:
             self._answer_pending = False
             self._read_query_result()
+        self._rollback_sent = False
         super()._execute_command(command, sql)
 
     def rollback(self) -> None:
+        if self._rollback_sent:
+            return
         if self._answer_pending:
             self._answer_pending = False
             with suppress(pymysql.err.DatabaseError):  # undone by the rollback
                 self._read_query_result()
+        if self.defer_rollback:
+            self.send_query("ROLLBACK")
+            self._rollback_sent = True
+            return
         super().rollback()
 
     def escape(self, obj: Any, mapping: Any = None) -> str:
@@ -308,6 +323,7 @@ def snapshot_engine(engine: Engine) -> Engine:
                 isolation_level="REPEATABLE READ",
                 # reads of many small rows come as one GROUP_CONCAT string (reports)
                 init_command="SET SESSION group_concat_max_len = 1073741824",
+                defer_rollback=True,  # its transactions only read
             )
             _READERS[engine] = reader
             _READER_ENGINES.add(reader)

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from common import migrate
-from common.db import make_engine, make_sessionmaker, snapshot_session
+from common.db import make_engine, make_sessionmaker, snapshot_engine, snapshot_session
 from common.models import Category
 
 
@@ -52,3 +52,20 @@ def test_a_long_read_sees_one_snapshot_and_holds_up_no_writer(any_engine: Engine
         assert slugs(reader, run) == ["before"]  # still the snapshot it started with
     with snapshot_session(any_engine) as reader:
         assert slugs(reader, run) == ["before", "during"]
+
+
+def test_the_next_snapshot_on_a_connection_reads_newer_commits(engine: Engine) -> None:
+    """A snapshot's ROLLBACK is sent without waiting for its answer (read before the
+    connection's next command): the next snapshot on that very connection must still begin
+    afresh and see what was committed in between, however many snapshots ended since."""
+    run = f"snap-{uuid.uuid4().hex[:8]}-"
+    snapshot_engine(engine).dispose()  # from here on, the pool holds one connection
+    first = None
+    for step in range(3):
+        add_category(engine, f"{run}{step}")
+        with snapshot_session(engine) as reader:
+            connection = reader.connection().connection.dbapi_connection
+            assert first is None or connection is first
+            first = connection
+            assert slugs(reader, run) == [str(s) for s in range(step + 1)]
+            assert slugs(reader, run) == [str(s) for s in range(step + 1)]
