@@ -68,6 +68,7 @@ class Context:
     sources: set[Source] = field(default_factory=set)
     use_rollups: bool = True
     _mark: repository.WatermarkRow | None = field(default=None, init=False)
+    _channels: dict[int, str] | None = field(default=None, init=False)  # read with ``dirty``
     # this process's copy of the rollups, when the sums are read from it (see ``dirty``)
     copy: inmemory.RollupCopy | None = field(default=None, init=False)
 
@@ -104,15 +105,21 @@ class Context:
         if copy is not None:  # the rollups as held in memory, and the events after them
             found = repository.pending_since(self.session, ROLLUP_CONSUMER, copy.position)
             if found is not None:
-                state, pending, self._mark = found
+                state, self._mark, self._channels = found.state, found.mark, found.channels
                 if copy.matches(state.position, state.needs_rebuild, state.generation):
                     self.copy = copy
                     if state.position > copy.position:
                         inmemory.behind(engine, copy)
-                    return pending
+                    return found.times
             inmemory.discard(engine, copy)
         times, self._mark = repository.pending_sale_times(self.session, ROLLUP_CONSUMER)
         return times
+
+    def channel_names(self, ids: Iterable[int]) -> dict[int, str]:
+        """The channels' names: as read with ``dirty`` where it read them, else a query."""
+        if self._channels is None:
+            return repository.channel_names(self.session, ids)
+        return {cid: self._channels[cid] for cid in ids if cid in self._channels}
 
     @property
     def watermark(self) -> repository.WatermarkRow:

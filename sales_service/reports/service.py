@@ -291,7 +291,7 @@ def _group_refs(
             for k in ids
         }
     if dimension is Dimension.CHANNEL:
-        names = repository.channel_names(session, ids)
+        names = ctx.channel_names(ids)
         return {k: {"id": k, "name": names.get(k, f"Channel {k}"), "sku": None} for k in ids}
     names = {cid: name for cid, (_, name) in ctx.categories.items()}
     return {

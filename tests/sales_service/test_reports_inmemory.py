@@ -14,16 +14,16 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, delete, text
+from sqlalchemy import Engine, delete, text, update
 from sqlalchemy.orm import Session
 
 from common.db import snapshot_session
-from common.models import OutboxPosition
+from common.models import OutboxPosition, SalesChannel
 from sales_service.reports import inmemory, service
 from sales_service.reports import repository as report_repository
 from sales_service.reports.calendar import DateRange
 from sales_service.reports.consumer import CONSUMER, catch_up, rebuild
-from sales_service.reports.parameters import Dimension, SortKey
+from sales_service.reports.parameters import Against, Dimension, SortKey
 from sales_service.reports.planner import Filters
 from sales_service.reports.service import Grouping
 from tests.sales_service.report_factories import (
@@ -228,3 +228,64 @@ def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalo
         session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
     assert len(at_once[0]) >= 2  # so the 4 characters cut the string short
     assert at_once == cut
+
+
+def test_reports_by_channel_name_each_channel_as_it_is_now(
+    engine: Engine, catalog: Catalog
+) -> None:
+    """Summed from the copy, a report reads the channels' names with its first statement: a
+    channel renamed is named anew in the very next report, by channel and in a comparison;
+    with more channels than that statement lists, the names are looked up as before."""
+    clear(engine)
+    day = date(2025, 3, 4)
+    sell(engine, catalog, datetime(2025, 3, 4, 10, tzinfo=UTC), [line(catalog, 0, 1, "5")], 1)
+    catch_up(engine)
+    assert inmemory.load_now(engine) is not None
+    channel = catalog.channels[1]
+
+    def names(session: Session) -> tuple[set[str], set[str]]:
+        rng = DateRange(day, day, BERLIN)
+        by_channel = service.breakdown(
+            session=session,
+            rng=rng,
+            grouping=Grouping(Dimension.CHANNEL),
+            filters=Filters(),
+            sort=SortKey.REVENUE,
+            limit=10,
+        )
+        compared = service.compare(
+            session=session,
+            rng=rng,
+            against=Against.PREVIOUS_PERIOD,
+            custom=None,
+            grouping=Grouping(Dimension.CHANNEL),
+            filters=Filters(),
+            limit=10,
+        )
+        assert "report_sales_rollups" in by_channel.sources  # summed from the copy
+        return {g.name for g in by_channel.groups}, {g.name for g in compared.groups}
+
+    for name in ("Market one", "Market 'two' \"quoted\" ünï"):
+        with Session(engine) as session:
+            session.execute(
+                update(SalesChannel).where(SalesChannel.id == channel).values(name=name)
+            )
+            session.commit()
+        with snapshot_session(engine) as session:
+            assert names(session) == ({name}, {name})
+
+    # more channels than the first statement lists: it lists none, and they are looked up
+    with Session(engine) as session:
+        session.add_all(
+            SalesChannel(code=f"many-{n}", name=f"Many {n}")
+            for n in range(report_repository.LISTED_CHANNELS)
+        )
+        session.flush()  # seen by this session's own reads, never committed
+        pending = report_repository.pending_since(session, CONSUMER, 0)
+        assert pending is not None and pending.channels is None
+        assert names(session) == ({"Market 'two' \"quoted\" ünï"},) * 2
+        session.rollback()
+    with snapshot_session(engine) as session:
+        pending = report_repository.pending_since(session, CONSUMER, 0)
+        assert pending is not None and pending.channels is not None
+        assert pending.channels[channel] == "Market 'two' \"quoted\" ünï"
