@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, delete, text, update
+from sqlalchemy import Engine, delete, event, text, update
 from sqlalchemy.orm import Session
 
-from common.db import snapshot_session
+from common.db import snapshot_engine, snapshot_session
 from common.models import OutboxPosition, SalesChannel
 from sales_service.reports import inmemory, service
 from sales_service.reports import repository as report_repository
@@ -289,3 +289,48 @@ def test_reports_by_channel_name_each_channel_as_it_is_now(
         pending = report_repository.pending_since(session, CONSUMER, 0)
         assert pending is not None and pending.channels is not None
         assert pending.channels[channel] == "Market 'two' \"quoted\" ünï"
+
+
+def test_raw_sums_read_as_one_string_or_row_by_row_agree(engine: Engine, catalog: Catalog) -> None:
+    """Summed from the copy, a report's raw rows come back as one string of numbers; where
+    ``group_concat_max_len`` cuts that string short, they are read row by row. Both give
+    the answer the raw rows give, refunds (negative sums) and the edge hours included."""
+    clear(engine)
+    day = date(2025, 1, 15)  # Berlin: 23:00 UTC the day before to 23:00 UTC
+    for at, n, quantity, price in (
+        (datetime(2025, 1, 14, 22, 30, tzinfo=UTC), 0, 2, "4.10"),  # the day before
+        (datetime(2025, 1, 14, 23, 30, tzinfo=UTC), 1, 1, "7"),  # its first hour
+        (datetime(2025, 1, 15, 9, 30, tzinfo=UTC), 2, 3, "11.50"),
+        (datetime(2025, 1, 15, 23, 30, tzinfo=UTC), 0, 1, "3"),  # the day after
+    ):
+        sell(engine, catalog, at, [line(catalog, n, quantity, price), line(catalog, 3, 1, "0.99")])
+    refunded = sell(
+        engine, catalog, datetime(2025, 1, 15, 22, 10, tzinfo=UTC), [line(catalog, 4, 5, "2")]
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        refund(session, session.merge(refunded), {}, cancel=True)
+        session.commit()
+    catch_up(engine)
+    assert inmemory.load_now(engine) is not None
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    reader = snapshot_engine(engine)
+    event.listen(reader, "before_cursor_execute", seen)
+    try:
+        with snapshot_session(engine) as session:
+            packed = breakdown(session, day)
+            raw = breakdown(session, day, use_rollups=False)
+        assert any("group_concat(concat_ws" in s for s in statements)  # one string came back
+        with snapshot_session(engine) as session:
+            session.execute(text("SET SESSION group_concat_max_len = 8"))
+            try:
+                cut = breakdown(session, day)
+            finally:
+                session.execute(text("SET SESSION group_concat_max_len = 1073741824"))
+    finally:
+        event.remove(reader, "before_cursor_execute", seen)
+    assert packed["groups"] and packed == cut
+    assert packed["groups"] == raw["groups"] and packed["totals"] == raw["totals"]
