@@ -101,7 +101,10 @@ class ColumnSums:
         """Orders, units, revenue and cost (cents) of each of ``count`` buckets, all groups
         together."""
         found = np.zeros((count, 4), dtype=np.int64)
-        np.add.at(found, self.keys >> GROUP_BITS, self.totals.T)
+        buckets = self.keys >> GROUP_BITS
+        if len(buckets) and not (buckets.min() >= 0 and buckets.max() < count):
+            raise ValueError(f"sums for buckets outside 0..{count - 1}")  # a planning error
+        np.add.at(found, buckets, self.totals.T)
         orders, units, revenue, cost = found.T.tolist()
         return orders, units, revenue, cost
 

@@ -1,0 +1,31 @@
+"""Sums per bucket from columns: every group of a bucket added up, empty buckets zero, and a
+bucket outside the series an error rather than a sum counted in another bucket (numpy would
+take bucket -1 as the last one)."""
+
+import numpy as np
+import pytest
+
+from sales_service.reports.columns import GROUP_BITS, ColumnSums
+
+
+def columns(*rows: tuple[int, int, int, int, int, int]) -> ColumnSums:
+    """(bucket, group, orders, units, revenue cents, cost cents) rows, reduced."""
+    keys = np.array([(b << GROUP_BITS) | g for b, g, *_ in rows], dtype=np.int64)
+    totals = np.array([r[2:] for r in rows], dtype=np.int64).T.reshape(4, len(rows))
+    return ColumnSums.reduce(keys, totals, bucketed=True, grouped=True)
+
+
+def test_each_bucket_adds_up_its_groups_and_empty_buckets_are_zero() -> None:
+    found = columns((0, 7, 1, 2, 1050, 400), (2, 7, 1, 1, 99, 10), (2, 9, 2, -1, -500, -200))
+    assert found.per_bucket(4) == (
+        [1, 0, 3, 0],
+        [2, 0, 0, 0],
+        [1050, 0, -401, 0],
+        [400, 0, -190, 0],
+    )
+
+
+@pytest.mark.parametrize("bucket", [-1, 3])
+def test_a_bucket_outside_the_series_is_an_error(bucket: int) -> None:
+    with pytest.raises(ValueError, match="outside"):
+        columns((bucket, 1, 1, 1, 100, 50), (0, 1, 1, 1, 100, 50)).per_bucket(3)
