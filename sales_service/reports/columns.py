@@ -19,7 +19,7 @@ def _money(cents: int) -> Decimal:
     return Decimal(cents).scaleb(-2)
 
 
-def _cents(amount: Decimal) -> int:
+def cents(amount: Decimal) -> int:
     # every figure has two decimals (exact); SQLite's sums come through floats: rounded
     return int(amount.scaleb(2).to_integral_value(ROUND_HALF_EVEN))
 
@@ -70,7 +70,7 @@ class ColumnSums:
             [((b or 0) << GROUP_BITS) | (g or 0) for b, g in sums], dtype=np.int64
         ).reshape(-1)
         totals = np.array(
-            [[m.orders, m.units, _cents(m.revenue), _cents(m.cost)] for m in sums.values()],
+            [[m.orders, m.units, cents(m.revenue), cents(m.cost)] for m in sums.values()],
             dtype=np.int64,
         ).T
         return ColumnSums.combine([self, ColumnSums(keys, totals, self.bucketed, self.grouped)])

@@ -42,6 +42,7 @@ from sales_service.reports.calendar import (
     make_buckets,
     resolve_range,
 )
+from sales_service.reports.columns import cents
 from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import (
     Ask,
@@ -103,21 +104,12 @@ class Figures:
 
 def figures(measures: Measures | None) -> Figures:
     m = measures or Measures()
-    revenue = Decimal(m.revenue).quantize(CENT)
-    cost = Decimal(m.cost).quantize(CENT)
-    aov = (revenue / m.orders).quantize(CENT, ROUND_HALF_UP) if m.orders else None
-    return Figures(
-        revenue=revenue,
-        cost=cost,
-        margin=revenue - cost,
-        units=m.units,
-        orders=m.orders,
-        average_order_value=aov,
-    )
+    revenue, cost = cents(Decimal(m.revenue)), cents(Decimal(m.cost))
+    return Figures(**cents_figures(m.orders, m.units, revenue, cost))
 
 
 def cents_figures(orders: int, units: int, revenue: int, cost: int) -> dict[str, Any]:
-    """``figures(...).as_dict()`` of sums whose money is in whole cents."""
+    """The figures of sums whose money is in whole cents (as ``Figures.as_dict``)."""
     money = Decimal(revenue).scaleb(-2)
     return {
         "revenue": money,
