@@ -321,17 +321,14 @@ def make_buckets(rng: DateRange, period: Period, week_start: Weekday) -> list[Bu
     start = _period_start(rng.first, period, week_start)
     stop = rng.last + timedelta(days=1)
     begins = _quarter_hour(local_midnight(max(start, rng.first), zone), zone)
-    step = _FIXED_STEP.get(period)
-    iso_label = period in _FIXED_STEP  # a day's or a week's label is its first day
     while start < stop:
-        after = start + step if step else _period_after(start, period)
+        after = _period_after(start, period)
         first, next_first = max(start, rng.first), min(after, stop)
         ends = local_midnight(next_first, zone)  # the next bucket's start: found once
         if ends.minute % 15 or ends.second or ends.microsecond:
             _quarter_hour(ends, zone)
-        label = start.isoformat() if iso_label else _label(start, period)
         partial = first != start or next_first != after
-        buckets.append(Bucket(first, next_first, begins, ends, label, partial))
+        buckets.append(Bucket(first, next_first, begins, ends, _label(start, period), partial))
         start, begins = after, ends
     return buckets
 
