@@ -375,6 +375,16 @@ def run_mixed(
     return list(zip(made, found, strict=True))
 
 
+def _number_rows(listed: str | None, count: int, width: int) -> np.ndarray | None:
+    """``count`` rows of ``width`` whole numbers from a GROUP_CONCAT of them, comma-separated
+    (as int64, shape (count, width)); None if the string was cut at ``group_concat_max_len``
+    (it then holds fewer numbers)."""
+    numbers = np.fromstring(listed or "", dtype=np.int64, sep=",")
+    if len(numbers) != width * count:
+        return None
+    return numbers.reshape(count, width)
+
+
 NONE = -(1 << 62)  # NULL in ``_packed_rows``' string: far from any sum, bucket or group
 
 
@@ -408,10 +418,10 @@ def _packed_rows(
         number(union.c.cost, 100),
     )
     count, listed = session.execute(select(func.count(), func.group_concat(fields))).one()
-    numbers = np.fromstring(listed or "", dtype=np.int64, sep=",")
-    if len(numbers) != 7 * int(count):
+    rows = _number_rows(listed, int(count), 7)
+    if rows is None:
         return None
-    table = numbers.reshape(-1, 7).T
+    table = rows.T
     found: list[Mixed] = []
     for index, columns in enumerate(made):
         mine = table[:, table[0] == index]
@@ -769,10 +779,10 @@ def available_units(session: Session) -> tuple[dict[int, int], datetime | None]:
     products, this 0.6. A string cut at ``group_concat_max_len`` (a connection not set as
     snapshot_session's are) holds fewer than the count: then read row by row."""
     count, listed, last = session.execute(_AVAILABLE_AT_ONCE).one()
-    pairs = np.fromstring(listed or "", dtype=np.int64, sep=",")
+    pairs = _number_rows(listed, int(count), 2)
     updated = None if last is None else _as_utc(last)
-    if len(pairs) == 2 * int(count):
-        return dict(zip(pairs[0::2].tolist(), pairs[1::2].tolist(), strict=True)), updated
+    if pairs is not None:
+        return dict(pairs.tolist()), updated
     return {int(product): int(units) for product, units in session.execute(_AVAILABLE)}, updated
 
 
