@@ -29,3 +29,22 @@ def test_each_bucket_adds_up_its_groups_and_empty_buckets_are_zero() -> None:
 def test_a_bucket_outside_the_series_is_an_error(bucket: int) -> None:
     with pytest.raises(ValueError, match="outside"):
         columns((bucket, 1, 1, 1, 100, 50), (0, 1, 1, 1, 100, 50)).per_bucket(3)
+
+
+@pytest.mark.parametrize("spread", [10, 1 << 20, 1 << 31])
+def test_equal_keys_are_added_up_however_far_apart_the_keys_lie(spread: int) -> None:
+    """Keys within a narrow span are added up in place, others by sorting: the same sums,
+    every key given listed once (those that add up to zero too), ascending."""
+    rng = np.random.default_rng(spread)
+    buckets = rng.integers(-1, 5, 300)
+    groups = rng.integers(0, spread, 300) // 7 * 7  # some keys repeat
+    keys = (buckets << GROUP_BITS) | groups
+    totals = rng.integers(-(10**9), 10**9, (4, 300))
+    totals[:, :2] = [[5, -5]] * 4  # the same key twice, netting to zero
+    keys[1] = keys[0]
+    expected: dict[int, list[int]] = {}
+    for key, column in zip(keys.tolist(), totals.T.tolist(), strict=True):
+        expected[key] = [a + b for a, b in zip(expected.get(key, [0] * 4), column, strict=True)]
+    found = ColumnSums.reduce(keys, totals, bucketed=True, grouped=True)
+    assert found.keys.tolist() == sorted(expected)
+    assert found.totals.T.tolist() == [expected[key] for key in sorted(expected)]
