@@ -854,6 +854,7 @@ def main() -> int:
         f"DuckDB {duckdb.__version__} loaded the same files in {time.perf_counter() - began:.1f}s"
     )
     began = time.perf_counter()
+    inmemory.ZONES = (ZONE_NAME,)  # the store's timezone (SHOP_STORE_TIMEZONE), as the reports'
     copy = inmemory.load_now(engine)  # as sales_service loads it in the background at start
     if copy is not None:
         size = sum(
@@ -864,8 +865,10 @@ def main() -> int:
             for c in copy.tables.values()
         )
         print(
-            f"rollups held in memory: {copy.rows:,} rows, {size / 2**20:.0f} MiB, "
-            f"loaded in {time.perf_counter() - began:.1f}s"
+            f"rollups held in memory: {copy.rows:,} rows, {size / 2**20:.0f} MiB, and "
+            f"{len(copy.lines):,} sale lines of the UTC hours {sorted(copy.lines.hours)} "
+            f"({copy.lines.columns.nbytes / 2**20:.0f} MiB), loaded in "
+            f"{time.perf_counter() - began:.1f}s"
         )
     ok = run(engine, db, args.repeat, args.duck_repeat, same_range=args.same_range)
     engine.dispose()

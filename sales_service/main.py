@@ -84,6 +84,7 @@ def create_app(settings: SalesSettings | None = None) -> FastAPI:
     """Build the sales app; tests pass their own settings."""
     settings = settings or get_sales_settings()
     inmemory.ENABLED = settings.reports_in_memory
+    inmemory.ZONES = (settings.store_timezone,)  # its days' edge hours' lines held in memory
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -12,17 +12,26 @@ background by re-reading only the blocks that the events since touched, at most 
 itself lags. A rebuild of the rollups (``outbox_positions.generation`` drawn anew) or a
 consumer set back makes it load whole again.
 
+Beside the rollups a copy holds the raw sale lines of a few hours of every UTC day
+(``EdgeLines``): the hours between UTC midnight and the local midnight of the store's
+timezone (``ZONES``). Product and category rollups are kept per UTC day, so a day of such a
+zone is a UTC day less, or plus, those hours' lines, which are then summed here too instead
+of read from the database; an hour that an event after the copy touched is read raw.
+
 Money is held in whole cents (int64): every rollup figure has two decimals, so sums are
 exact. MySQL/MariaDB only (the embedded SQLite database is small: it reads the tables).
 """
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import Connection, Engine
@@ -31,7 +40,7 @@ from common.db import snapshot_session
 from common.models import OutboxPosition, Sale, SalesEvent
 from sales_service.reports.columns import GROUP_BITS, ColumnSums
 from sales_service.reports.consumer import CONSUMER
-from sales_service.reports.repository import SOURCE_TABLES, GroupBy, Query, Source
+from sales_service.reports.repository import SOURCE_TABLES, GroupBy, Interval, Query, Source
 from sales_service.reports.rollups import (
     ALL_CHANNELS,
     DAY,
@@ -113,6 +122,147 @@ def _seconds(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
+# --- the raw lines of a zone's edge hours ----------------------------------------------------
+
+ZONES: tuple[str, ...] = ()  # sales_service's store_timezone: the zones whose edge hours are held
+# Past this many hours of a day (a zone whose midnight is far from UTC's: Tokyo's 9) the lines
+# would be a large share of all: none are held, and the edges are read from the database.
+MAX_EDGE_HOURS = 6
+
+
+@functools.lru_cache(maxsize=64)
+def edge_hours(zone_name: str) -> frozenset[int]:
+    """The UTC hours of the day (0-23) that lie between UTC midnight and the zone's midnight,
+    on the shorter side, under any offset the zone has had or will have from 2000 to 2040:
+    the whole hours a period of the zone reads apart from the UTC days (``planner.decompose``
+    reads the shorter side of a day raw). A zone at half past reads its half hour raw."""
+    zone = ZoneInfo(zone_name)
+    offsets = {
+        datetime(year, month, day, 12, tzinfo=UTC).astimezone(zone).utcoffset()
+        for year in range(2000, 2041)
+        for month in range(1, 13)
+        for day in (1, 15)
+    }
+    hours: set[int] = set()
+    for offset in offsets:
+        midnight = -int(offset.total_seconds()) % 86400 if offset is not None else 0
+        if midnight >= 43200:  # the day's end: [local midnight, 24:00) read apart
+            hours.update(range(-(-midnight // 3600), 24))
+        if 0 < midnight <= 43200:  # its start: [00:00, local midnight)
+            hours.update(range(midnight // 3600))
+    return frozenset(hours)
+
+
+def held_hours() -> frozenset[int]:
+    """The hours of the day whose lines a copy loaded now holds."""
+    hours = frozenset().union(*(edge_hours(name) for name in ZONES))
+    return hours if len(hours) <= MAX_EDGE_HOURS else frozenset()
+
+
+class Use(NamedTuple):
+    """Lines of [start, end) added to (sign 1) or taken from (-1) a bucket (None: no buckets)."""
+
+    start: datetime
+    end: datetime
+    bucket: int | None
+    sign: int
+
+
+_LINE_FIELDS = ("sold", "sale", "channel", "product", "category", "units", "revenue", "cost")
+
+
+@dataclass(frozen=True)
+class EdgeLines:
+    """The sale lines sold in some hours of every UTC day (``hours``), as columns sorted by
+    when sold: seconds since the epoch, sale, channel, product, category (0 for none), and
+    net units, revenue and cost (cents), as ``repository.raw_part`` sums them."""
+
+    hours: frozenset[int]
+    columns: np.ndarray  # shape (8, lines), rows as _LINE_FIELDS
+
+    @classmethod
+    def parse(cls, hours: frozenset[int], chunks: Iterable[str]) -> "EdgeLines":
+        flat = [np.fromstring(chunk, dtype=np.int64, sep=",") for chunk in chunks if chunk]
+        width = len(_LINE_FIELDS)
+        table = (np.concatenate(flat) if flat else np.zeros(0, np.int64)).reshape(-1, width)
+        table = table[np.argsort(table[:, 0], kind="stable")]
+        return cls(hours, np.ascontiguousarray(table.T))
+
+    def __len__(self) -> int:
+        return self.columns.shape[1]
+
+    def replaced(self, hours: Sequence[int], lines: "EdgeLines") -> "EdgeLines":
+        """These lines instead of every line sold in the hours (starts, in seconds) given."""
+        sold = self.columns[0]
+        keep = ~np.isin(sold - sold % 3600, np.asarray(hours, dtype=np.int64))
+        table = np.concatenate([self.columns[:, keep], lines.columns], axis=1)
+        order = np.argsort(table[0], kind="stable")
+        return EdgeLines(self.hours, np.ascontiguousarray(table[:, order]))
+
+    def holds(self, start: datetime, end: datetime) -> bool:
+        """Whether every line sold in [start, end) is here: whole hours, each held."""
+        a, b = _seconds(start), _seconds(end)
+        if a % 3600 or b % 3600 or start.microsecond or end.microsecond or a >= b:
+            return False
+        return all((hour // 3600) % 24 in self.hours for hour in range(a, b, 3600))
+
+    def sums(self, query: Query, uses: Sequence[Use], *, bucketed: bool) -> ColumnSums:
+        """What ``repository.raw_part`` sums over each use's lines, per bucket and group, with
+        the use's sign (its stretch of time must be ``holds``)."""
+        sold = self.columns[0]
+        starts = np.array([_seconds(u.start) for u in uses], dtype=np.int64)
+        ends = np.array([_seconds(u.end) for u in uses], dtype=np.int64)
+        lo = np.searchsorted(sold, starts)
+        lengths = np.searchsorted(sold, ends) - lo
+        skipped = np.cumsum(lengths) - lengths
+        index = np.repeat(lo - skipped, lengths) + np.arange(int(lengths.sum()))
+        use = np.repeat(np.arange(len(uses)), lengths)
+        _, sale, channel, product, category, units, revenue, cost = self.columns[:, index]
+        keep = np.ones(len(index), dtype=bool)
+        if query.product_ids:
+            keep &= np.isin(product, query.product_ids)
+        if query.category_keys is not None:
+            keep &= np.isin(category, query.category_keys)
+        if query.channel_ids:
+            keep &= np.isin(channel, query.channel_ids)
+        group: np.ndarray | None = None
+        if query.group_by is GroupBy.PRODUCT:
+            group = product
+        elif query.group_by is GroupBy.CHANNEL:
+            group = channel
+        elif query.group_by is GroupBy.CATEGORY:
+            group = category
+        elif query.group_by is GroupBy.CATEGORY_TREE:
+            nodes = dict(query.tree_groups)
+            keep &= np.isin(category, list(nodes))
+            group = np.array([nodes.get(c, 0) for c in category.tolist()], dtype=np.int64)
+        buckets = np.array([u.bucket or 0 for u in uses], dtype=np.int64)
+        signs = np.array([u.sign for u in uses], dtype=np.int64)
+        keys = buckets[use] << GROUP_BITS
+        if group is not None:
+            keys |= group
+        keys, use, sale, sign = keys[keep], use[keep], sale[keep], signs[use][keep]
+        units, revenue, cost = units[keep], revenue[keep], cost[keep]
+        # orders: each sale with units left counts once per key and use (a use is one stretch
+        # of time, as one statement's COUNT(DISTINCT) would count it)
+        live = units > 0
+        triples = np.unique(np.vstack([keys[live], use[live], sale[live]]), axis=1)
+        counted = signs[triples[1]]
+        nothing = np.zeros(len(counted), dtype=np.int64)
+        totals = np.hstack(
+            [
+                np.vstack([np.zeros(len(keys), dtype=np.int64), units, revenue, cost]) * sign,
+                np.vstack([counted, nothing, nothing, nothing]),
+            ]
+        )
+        return ColumnSums.reduce(
+            np.concatenate([keys, triples[0]]),
+            totals,
+            bucketed=bucketed,
+            grouped=group is not None,
+        )
+
+
 @dataclass(frozen=True)
 class RollupCopy:
     """The four rollup tables at one consumer position (immutable: a newer copy replaces it)."""
@@ -121,6 +271,7 @@ class RollupCopy:
     generation: int
     tables: dict[Source, Columns]
     category_paths: dict[int, str]  # report_category_paths: each category's path when counted
+    lines: EdgeLines  # the raw lines of the edge hours, as they were in the same snapshot
     read_at: float  # time.monotonic() as its snapshot began
     made_at: float
 
@@ -270,6 +421,54 @@ _POSITION = (
 )
 
 
+# The edge hours' lines, as ``repository.raw_part`` sums them (money in cents), a string of
+# numbers per UTC day; the sales by their index on sold_at, each one's lines by sale.
+_LINES = (
+    "SELECT GROUP_CONCAT(CONCAT_WS(',', "  # noqa: S608 - fixed names; moments from moment_sql
+    "TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', s.sold_at), s.id, s.channel_id, "
+    "l.product_id, COALESCE(l.category_id, 0), l.quantity - l.refunded_quantity, "
+    "CAST((l.line_total - l.refunded_total) * 100 AS SIGNED), "
+    "CAST((l.line_cost - l.refunded_cost) * 100 AS SIGNED)) SEPARATOR ',') "
+    f"FROM {Sale.__tablename__} s STRAIGHT_JOIN sale_lines l ON l.sale_id = s.id "
+    "WHERE {where} GROUP BY TO_DAYS(s.sold_at)"
+)
+_SPAN = f"SELECT MIN(sold_at), MAX(sold_at) FROM {Sale.__tablename__}"  # noqa: S608
+
+
+def _read_lines(
+    connection: Connection, hours: frozenset[int], stretches: Sequence[Interval] | None = None
+) -> EdgeLines:
+    """The lines sold in the stretches of time given, or else in the held hours of every day
+    that has sales."""
+    if stretches is None:
+        stretches = []
+        first, last = connection.exec_driver_sql(_SPAN).one()
+        if first is not None and hours:
+            runs = _runs(sorted(hours))
+            day = first.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=UTC)
+            while day <= last.replace(tzinfo=UTC):
+                stretches += [(day + timedelta(hours=a), day + timedelta(hours=b)) for a, b in runs]
+                day += timedelta(days=1)
+    if not stretches:
+        return EdgeLines(hours, np.zeros((len(_LINE_FIELDS), 0), dtype=np.int64))
+    where = " OR ".join(
+        f"(s.sold_at >= {moment_sql(a)} AND s.sold_at < {moment_sql(b)})" for a, b in stretches
+    )
+    found = connection.exec_driver_sql(_LINES.format(where=where))
+    return EdgeLines.parse(hours, [row[0] for row in found])
+
+
+def _runs(hours: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted hours as runs of consecutive ones: [(first, after the last), ...]."""
+    runs: list[tuple[int, int]] = []
+    for hour in hours:
+        if runs and runs[-1][1] == hour:
+            runs[-1] = (runs[-1][0], hour + 1)
+        else:
+            runs.append((hour, hour + 1))
+    return runs
+
+
 def _position(connection: Connection) -> tuple[int, bool, int] | None:
     row = connection.exec_driver_sql(_POSITION, {"consumer": CONSUMER}).first()
     return None if row is None else (int(row[0]), bool(row[1]), int(row[2]))
@@ -301,17 +500,22 @@ def refresh(engine: Engine, copy: RollupCopy | None) -> RollupCopy | None:
             return None
         position, _, generation = state
 
-        def made(tables: dict[Source, Columns]) -> RollupCopy:
+        def made(tables: dict[Source, Columns], lines: EdgeLines) -> RollupCopy:
             paths = {int(c): str(p) for c, p in connection.exec_driver_sql(_PATHS)}
-            return RollupCopy(position, generation, tables, paths, read_at, time.monotonic())
+            return RollupCopy(position, generation, tables, paths, lines, read_at, time.monotonic())
 
         def whole() -> RollupCopy:
-            return made({source: _read(connection, source) for source in SOURCE_TABLES})
+            tables = {source: _read(connection, source) for source in SOURCE_TABLES}
+            return made(tables, _read_lines(connection, held_hours()))
 
-        if copy is None or not copy.matches(position, False, generation):
+        if (
+            copy is None
+            or not copy.matches(position, False, generation)
+            or copy.lines.hours != held_hours()
+        ):
             return whole()
         if position == copy.position:
-            return made(copy.tables)
+            return made(copy.tables, copy.lines)
         found = connection.exec_driver_sql(_TOUCHED, {"after": copy.position, "upto": position})
         touched = _blocks(row[0].replace(tzinfo=UTC) for row in found)
         if len(touched) > MAX_TOUCHED:  # a bulk import's history: read it all instead
@@ -322,11 +526,18 @@ def refresh(engine: Engine, copy: RollupCopy | None) -> RollupCopy | None:
         keys = np.array(
             [(grain << GRAIN_SHIFT) | _seconds(start) for grain, start in touched], dtype=np.int64
         )
+        lines = copy.lines
+        hours = [start for grain, start in touched if grain == HOUR and start.hour in lines.hours]
+        if hours:
+            stretches = [(start, start + timedelta(hours=1)) for start in hours]
+            fresh = _read_lines(connection, lines.hours, stretches)
+            lines = lines.replaced([_seconds(start) for start in hours], fresh)
         return made(
             {
                 source: rows.replaced(keys, _read(connection, source, where))
                 for source, rows in copy.tables.items()
-            }
+            },
+            lines,
         )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from sales_service.reports import inmemory, repository
 from sales_service.reports.columns import ColumnSums
 from sales_service.reports.consumer import CONSUMER as ROLLUP_CONSUMER
+from sales_service.reports.inmemory import Use
 from sales_service.reports.repository import GroupBy, Interval, Query, Source, Sums
 from sales_service.reports.rollups import (
     CATEGORY_GRAINS,
@@ -423,6 +424,10 @@ def plan_parts(
         parts.append(_rollup_part(ctx, source, query, grain, merge(found), boundaries, shift))
     if parts:
         ctx.sources.add(source)
+    if ctx.copy is not None and (held := take_held(ctx, plan, boundaries)):
+        lines = ctx.copy.lines.sums(query, held, bucketed=boundaries is not None)
+        parts.append(repository.Part(None, sums=lines))
+        ctx.sources.add(Source.RAW)
     if ctx.copy is not None and boundaries is not None:
         raw = [pieces] if (pieces := raw_pieces(ctx, query, plan, boundaries)) else []
     else:
@@ -437,6 +442,33 @@ def anchor_shift(grain: int, at_start: bool) -> int:
     return 0 if at_start else FIXED_LENGTH[grain] - 1
 
 
+def take_held(ctx: Context, plan: Plan, boundaries: Sequence[datetime] | None) -> list[Use]:
+    """The raw pieces of the plan whose lines this process holds (``inmemory.EdgeLines``: the
+    hours at the edges of the store's days), taken out of it, each with its bucket and sign:
+    a piece is held if each of its hours is and no event after the copy touched a sale sold
+    in it (those lines may have changed since)."""
+    assert ctx.copy is not None
+    lines, dirty = ctx.copy.lines, ctx.dirty or ()
+    if not lines.hours:
+        return []
+
+    def held(a: datetime, b: datetime) -> bool:
+        return lines.holds(a, b) and bisect_left(dirty, a) == bisect_left(dirty, b)
+
+    def bucket(moment: datetime) -> int | None:
+        return None if boundaries is None else bisect_right(boundaries, moment) - 1
+
+    taken = [Use(a, b, bucket(a), 1) for a, b in plan.raw if held(a, b)]
+    plan.raw = [(a, b) for a, b in plan.raw if not held(a, b)]
+    for (grain, at_start), found in plan.trimmed_out.items():
+        shift = timedelta(seconds=anchor_shift(grain, at_start))
+        for a, b in found:
+            if held(a, b):
+                taken.append(Use(a, b, bucket(grain_floor(grain, a) + shift), -1))
+        found[:] = [(a, b) for a, b in found if not held(a, b)]
+    return taken
+
+
 def raw_parts(
     ctx: Context, query: Query, plan: Plan, boundaries: Sequence[datetime] | None
 ) -> list[repository.Part]:
@@ -444,6 +476,8 @@ def raw_parts(
     (per grain and anchor, negated), and the leftovers."""
     found = []
     for (grain, at_start), pieces in sorted(plan.trimmed_out.items()):
+        if not pieces:  # all held in memory (``take_held``)
+            continue
         less = (grain, anchor_shift(grain, at_start))
         out = repository.raw_part(
             ctx.session, query, merge(pieces), boundaries=boundaries, less=less

@@ -162,18 +162,21 @@ def write(
 
 
 @pytest.fixture
-def copies(sales_app: Any) -> Iterator[Callable[[st.DataObject], tuple[str, Engine | None]]]:
+def copies(sales_app: Any) -> Iterator[Callable[[st.DataObject, str], tuple[str, Engine | None]]]:
     """Draws whether reports read the rollups from the service's copy in memory (not
-    brought forward by itself meanwhile: the example decides how far behind it is)."""
-    saved = inmemory.ENABLED, inmemory.REFRESH_SECONDS
+    brought forward by itself meanwhile: the example decides how far behind it is), and
+    whether it holds the lines of the zone's edge hours (the zone as the store's)."""
+    saved = inmemory.ENABLED, inmemory.REFRESH_SECONDS, inmemory.ZONES
     inmemory.REFRESH_SECONDS = 3600.0
 
-    def draw(data: st.DataObject) -> tuple[str, Engine | None]:
+    def draw(data: st.DataObject, zone_name: str) -> tuple[str, Engine | None]:
         mode = data.draw(st.sampled_from(["off", "current", "behind"]), label="copy")
+        edges = mode != "off" and data.draw(st.booleans(), label="edge lines held")
+        inmemory.ZONES = (zone_name,) if edges else ()
         return mode, sales_app.state.engine
 
     yield draw
-    inmemory.ENABLED, inmemory.REFRESH_SECONDS = saved
+    inmemory.ENABLED, inmemory.REFRESH_SECONDS, inmemory.ZONES = saved
 
 
 FILTER_KINDS = [
@@ -320,13 +323,13 @@ def test_revenue_series_equals_the_reference(
     viewer_headers: dict,
     engine: Engine,
     catalog: Catalog,
-    copies: Callable[[st.DataObject], tuple[str, Engine | None]],
+    copies: Callable[[st.DataObject, str], tuple[str, Engine | None]],
 ) -> None:
     zone_name = data.draw(st.sampled_from(ZONES), label="zone")
     zone = ZoneInfo(zone_name)
     anchor = data.draw(st.sampled_from(ANCHORS), label="anchor")
     sales = data.draw(sales_around(anchor, zone), label="sales")
-    lines = write(engine, catalog, sales, draw_applied(data), copies(data))
+    lines = write(engine, catalog, sales, draw_applied(data), copies(data, zone_name))
     period = data.draw(st.sampled_from(PERIODS), label="period")
     week_start = data.draw(st.integers(0, 6), label="week_start")
     first = local_day(anchor, zone) + timedelta(days=data.draw(st.integers(-5, 0), label="from"))
@@ -385,7 +388,7 @@ def test_series_over_months_equal_the_reference(
     viewer_headers: dict,
     engine: Engine,
     catalog: Catalog,
-    copies: Callable[[st.DataObject], tuple[str, Engine | None]],
+    copies: Callable[[st.DataObject, str], tuple[str, Engine | None]],
 ) -> None:
     zone_name = data.draw(st.sampled_from([*ZONES, "America/St_Johns"]), label="zone")
     zone = ZoneInfo(zone_name)
@@ -396,7 +399,7 @@ def test_series_over_months_equal_the_reference(
     for sale, seconds in zip(sales, near, strict=False):
         sale["sold_at"] = anchor + timedelta(seconds=seconds)
     applied = data.draw(st.sampled_from([0, 12, 1000, 1000]), label="events applied")
-    lines = write(engine, catalog, sales, applied, copies(data))
+    lines = write(engine, catalog, sales, applied, copies(data, zone_name))
     day = local_day(anchor, zone)
     first = day - timedelta(days=data.draw(st.integers(0, 100), label="days before"))
     last = day + timedelta(days=data.draw(st.integers(0, 100), label="days after"))
@@ -434,13 +437,13 @@ def test_breakdowns_and_comparisons_equal_the_reference(
     viewer_headers: dict,
     engine: Engine,
     catalog: Catalog,
-    copies: Callable[[st.DataObject], tuple[str, Engine | None]],
+    copies: Callable[[st.DataObject, str], tuple[str, Engine | None]],
 ) -> None:
     zone_name = data.draw(st.sampled_from(ZONES), label="zone")
     zone = ZoneInfo(zone_name)
     anchor = data.draw(st.sampled_from(ANCHORS), label="anchor")
     sales = data.draw(sales_around(anchor, zone), label="sales")
-    lines = write(engine, catalog, sales, draw_applied(data), copies(data))
+    lines = write(engine, catalog, sales, draw_applied(data), copies(data, zone_name))
     first = local_day(anchor, zone) + timedelta(days=data.draw(st.integers(-4, 1), label="from"))
     last = first + timedelta(days=data.draw(st.integers(0, 3), label="days"))
     kind = data.draw(st.sampled_from(FILTER_KINDS), label="filters")

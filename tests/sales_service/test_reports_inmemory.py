@@ -21,9 +21,9 @@ from common.db import snapshot_engine, snapshot_session
 from common.models import OutboxPosition, SalesChannel
 from sales_service.reports import inmemory, service
 from sales_service.reports import repository as report_repository
-from sales_service.reports.calendar import DateRange
+from sales_service.reports.calendar import DateRange, Period, Weekday
 from sales_service.reports.consumer import CONSUMER, catch_up, rebuild
-from sales_service.reports.parameters import Against, Dimension, SortKey
+from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import Filters
 from sales_service.reports.service import Grouping
 from tests.sales_service.report_factories import (
@@ -46,10 +46,10 @@ def catalog(engine: Engine) -> Catalog:
 @pytest.fixture(autouse=True)
 def copies() -> Iterator[None]:
     """Copies load only when a test says so (and its own settings come back after)."""
-    saved = inmemory.ENABLED, inmemory.REFRESH_SECONDS, inmemory.MAX_TOUCHED
+    saved = inmemory.ENABLED, inmemory.REFRESH_SECONDS, inmemory.MAX_TOUCHED, inmemory.ZONES
     inmemory.REFRESH_SECONDS = 3600.0
     yield
-    inmemory.ENABLED, inmemory.REFRESH_SECONDS, inmemory.MAX_TOUCHED = saved
+    inmemory.ENABLED, inmemory.REFRESH_SECONDS, inmemory.MAX_TOUCHED, inmemory.ZONES = saved
 
 
 def line(catalog: Catalog, n: int, quantity: int, price: str) -> LineSpec:
@@ -78,12 +78,17 @@ def same(a: inmemory.RollupCopy | None, b: inmemory.RollupCopy | None) -> None:
     assert a is not None and b is not None
     assert (a.position, a.generation) == (b.position, b.generation)
     assert a.category_paths == b.category_paths
+    assert a.lines.hours == b.lines.hours
+    assert sorted(map(tuple, a.lines.columns.T.tolist())) == sorted(
+        map(tuple, b.lines.columns.T.tolist())
+    )
     for source, columns in a.tables.items():
         assert rows_of(columns) == rows_of(b.tables[source]), source
 
 
 def test_a_copy_brought_forward_equals_one_loaded_afresh(engine: Engine, catalog: Catalog) -> None:
     clear(engine)
+    inmemory.ZONES = ("Europe/Berlin",)  # the lines of 22:00-24:00 UTC held too
     start = datetime(2025, 3, 29, 20, 7, tzinfo=UTC)  # Berlin springs forward the next night
     old = [
         sell(engine, catalog, start + timedelta(hours=13 * n), [line(catalog, n % 5, 2, "9.99")])
@@ -92,13 +97,16 @@ def test_a_copy_brought_forward_equals_one_loaded_afresh(engine: Engine, catalog
     catch_up(engine)
     copy = inmemory.load(engine)
     assert copy is not None and copy.rows > 0
+    assert copy.lines.hours == {22, 23} and len(copy.lines) == 1  # old[2], 22:07
 
     # new sales in blocks held and in new ones, a refund and a cancellation of old sales
     sell(engine, catalog, start + timedelta(hours=1), [line(catalog, 1, 1, "0.01")], channel=1)
+    sell(engine, catalog, start + timedelta(hours=3), [line(catalog, 3, 2, "1.50")])  # 23:07
     sell(engine, catalog, datetime(2026, 1, 1, tzinfo=UTC), [line(catalog, 4, 3, "120.00")])
     with Session(engine, expire_on_commit=False) as session:
         refund(session, session.merge(old[3]), {1: 1})
         refund(session, session.merge(old[7]), {}, cancel=True)
+        refund(session, session.merge(old[2]), {1: 1})  # a line held in memory
         session.commit()
     catch_up(engine)
     forward = inmemory.refresh(engine, copy)
@@ -334,3 +342,152 @@ def test_raw_sums_read_as_one_string_or_row_by_row_agree(engine: Engine, catalog
         event.remove(reader, "before_cursor_execute", seen)
     assert packed["groups"] and packed == cut
     assert packed["groups"] == raw["groups"] and packed["totals"] == raw["totals"]
+
+
+def test_the_edge_hours_held_give_what_the_raw_rows_give(engine: Engine, catalog: Catalog) -> None:
+    """With the store in Berlin, the lines of 22:00-24:00 UTC are held with the copy: the
+    hours a Berlin day takes from, or adds to, a UTC day (23:00 in winter, 22:00 in summer)
+    are summed from them, not read from the database. Every report equals the raw rows',
+    refunds, cancellations and several lines of a sale included; a sale in a held hour
+    recorded after the copy is read raw until the copy is brought forward."""
+    clear(engine)
+    inmemory.ZONES = ("Europe/Berlin",)
+    winter, summer = date(2025, 1, 15), date(2025, 7, 2)
+    sales = [
+        (datetime(2025, 1, 14, 23, 30, tzinfo=UTC), [(0, 2, "4.10"), (3, 1, "0.99")]),  # Jan 15
+        (datetime(2025, 1, 15, 22, 59, tzinfo=UTC), [(1, 1, "7"), (2, 3, "1.25")]),  # Jan 15
+        (datetime(2025, 1, 15, 23, 0, tzinfo=UTC), [(1, 4, "2"), (4, 1, "9")]),  # Jan 16
+        (datetime(2025, 1, 15, 12, 0, tzinfo=UTC), [(2, 1, "11.50")]),
+        (datetime(2025, 7, 1, 22, 15, tzinfo=UTC), [(0, 1, "3"), (1, 2, "5")]),  # Jul 2, 00:15
+        (datetime(2025, 7, 2, 21, 59, tzinfo=UTC), [(3, 2, "8")]),  # Jul 2, 23:59
+        (datetime(2025, 7, 2, 22, 0, tzinfo=UTC), [(0, 5, "1")]),  # Jul 3
+    ]
+    sold = [
+        sell(engine, catalog, at, [line(catalog, n, q, p) for n, q, p in lines], channel=k % 2)
+        for k, (at, lines) in enumerate(sales)
+    ]
+    with Session(engine, expire_on_commit=False) as session:
+        refund(session, session.merge(sold[0]), {1: 1})  # one of two units of its first line
+        refund(session, session.merge(sold[4]), {}, cancel=True)
+        session.commit()
+    catch_up(engine)
+    copy = inmemory.load_now(engine)
+    assert copy is not None and len(copy.lines) == 9  # the lines sold in 22:00-24:00 UTC
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        statements.append((statement, parameters))
+
+    def edge_reads(sent: list[tuple[str, Any]]) -> list[str]:
+        """Statements that read lines of less than a day: the edges of a Berlin day. (A group
+        that nets to zero is summed again from the lines of the whole range, a day or more:
+        ``Ask.recheck_zeros``.)"""
+        found = []
+        for statement, parameters in sent:
+            if "sale_lines" not in statement:
+                continue
+            moments = sorted(v for v in parameters.values() if isinstance(v, datetime))
+            if len(moments) != 2 or moments[1] - moments[0] < timedelta(hours=23):
+                found.append(statement)
+        return found
+
+    def reports(session: Session, use_rollups: bool) -> list[Any]:
+        found: list[Any] = []
+        for day in (winter, summer):
+            for weeks in (0, 7):
+                rng = DateRange(day - timedelta(days=weeks), day, BERLIN)
+                for grouping in (
+                    Grouping(Dimension.PRODUCT),
+                    Grouping(Dimension.CATEGORY, CategoryRollup.TOP_LEVEL),
+                    Grouping(Dimension.CATEGORY),
+                ):
+                    answer = service.breakdown(
+                        session=session,
+                        rng=rng,
+                        grouping=grouping,
+                        filters=Filters(),
+                        sort=SortKey.REVENUE,
+                        limit=50,
+                        use_rollups=use_rollups,
+                    )
+                    found.append(answer.model_dump(mode="json", exclude={"watermark", "sources"}))
+                for filters in (
+                    Filters(product_ids=(catalog.products[1],)),
+                    Filters(category_ids=(catalog.categories["home"],)),
+                ):
+                    series = service.revenue_series(
+                        session=session,
+                        rng=rng,
+                        period=Period.DAY,
+                        week_start=Weekday.MONDAY,
+                        filters=filters,
+                        use_rollups=use_rollups,
+                    )
+                    found.append(series.model_dump(mode="json", include={"buckets", "totals"}))
+                insight = service.inventory_insight(
+                    session=session,
+                    as_of=day,
+                    zone=BERLIN,
+                    window_days=weeks + 1,
+                    filters=Filters(),
+                    limit=50,
+                    offset=0,
+                    use_rollups=use_rollups,
+                )
+                found.append(insight.model_dump(mode="json", include={"items", "total"}))
+        return found
+
+    def compared() -> list[tuple[str, Any]]:
+        """The reports from the copy against the raw rows'; the statements the copy's sent."""
+        reader = snapshot_engine(engine)
+        with snapshot_session(engine) as session:
+            raw = reports(session, use_rollups=False)
+        statements.clear()
+        event.listen(reader, "before_cursor_execute", seen)
+        try:
+            with snapshot_session(engine) as session:
+                assert reports(session, use_rollups=True) == raw
+        finally:
+            event.remove(reader, "before_cursor_execute", seen)
+        return list(statements)
+
+    assert not edge_reads(compared())  # no edge hour read from the database
+
+    # a sale and a refund in held hours after the copy: read raw, the rest still held
+    late = sell(
+        engine, catalog, datetime(2025, 1, 14, 23, 45, tzinfo=UTC), [line(catalog, 2, 2, "6")]
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        refund(session, session.merge(sold[6]), {1: 2})
+        session.commit()
+    catch_up(engine)
+    assert edge_reads(compared())  # the hours changed since the copy, read raw
+    forward = inmemory.refresh(engine, copy)
+    assert forward is not None and len(forward.lines) == 10
+    inmemory.load_now(engine)
+    assert not edge_reads(compared())
+    assert late.id in forward.lines.columns[1]
+
+
+@pytest.mark.parametrize(
+    ("zone", "hours"),
+    [
+        ("Europe/Berlin", {22, 23}),  # midnight at 23:00 UTC, at 22:00 in summer
+        ("America/New_York", {0, 1, 2, 3, 4}),  # at 05:00, at 04:00 in summer
+        ("Asia/Kolkata", {19, 20, 21, 22, 23}),  # at 18:30: its half hour read raw
+        ("UTC", set()),
+    ],
+)
+def test_a_zones_edge_hours_are_those_between_its_midnight_and_utcs(
+    zone: str, hours: set[int]
+) -> None:
+    assert inmemory.edge_hours(zone) == hours
+    inmemory.ZONES = (zone,)
+    assert inmemory.held_hours() == hours
+
+
+def test_no_edge_lines_are_held_where_they_would_be_a_large_share_of_all() -> None:
+    """Tokyo's midnight is 15:00 UTC: nine hours of every day's lines, not held."""
+    assert len(inmemory.edge_hours("Asia/Tokyo")) == 9 > inmemory.MAX_EDGE_HOURS
+    inmemory.ZONES = ("Asia/Tokyo",)
+    assert inmemory.held_hours() == frozenset()
