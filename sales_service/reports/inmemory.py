@@ -159,6 +159,15 @@ def held_hours() -> frozenset[int]:
     return hours if len(hours) <= MAX_EDGE_HOURS else frozenset()
 
 
+class Blocks(NamedTuple):
+    """Rollup blocks of one grain starting inside the intervals, each bucketed by its start
+    plus ``shift`` seconds."""
+
+    grain: int
+    intervals: Sequence[Interval]
+    shift: int = 0
+
+
 class Use(NamedTuple):
     """Lines of [start, end) added to (sign 1) or taken from (-1) a bucket (None: no buckets)."""
 
@@ -291,19 +300,22 @@ class RollupCopy:
         self,
         source: Source,
         query: Query,
-        grain: int,
-        intervals: Sequence[tuple[datetime, datetime]],
+        blocks: Sequence[Blocks],
         *,
         boundaries: Sequence[datetime] | None,
-        shift: int = 0,
     ) -> ColumnSums:
-        """What ``repository.rollup_part`` sums in the database, from this copy: the blocks of
-        one grain starting inside the intervals, per bucket (of the block's start + ``shift``
-        seconds) and/or group."""
+        """What ``repository.rollup_part`` sums in the database for each of the ``blocks``,
+        from this copy, added up: the blocks of a grain starting inside the intervals, per
+        bucket (of the block's start + the shift in seconds) and/or group."""
         rows = self.tables[source]
-        base = grain << GRAIN_SHIFT
-        starts = np.array([_seconds(a) for a, _ in intervals], dtype=np.int64) + base
-        ends = np.array([_seconds(b) for _, b in intervals], dtype=np.int64) + base
+        starts = np.array(
+            [(b.grain << GRAIN_SHIFT) + _seconds(x) for b in blocks for x, _ in b.intervals],
+            dtype=np.int64,
+        )
+        ends = np.array(
+            [(b.grain << GRAIN_SHIFT) + _seconds(y) for b in blocks for _, y in b.intervals],
+            dtype=np.int64,
+        )
         lo = np.searchsorted(rows.key, starts)
         hi = np.searchsorted(rows.key, ends)
         lengths = hi - lo
@@ -312,7 +324,14 @@ class RollupCopy:
         else:
             skipped = np.cumsum(lengths) - lengths  # rows of the intervals before each
             index = np.repeat(lo - skipped, lengths) + np.arange(int(lengths.sum()))
-        index = index[self._keep(source, query, rows, index)]
+        shift: np.ndarray | int = 0
+        if boundaries is not None and any(b.shift for b in blocks):
+            shifts = np.array([b.shift for b in blocks for _ in b.intervals], dtype=np.int64)
+            shift = np.repeat(shifts, lengths)
+        keep = self._keep(source, query, rows, index)
+        index = index[keep]
+        if not isinstance(shift, int):
+            shift = shift[keep]
         group = _group_column(source, query, rows)
         measures = rows.measures[:, index]
         if query.units_only:

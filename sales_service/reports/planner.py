@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from sales_service.reports import inmemory, repository
 from sales_service.reports.columns import ColumnSums
 from sales_service.reports.consumer import CONSUMER as ROLLUP_CONSUMER
-from sales_service.reports.inmemory import Use
+from sales_service.reports.inmemory import Blocks, Use
 from sales_service.reports.repository import GroupBy, Interval, Query, Source, Sums
 from sales_service.reports.rollups import (
     CATEGORY_GRAINS,
@@ -415,13 +415,10 @@ def plan_parts(
         # where they are summed in this process (from its copy of the rollups).
         trim = query.group_by is GroupBy.NONE or (ctx.copy is not None and boundaries is None)
         decompose(start, end, grains, dirty, plan=plan, bucket=bucket, trim=trim)
-    parts = [
-        _rollup_part(ctx, source, query, grain, merge(found), boundaries)
-        for grain, found in sorted(plan.blocks.items())
-    ]
+    blocks = [Blocks(grain, merge(found)) for grain, found in sorted(plan.blocks.items())]
     for (grain, at_start), found in sorted(plan.trimmed.items()):
-        shift = anchor_shift(grain, at_start)
-        parts.append(_rollup_part(ctx, source, query, grain, merge(found), boundaries, shift))
+        blocks.append(Blocks(grain, merge(found), anchor_shift(grain, at_start)))
+    parts = _rollup_parts(ctx, source, query, blocks, boundaries)
     if parts:
         ctx.sources.add(source)
     if ctx.copy is not None and (held := take_held(ctx, plan, boundaries)):
@@ -533,23 +530,26 @@ def raw_pieces(
     return repository.Part(None, sums=ColumnSums.empty(bucketed=True, grouped=grouped).plus(sums))
 
 
-def _rollup_part(
+def _rollup_parts(
     ctx: Context,
     source: Source,
     query: Query,
-    grain: int,
-    intervals: Sequence[Interval],
+    blocks: Sequence[Blocks],
     boundaries: Sequence[datetime] | None,
-    shift: int = 0,
-) -> repository.Part:
-    """Rollup blocks of one grain: summed from this process's copy when the context reads
-    one, else a SELECT."""
+) -> list[repository.Part]:
+    """Rollup blocks: summed all together from this process's copy when the context reads
+    one, else a SELECT per grain and shift."""
+    if not blocks:
+        return []
     if ctx.copy is not None:
-        found = ctx.copy.sums(source, query, grain, intervals, boundaries=boundaries, shift=shift)
-        return repository.Part(None, sums=found)
-    return repository.rollup_part(
-        ctx.session, source, query, grain, intervals, boundaries=boundaries, shift=shift
-    )
+        found = ctx.copy.sums(source, query, blocks, boundaries=boundaries)
+        return [repository.Part(None, sums=found)]
+    return [
+        repository.rollup_part(
+            ctx.session, source, query, b.grain, b.intervals, boundaries=boundaries, shift=b.shift
+        )
+        for b in blocks
+    ]
 
 
 def with_subtree(query: Query, filters: Filters) -> Query:
