@@ -448,21 +448,29 @@ def take_held(ctx: Context, plan: Plan, boundaries: Sequence[datetime] | None) -
     lines, dirty = ctx.copy.lines, ctx.dirty or ()
     if not lines.hours:
         return []
+    taken: list[Use] = []
 
-    def held(a: datetime, b: datetime) -> bool:
-        return lines.holds(a, b) and bisect_left(dirty, a) == bisect_left(dirty, b)
+    def kept(
+        pieces: list[Interval], sign: int, anchor: tuple[int, timedelta] | None
+    ) -> list[Interval]:
+        """The pieces not held; those held go to ``taken``, in the bucket of their start or
+        of their block's anchor (``anchor``: the block's grain, and its start plus that)."""
+        left = []
+        for a, b in pieces:
+            if not lines.holds(a, b) or bisect_left(dirty, a) != bisect_left(dirty, b):
+                left.append((a, b))
+                continue
+            bucket = 0
+            if boundaries is not None:
+                at = a if anchor is None else grain_floor(anchor[0], a) + anchor[1]
+                bucket = bisect_right(boundaries, at) - 1
+            taken.append(Use(int(a.timestamp()), int(b.timestamp()), bucket, sign))
+        return left
 
-    def bucket(moment: datetime) -> int | None:
-        return None if boundaries is None else bisect_right(boundaries, moment) - 1
-
-    taken = [Use(a, b, bucket(a), 1) for a, b in plan.raw if held(a, b)]
-    plan.raw = [(a, b) for a, b in plan.raw if not held(a, b)]
+    plan.raw = kept(plan.raw, 1, None)
     for (grain, at_start), found in plan.trimmed_out.items():
-        shift = timedelta(seconds=anchor_shift(grain, at_start))
-        for a, b in found:
-            if held(a, b):
-                taken.append(Use(a, b, bucket(grain_floor(grain, a) + shift), -1))
-        found[:] = [(a, b) for a, b in found if not held(a, b)]
+        anchor = (grain, timedelta(seconds=anchor_shift(grain, at_start)))
+        found[:] = kept(found, -1, anchor)
     return taken
 
 
