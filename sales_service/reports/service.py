@@ -253,6 +253,14 @@ def _overall(
     return range_totals(ctx, scope, start, end, base_query(ctx, scope))[0].get(None)
 
 
+def _added(sums: Iterable[Measures]) -> Measures:
+    """Sums of groups that each sale is in one of (channels) added up: the whole's sums."""
+    whole = Measures()
+    for measures in sums:
+        whole.add(measures)
+    return whole
+
+
 def _check_grouping(session: Session, grouping: Grouping) -> None:
     if grouping.dimension is not Dimension.CATEGORY:
         if grouping.parent_id is not None or grouping.rollup is not CategoryRollup.NONE:
@@ -317,8 +325,13 @@ def breakdown(
     metric = SORT_FIELDS[sort.value.lstrip("-")]
     descending = sort.value.startswith("-")
     ranking = repository.Top(figure=metric, descending=descending, limit=limit)
-    per_group, group_count = range_totals(ctx, filters, rng.start, rng.end, query, ranking)
-    totals = _overall(ctx, filters, grouping, rng.start, rng.end)
+    by_channel = grouping.dimension is Dimension.CHANNEL
+    if by_channel:  # few groups, each sale in one: every channel's sums, added up for totals
+        per_group, group_count = range_totals(ctx, filters, rng.start, rng.end, query)
+        totals: Measures | None = _added(per_group.values())
+    else:
+        per_group, group_count = range_totals(ctx, filters, rng.start, rng.end, query, ranking)
+        totals = _overall(ctx, filters, grouping, rng.start, rng.end)
     rows = [(key, figures(m)) for key, m in per_group.items() if key is not None]
     rows.sort(key=lambda r: r[0] or 0)  # ties: lower id first, as the database ranks them
     rows.sort(key=lambda r: getattr(r[1], metric), reverse=descending)
@@ -371,10 +384,12 @@ def compare(
     check_filters(session, filters)
     _check_grouping(session, grouping)
     ctx = _context(session, use_rollups)
-    # Both periods' totals and groups: one round trip.
+    # Both periods' totals and groups: one round trip. Each sale is in one channel, so the
+    # channels' sums add up to the totals.
     asks: list[Ask] = []
     scope = _overall_scope(ctx, filters, grouping)
-    if scope is not None:
+    by_channel = grouping.dimension is Dimension.CHANNEL
+    if scope is not None and not by_channel:
         overall = base_query(ctx, scope)
         asks += [Ask(scope, rng.start, rng.end, overall), Ask(scope, base.start, base.end, overall)]
     if grouping.dimension is not None:
@@ -382,7 +397,9 @@ def compare(
         asks += [Ask(filters, rng.start, rng.end, query), Ask(filters, base.start, base.end, query)]
     found = range_totals_many(ctx, asks)
     now_total = then_total = None
-    if scope is not None:
+    if by_channel:
+        now_total, then_total = _added(found[0].values()), _added(found[1].values())
+    elif scope is not None:
         now_total, then_total = found[0].get(None), found[1].get(None)
         found = found[2:]
     groups: list[dict[str, Any]] = []
