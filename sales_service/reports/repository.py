@@ -640,14 +640,17 @@ def categories(session: Session) -> dict[int, tuple[str, str]]:
 
 
 def product_refs(session: Session, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
-    """(sku, name) per product id."""
-    wanted = set(ids)
+    """(sku, name) per product id: the ids written in as numbers (``int`` only), where
+    building and binding a statement of 50 ids took SQLAlchemy longer than the database
+    took to answer it."""
+    wanted = sorted({int(i) for i in ids})
     if not wanted:
         return {}
-    stmt = select(_PRODUCTS.c.id, _PRODUCTS.c.sku, _PRODUCTS.c.name).where(
-        _PRODUCTS.c.id.in_(wanted)
+    listed = ",".join(map(str, wanted))
+    found = session.connection().exec_driver_sql(
+        f"SELECT id, sku, name FROM {_PRODUCTS.name} WHERE id IN ({listed})"  # noqa: S608
     )
-    return {row.id: (row.sku, row.name) for row in session.execute(stmt)}
+    return {int(row[0]): (str(row[1]), str(row[2])) for row in found}
 
 
 def channel_names(session: Session, ids: Iterable[int] | None = None) -> dict[int, str]:
@@ -804,18 +807,17 @@ def insight_ranked(
     chosen = set(available) | set(units)
     if product_ids is not None:
         chosen &= set(product_ids)
-
-    def cover(product: int) -> tuple[bool, int, int]:
-        """As the database ranks: days of cover rounded half up to the cent, none available
-        first (0), nothing sold last (null), then by id."""
-        stock, sold_units = available.get(product, 0), units.get(product, 0)
-        if stock <= 0:
-            return False, 0, product
-        if sold_units > 0:
-            return False, (stock * window_days * 200 + sold_units) // (2 * sold_units), product
-        return True, 0, product
-
-    page = sorted(chosen, key=cover)[offset : offset + limit]
+    # As the database ranks: days of cover rounded half up to the cent, none available
+    # first (0), nothing sold last (null), then by id.
+    products = np.array(sorted(chosen), dtype=np.int64)
+    stock = np.array([available.get(p, 0) for p in products.tolist()], dtype=np.int64)
+    sold = np.array([units.get(p, 0) for p in products.tolist()], dtype=np.int64)
+    selling = (stock > 0) & (sold > 0)
+    safe = np.where(selling, sold, 1)
+    cover = np.where(selling, (stock * window_days * 200 + safe) // (2 * safe), 0)
+    idle = (stock > 0) & (sold <= 0)
+    ranked = products[np.lexsort((products, cover, idle))]
+    page = ranked[offset : offset + limit].tolist()
     refs = product_refs(session, page)
     rows = [
         InsightRow(
