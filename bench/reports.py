@@ -733,22 +733,15 @@ def cases(
     return found
 
 
-def median_times(
-    ours: Sequence[Callable[[], Any]], theirs: Sequence[Callable[[], Any]]
-) -> tuple[float, Any, float, Any]:
-    """Call the first of each (a warm-up, whose answers are compared) and time the others,
-    one of ours and one of theirs in turn, so that both sides meet the machine in the same
-    state (a 2-core VM whose speed moves by tens of percent from second to second): the
-    medians, and the answers."""
-    our_answer, their_answer = ours[0](), theirs[0]()
-    times: tuple[list[float], list[float]] = ([], [])
-    for k in range(max(len(ours), len(theirs)) - 1):
-        for side, calls in enumerate((ours, theirs)):
-            if k + 1 < len(calls):
-                began = time.perf_counter()
-                calls[k + 1]()
-                times[side].append(time.perf_counter() - began)
-    return statistics.median(times[0]), our_answer, statistics.median(times[1]), their_answer
+def median_time(calls: Sequence[Callable[[], Any]]) -> tuple[float, Any]:
+    """Call the first (a warm-up, whose answer is compared) and time the others: the median."""
+    result = calls[0]()
+    times = []
+    for call in calls[1:]:
+        began = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times), result
 
 
 def run(engine: Engine, db: Any, repeat: int, duck_repeat: int, *, same_range: bool) -> bool:
@@ -773,11 +766,9 @@ def run(engine: Engine, db: Any, repeat: int, duck_repeat: int, *, same_range: b
                 return case.ours(session)
 
         same = [variant[index] for variant in variants]
-        our_time, our_body, duck_time, duck_answer = median_times(
-            [partial(ours, c) for c in same[: repeat + 1]],
-            [c.theirs for c in same[: duck_repeat + 1]],
-        )
+        our_time, our_body = median_time([partial(ours, c) for c in same[: repeat + 1]])
         our_answer = json.loads(our_body)
+        duck_time, duck_answer = median_time([c.theirs for c in same[: duck_repeat + 1]])
         equal = case.ours_shape(our_answer) == duck_answer
         if not equal:
             print(
