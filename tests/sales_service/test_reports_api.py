@@ -551,6 +551,8 @@ def test_a_breakdown_under_a_parent_adds_up_to_its_subtrees_totals(
         ({"from": "2020-01-01", "to": "2024-12-31"}, "query.period", "use period=week"),
         ({"from": "1979-12-31"}, "query.from", "choose a date from 1980-01-01"),
         ({"product_id": 999999}, "query.product_id", "Unknown product id(s) 999999"),
+        ({"category_id": [999998, 999999]}, "query.category_id", "id(s) 999998, 999999"),
+        ({"channel_id": 999999}, "query.channel_id", "Unknown channel id(s) 999999"),
         ({"week_start": "funday"}, "query.week_start", "'monday'"),
     ],
 )
