@@ -77,7 +77,7 @@ def check_filters(ctx: Context, filters: Filters) -> None:
     """Unknown ids are a 422; categories are checked against the context's, which a report
     filtered on them reads anyway (one round trip fewer)."""
     require_known_ids(ctx.session, Product, filters.product_ids, "product")
-    if missing := set(filters.category_ids) - set(ctx.categories):
+    if filters.category_ids and (missing := set(filters.category_ids) - set(ctx.categories)):
         raise unknown_ids("category", missing)
     require_known_ids(ctx.session, SalesChannel, filters.channel_ids, "channel")
 
