@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import (
@@ -28,6 +28,7 @@ from sqlalchemy import (
     text,
     union_all,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
@@ -924,11 +925,40 @@ class Pending:
     channels: dict[int, str] | None  # every channel's name; None where there are many
 
 
+class _PendingRow(NamedTuple):
+    position: int
+    needs_rebuild: int
+    generation: int
+    sold_at: datetime | None
+    latest: int | None
+    created: datetime | None
+    updated: datetime | None
+    refund: int | None
+    channels: str | None
+
+
+@functools.cache
+def _pending_sql(dialect: Dialect) -> tuple[str, dict[str, Any]]:
+    """``_PENDING_SINCE`` compiled once, as the driver takes it, with its fixed parameters."""
+    compiled = _PENDING_SINCE.compile(dialect=dialect)
+    return str(compiled), dict(compiled.params)
+
+
 def pending_since(session: Session, consumer: str, since: int) -> Pending | None:
     """The consumer's state, when each sale sold that an event after ``since`` changed
     (sorted, distinct), the snapshot's watermark and the channels' names, in one round
-    trip; None before the consumer's first pass."""
-    rows = list(session.execute(_PENDING_SINCE, {"consumer": consumer, "since": since}))
+    trip; None before the consumer's first pass.
+
+    Every report summed from the copy sends this statement first, so it goes to the
+    driver's cursor as compiled once (MySQL/MariaDB): SQLAlchemy's execution around it
+    took a third of the time of a 30-day summary's whole statement."""
+    sql, fixed = _pending_sql(session.get_bind().dialect)
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(sql, {**fixed, "consumer": consumer, "since": since})
+        rows = [_PendingRow(*row) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
     if not rows:
         return None
     first = rows[0]
