@@ -85,6 +85,7 @@ def generate(workdir: Path, sales: int, seed: float) -> None:
     span_us = int((end - start).total_seconds() * 1_000_000)
     db = duckdb.connect()
     db.execute("SET TimeZone = 'UTC'")
+    db.execute("SET enable_progress_bar = false")  # progress bars are no figures
     db.execute(f"SELECT setseed({seed})")
     # 8 top-level categories, 3 children each, 2 grandchildren under every other child
     cats: list[tuple[int, str, int | None, str]] = []
@@ -305,6 +306,7 @@ def duck(workdir: Path) -> duckdb.DuckDBPyConnection:
     """DuckDB in memory with the same rows (read from the files MariaDB loaded)."""
     db = duckdb.connect()
     db.execute("SET TimeZone = 'UTC'")
+    db.execute("SET enable_progress_bar = false")  # progress bars are no figures
 
     def read(table: str, file: str, columns: str) -> None:
         spec = ", ".join(
