@@ -136,7 +136,9 @@ def edge_hours(zone_name: str) -> frozenset[int]:
     """The UTC hours of the day (0-23) that lie between UTC midnight and the zone's midnight,
     on the shorter side, under any offset the zone has had or will have from 2000 to 2040:
     the whole hours a period of the zone reads apart from the UTC days (``planner.decompose``
-    reads the shorter side of a day raw). A zone at half past reads its half hour raw."""
+    reads the shorter side of a day raw). None for an offset whose midnight is not on the
+    hour (India's, at 18:30 UTC): the stretch it reads apart starts mid-hour, so it is read
+    from the database whole."""
     zone = ZoneInfo(zone_name)
     offsets = {
         datetime(year, month, day, 12, tzinfo=UTC).astimezone(zone).utcoffset()
@@ -147,8 +149,10 @@ def edge_hours(zone_name: str) -> frozenset[int]:
     hours: set[int] = set()
     for offset in offsets:
         midnight = -int(offset.total_seconds()) % 86400 if offset is not None else 0
+        if midnight % 3600:
+            continue
         if midnight >= 43200:  # the day's end: [local midnight, 24:00) read apart
-            hours.update(range(-(-midnight // 3600), 24))
+            hours.update(range(midnight // 3600, 24))
         if 0 < midnight <= 43200:  # its start: [00:00, local midnight)
             hours.update(range(midnight // 3600))
     return frozenset(hours)

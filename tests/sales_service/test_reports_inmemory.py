@@ -487,7 +487,8 @@ def test_the_edge_hours_held_give_what_the_raw_rows_give(engine: Engine, catalog
     [
         ("Europe/Berlin", {22, 23}),  # midnight at 23:00 UTC, at 22:00 in summer
         ("America/New_York", {0, 1, 2, 3, 4}),  # at 05:00, at 04:00 in summer
-        ("Asia/Kolkata", {19, 20, 21, 22, 23}),  # at 18:30: its half hour read raw
+        ("Asia/Kolkata", set()),  # at 18:30: a stretch from mid-hour is read raw whole
+        ("Australia/Adelaide", set()),  # at 14:30 or 13:30
         ("UTC", set()),
     ],
 )
