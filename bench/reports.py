@@ -877,8 +877,9 @@ def main() -> int:
     if not args.skip_load:
         rate = counts[0] / timings["rebuild rollups"]
         print(f"rollup rebuild: {rate:,.0f} sales/s")
-    duckdb_side, child_end = multiprocessing.get_context("spawn").Pipe()
-    child = multiprocessing.get_context("spawn").Process(
+    spawn = multiprocessing.get_context("spawn")
+    duckdb_side, child_end = spawn.Pipe()
+    child = spawn.Process(
         target=duck_process,
         args=(child_end, args.workdir, args.duck_repeat, args.same_range),
         daemon=True,

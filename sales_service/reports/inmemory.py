@@ -87,9 +87,7 @@ class Columns:
     @classmethod
     def parse(cls, source: Source, chunks: Iterable[str]) -> "Columns":
         names = _GROUPS[source]
-        width = 2 + len(names) + 4
-        flat = [np.fromstring(chunk, dtype=np.int64, sep=",") for chunk in chunks if chunk]
-        table = (np.concatenate(flat) if flat else np.zeros(0, np.int64)).reshape(-1, width)
+        table = _number_table(chunks, 2 + len(names) + 4)
         key = (table[:, 0] << GRAIN_SHIFT) | table[:, 1]
         order = np.argsort(key, kind="stable")
         table = table[order]
@@ -121,6 +119,32 @@ class Columns:
 
 def _seconds(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+def _number_table(chunks: Iterable[str], width: int) -> np.ndarray:
+    """Rows of ``width`` whole numbers from GROUP_CONCAT strings of them, comma-separated."""
+    flat = [np.fromstring(chunk, dtype=np.int64, sep=",") for chunk in chunks if chunk]
+    return (np.concatenate(flat) if flat else np.zeros(0, np.int64)).reshape(-1, width)
+
+
+def _spans(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Every position from each ``lo`` up to its ``hi``, in order: the rows of sorted
+    intervals found by searchsorted."""
+    if len(lo) == 1:
+        return np.arange(lo[0], hi[0])
+    lengths = hi - lo
+    skipped = np.cumsum(lengths) - lengths  # positions of the intervals before each
+    return np.repeat(lo - skipped, lengths) + np.arange(int(lengths.sum()))
+
+
+def _cents_sql(amount: str) -> str:
+    """SQL for a DECIMAL amount of two decimals as whole cents (exact)."""
+    return f"CAST(({amount}) * 100 AS SIGNED)"
+
+
+def _epoch_sql(moment: str) -> str:
+    """SQL for a naive-UTC DATETIME column as whole seconds since the epoch."""
+    return f"TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {moment})"
 
 
 # --- the raw lines of a zone's edge hours ----------------------------------------------------
@@ -197,9 +221,7 @@ class EdgeLines:
 
     @classmethod
     def parse(cls, hours: frozenset[int], chunks: Iterable[str]) -> "EdgeLines":
-        flat = [np.fromstring(chunk, dtype=np.int64, sep=",") for chunk in chunks if chunk]
-        width = len(_LINE_FIELDS)
-        table = (np.concatenate(flat) if flat else np.zeros(0, np.int64)).reshape(-1, width)
+        table = _number_table(chunks, len(_LINE_FIELDS))
         table = table[np.argsort(table[:, 0], kind="stable")]
         return cls(hours, np.ascontiguousarray(table.T))
 
@@ -230,11 +252,8 @@ class EdgeLines:
         starts, ends, buckets, signs = (
             np.array(c, dtype=np.int64) for c in zip(*uses, strict=True)
         )
-        lo = np.searchsorted(sold, starts)
-        lengths = np.searchsorted(sold, ends) - lo
-        skipped = np.cumsum(lengths) - lengths
-        index = np.repeat(lo - skipped, lengths) + np.arange(int(lengths.sum()))
-        use = np.repeat(np.arange(len(uses)), lengths)
+        lo, hi = np.searchsorted(sold, starts), np.searchsorted(sold, ends)
+        index, use = _spans(lo, hi), np.repeat(np.arange(len(uses)), hi - lo)
         # the filters on the columns they need first: only the lines they keep are gathered
         for row, wanted in ((3, query.product_ids), (2, query.channel_ids)):
             if wanted:
@@ -243,8 +262,8 @@ class EdgeLines:
         if query.category_keys is not None:
             keep = np.isin(self.columns[4, index], query.category_keys)
             index, use = index[keep], use[keep]
+        nodes = dict(query.tree_groups)  # CATEGORY_TREE: each category's group
         if query.group_by is GroupBy.CATEGORY_TREE:
-            nodes = dict(query.tree_groups)
             keep = np.isin(self.columns[4, index], list(nodes))
             index, use = index[keep], use[keep]
         _, sale, channel, product, category, units, revenue, cost = self.columns[:, index]
@@ -256,7 +275,6 @@ class EdgeLines:
         elif query.group_by is GroupBy.CATEGORY:
             group = category
         elif query.group_by is GroupBy.CATEGORY_TREE:
-            nodes = dict(query.tree_groups)
             group = np.array([nodes[c] for c in category.tolist()], dtype=np.int64)
         keys = buckets[use] << GROUP_BITS
         if group is not None:
@@ -336,13 +354,8 @@ class RollupCopy:
             at = np.searchsorted(starts[by_start], rows.key[index], side="right") - 1
             inside = (at >= 0) & (rows.key[index] < ends[by_start][np.maximum(at, 0)])
             index, interval = index[inside], by_start[at[inside]]
-        elif len(lo) == 1:
-            index, interval = np.arange(lo[0], hi[0]), None
         else:
-            lengths = hi - lo
-            skipped = np.cumsum(lengths) - lengths  # rows of the intervals before each
-            index = np.repeat(lo - skipped, lengths) + np.arange(int(lengths.sum()))
-            interval = None
+            index, interval = _spans(lo, hi), None
         keep = self._keep(source, query, rows, index)
         index = index[keep]
         shift: np.ndarray | int = 0
@@ -433,12 +446,12 @@ def _select(source: Source, where: str = "") -> str:
     fields = ", ".join(
         [
             "grain",
-            "TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', bucket_start)",
+            _epoch_sql("bucket_start"),
             *_GROUPS[source],
             "orders",
             "units",
-            "CAST(revenue * 100 AS SIGNED)",
-            "CAST(cost * 100 AS SIGNED)",
+            _cents_sql("revenue"),
+            _cents_sql("cost"),
         ]
     )
     return (
@@ -462,11 +475,10 @@ _POSITION = (
 # The edge hours' lines, as ``repository.raw_part`` sums them (money in cents), as strings
 # of numbers (one per chunk of sales).
 _LINES = (
-    "SELECT GROUP_CONCAT(CONCAT_WS(',', "
-    "TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', l.sold_at), s.id, s.channel_id, "
+    f"SELECT GROUP_CONCAT(CONCAT_WS(',', {_epoch_sql('l.sold_at')}, s.id, s.channel_id, "
     "l.product_id, COALESCE(l.category_id, 0), l.quantity - l.refunded_quantity, "
-    "CAST((l.line_total - l.refunded_total) * 100 AS SIGNED), "
-    "CAST((l.line_cost - l.refunded_cost) * 100 AS SIGNED)) SEPARATOR ',') "
+    f"{_cents_sql('l.line_total - l.refunded_total')}, "
+    f"{_cents_sql('l.line_cost - l.refunded_cost')}) SEPARATOR ',') "
 )
 # All of them: one pass over the lines, each one's sale by its id (a tenth of all lines for
 # Berlin's two hours: 8.7 s at 10M sales, where the sales found by their index on sold_at,

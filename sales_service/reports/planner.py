@@ -450,28 +450,36 @@ def take_held(ctx: Context, plan: Plan, boundaries: Sequence[datetime] | None) -
         return []
     taken: list[Use] = []
 
-    def kept(
-        pieces: list[Interval], sign: int, anchor: tuple[int, timedelta] | None
-    ) -> list[Interval]:
-        """The pieces not held; those held go to ``taken``, in the bucket of their start or
-        of their block's anchor (``anchor``: the block's grain, and its start plus that)."""
+    def kept(pieces: list[Interval], sign: int, trimmed: tuple[int, bool] | None) -> list[Interval]:
+        """The pieces not held; those held go to ``taken``."""
         left = []
         for a, b in pieces:
             if not lines.holds(a, b) or bisect_left(dirty, a) != bisect_left(dirty, b):
                 left.append((a, b))
                 continue
-            bucket = 0
-            if boundaries is not None:
-                at = a if anchor is None else grain_floor(anchor[0], a) + anchor[1]
-                bucket = bisect_right(boundaries, at) - 1
+            bucket = piece_bucket(boundaries, (a, b), trimmed)
             taken.append(Use(int(a.timestamp()), int(b.timestamp()), bucket, sign))
         return left
 
     plan.raw = kept(plan.raw, 1, None)
-    for (grain, at_start), found in plan.trimmed_out.items():
-        anchor = (grain, timedelta(seconds=anchor_shift(grain, at_start)))
-        found[:] = kept(found, -1, anchor)
+    for trimmed, found in plan.trimmed_out.items():
+        found[:] = kept(found, -1, trimmed)
     return taken
+
+
+def piece_bucket(
+    boundaries: Sequence[datetime] | None, piece: Interval, trimmed: tuple[int, bool] | None
+) -> int:
+    """The bucket a raw piece counts in (0 without buckets): that of its start, or, for a
+    piece taken off a trimmed block (``trimmed``: its grain and whether it is anchored at its
+    start, as ``Plan.trimmed_out`` keys them), that of the block's anchor."""
+    if boundaries is None:
+        return 0
+    at = piece[0]
+    if trimmed is not None:
+        grain, at_start = trimmed
+        at = grain_floor(grain, at) + timedelta(seconds=anchor_shift(grain, at_start))
+    return bisect_right(boundaries, at) - 1
 
 
 def raw_parts(
@@ -510,12 +518,9 @@ def raw_pieces(
     pieces that hold it (a raw piece's own, with +; a trimmed block's anchor, with -)."""
     uses: list[tuple[Interval, int, int]] = []  # (piece, bucket, sign)
     for piece in plan.raw:
-        uses.append((piece, bisect_right(boundaries, piece[0]) - 1, 1))
-    for (grain, at_start), found in plan.trimmed_out.items():
-        shift = timedelta(seconds=anchor_shift(grain, at_start))
-        for piece in found:
-            anchor = grain_floor(grain, piece[0]) + shift
-            uses.append((piece, bisect_right(boundaries, anchor) - 1, -1))
+        uses.append((piece, piece_bucket(boundaries, piece, None), 1))
+    for trimmed, found in plan.trimmed_out.items():
+        uses += [(piece, piece_bucket(boundaries, piece, trimmed), -1) for piece in found]
     if not uses:
         return None
     cuts = sorted({moment for piece, _, _ in uses for moment in piece})

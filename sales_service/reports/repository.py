@@ -810,9 +810,10 @@ def insight_ranked(
         chosen &= set(product_ids)
     # As the database ranks: days of cover rounded half up to the cent, none available
     # first (0), nothing sold last (null), then by id.
-    products = np.array(sorted(chosen), dtype=np.int64)
-    stock = np.array([available.get(p, 0) for p in products.tolist()], dtype=np.int64)
-    sold = np.array([units.get(p, 0) for p in products.tolist()], dtype=np.int64)
+    listed = sorted(chosen)
+    products = np.array(listed, dtype=np.int64)
+    stock = np.array([available.get(p, 0) for p in listed], dtype=np.int64)
+    sold = np.array([units.get(p, 0) for p in listed], dtype=np.int64)
     selling = (stock > 0) & (sold > 0)
     safe = np.where(selling, sold, 1)
     cover = np.where(selling, (stock * window_days * 200 + safe) // (2 * safe), 0)
