@@ -12,6 +12,7 @@ day is 23 or 25 hours long across a DST change. The period a range is compared w
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -241,16 +242,60 @@ def base_range(rng: DateRange, against: Against, custom: DateRange | None = None
     return resolve_range(first, last, rng.zone, names=("against_from", "against_to"))
 
 
-class Bucket(NamedTuple):
-    """One calendar period of the zone, cut to the range (a tuple: a series over three years
-    makes 1,096 of them, and a frozen dataclass's fields are set one call at a time)."""
+class Buckets(NamedTuple):
+    """The calendar periods of the zone over a range, each cut to it, as columns: bucket
+    ``i`` runs from ``starts[i]`` to ``starts[i + 1]``, the last of them the range's end (a
+    daily series over three years has 1,096 buckets, and a tuple apiece cost more than
+    the columns' slices)."""
 
-    first: date
-    next_first: date  # the day after the last one included
-    start: datetime  # UTC
-    end: datetime  # UTC
-    label: str
-    partial: bool  # the range cuts the period: it starts after it or ends before it does
+    starts: list[datetime]  # UTC, one more than there are buckets
+    local: list[datetime]  # the same moments in the zone
+    labels: list[str]
+    partial: list[bool]  # the range cuts the period: it starts after it or ends before it
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class _Year(NamedTuple):
+    """A zone's midnights of every day of a year, and the next year's first (see ``_year``)."""
+
+    first: int  # January 1st's ordinal
+    utc: list[datetime]
+    local: list[datetime]
+    labels: list[str]  # each day's ISO date
+    odd: frozenset[int]  # the ordinals of days whose midnight is not on a quarter hour in UTC
+
+
+@lru_cache(maxsize=64)
+def _year(zone: ZoneInfo, year: int) -> _Year:
+    """The zone's midnights of the year's days, made once per process (a zone at most a few
+    dozen years, 64 years at most: about 60 kB each): each daily series would otherwise find
+    its thousand midnights one by one, the slowest part of its making."""
+    first = date(year, 1, 1).toordinal()
+    days = list(map(date.fromordinal, range(first, date(year + 1, 1, 1).toordinal() + 1)))
+    utc = [local_midnight(day, zone) for day in days]
+    odd = frozenset(
+        first + i for i, moment in enumerate(utc) if moment.minute % 15 or moment.second
+    )
+    return _Year(first, utc, [m.astimezone(zone) for m in utc], [d.isoformat() for d in days], odd)
+
+
+def _midnights(zone: ZoneInfo, first: date, last: date) -> _Year:
+    """The zone's midnights of the days ``first``..``last`` (both included), as ``_year``."""
+    utc: list[datetime] = []
+    local: list[datetime] = []
+    labels: list[str] = []
+    odd: set[int] = set()
+    for year in range(first.year, last.year + 1):
+        found = _year(zone, year)
+        a = max(first.toordinal() - found.first, 0)
+        b = min(last.toordinal() - found.first + 1, len(found.labels) - 1)
+        utc += found.utc[a:b]
+        local += found.local[a:b]
+        labels += found.labels[a:b]
+        odd |= {o for o in found.odd if found.first + a <= o < found.first + b}
+    return _Year(first.toordinal(), utc, local, labels, frozenset(odd))
 
 
 def _period_start(day: date, period: Period, week_start: Weekday = Weekday.MONDAY) -> date:
@@ -298,7 +343,7 @@ def count_buckets(rng: DateRange, period: Period, week_start: Weekday) -> int:
     return months // {Period.MONTH: 1, Period.QUARTER: 3, Period.YEAR: 12}[period] + 1
 
 
-def make_buckets(rng: DateRange, period: Period, week_start: Weekday) -> list[Bucket]:
+def make_buckets(rng: DateRange, period: Period, week_start: Weekday) -> Buckets:
     """The periods of the range, each cut to it; a 422 if there would be too many."""
     count = count_buckets(rng, period, week_start)
     if count > MAX_BUCKETS:
@@ -316,20 +361,27 @@ def make_buckets(rng: DateRange, period: Period, week_start: Weekday) -> list[Bu
             buckets=count,
             max_buckets=MAX_BUCKETS,
         )
-    buckets = []
-    zone = rng.zone
-    start = _period_start(rng.first, period, week_start)
     stop = rng.last + timedelta(days=1)
-    begins = _quarter_hour(local_midnight(max(start, rng.first), zone), zone)
-    while start < stop:
-        after = _period_after(start, period)
-        first, next_first = max(start, rng.first), min(after, stop)
-        ends = local_midnight(next_first, zone)  # the next bucket's start: found once
-        if ends.minute % 15 or ends.second or ends.microsecond:
-            _quarter_hour(ends, zone)
-        partial = first != start or next_first != after
-        buckets.append(Bucket(first, next_first, begins, ends, _label(start, period), partial))
-        start, begins = after, ends
+    days = _midnights(rng.zone, rng.first, stop)
+    if period is Period.DAY:  # every midnight of the range, and no period cut
+        edges, labels, partial = list(days.odd), days.labels[:-1], [False] * count
+        buckets = Buckets(days.utc, days.local, labels, partial)
+    else:
+        starts = [_period_start(rng.first, period, week_start)]
+        while (after := _period_after(starts[-1], period)) < stop:
+            starts.append(after)
+        cuts = [max(starts[0], rng.first), *starts[1:], stop]  # the buckets' ends
+        index = [day.toordinal() - days.first for day in cuts]
+        edges = [days.first + i for i in index if days.first + i in days.odd]
+        labels = [_label(start, period) for start in starts]
+        partial = [False] * len(starts)
+        partial[0] = cuts[0] != starts[0]
+        partial[-1] |= _period_after(starts[-1], period) != stop
+        buckets = Buckets(
+            [days.utc[i] for i in index], [days.local[i] for i in index], labels, partial
+        )
+    if edges:  # a 422 naming the first bucket end off a quarter hour
+        _quarter_hour(local_midnight(date.fromordinal(min(edges)), rng.zone), rng.zone)
     return buckets
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -198,16 +199,16 @@ def revenue_series(
     ctx = _context(session, use_rollups)
     check_filters(ctx, filters)
     query = with_subtree(base_query(ctx, filters), filters)
+    starts = buckets.starts
     found = sum_series(
         ctx,
         query,
-        [(b.start, b.end) for b in buckets],
-        boundaries=[b.start for b in buckets],
+        list(pairwise(starts)),
+        boundaries=starts[:-1],
         has_category_filter=bool(filters.category_ids),
     )
     orders, units, revenue, cost = found.per_bucket(len(buckets))
-    # local times of the buckets' ends, each found once (a bucket ends where the next starts)
-    ends = [b.start.astimezone(rng.zone) for b in buckets] + [buckets[-1].end.astimezone(rng.zone)]
+    local, labels, partial = buckets.local, buckets.labels, buckets.partial
     return _answer(
         RevenueSeries,
         {
@@ -216,13 +217,13 @@ def revenue_series(
             ),
             "buckets": [
                 {
-                    "start": ends[i],
-                    "end": ends[i + 1],
-                    "label": b.label,
-                    "partial": b.partial,
+                    "start": local[i],
+                    "end": local[i + 1],
+                    "label": labels[i],
+                    "partial": partial[i],
                     **cents_figures(orders[i], units[i], revenue[i], cost[i]),
                 }
-                for i, b in enumerate(buckets)
+                for i in range(len(buckets))
             ],
             "totals": cents_figures(sum(orders), sum(units), sum(revenue), sum(cost)),
             "sources": sorted(ctx.sources),

@@ -4,13 +4,18 @@ Plain dates, no database: these are the edge cases (month ends, leap years, quar
 starts, the zone's "today") that the API tests in test_reports_api.py rely on.
 """
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common.errors import Unprocessable
+from common.time_window import local_midnight
 from sales_service.reports.calendar import (
+    MAX_BUCKETS,
+    Buckets,
     DateRange,
     Period,
     Preset,
@@ -22,6 +27,9 @@ from sales_service.reports.calendar import (
     shift_months,
     today_in,
 )
+from sales_service.reports.calendar import _label as label_of
+from sales_service.reports.calendar import _period_after as period_after
+from sales_service.reports.calendar import _period_start as period_start
 from sales_service.reports.parameters import Against
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -241,7 +249,8 @@ def test_custom_needs_its_dates_and_only_custom_takes_them() -> None:
 
 def partial_of(first: str, last: str, period: Period, week_start: Weekday = Weekday.MONDAY):
     rng = DateRange(d(first), d(last), ZoneInfo("Europe/Berlin"))
-    return [(b.label, b.partial) for b in make_buckets(rng, period, week_start)]
+    buckets = make_buckets(rng, period, week_start)
+    return list(zip(buckets.labels, buckets.partial, strict=True))
 
 
 def test_buckets_the_range_cuts_are_partial_and_the_others_not() -> None:
@@ -270,3 +279,56 @@ def test_buckets_the_range_cuts_are_partial_and_the_others_not() -> None:
     assert partial_of("2025-01-01", "2025-12-31", Period.YEAR) == [("2025", False)]
     assert partial_of("2025-01-01", "2025-12-30", Period.YEAR) == [("2025", True)]
     assert not any(p for _, p in partial_of("2025-03-29", "2025-04-02", Period.DAY))
+
+
+def walked(rng: DateRange, period: Period, week_start: Weekday) -> Buckets:
+    """The buckets found one period at a time, each end's midnight on its own."""
+    start, stop = period_start(rng.first, period, week_start), rng.last + timedelta(days=1)
+    cuts, labels, partial = [max(start, rng.first)], [], []
+    while start < stop:
+        after = period_after(start, period)
+        labels.append(label_of(start, period))
+        partial.append(start < rng.first or after > stop)
+        cuts.append(min(after, stop))
+        start = after
+    moments = [local_midnight(day, rng.zone) for day in cuts]
+    if any(moment.minute % 15 or moment.second for moment in moments):
+        raise Unprocessable("not on a quarter hour")
+    return Buckets(moments, [m.astimezone(rng.zone) for m in moments], labels, partial)
+
+
+# DST at midnight (Santiago, Havana), a half-hour DST (Lord Howe), a day skipped (Kiritimati,
+# 1994-12-31), a 45-minute offset (Kathmandu), DST suspended for Ramadan (Casablanca). (No
+# zone has had a midnight off the quarter hour since 1980, the first date reports cover.)
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "America/Santiago",
+    "America/Havana",
+    "Australia/Lord_Howe",
+    "Pacific/Kiritimati",
+    "Asia/Kathmandu",
+    "Africa/Casablanca",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    first=st.dates(date(1980, 1, 1), date(2199, 12, 31)),
+    days=st.integers(0, MAX_BUCKETS - 1),
+    period=st.sampled_from(list(Period)),
+    week_start=st.sampled_from(list(Weekday)),
+)
+def test_buckets_are_the_periods_found_one_by_one(
+    zone: str, first: date, days: int, period: Period, week_start: Weekday
+) -> None:
+    last = min(first + timedelta(days=days), date(2199, 12, 31))
+    rng = DateRange(first, last, ZoneInfo(zone))
+    try:
+        expected = walked(rng, period, week_start)
+    except Unprocessable:
+        with pytest.raises(Unprocessable, match="not a whole quarter hour"):
+            make_buckets(rng, period, week_start)
+        return
+    assert make_buckets(rng, period, week_start) == expected
