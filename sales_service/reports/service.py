@@ -114,15 +114,20 @@ def figures(measures: Measures | None) -> Figures:
 
 
 def cents_figures(orders: int, units: int, revenue: int, cost: int) -> dict[str, Any]:
-    """The figures of sums whose money is in whole cents (as ``Figures.as_dict``)."""
-    money = Decimal(revenue).scaleb(-2)
+    """The figures of sums whose money is in whole cents (as ``Figures.as_dict``): the
+    average order value rounded half up (away from 0) to the cent in whole numbers, where a
+    Decimal division and quantize per bucket were a tenth of a daily series' making."""
+    aov = None
+    if orders:
+        per_order = (2 * abs(revenue) + orders) // (2 * orders)
+        aov = Decimal(per_order if revenue >= 0 else -per_order).scaleb(-2)
     return {
-        "revenue": money,
+        "revenue": Decimal(revenue).scaleb(-2),
         "cost": Decimal(cost).scaleb(-2),
         "margin": Decimal(revenue - cost).scaleb(-2),
         "units": units,
         "orders": orders,
-        "average_order_value": (money / orders).quantize(CENT, ROUND_HALF_UP) if orders else None,
+        "average_order_value": aov,
     }
 
 

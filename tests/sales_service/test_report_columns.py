@@ -2,10 +2,13 @@
 bucket outside the series an error rather than a sum counted in another bucket (numpy would
 take bucket -1 as the last one)."""
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import numpy as np
 import pytest
 
 from sales_service.reports.columns import GROUP_BITS, ColumnSums
+from sales_service.reports.service import cents_figures
 
 
 def columns(*rows: tuple[int, int, int, int, int, int]) -> ColumnSums:
@@ -48,3 +51,13 @@ def test_equal_keys_are_added_up_however_far_apart_the_keys_lie(spread: int) -> 
     found = ColumnSums.reduce(keys, totals, bucketed=True, grouped=True)
     assert found.keys.tolist() == sorted(expected)
     assert found.totals.T.tolist() == [expected[key] for key in sorted(expected)]
+
+
+def test_figures_from_cents_round_the_average_order_half_away_from_zero() -> None:
+    for revenue in range(-400, 401):
+        for orders in range(1, 9):
+            made = cents_figures(orders, 1, revenue, 7)
+            expected = (Decimal(revenue) / 100 / orders).quantize(Decimal("0.01"), ROUND_HALF_UP)
+            assert made["average_order_value"] == expected, (revenue, orders)
+            assert made["margin"] == Decimal(revenue - 7) / 100
+    assert cents_figures(0, 0, 150, 0)["average_order_value"] is None
