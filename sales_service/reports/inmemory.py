@@ -121,10 +121,27 @@ def _seconds(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
+def _epochs(moments: Iterable[datetime], count: int) -> np.ndarray:
+    """Each moment's whole seconds since the epoch (as ``_seconds``), in one numpy pass."""
+    return np.fromiter(map(datetime.timestamp, moments), np.float64, count).astype(np.int64)
+
+
 def _number_table(chunks: Iterable[str], width: int) -> np.ndarray:
     """Rows of ``width`` whole numbers from GROUP_CONCAT strings of them, comma-separated."""
     flat = [np.fromstring(chunk, dtype=np.int64, sep=",") for chunk in chunks if chunk]
     return (np.concatenate(flat) if flat else np.zeros(0, np.int64)).reshape(-1, width)
+
+
+def _among(values: np.ndarray, wanted: Sequence[int]) -> np.ndarray:
+    """``np.isin(values, wanted)``; a few values wanted (a report's filter: one product, a
+    couple of channels) compared one by one, where np.isin sorts or builds a table: a
+    product's rows among 750,000 took 1.1 ms that way, 0.13 as one comparison."""
+    if len(wanted) > 8:
+        return np.isin(values, wanted)
+    found = np.zeros(len(values), dtype=bool)
+    for value in wanted:
+        found |= values == value
+    return found
 
 
 def _spans(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -257,14 +274,14 @@ class EdgeLines:
         # the filters on the columns they need first: only the lines they keep are gathered
         for row, wanted in ((3, query.product_ids), (2, query.channel_ids)):
             if wanted:
-                keep = np.isin(self.columns[row, index], wanted)
+                keep = _among(self.columns[row, index], wanted)
                 index, use = index[keep], use[keep]
         if query.category_keys is not None:
-            keep = np.isin(self.columns[4, index], query.category_keys)
+            keep = _among(self.columns[4, index], query.category_keys)
             index, use = index[keep], use[keep]
         nodes = dict(query.tree_groups)  # CATEGORY_TREE: each category's group
         if query.group_by is GroupBy.CATEGORY_TREE:
-            keep = np.isin(self.columns[4, index], list(nodes))
+            keep = _among(self.columns[4, index], list(nodes))
             index, use = index[keep], use[keep]
         _, sale, channel, product, category, units, revenue, cost = self.columns[:, index]
         group: np.ndarray | None = None
@@ -329,14 +346,11 @@ class RollupCopy:
         from this copy, added up: the blocks of a grain starting inside the intervals, per
         bucket (of the block's start + the shift in seconds) and/or group."""
         rows = self.tables[source]
-        starts = np.array(
-            [(b.grain << GRAIN_SHIFT) + _seconds(x) for b in blocks for x, _ in b.intervals],
-            dtype=np.int64,
-        )
-        ends = np.array(
-            [(b.grain << GRAIN_SHIFT) + _seconds(y) for b in blocks for _, y in b.intervals],
-            dtype=np.int64,
-        )
+        count = sum(len(b.intervals) for b in blocks)
+        tags = np.array([b.grain << GRAIN_SHIFT for b in blocks], dtype=np.int64)
+        grains = np.repeat(tags, [len(b.intervals) for b in blocks])
+        starts = grains + _epochs((x for b in blocks for x, _ in b.intervals), count)
+        ends = grains + _epochs((y for b in blocks for _, y in b.intervals), count)
         lo = np.searchsorted(rows.key, starts)
         hi = np.searchsorted(rows.key, ends)
         by_start = np.argsort(starts)
@@ -350,7 +364,7 @@ class RollupCopy:
             # three years: 750 among 750,000): found in the whole span first, no gather
             first, last = int(lo.min()), int(hi.max())
             products = rows.groups["product_id"][first:last]
-            index = first + np.flatnonzero(np.isin(products, query.product_ids))
+            index = first + np.flatnonzero(_among(products, query.product_ids))
             at = np.searchsorted(starts[by_start], rows.key[index], side="right") - 1
             inside = (at >= 0) & (rows.key[index] < ends[by_start][np.maximum(at, 0)])
             index, interval = index[inside], by_start[at[inside]]
@@ -373,7 +387,7 @@ class RollupCopy:
             return ColumnSums(np.zeros(1, dtype=np.int64), total, False, False)
         keys = np.zeros(len(index), dtype=np.int64)
         if boundaries is not None:
-            seconds = np.array([_seconds(b) for b in boundaries], dtype=np.int64)
+            seconds = _epochs(boundaries, len(boundaries))
             bucket = np.searchsorted(seconds, rows.start[index] + shift, side="right") - 1
             keys = bucket << GROUP_BITS
         if group is not None:
@@ -392,11 +406,11 @@ class RollupCopy:
             return rows.groups[name][index]
 
         if query.product_ids and source in (Source.PRODUCT_TOTALS, Source.PRODUCT_ROLLUPS):
-            keep &= np.isin(column("product_id"), query.product_ids)
+            keep &= _among(column("product_id"), query.product_ids)
         if source is Source.PRODUCT_TOTALS:
             return keep
         if query.channel_ids:
-            keep &= np.isin(column("channel_id"), query.channel_ids)
+            keep &= _among(column("channel_id"), query.channel_ids)
         if source is Source.SALES_ROLLUPS:
             if query.group_by is GroupBy.CHANNEL and not query.channel_ids:
                 keep &= column("channel_id") != ALL_CHANNELS
@@ -404,16 +418,16 @@ class RollupCopy:
                 keep &= column("channel_id") == ALL_CHANNELS
         elif source is Source.PRODUCT_ROLLUPS:
             if query.category_keys is not None:
-                keep &= np.isin(column("category_key"), query.category_keys)
+                keep &= _among(column("category_key"), query.category_keys)
         elif source is Source.CATEGORY_ROLLUPS:
             scope, category = column("scope"), column("category_key")
             if query.group_by is GroupBy.CATEGORY:
                 keep &= scope == SCOPE_SELF
                 if query.category_keys is not None:
-                    keep &= np.isin(category, query.category_keys)
+                    keep &= _among(category, query.category_keys)
             elif query.group_by is GroupBy.CATEGORY_TREE:
-                tree = (scope == SCOPE_TREE) & np.isin(category, query.tree_nodes)
-                own = (scope == SCOPE_SELF) & np.isin(category, query.self_nodes)
+                tree = (scope == SCOPE_TREE) & _among(category, query.tree_nodes)
+                own = (scope == SCOPE_SELF) & _among(category, query.self_nodes)
                 keep &= tree | own
             else:
                 keep &= (scope == SCOPE_TREE) & (category == query.subtree_node)

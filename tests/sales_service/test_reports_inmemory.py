@@ -548,3 +548,10 @@ def test_a_products_sums_from_the_copy_count_only_its_rows_inside_the_range(
         )
     assert from_copy == raw
     assert raw[-1]["kpis"]["units"]["current"] > 0
+
+
+def test_among_is_isin_for_few_and_many_values() -> None:
+    values = np.random.default_rng(7).integers(0, 40, 5_000)
+    for count in (0, 1, 2, 8, 9, 30):
+        wanted = list(range(0, 3 * count, 3))
+        assert np.array_equal(inmemory._among(values, wanted), np.isin(values, wanted)), count
