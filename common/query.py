@@ -95,11 +95,17 @@ def require_known_ids(db: Session | Connection, model: Any, ids: Iterable[int], 
     or a typo is told so, instead of getting an empty page that reads as "no sales" or "no
     stock". (An id in the path that names nothing is a 404: there, the thing is the resource.)
     """
-    wanted = set(ids)
+    wanted = {int(i) for i in ids}
     if not wanted:
         return
-    found = set(db.scalars(select(model.id).where(model.id.in_(wanted))))
-    if missing := wanted - found:
+    # the ids written in as numbers (``int`` only): SQLAlchemy's select with an expanding IN
+    # took longer than the database to answer it (a report filtered on a product: 1 ms)
+    listed = ",".join(map(str, sorted(wanted)))
+    connection = db.connection() if isinstance(db, Session) else db
+    found = connection.exec_driver_sql(
+        f"SELECT id FROM {model.__tablename__} WHERE id IN ({listed})"  # noqa: S608
+    )
+    if missing := wanted - {int(row[0]) for row in found}:
         raise unknown_ids(name, missing)
 
 
