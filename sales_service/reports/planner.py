@@ -68,6 +68,7 @@ class Context:
     session: Session
     sources: set[Source] = field(default_factory=set)
     use_rollups: bool = True
+    names_channels: bool = False  # the report names channels: read them with ``dirty``
     _mark: repository.WatermarkRow | None = field(default=None, init=False)
     _channels: dict[int, str] | None = field(default=None, init=False)  # read with ``dirty``
     # this process's copy of the rollups, when the sums are read from it (see ``dirty``)
@@ -104,7 +105,9 @@ class Context:
         engine = self.session.get_bind().engine
         copy = inmemory.current(engine) if self.use_rollups else None
         if copy is not None:  # the rollups as held in memory, and the events after them
-            found = repository.pending_since(self.session, ROLLUP_CONSUMER, copy.position)
+            found = repository.pending_since(
+                self.session, ROLLUP_CONSUMER, copy.position, channels=self.names_channels
+            )
             if found is not None:
                 state, self._mark, self._channels = found.state, found.mark, found.channels
                 if copy.matches(state.position, state.needs_rebuild, state.generation):

@@ -161,8 +161,9 @@ def _answer(model: type[Answer], fields: dict[str, Any]) -> Answer:
     return model.model_validate(fields, strict=True)
 
 
-def _context(session: Session, use_rollups: bool) -> Context:
-    return Context(session=session, use_rollups=use_rollups)
+def _context(session: Session, use_rollups: bool, grouping: "Grouping | None" = None) -> Context:
+    by_channel = grouping is not None and grouping.dimension is Dimension.CHANNEL
+    return Context(session=session, use_rollups=use_rollups, names_channels=by_channel)
 
 
 def _parameters(rng: DateRange, filters: Filters, **extra: Any) -> dict[str, Any]:
@@ -341,7 +342,7 @@ def breakdown(
     use_rollups: bool = True,
 ) -> Breakdown:
     """Figures per product, category or channel over the range; the top ``limit`` rows."""
-    ctx = _context(session, use_rollups)
+    ctx = _context(session, use_rollups, grouping)
     check_filters(ctx, filters)
     _check_grouping(ctx, grouping)
     query = _grouped_query(ctx, filters, grouping)
@@ -405,7 +406,7 @@ def compare(
 ) -> Comparison:
     """Two periods side by side, overall and (optionally) per product, category or channel."""
     base = base_range(rng, against, custom)
-    ctx = _context(session, use_rollups)
+    ctx = _context(session, use_rollups, grouping)
     check_filters(ctx, filters)
     _check_grouping(ctx, grouping)
     # Both periods' totals and groups: one round trip. Each sale is in one channel, so the

@@ -285,14 +285,26 @@ def test_reports_by_channel_name_each_channel_as_it_is_now(
         assert "report_sales_rollups" in by_channel.sources  # summed from the copy
         return {g.name for g in by_channel.groups}, {g.name for g in compared.groups}
 
+    looked_up: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        looked_up.append(statement)
+
     for name in ("Market one", "Market 'two' \"quoted\" ünï"):
         with Session(engine) as session:
             session.execute(
                 update(SalesChannel).where(SalesChannel.id == channel).values(name=name)
             )
             session.commit()
-        with snapshot_session(engine) as session:
-            assert names(session) == ({name}, {name})
+        looked_up.clear()
+        reader = snapshot_engine(engine)
+        event.listen(reader, "before_cursor_execute", seen)
+        try:
+            with snapshot_session(engine) as session:
+                assert names(session) == ({name}, {name})
+        finally:
+            event.remove(reader, "before_cursor_execute", seen)
+        assert not [s for s in looked_up if "sales_channels" in s]  # named by the first
 
     # more channels than the first statement lists: it lists none, and they are looked up
     with Session(engine) as session:
@@ -301,14 +313,17 @@ def test_reports_by_channel_name_each_channel_as_it_is_now(
             for n in range(report_repository.LISTED_CHANNELS)
         )
         session.flush()  # seen by this session's own reads, never committed
-        pending = report_repository.pending_since(session, CONSUMER, 0)
+        pending = report_repository.pending_since(session, CONSUMER, 0, channels=True)
         assert pending is not None and pending.channels is None
         assert names(session) == ({"Market 'two' \"quoted\" ünï"},) * 2
         session.rollback()
     with snapshot_session(engine) as session:
-        pending = report_repository.pending_since(session, CONSUMER, 0)
+        pending = report_repository.pending_since(session, CONSUMER, 0, channels=True)
         assert pending is not None and pending.channels is not None
         assert pending.channels[channel] == "Market 'two' \"quoted\" ünï"
+        # a report that names no channel reads none
+        plain = report_repository.pending_since(session, CONSUMER, 0)
+        assert plain is not None and plain.channels is None and plain.state == pending.state
 
 
 def test_raw_sums_read_as_one_string_or_row_by_row_agree(engine: Engine, catalog: Catalog) -> None:
