@@ -431,13 +431,12 @@ def compare(
     group_count = 0
     if grouping.dimension is not None:
         now, then = found
-        keys = sorted({k for k in (*now, *then) if k is not None})
-        ranked = sorted(keys, key=lambda k: (-figures(now.get(k)).revenue, k))
+        current = {k: figures(now.get(k)) for k in {*now, *then} if k is not None}
+        ranked = sorted(current, key=lambda k: (-current[k].revenue, k))
         group_count = len(ranked)
         refs = _group_refs(ctx, grouping.dimension, ranked[:limit])
         groups = [
-            {**refs[k], **compare_figures(figures(now.get(k)), figures(then.get(k)))}
-            for k in ranked[:limit]
+            {**refs[k], **compare_figures(current[k], figures(then.get(k)))} for k in ranked[:limit]
         ]
     return _answer(
         Comparison,
