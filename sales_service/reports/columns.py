@@ -50,7 +50,7 @@ class ColumnSums:
             place = (buckets - first_bucket) * width + groups
             found = np.flatnonzero(np.bincount(place, minlength=span))
             summed = np.zeros((4, span), dtype=np.int64)
-            for row in range(4):
+            for row in np.flatnonzero(totals.any(axis=1)).tolist():  # units only: one row
                 np.add.at(summed[row], place, totals[row])
             found_keys = ((found // width + first_bucket) << GROUP_BITS) | (found % width)
             return cls(found_keys, summed[:, found], bucketed, grouped)

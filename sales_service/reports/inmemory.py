@@ -379,9 +379,11 @@ class RollupCopy:
                 interval = np.repeat(np.arange(len(lo)), hi - lo)
             shift = shifts[interval[keep]]
         group = _group_column(source, query, rows)
-        measures = rows.measures[:, index]
-        if query.units_only:
-            measures = measures * np.array([[0], [1], [0], [0]], dtype=np.int64)
+        if query.units_only:  # the units alone gathered (stock cover: a 30-day ranking)
+            measures = np.zeros((4, len(index)), dtype=np.int64)
+            measures[1] = rows.measures[1, index]
+        else:
+            measures = rows.measures[:, index]
         if group is None and boundaries is None:  # one row, as SQL's SUM over no rows gives
             total = measures.sum(axis=1).reshape(4, 1)
             return ColumnSums(np.zeros(1, dtype=np.int64), total, False, False)

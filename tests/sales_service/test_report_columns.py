@@ -35,15 +35,20 @@ def test_a_bucket_outside_the_series_is_an_error(bucket: int) -> None:
 
 
 @pytest.mark.parametrize("spread", [10, 1 << 20, 1 << 31])
-def test_equal_keys_are_added_up_however_far_apart_the_keys_lie(spread: int) -> None:
+@pytest.mark.parametrize("zero_rows", [(), (0, 2, 3)])
+def test_equal_keys_are_added_up_however_far_apart_the_keys_lie(
+    spread: int, zero_rows: tuple[int, ...]
+) -> None:
     """Keys within a narrow span are added up in place, others by sorting: the same sums,
-    every key given listed once (those that add up to zero too), ascending."""
+    every key given listed once (those that add up to zero too), ascending; with some
+    figures all zero (units alone, as a stock cover ranking sums them) too."""
     rng = np.random.default_rng(spread)
     buckets = rng.integers(-1, 5, 300)
     groups = rng.integers(0, spread, 300) // 7 * 7  # some keys repeat
     keys = (buckets << GROUP_BITS) | groups
     totals = rng.integers(-(10**9), 10**9, (4, 300))
     totals[:, :2] = [[5, -5]] * 4  # the same key twice, netting to zero
+    totals[list(zero_rows)] = 0
     keys[1] = keys[0]
     expected: dict[int, list[int]] = {}
     for key, column in zip(keys.tolist(), totals.T.tolist(), strict=True):
