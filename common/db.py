@@ -6,7 +6,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -130,6 +130,14 @@ def make_engine(
 
     _ping_when_idle(engine)
     return engine
+
+
+def number_list(values: Iterable[int]) -> str:
+    """Whole numbers as a statement's literal list (``1,5,9``: distinct, ascending), for an
+    ``IN (...)`` written into the statement where building and binding one parameter per
+    value took SQLAlchemy longer than the database took to answer. Each goes through
+    ``int()``: nothing but digits and a sign can get into the statement."""
+    return ",".join(map(str, sorted({int(value) for value in values})))
 
 
 def escape_string(value: str) -> str:

@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from sqlalchemy import Connection, Engine
 
-from common.db import snapshot_session
+from common.db import number_list, snapshot_session
 from common.models import OutboxPosition, Sale, SalesEvent
 from sales_service.reports.columns import GROUP_BITS, ColumnSums
 from sales_service.reports.consumer import CONSUMER
@@ -516,8 +516,7 @@ def _read_lines(
     """The lines sold in the stretches of time given, or else in the held hours of every
     day."""
     if stretches is None and hours:
-        held = ", ".join(str(int(hour)) for hour in sorted(hours))
-        found = connection.exec_driver_sql(_ALL_LINES.format(hours=held))
+        found = connection.exec_driver_sql(_ALL_LINES.format(hours=number_list(hours)))
     elif stretches:
         where = " OR ".join(
             f"(s.sold_at >= {moment_sql(a)} AND s.sold_at < {moment_sql(b)})" for a, b in stretches

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
+from common.db import number_list
 from common.models import (
     Category,
     OutboxPosition,
@@ -539,7 +540,7 @@ def _ids_in(column: Any, ids: Iterable[int]) -> Any:
     if not listed:
         return false()
     name = f"{column.table.name}.{column.name}"
-    return literal_column(f"{name} IN ({','.join(map(str, listed))})")
+    return literal_column(f"{name} IN ({number_list(listed)})")
 
 
 def _category_in(column: Any, keys: Iterable[int]) -> Any:
@@ -641,13 +642,10 @@ def categories(session: Session) -> dict[int, tuple[str, str]]:
 
 
 def product_refs(session: Session, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
-    """(sku, name) per product id: the ids written in as numbers (``int`` only), where
-    building and binding a statement of 50 ids took SQLAlchemy longer than the database
-    took to answer it."""
-    wanted = sorted({int(i) for i in ids})
-    if not wanted:
+    """(sku, name) per product id: the ids written in (``number_list``)."""
+    listed = number_list(ids)
+    if not listed:
         return {}
-    listed = ",".join(map(str, wanted))
     found = session.connection().exec_driver_sql(
         f"SELECT id, sku, name FROM {_PRODUCTS.name} WHERE id IN ({listed})"  # noqa: S608
     )

@@ -60,3 +60,13 @@ def test_strings_round_trip_through_the_server_unchanged(engine: Engine, sql_mod
             assert same.scalar_one() == NASTY.index(value)
         connection.execute(text("DROP TEMPORARY TABLE strings"))
         connection.execute(text("SET SESSION sql_mode = DEFAULT"))
+
+
+def test_a_number_list_holds_whole_numbers_only() -> None:
+    """Ids written into a statement (``number_list``): distinct, ascending, and anything
+    that is not a whole number refused before it could reach the statement."""
+    assert db.number_list([9, 1, 5, 1]) == "1,5,9"
+    assert db.number_list([]) == ""
+    assert db.number_list([True, -3]) == "-3,1"
+    with pytest.raises(ValueError, match="invalid literal"):
+        db.number_list(["1) OR (1=1"])  # type: ignore[list-item]
