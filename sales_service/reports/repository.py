@@ -523,12 +523,9 @@ def rollup_part(
     return Part(_grouped(columns, where, bucket, group, table=table), shift=shift)
 
 
-def _slot(session: Session, table: str) -> Any:
-    if session.get_bind().dialect.name == "sqlite":
-        return literal_column(f"CAST(strftime('%s', {table}.sold_at) AS INTEGER) / {SLOT_SECONDS}")
-    return literal_column(
-        f"TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {table}.sold_at) DIV {SLOT_SECONDS}"
-    )
+def _sqlite_slot(table: str) -> Any:
+    """The quarter-hour slot of each row (SQLite, which cannot search a list of buckets)."""
+    return literal_column(f"CAST(strftime('%s', {table}.sold_at) AS INTEGER) / {SLOT_SECONDS}")
 
 
 def _ids_in(column: Any, ids: Iterable[int]) -> Any:
@@ -619,7 +616,7 @@ def raw_part(
     elif boundaries is not None:
         # per quarter-hour slot on SQLite: each sale is in one slot, so distinct counts add up
         sqlite = dialect == "sqlite"
-        bucket = _slot(session, table) if sqlite else _bucket_of(session, moment, boundaries)
+        bucket = _sqlite_slot(table) if sqlite else _bucket_of(session, moment, boundaries)
     stmt = _grouped(columns, where, bucket, group, table=None if needs_sales else _LINES)
     many = query.group_by is GroupBy.PRODUCT
     if less is not None:
