@@ -46,20 +46,19 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import migrate
-from common.db import make_engine, snapshot_session
+from common.db import make_engine, snapshot_connection
 from sales_service.reports import inmemory, service
 from sales_service.reports.calendar import DateRange, Period, Weekday, base_range
 from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
@@ -596,15 +595,15 @@ def jsonable(model: Any) -> str:
 @dataclass
 class Case:
     name: str
-    ours: Callable[[Session], str]  # the answer's JSON body
+    ours: Callable[[Connection], str]  # the answer's JSON body
     theirs: Callable[[], Any]
     ours_shape: Callable[[dict[str, Any]], Any]
 
 
-def our_series(session: Session, *, rng: DateRange, period: Period, filters: Filters) -> str:
+def our_series(connection: Connection, *, rng: DateRange, period: Period, filters: Filters) -> str:
     return jsonable(
         service.revenue_series(
-            session=session,
+            connection=connection,
             rng=rng,
             period=period,
             week_start=Weekday.MONDAY,
@@ -613,10 +612,10 @@ def our_series(session: Session, *, rng: DateRange, period: Period, filters: Fil
     )
 
 
-def our_compare(session: Session, *, rng: DateRange) -> str:
+def our_compare(connection: Connection, *, rng: DateRange) -> str:
     return jsonable(
         service.compare(
-            session=session,
+            connection=connection,
             rng=rng,
             against=Against.PREVIOUS_YEAR,
             custom=None,
@@ -627,10 +626,10 @@ def our_compare(session: Session, *, rng: DateRange) -> str:
     )
 
 
-def our_breakdown(session: Session, *, rng: DateRange, grouping: Grouping) -> str:
+def our_breakdown(connection: Connection, *, rng: DateRange, grouping: Grouping) -> str:
     return jsonable(
         service.breakdown(
-            session=session,
+            connection=connection,
             rng=rng,
             grouping=grouping,
             filters=Filters(),
@@ -640,14 +639,14 @@ def our_breakdown(session: Session, *, rng: DateRange, grouping: Grouping) -> st
     )
 
 
-def our_summary(session: Session, *, rng: DateRange) -> str:
-    return jsonable(service.summary(session=session, rng=rng, filters=Filters()))
+def our_summary(connection: Connection, *, rng: DateRange) -> str:
+    return jsonable(service.summary(connection=connection, rng=rng, filters=Filters()))
 
 
-def our_insight(session: Session, *, rng: DateRange) -> str:
+def our_insight(connection: Connection, *, rng: DateRange) -> str:
     return jsonable(
         service.inventory_insight(
-            session=session,
+            connection=connection,
             as_of=rng.last,
             zone=ZONE,
             window_days=rng.days,
@@ -770,7 +769,7 @@ def variants_of(db: Any, count: int, *, same_range: bool) -> list[list[Case]]:
     return found
 
 
-def duck_process(pipe: Connection, workdir: Path, duck_repeat: int, same_range: bool) -> None:
+def duck_process(pipe: Pipe, workdir: Path, duck_repeat: int, same_range: bool) -> None:
     """DuckDB in a process of its own: it loads the files, then times each case asked for
     (by index) and sends back the median and the answer. In the process that times our
     reports, DuckDB's memory and threads slowed them (a 30-day summary 1.17 ms alone, 1.6-1.85
@@ -783,7 +782,7 @@ def duck_process(pipe: Connection, workdir: Path, duck_repeat: int, same_range: 
         pipe.send(median_time([variant[index].theirs for variant in variants]))
 
 
-def run(engine: Engine, duckdb_side: Connection, repeat: int, *, same_range: bool) -> bool:
+def run(engine: Engine, duckdb_side: Pipe, repeat: int, *, same_range: bool) -> bool:
     """Time every case, ours here and DuckDB's in its process, one after the other."""
     variants = variants_of(None, repeat + WARMUP, same_range=same_range)
     print(f"\n{'report':<52} {'ours ms':>10} {'duckdb ms':>10} {'ratio':>7}  equal")
@@ -791,8 +790,8 @@ def run(engine: Engine, duckdb_side: Connection, repeat: int, *, same_range: boo
     for index, case in enumerate(variants[0]):
 
         def ours(case: Case) -> Any:
-            with snapshot_session(engine) as session:  # as the report routes read
-                return case.ours(session)
+            with snapshot_connection(engine) as connection:  # as the report routes read
+                return case.ours(connection)
 
         our_time, our_body = median_time([partial(ours, variant[index]) for variant in variants])
         our_answer = json.loads(our_body)

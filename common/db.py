@@ -290,22 +290,32 @@ _READ_ONLY = "shop_read_only"
 
 
 @contextmanager
-def snapshot_session(engine: Engine) -> Iterator[Session]:
-    """A read-only session on a connection of its own, for reads that must add up (a report,
-    an export, the ledger check): its queries all see one consistent snapshot, and it holds
-    no lock a writer waits for, however long it reads. MySQL/MariaDB: REPEATABLE READ, whose
-    plain SELECTs take no locks (the app's own connections run READ COMMITTED, where each
+def snapshot_connection(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection of its own, for reads that must add up (a report, an export,
+    the ledger check): its queries all see one consistent snapshot, and it holds no lock a
+    writer waits for, however long it reads. MySQL/MariaDB: REPEATABLE READ, whose plain
+    SELECTs take no locks (the app's own connections run READ COMMITTED, where each
     statement sees the latest commits). SQLite: a deferred BEGIN (WAL readers never block
-    the writer). Only read through it; it is rolled back at the end."""
+    the writer). Only read through it; it is rolled back when it goes back to its pool.
+
+    A plain connection, not an ORM session on one: a report reads rows, never objects, and
+    a session's transaction bookkeeping took 0.16 ms of a 30-day summary's 1.2."""
     if engine.dialect.name == "sqlite":
         connection = engine.connect().execution_options(**{_READ_ONLY: True})
     else:
         connection = snapshot_engine(engine).connect()
-    with connection, Session(bind=connection) as session:
-        try:
-            yield session
-        finally:
-            session.rollback()
+    with connection:
+        # begun here, so closing rolls it back even where every read went to the driver's
+        # cursor (repository.pending_since), which SQLAlchemy would not know had begun one
+        connection.begin()
+        yield connection
+
+
+@contextmanager
+def snapshot_session(engine: Engine) -> Iterator[Session]:
+    """``snapshot_connection`` as an ORM session, for reads that load objects."""
+    with snapshot_connection(engine) as connection, Session(bind=connection) as session:
+        yield session
 
 
 _READERS: "weakref.WeakKeyDictionary[Engine, Engine]" = weakref.WeakKeyDictionary()

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import Row, Select, bindparam, outerjoin, select
+from sqlalchemy import Connection, Row, Select, bindparam, outerjoin, select
 from sqlalchemy.orm import Session
 
 from common.auth.security import TokenClaims, decode_access_token, decode_service_token
@@ -78,14 +78,11 @@ def caller_query(*more: Any) -> Select[Any]:
 _CALLER = caller_query()
 
 
-def authenticate(session: Session, claims: TokenClaims) -> AuthenticatedUser:
+def authenticate(db: Session | Connection, claims: TokenClaims) -> AuthenticatedUser:
     """The token's user, if it is active and the token was not revoked (by logout, or by a
     password change, deactivation or role change since it was signed); else 401."""
-    found = (
-        session.connection()
-        .execute(_CALLER, {"jti": claims.jti, "user_id": claims.user_id})
-        .first()
-    )
+    connection = db.connection() if isinstance(db, Session) else db
+    found = connection.execute(_CALLER, {"jti": claims.jti, "user_id": claims.user_id}).first()
     return check_caller(found, claims)
 
 

@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from sqlalchemy import Connection, Engine
 
-from common.db import number_list, snapshot_session
+from common.db import number_list, snapshot_connection
 from common.models import OutboxPosition, Sale, SalesEvent
 from sales_service.reports.columns import GROUP_BITS, ColumnSums
 from sales_service.reports.consumer import CONSUMER
@@ -551,8 +551,7 @@ def refresh(engine: Engine, copy: RollupCopy | None) -> RollupCopy | None:
     the consumer set back, or too many blocks touched). None while the consumer has not
     started or waits for a rebuild."""
     read_at = time.monotonic()
-    with snapshot_session(engine) as session:
-        connection = session.connection()
+    with snapshot_connection(engine) as connection:
         state = _position(connection)
         if state is None or state[1]:
             return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from sales_service.reports import inmemory, repository
 from sales_service.reports.columns import ColumnSums
@@ -65,7 +65,7 @@ class Context:
     """Per-request lookups shared by every sum a report makes, each read once, when first
     needed."""
 
-    session: Session
+    connection: Connection
     sources: set[Source] = field(default_factory=set)
     use_rollups: bool = True
     names_channels: bool = False  # the report names channels: read them with ``dirty``
@@ -77,7 +77,7 @@ class Context:
     @cached_property
     def categories(self) -> dict[int, tuple[str, str]]:
         """Every category's current path and name (one query for both)."""
-        return repository.categories(self.session)
+        return repository.categories(self.connection)
 
     @cached_property
     def paths(self) -> dict[int, str]:
@@ -95,18 +95,18 @@ class Context:
                 (found := now.get(cid)) is None or found[0] != path
                 for cid, path in self.copy.category_paths.items()
             )
-        return category_rollups_stale(self.session)
+        return category_rollups_stale(self.connection)
 
     @cached_property
     def dirty(self) -> list[datetime] | None:
         """When the sales sold that events the rollups have not applied yet changed, sorted:
         the rollup blocks holding these moments are stale and are read from raw rows. None
         while the rollups wait for a rebuild (after a migration changed them): all is raw."""
-        engine = self.session.get_bind().engine
+        engine = self.connection.engine
         copy = inmemory.current(engine) if self.use_rollups else None
         if copy is not None:  # the rollups as held in memory, and the events after them
             found = repository.pending_since(
-                self.session, ROLLUP_CONSUMER, copy.position, channels=self.names_channels
+                self.connection, ROLLUP_CONSUMER, copy.position, channels=self.names_channels
             )
             if found is not None:
                 state, self._mark, self._channels = found.state, found.mark, found.channels
@@ -116,13 +116,13 @@ class Context:
                         inmemory.behind(engine, copy)
                     return found.times
             inmemory.discard(engine, copy)
-        times, self._mark = repository.pending_sale_times(self.session, ROLLUP_CONSUMER)
+        times, self._mark = repository.pending_sale_times(self.connection, ROLLUP_CONSUMER)
         return times
 
     def channel_names(self, ids: Iterable[int]) -> dict[int, str]:
         """The channels' names: as read with ``dirty`` where it read them, else a query."""
         if self._channels is None:
-            return repository.channel_names(self.session, ids)
+            return repository.channel_names(self.connection, ids)
         return {cid: self._channels[cid] for cid in ids if cid in self._channels}
 
     @property
@@ -130,7 +130,7 @@ class Context:
         """The newest sale, refund and change the snapshot holds: read with ``dirty`` when
         that was read (one round trip for both), else on its own."""
         if self._mark is None:
-            self._mark = repository.watermark(self.session)
+            self._mark = repository.watermark(self.connection)
         return self._mark
 
 
@@ -386,7 +386,7 @@ def sum_series(
     each interval lies inside one bucket), as columns: a series over three years has a
     thousand buckets, each a few numbers, and a ``Measures`` apiece cost more than the sums."""
     parts = plan_parts(ctx, query, intervals, boundaries, has_category_filter)
-    columns, sums = repository.run_mixed(ctx.session, [parts], boundaries)[0]
+    columns, sums = repository.run_mixed(ctx.connection, [parts], boundaries)[0]
     return (columns or ColumnSums.empty(bucketed=True, grouped=False)).plus(sums)
 
 
@@ -496,13 +496,13 @@ def raw_parts(
             continue
         less = (grain, anchor_shift(grain, at_start))
         out = repository.raw_part(
-            ctx.session, query, merge(pieces), boundaries=boundaries, less=less
+            ctx.connection, query, merge(pieces), boundaries=boundaries, less=less
         )
         if out is not None:
             found.append(out)
     leftovers = merge(plan.raw)
     if leftovers and (
-        part := repository.raw_part(ctx.session, query, leftovers, boundaries=boundaries)
+        part := repository.raw_part(ctx.connection, query, leftovers, boundaries=boundaries)
     ):
         found.append(part)
     return found
@@ -532,9 +532,9 @@ def raw_pieces(
         for segment in range(bisect_left(cuts, a), bisect_left(cuts, b)):
             takers.setdefault(segment, []).append((bucket, sign))
     part = repository.raw_part(
-        ctx.session, query, merge(piece for piece, _, _ in uses), boundaries=cuts
+        ctx.connection, query, merge(piece for piece, _, _ in uses), boundaries=cuts
     )
-    per_segment = repository.run_sums_many(ctx.session, [[part]], cuts)[0] if part else {}
+    per_segment = repository.run_sums_many(ctx.connection, [[part]], cuts)[0] if part else {}
     sums: Sums = {}
     for (at, group), measures in per_segment.items():
         assert at is not None
@@ -562,7 +562,13 @@ def _rollup_parts(
         return [repository.Part(None, sums=found)]
     return [
         repository.rollup_part(
-            ctx.session, source, query, b.grain, b.intervals, boundaries=boundaries, shift=b.shift
+            ctx.connection,
+            source,
+            query,
+            b.grain,
+            b.intervals,
+            boundaries=boundaries,
+            shift=b.shift,
         )
         for b in blocks
     ]
@@ -602,8 +608,8 @@ class Ask:
         if not zeros:
             return sums
         query = only_groups(with_subtree(self.query, self.filters), zeros)
-        part = repository.raw_part(ctx.session, query, [(self.start, self.end)], boundaries=None)
-        again = repository.run_sums_many(ctx.session, [[part]], None)[0] if part else {}
+        part = repository.raw_part(ctx.connection, query, [(self.start, self.end)], boundaries=None)
+        again = repository.run_sums_many(ctx.connection, [[part]], None)[0] if part else {}
         return sums.without(zeros).plus(again)
 
 
@@ -623,9 +629,9 @@ def range_totals(
     ask = Ask(filters, rng_start, rng_end, query)
     parts = ask.parts(ctx)
     if not summed_here(parts):
-        found, groups = repository.run_sums(ctx.session, parts, None, top)
+        found, groups = repository.run_sums(ctx.connection, parts, None, top)
         return _by_group(found), groups
-    columns = ask.recheck_zeros(ctx, repository.run_columns(ctx.session, parts, None))
+    columns = ask.recheck_zeros(ctx, repository.run_columns(ctx.connection, parts, None))
     if top is None:
         return _by_group(columns.to_sums()), None
     ranked, groups = repository.ranked(columns, top)
@@ -634,7 +640,7 @@ def range_totals(
 
 def range_totals_many(ctx: Context, asks: Sequence[Ask]) -> list[dict[int | None, Measures]]:
     """``range_totals`` of each ask (without ranking), in one round trip."""
-    found = repository.run_mixed(ctx.session, [ask.parts(ctx) for ask in asks], None)
+    found = repository.run_mixed(ctx.connection, [ask.parts(ctx) for ask in asks], None)
     return [
         _by_group(sums if columns is None else ask.recheck_zeros(ctx, columns.plus(sums)).to_sums())
         for ask, (columns, sums) in zip(asks, found, strict=True)

@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Connection,
     Numeric,
     Table,
     and_,
@@ -29,7 +30,6 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
 from common.db import number_list
@@ -167,12 +167,12 @@ EPOCH_SQL: Any = literal_column("'1970-01-01 00:00:00'")
 
 
 def _bucket_of(
-    session: Session, column: Any, boundaries: Sequence[datetime], shift: int = 0
+    connection: Connection, column: Any, boundaries: Sequence[datetime], shift: int = 0
 ) -> Any:
     """SQL for the index of the bucket holding ``column`` + ``shift`` seconds (1 = the first),
     or the column itself where the database cannot search a list (SQLite: Python does it
     afterwards)."""
-    if session.get_bind().dialect.name == "sqlite":
+    if connection.dialect.name == "sqlite":
         return column
     # INTERVAL(n, b1, b2, ...) binary-searches the sorted list: one row per bucket comes back.
     # A long list (a daily series over three years has 1,095) is written in as numbers.
@@ -204,12 +204,12 @@ def _key(row: Any) -> tuple[int | None, int | None]:
 
 
 def _collect_sqlite(
-    session: Session, stmt: Any, boundaries: Boundaries, *, slots: bool, shift: int
+    connection: Connection, stmt: Any, boundaries: Boundaries, *, slots: bool, shift: int
 ) -> Sums:
     """SQLite rows of (bucket, grp, measures) into sums keyed by (bucket index | None,
     group), each row's bucket found here (SQLite has no INTERVAL)."""
     sums: Sums = {}
-    for row in session.execute(stmt):
+    for row in connection.execute(stmt):
         bucket: int | None = None
         if boundaries is not None:
             moment = (
@@ -283,7 +283,7 @@ class Top:
 
 
 def run_sums(
-    session: Session, parts: Sequence[Part], boundaries: Boundaries, top: Top | None = None
+    connection: Connection, parts: Sequence[Part], boundaries: Boundaries, top: Top | None = None
 ) -> tuple[Sums, int | None]:
     """Add the parts up per (bucket, group): in one statement on MySQL/MariaDB, where ``top``
     also ranks and cuts there and the number of groups comes back; else part by part.
@@ -296,17 +296,17 @@ def run_sums(
         return {}, 0
     sums: Sums = {}
     if top is not None and any(part.sums is not None for part in parts):
-        return ranked(run_columns(session, parts, boundaries), top)
-    if session.get_bind().dialect.name == "sqlite":
+        return ranked(run_columns(connection, parts, boundaries), top)
+    if connection.dialect.name == "sqlite":
         for part in parts:
             found = _collect_sqlite(
-                session, part.stmt, boundaries, slots=part.slots, shift=part.shift
+                connection, part.stmt, boundaries, slots=part.slots, shift=part.shift
             )
             for key, measures in found.items():
                 _add(sums, key, measures)
         return sums, None
     if top is None:
-        return run_sums_many(session, [parts], boundaries)[0], None
+        return run_sums_many(connection, [parts], boundaries)[0], None
     union = union_all(*[part.stmt for part in parts]).subquery()
     total = [
         func.sum(union.c.orders).label("orders"),
@@ -328,7 +328,7 @@ def run_sums(
         .order_by(order, func.coalesce(union.c.grp, 0))
         .limit(top.limit)
     )
-    rows = list(session.execute(stmt))
+    rows = list(connection.execute(stmt))
     for row in rows:
         sums[_key(row)] = _measures(row)
     return sums, int(rows[0].groups) if rows else 0
@@ -345,7 +345,7 @@ Mixed = tuple[ColumnSums | None, Sums]  # what a batch's parts summed in memory 
 
 
 def run_mixed(
-    session: Session, batches: Sequence[Sequence[Part]], boundaries: Boundaries
+    connection: Connection, batches: Sequence[Sequence[Part]], boundaries: Boundaries
 ) -> list[Mixed]:
     """Each batch's parts summed: those summed in memory already added up as columns, the
     others' rows read from the database, all batches in one round trip on MySQL/MariaDB
@@ -357,8 +357,8 @@ def run_mixed(
         columns = [part.sums for part in parts if part.sums is not None]
         made.append(ColumnSums.combine(columns) if columns else None)
         asked.append([part for part in parts if part.sums is None])
-    if session.get_bind().dialect.name == "sqlite":
-        found = [run_sums(session, parts, boundaries)[0] for parts in asked]
+    if connection.dialect.name == "sqlite":
+        found = [run_sums(connection, parts, boundaries)[0] for parts in asked]
         return list(zip(made, found, strict=True))
     tagged = [
         part.stmt.add_columns(literal_column(str(index)).label("batch"))
@@ -369,10 +369,10 @@ def run_mixed(
         return list(zip(made, found, strict=True))
     rows: Any = tagged[0] if len(tagged) == 1 else union_all(*tagged)
     if any(columns is not None for columns in made) and any(p.many for b in asked for p in b):
-        packed = _packed_rows(session, rows, boundaries is not None, made)
+        packed = _packed_rows(connection, rows, boundaries is not None, made)
         if packed is not None:
             return packed
-    for row in session.execute(rows):
+    for row in connection.execute(rows):
         _add(found[int(row.batch)], _key(row), _measures(row))
     return list(zip(made, found, strict=True))
 
@@ -391,7 +391,7 @@ NONE = -(1 << 62)  # NULL in ``_packed_rows``' string: far from any sum, bucket 
 
 
 def _packed_rows(
-    session: Session,
+    connection: Connection,
     rows: Any,
     bucketed: bool,
     made: Sequence[ColumnSums | None],
@@ -419,7 +419,7 @@ def _packed_rows(
         number(union.c.revenue, 100),
         number(union.c.cost, 100),
     )
-    count, listed = session.execute(select(func.count(), func.group_concat(fields))).one()
+    count, listed = connection.execute(select(func.count(), func.group_concat(fields))).one()
     rows = _number_rows(listed, int(count), 7)
     if rows is None:
         return None
@@ -441,25 +441,27 @@ def _packed_rows(
 
 
 def run_sums_many(
-    session: Session, batches: Sequence[Sequence[Part]], boundaries: Boundaries
+    connection: Connection, batches: Sequence[Sequence[Part]], boundaries: Boundaries
 ) -> list[Sums]:
     """``run_sums`` of each batch of parts (no ranking), all in one round trip."""
     return [
         sums if columns is None else columns.plus(sums).to_sums()
-        for columns, sums in run_mixed(session, batches, boundaries)
+        for columns, sums in run_mixed(connection, batches, boundaries)
     ]
 
 
-def run_columns(session: Session, parts: Sequence[Part], boundaries: Boundaries) -> ColumnSums:
+def run_columns(
+    connection: Connection, parts: Sequence[Part], boundaries: Boundaries
+) -> ColumnSums:
     """The sums of parts of which some are summed in memory, as columns."""
-    columns, sums = run_mixed(session, [parts], boundaries)[0]
+    columns, sums = run_mixed(connection, [parts], boundaries)[0]
     if columns is None:
         raise ValueError("no part is summed in memory")
     return columns.plus(sums)
 
 
 def rollup_part(
-    session: Session,
+    connection: Connection,
     source: Source,
     query: Query,
     grain: int,
@@ -482,7 +484,7 @@ def rollup_part(
         bucket = (
             None
             if boundaries is None
-            else _bucket_of(session, table.c.bucket_start, boundaries, shift)
+            else _bucket_of(connection, table.c.bucket_start, boundaries, shift)
         )
         return Part(_grouped(columns, where, bucket, group, table=table), shift=shift)
     if query.channel_ids:
@@ -518,7 +520,9 @@ def rollup_part(
         else:  # one category with its subtree: its scope-1 row is exactly that filter
             where += [table.c.scope == SCOPE_TREE, table.c.category_key == query.subtree_node]
     bucket = (
-        None if boundaries is None else _bucket_of(session, table.c.bucket_start, boundaries, shift)
+        None
+        if boundaries is None
+        else _bucket_of(connection, table.c.bucket_start, boundaries, shift)
     )
     return Part(_grouped(columns, where, bucket, group, table=table), shift=shift)
 
@@ -557,7 +561,7 @@ def _tree_group(groups: Sequence[tuple[int, int]]) -> Any:
 
 
 def raw_part(
-    session: Session,
+    connection: Connection,
     query: Query,
     intervals: Sequence[Interval],
     *,
@@ -608,15 +612,15 @@ def raw_part(
         where.append(_category_in(_LINES.c.category_id, [c for c, _ in query.tree_groups]))
     bucket = None
     table = "sale_lines" if by_lines else "sales"
-    dialect = session.get_bind().dialect.name
+    dialect = connection.dialect.name
     if boundaries is not None and less is not None:
         grain, shift = less
         block: Any = literal_column(floor_sql(dialect, grain, f"{table}.sold_at"))
-        bucket = _bucket_of(session, block, boundaries, shift)
+        bucket = _bucket_of(connection, block, boundaries, shift)
     elif boundaries is not None:
         # per quarter-hour slot on SQLite: each sale is in one slot, so distinct counts add up
         sqlite = dialect == "sqlite"
-        bucket = _sqlite_slot(table) if sqlite else _bucket_of(session, moment, boundaries)
+        bucket = _sqlite_slot(table) if sqlite else _bucket_of(connection, moment, boundaries)
     stmt = _grouped(columns, where, bucket, group, table=None if needs_sales else _LINES)
     many = query.group_by is GroupBy.PRODUCT
     if less is not None:
@@ -633,31 +637,31 @@ def raw_part(
 _CATEGORIES_NOW = select(_CATEGORIES.c.id, _CATEGORIES.c.path, _CATEGORIES.c.name)
 
 
-def categories(session: Session) -> dict[int, tuple[str, str]]:
+def categories(connection: Connection) -> dict[int, tuple[str, str]]:
     """(path, name) per category id."""
-    return {row.id: (row.path, row.name) for row in session.execute(_CATEGORIES_NOW)}
+    return {row.id: (row.path, row.name) for row in connection.execute(_CATEGORIES_NOW)}
 
 
-def product_refs(session: Session, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+def product_refs(connection: Connection, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
     """(sku, name) per product id: the ids written in (``number_list``)."""
     listed = number_list(ids)
     if not listed:
         return {}
-    found = session.connection().exec_driver_sql(
+    found = connection.exec_driver_sql(
         f"SELECT id, sku, name FROM {_PRODUCTS.name} WHERE id IN ({listed})"  # noqa: S608
     )
     return {int(row[0]): (str(row[1]), str(row[2])) for row in found}
 
 
-def channel_names(session: Session, ids: Iterable[int] | None = None) -> dict[int, str]:
+def channel_names(connection: Connection, ids: Iterable[int] | None = None) -> dict[int, str]:
     stmt = select(_CHANNELS.c.id, _CHANNELS.c.name)
     if ids is not None:
         stmt = stmt.where(_CHANNELS.c.id.in_(set(ids)))
-    return {row.id: row.name for row in session.execute(stmt)}
+    return {row.id: row.name for row in connection.execute(stmt)}
 
 
 def product_ids(
-    session: Session, product_ids: Sequence[int], category_keys: Sequence[int] | None
+    connection: Connection, product_ids: Sequence[int], category_keys: Sequence[int] | None
 ) -> list[int]:
     """The products named, or in the categories (by their current category)."""
     stmt = select(_PRODUCTS.c.id)
@@ -665,7 +669,7 @@ def product_ids(
         stmt = stmt.where(_PRODUCTS.c.id.in_(product_ids))
     if category_keys is not None:
         stmt = stmt.where(func.coalesce(_PRODUCTS.c.category_id, UNCATEGORIZED).in_(category_keys))
-    return sorted(session.scalars(stmt))
+    return sorted(connection.scalars(stmt))
 
 
 @dataclass(frozen=True)
@@ -678,7 +682,7 @@ class InsightRow:
 
 
 def insight_page(
-    session: Session,
+    connection: Connection,
     sold: Sequence[Part],
     product_ids: Sequence[int] | None,
     *,
@@ -724,7 +728,7 @@ def insight_page(
     stmt = stmt.add_columns(units.label("units")).where(or_(*present))
     if product_ids is not None:
         stmt = stmt.where(_PRODUCTS.c.id.in_(product_ids))
-    paged = session.get_bind().dialect.name != "sqlite"
+    paged = connection.dialect.name != "sqlite"
     if paged:
         exact = cast(available, Numeric(30, 10)) * window_days / units
         cover = case((available <= 0, 0), (units > 0, func.round(exact, 2)), else_=None)
@@ -734,7 +738,7 @@ def insight_page(
             .limit(limit)
             .offset(offset)
         )
-    rows = list(session.execute(stmt))
+    rows = list(connection.execute(stmt))
     found = [
         InsightRow(
             product_id=row.id,
@@ -752,7 +756,7 @@ def insight_page(
     counted = select(func.count()).select_from(
         stmt.order_by(None).limit(None).offset(None).subquery()
     )
-    return found, int(session.scalar(counted) or 0)
+    return found, int(connection.scalar(counted) or 0)
 
 
 _AVAILABLE = select(
@@ -770,14 +774,14 @@ _AVAILABLE_AT_ONCE = text(
 )
 
 
-def available_units(session: Session) -> tuple[dict[int, int], datetime | None]:
+def available_units(connection: Connection) -> tuple[dict[int, int], datetime | None]:
     """Available units (on hand less reserved, all warehouses) per product with stock rows,
     and when a stock level last changed (MySQL/MariaDB).
 
     As one string of numbers, parsed by numpy: a row per product took 6.5 ms for 1,000
     products, this 0.6. A string cut at ``group_concat_max_len`` (a connection not set as
     snapshot_session's are) holds fewer than the count: then read row by row."""
-    count, listed, last = session.execute(_AVAILABLE_AT_ONCE).one()
+    count, listed, last = connection.execute(_AVAILABLE_AT_ONCE).one()
     pairs = _number_rows(listed, int(count), 2)
     updated = None if last is None else _as_utc(last)
     if pairs is not None:
@@ -785,11 +789,11 @@ def available_units(session: Session) -> tuple[dict[int, int], datetime | None]:
         units = np.zeros(len(products), dtype=np.int64)
         np.add.at(units, level_of, pairs[:, 1])
         return dict(zip(products.tolist(), units.tolist(), strict=True)), updated
-    return {int(product): int(units) for product, units in session.execute(_AVAILABLE)}, updated
+    return {int(product): int(units) for product, units in connection.execute(_AVAILABLE)}, updated
 
 
 def insight_ranked(
-    session: Session,
+    connection: Connection,
     units: dict[int, int],
     available: dict[int, int],
     product_ids: Sequence[int] | None,
@@ -815,7 +819,7 @@ def insight_ranked(
     idle = (stock > 0) & (sold <= 0)
     ranked = products[np.lexsort((products, cover, idle))]
     page = ranked[offset : offset + limit].tolist()
-    refs = product_refs(session, page)
+    refs = product_refs(connection, page)
     rows = [
         InsightRow(
             product_id=product,
@@ -829,8 +833,8 @@ def insight_ranked(
     return rows, len(chosen)
 
 
-def stock_updated_at(session: Session) -> datetime | None:
-    value = session.scalar(select(func.max(_LEVELS.c.updated_at)))
+def stock_updated_at(connection: Connection) -> datetime | None:
+    value = connection.scalar(select(func.max(_LEVELS.c.updated_at)))
     return None if value is None else _as_utc(value)
 
 
@@ -944,7 +948,7 @@ def _pending_sql(dialect: Dialect, channels: bool) -> tuple[str, dict[str, Any]]
 
 
 def pending_since(
-    session: Session, consumer: str, since: int, *, channels: bool = False
+    connection: Connection, consumer: str, since: int, *, channels: bool = False
 ) -> Pending | None:
     """The consumer's state, when each sale sold that an event after ``since`` changed
     (sorted, distinct), the snapshot's watermark and, with ``channels``, the channels'
@@ -953,8 +957,8 @@ def pending_since(
     Every report summed from the copy sends this statement first, so it goes to the
     driver's cursor as compiled once (MySQL/MariaDB): SQLAlchemy's execution around it
     took a third of the time of a 30-day summary's whole statement."""
-    sql, fixed = _pending_sql(session.get_bind().dialect, channels)
-    cursor = session.connection().connection.cursor()
+    sql, fixed = _pending_sql(connection.dialect, channels)
+    cursor = connection.connection.cursor()
     try:
         cursor.execute(sql, {**fixed, "consumer": consumer, "since": since})
         rows = [_PendingRow(*row) for row in cursor.fetchall()]
@@ -979,7 +983,7 @@ def _channels(listed: str | None) -> dict[int, str] | None:
 
 
 def pending_sale_times(
-    session: Session, consumer: str
+    connection: Connection, consumer: str
 ) -> tuple[list[datetime] | None, WatermarkRow]:
     """When each sale sold that an event after the rollup consumer's position changed
     (sorted, distinct): the rollup blocks holding them do not include those events yet.
@@ -987,19 +991,19 @@ def pending_sale_times(
     And the snapshot's watermark, read with them.
 
     One round trip: the consumer's position row, joined to the events after it."""
-    rows = list(session.execute(_PENDING, {"consumer": consumer}))
+    rows = list(connection.execute(_PENDING, {"consumer": consumer}))
     if not rows:
-        rows = list(session.execute(_PENDING_BEFORE_START))
-    mark = _watermark(rows[0]) if rows else watermark(session)
+        rows = list(connection.execute(_PENDING_BEFORE_START))
+    mark = _watermark(rows[0]) if rows else watermark(connection)
     if rows and rows[0].needs_rebuild:
         return None, mark
     return [_as_utc(row.sold_at) for row in rows if row.sold_at is not None], mark
 
 
-def watermark(session: Session) -> WatermarkRow:
+def watermark(connection: Connection) -> WatermarkRow:
     """The newest sale, refund and change the report's snapshot holds (index lookups, one
     round trip)."""
-    return _watermark(session.execute(_WATERMARK).one())
+    return _watermark(connection.execute(_WATERMARK).one())
 
 
 def _watermark(row: Any) -> WatermarkRow:

@@ -530,7 +530,7 @@ def apply_events(db: Executor, payloads: Sequence[dict[str, Any]]) -> None:
     apply(db, batch.rows())
 
 
-def category_rollups_stale(session: Session) -> bool:
+def category_rollups_stale(db: Executor) -> bool:
     """True when a counted category has since moved or gone: its subtree sums are then old."""
     stmt = (
         select(PATHS_TABLE.c.category_id)
@@ -540,7 +540,7 @@ def category_rollups_stale(session: Session) -> bool:
         .where((Category.id.is_(None)) | (Category.path != PATHS_TABLE.c.path))
         .limit(1)
     )
-    return session.execute(stmt).first() is not None
+    return db.execute(stmt).first() is not None
 
 
 # --- rebuilding from the raw rows --------------------------------------------------------

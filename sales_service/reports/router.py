@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from common.auth.dependencies import BearerClaims, SettingsDep, authenticate
 from common.auth.security import TokenClaims
-from common.db import snapshot_session
+from common.db import snapshot_connection
 from common.errors import Unprocessable, error_responses
 from common.pagination import MAX_OFFSET
 from common.time_window import resolve_zone
@@ -63,10 +63,10 @@ router = APIRouter(prefix="/reports", tags=["reports"], responses=error_response
 
 
 async def read_report(
-    request: Request, claims: TokenClaims, report: Callable[[Session], BaseModel]
+    request: Request, claims: TokenClaims, report: Callable[[Connection], BaseModel]
 ) -> Response:
-    """Check the caller (401 for a revoked token) and run ``report`` on a read-only session on
-    one consistent snapshot, so the figures and the watermark agree: all of it on one
+    """Check the caller (401 for a revoked token) and run ``report`` on a read-only connection
+    on one consistent snapshot, so the figures and the watermark agree: all of it on one
     worker thread (a plain `def` route and its session would take four hops).
 
     The answer is written as JSON there too, by pydantic's own serializer: FastAPI's way
@@ -75,11 +75,11 @@ async def read_report(
 
     The request's own session runs at READ COMMITTED, where each statement may see newer
     commits; a report makes several reads that must add up. Nor does a long report hold up
-    the sales being recorded meanwhile (see snapshot_session).
+    the sales being recorded meanwhile (see snapshot_connection).
     """
 
     def run() -> str:
-        with snapshot_session(request.app.state.engine) as snapshot:
+        with snapshot_connection(request.app.state.engine) as snapshot:
             authenticate(snapshot, claims)
             answer = report(snapshot)
         return answer.model_dump_json(by_alias=True)  # the connection is back in its pool
@@ -221,8 +221,8 @@ async def get_revenue_report(
     return await read_report(
         request,
         claims,
-        lambda session: service.revenue_series(
-            session=session,
+        lambda snapshot: service.revenue_series(
+            connection=snapshot,
             rng=rng,
             period=period,
             week_start=week_start,
@@ -253,8 +253,8 @@ async def compare_periods(
     return await read_report(
         request,
         claims,
-        lambda session: service.compare(
-            session=session,
+        lambda snapshot: service.compare(
+            connection=snapshot,
             rng=rng,
             against=baseline.against,
             custom=baseline.custom,
@@ -292,8 +292,8 @@ async def get_breakdown_report(
     return await read_report(
         request,
         claims,
-        lambda session: service.breakdown(
-            session=session,
+        lambda snapshot: service.breakdown(
+            connection=snapshot,
             rng=rng,
             grouping=Grouping(by, category_rollup, parent_id),
             filters=_filters(product_ids, category_ids, channel_ids),
@@ -320,8 +320,8 @@ async def get_summary_report(
     return await read_report(
         request,
         claims,
-        lambda session: service.summary(
-            session=session,
+        lambda snapshot: service.summary(
+            connection=snapshot,
             rng=rng,
             filters=_filters(product_ids, category_ids, channel_ids),
             against=baseline.against,
@@ -360,8 +360,8 @@ async def get_inventory_insight(
     return await read_report(
         request,
         claims,
-        lambda session: service.inventory_insight(
-            session=session,
+        lambda snapshot: service.inventory_insight(
+            connection=snapshot,
             as_of=day,
             zone=zone,
             window_days=window_days,

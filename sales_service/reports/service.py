@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from common.cover import stock_cover
 from common.errors import Unprocessable
@@ -78,10 +78,10 @@ CENT = Decimal("0.01")
 def check_filters(ctx: Context, filters: Filters) -> None:
     """Unknown ids are a 422; categories are checked against the context's, which a report
     filtered on them reads anyway (one round trip fewer)."""
-    require_known_ids(ctx.session, Product, filters.product_ids, "product")
+    require_known_ids(ctx.connection, Product, filters.product_ids, "product")
     if filters.category_ids and (missing := set(filters.category_ids) - set(ctx.categories)):
         raise unknown_ids("category", missing)
-    require_known_ids(ctx.session, SalesChannel, filters.channel_ids, "channel")
+    require_known_ids(ctx.connection, SalesChannel, filters.channel_ids, "channel")
 
 
 # --- figures --------------------------------------------------------------------------------
@@ -161,9 +161,11 @@ def _answer(model: type[Answer], fields: dict[str, Any]) -> Answer:
     return model.model_validate(fields, strict=True)
 
 
-def _context(session: Session, use_rollups: bool, grouping: "Grouping | None" = None) -> Context:
+def _context(
+    connection: Connection, use_rollups: bool, grouping: "Grouping | None" = None
+) -> Context:
     by_channel = grouping is not None and grouping.dimension is Dimension.CHANNEL
-    return Context(session=session, use_rollups=use_rollups, names_channels=by_channel)
+    return Context(connection=connection, use_rollups=use_rollups, names_channels=by_channel)
 
 
 def _parameters(rng: DateRange, filters: Filters, **extra: Any) -> dict[str, Any]:
@@ -193,7 +195,7 @@ def watermark(ctx: Context) -> dict[str, Any]:
 
 def revenue_series(
     *,
-    session: Session,
+    connection: Connection,
     rng: DateRange,
     period: Period,
     week_start: Weekday,
@@ -202,7 +204,7 @@ def revenue_series(
 ) -> RevenueSeries:
     """Figures per calendar period of the zone, empty periods as zeros, and the totals."""
     buckets = make_buckets(rng, period, week_start)
-    ctx = _context(session, use_rollups)
+    ctx = _context(connection, use_rollups)
     check_filters(ctx, filters)
     query = with_subtree(base_query(ctx, filters), filters)
     starts = buckets.starts
@@ -306,10 +308,10 @@ def _check_grouping(ctx: Context, grouping: Grouping) -> None:
 def _group_refs(
     ctx: Context, dimension: Dimension | None, keys: Iterable[int | None]
 ) -> dict[int | None, dict[str, Any]]:
-    session = ctx.session
+    connection = ctx.connection
     ids = [k for k in keys if k is not None]
     if dimension is Dimension.PRODUCT:
-        refs = repository.product_refs(session, ids)
+        refs = repository.product_refs(connection, ids)
         return {
             k: {"id": k, "name": refs.get(k, ("", f"Product {k}"))[1], "sku": refs.get(k, ("",))[0]}
             for k in ids
@@ -333,7 +335,7 @@ SORT_FIELDS = {"revenue": "revenue", "units": "units", "margin": "margin"}
 
 def breakdown(
     *,
-    session: Session,
+    connection: Connection,
     rng: DateRange,
     grouping: Grouping,
     filters: Filters,
@@ -342,7 +344,7 @@ def breakdown(
     use_rollups: bool = True,
 ) -> Breakdown:
     """Figures per product, category or channel over the range; the top ``limit`` rows."""
-    ctx = _context(session, use_rollups, grouping)
+    ctx = _context(connection, use_rollups, grouping)
     check_filters(ctx, filters)
     _check_grouping(ctx, grouping)
     query = _grouped_query(ctx, filters, grouping)
@@ -395,7 +397,7 @@ def _period_dict(rng: DateRange) -> dict[str, Any]:
 
 def compare(
     *,
-    session: Session,
+    connection: Connection,
     rng: DateRange,
     against: Against,
     custom: DateRange | None,
@@ -406,7 +408,7 @@ def compare(
 ) -> Comparison:
     """Two periods side by side, overall and (optionally) per product, category or channel."""
     base = base_range(rng, against, custom)
-    ctx = _context(session, use_rollups, grouping)
+    ctx = _context(connection, use_rollups, grouping)
     check_filters(ctx, filters)
     _check_grouping(ctx, grouping)
     # Both periods' totals and groups: one round trip. Each sale is in one channel, so the
@@ -464,7 +466,7 @@ def compare(
 
 def summary(
     *,
-    session: Session,
+    connection: Connection,
     rng: DateRange,
     filters: Filters,
     against: Against = Against.PREVIOUS_PERIOD,
@@ -474,7 +476,7 @@ def summary(
     """Headline figures for the range against a base period (by default the same number of
     days just before it)."""
     base = base_range(rng, against, custom)
-    ctx = _context(session, use_rollups)
+    ctx = _context(connection, use_rollups)
     check_filters(ctx, filters)
     plain = base_query(ctx, filters)
     found = range_totals_many(
@@ -516,7 +518,7 @@ def _soonest_out(row: dict[str, Any]) -> tuple[bool, Decimal, int]:
 
 def inventory_insight(
     *,
-    session: Session,
+    connection: Connection,
     as_of: date,
     zone: ZoneInfo,
     window_days: int,
@@ -527,12 +529,12 @@ def inventory_insight(
 ) -> InventoryInsight:
     """Per product: net units sold per day over the window, days of cover, stock-out date."""
     rng = resolve_range(as_of - timedelta(days=window_days - 1), as_of, zone)
-    ctx = _context(session, use_rollups)
+    ctx = _context(connection, use_rollups)
     check_filters(ctx, filters)
     keys = base_query(ctx, filters).category_keys
     chosen: list[int] | None = None  # by their current category, all their sales count
     if filters.product_ids or keys is not None:
-        chosen = repository.product_ids(session, filters.product_ids, keys)
+        chosen = repository.product_ids(connection, filters.product_ids, keys)
     parts: list[repository.Part] = []
     ask: Ask | None = None
     if chosen is None or chosen:
@@ -548,15 +550,15 @@ def inventory_insight(
     page: dict[str, int] = {"window_days": window_days, "limit": limit, "offset": offset}
     total: int | None  # None: every row came back (SQLite), ranked and paged below
     if ask is not None and summed_here(parts):  # from the rollups' copy: ranked here
-        stock, stock_mark = repository.available_units(session)
-        columns = repository.run_columns(session, parts, None)
+        stock, stock_mark = repository.available_units(connection)
+        columns = repository.run_columns(connection, parts, None)
         # a product with stock is listed whether it has lines in the window or not
         columns = ask.recheck_zeros(ctx, columns, listed=set(stock))
         sold = dict(zip(columns.groups().tolist(), columns.totals[1].tolist(), strict=True))
-        found, total = repository.insight_ranked(session, sold, stock, chosen, **page)
+        found, total = repository.insight_ranked(connection, sold, stock, chosen, **page)
     else:
-        found, total = repository.insight_page(session, parts, chosen, **page)
-        stock_mark = repository.stock_updated_at(session)
+        found, total = repository.insight_page(connection, parts, chosen, **page)
+        stock_mark = repository.stock_updated_at(connection)
     rows = []
     for item in found:
         units, available = item.units, item.available

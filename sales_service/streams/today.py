@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from common.db import snapshot_session
+from common.db import snapshot_connection
 from common.streams.events import EventFilter, StreamEvent, encode
 from common.streams.feed import Derived
 from common.time_window import local_midnight
@@ -49,9 +49,9 @@ class TodayFigures:
     def compute(self, key: TodayKey) -> Derived:
         zone = ZoneInfo(key.zone)
         today = datetime.now(zone).date()
-        with snapshot_session(self.engine) as session:
+        with snapshot_connection(self.engine) as connection:
             series = revenue_series(
-                session=session,
+                connection=connection,
                 rng=resolve_range(today, today, zone),
                 period=Period.DAY,
                 week_start=Weekday.MONDAY,

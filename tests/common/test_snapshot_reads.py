@@ -3,16 +3,29 @@ on the embedded SQLite file alike."""
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from common import migrate
-from common.db import make_engine, make_sessionmaker, snapshot_engine, snapshot_session
+from common.db import (
+    make_engine,
+    make_sessionmaker,
+    snapshot_connection,
+    snapshot_engine,
+    snapshot_session,
+)
 from common.models import Category
+
+Snapshot = Callable[[Engine], AbstractContextManager[Any]]
+# the plain connection reports read through, and the ORM session on one (exports, the
+# ledger check)
+SNAPSHOTS = pytest.mark.parametrize("snapshot", [snapshot_connection, snapshot_session])
 
 
 @pytest.fixture(params=["mariadb", "sqlite"])
@@ -33,16 +46,19 @@ def add_category(engine: Engine, slug: str) -> None:
         session.commit()
 
 
-def slugs(reader: Session, run: str) -> list[str]:
+def slugs(reader: Session | Connection, run: str) -> list[str]:
     """This test's categories (the worker's database holds other tests' rows too)."""
     found = reader.scalars(select(Category.slug).where(Category.slug.startswith(run)))
     return sorted(slug.removeprefix(run) for slug in found)
 
 
-def test_a_long_read_sees_one_snapshot_and_holds_up_no_writer(any_engine: Engine) -> None:
+@SNAPSHOTS
+def test_a_long_read_sees_one_snapshot_and_holds_up_no_writer(
+    any_engine: Engine, snapshot: Snapshot
+) -> None:
     run = f"snap-{uuid.uuid4().hex[:8]}-"
     add_category(any_engine, f"{run}before")
-    with snapshot_session(any_engine) as reader:
+    with snapshot(any_engine) as reader:
         assert slugs(reader, run) == ["before"]
         # While the read is still open, another connection writes and commits at once
         # (on SQLite a write lock held by the reader would make it wait 30 s, then fail).
@@ -50,11 +66,14 @@ def test_a_long_read_sees_one_snapshot_and_holds_up_no_writer(any_engine: Engine
         add_category(any_engine, f"{run}during")
         assert time.monotonic() - started < 5
         assert slugs(reader, run) == ["before"]  # still the snapshot it started with
-    with snapshot_session(any_engine) as reader:
+    with snapshot(any_engine) as reader:
         assert slugs(reader, run) == ["before", "during"]
 
 
-def test_the_next_snapshot_on_a_connection_reads_newer_commits(engine: Engine) -> None:
+@SNAPSHOTS
+def test_the_next_snapshot_on_a_connection_reads_newer_commits(
+    engine: Engine, snapshot: Snapshot
+) -> None:
     """A snapshot's ROLLBACK is sent without waiting for its answer (read before the
     connection's next command): the next snapshot on that very connection must still begin
     afresh and see what was committed in between, however many snapshots ended since."""
@@ -63,9 +82,24 @@ def test_the_next_snapshot_on_a_connection_reads_newer_commits(engine: Engine) -
     first = None
     for step in range(3):
         add_category(engine, f"{run}{step}")
-        with snapshot_session(engine) as reader:
-            connection = reader.connection().connection.dbapi_connection
+        with snapshot(engine) as reader:
+            plain = reader if isinstance(reader, Connection) else reader.connection()
+            connection = plain.connection.dbapi_connection
             assert first is None or connection is first
             first = connection
             assert slugs(reader, run) == [str(s) for s in range(step + 1)]
             assert slugs(reader, run) == [str(s) for s in range(step + 1)]
+
+
+def test_a_snapshot_read_only_through_the_drivers_cursor_ends_as_well(engine: Engine) -> None:
+    """A report's first statement goes to the driver's cursor, past SQLAlchemy: a snapshot
+    that read nothing else must still end, or the next one on the connection reads the old
+    data."""
+    run = f"snap-{uuid.uuid4().hex[:8]}-"
+    snapshot_engine(engine).dispose()  # from here on, the pool holds one connection
+    for step in range(3):
+        add_category(engine, f"{run}{step}")
+        with snapshot_connection(engine) as reader:
+            cursor = reader.connection.cursor()
+            cursor.execute("SELECT slug FROM categories WHERE slug LIKE %s", (f"{run}%",))
+            assert len(cursor.fetchall()) == step + 1

@@ -357,9 +357,9 @@ def test_revenue_series_equals_the_reference(
     assert body["totals"] == figures(chosen)
 
     # the raw-row path gives the same answer as whatever the route read
-    with Session(engine) as session:
+    with engine.connect() as connection:
         raw = service.revenue_series(
-            session=session,
+            connection=connection,
             rng=DateRange(first, last, zone),
             period=Period(period),
             week_start=list(Weekday)[week_start],

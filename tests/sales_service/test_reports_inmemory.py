@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, delete, event, text, update
+from sqlalchemy import Connection, Engine, delete, event, text, update
 from sqlalchemy.orm import Session
 
-from common.db import snapshot_engine, snapshot_session
+from common.db import snapshot_connection, snapshot_engine
 from common.models import OutboxPosition, SalesChannel, StockLevel, Warehouse
 from sales_service.reports import inmemory, service
 from sales_service.reports import repository as report_repository
@@ -137,9 +137,9 @@ def test_a_copy_brought_forward_equals_one_loaded_afresh(engine: Engine, catalog
     same(remade, inmemory.load(engine))
 
 
-def breakdown(session: Session, day: date, *, use_rollups: bool = True) -> dict[str, Any]:
+def breakdown(connection: Connection, day: date, *, use_rollups: bool = True) -> dict[str, Any]:
     answer = service.breakdown(
-        session=session,
+        connection=connection,
         rng=DateRange(day, day, BERLIN),
         grouping=Grouping(Dimension.PRODUCT),
         filters=Filters(),
@@ -168,9 +168,9 @@ def test_grouped_sums_from_the_copy_list_exactly_the_groups_with_lines_in_the_ra
         session.commit()
     catch_up(engine)
     assert inmemory.load_now(engine) is not None
-    with snapshot_session(engine) as session:
-        found = breakdown(session, day)
-        raw = breakdown(session, day, use_rollups=False)
+    with snapshot_connection(engine) as connection:
+        found = breakdown(connection, day)
+        raw = breakdown(connection, day, use_rollups=False)
     listed = {group["id"]: group for group in found["groups"]}
     assert set(listed) == {catalog.products[1], catalog.products[2]}
     assert (listed[catalog.products[1]]["revenue"], listed[catalog.products[1]]["units"]) == (
@@ -239,12 +239,12 @@ def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalo
             )
         )
         session.commit()
-    with snapshot_session(engine) as session:
-        at_once = report_repository.available_units(session)
+    with snapshot_connection(engine) as connection:
+        at_once = report_repository.available_units(connection)
     assert at_once[0][catalog.products[2]] == 20 - 2 + 7 - 3  # 20 on hand, 2 reserved in MAIN
     with Session(engine) as session:
         session.execute(text("SET SESSION group_concat_max_len = 4"))
-        cut = report_repository.available_units(session)
+        cut = report_repository.available_units(session.connection())
         session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
     assert len(at_once[0]) >= 2  # so the 4 characters cut the string short
     assert at_once == cut
@@ -263,10 +263,10 @@ def test_reports_by_channel_name_each_channel_as_it_is_now(
     assert inmemory.load_now(engine) is not None
     channel = catalog.channels[1]
 
-    def names(session: Session) -> tuple[set[str], set[str]]:
+    def names(connection: Connection) -> tuple[set[str], set[str]]:
         rng = DateRange(day, day, BERLIN)
         by_channel = service.breakdown(
-            session=session,
+            connection=connection,
             rng=rng,
             grouping=Grouping(Dimension.CHANNEL),
             filters=Filters(),
@@ -274,7 +274,7 @@ def test_reports_by_channel_name_each_channel_as_it_is_now(
             limit=10,
         )
         compared = service.compare(
-            session=session,
+            connection=connection,
             rng=rng,
             against=Against.PREVIOUS_PERIOD,
             custom=None,
@@ -300,8 +300,8 @@ def test_reports_by_channel_name_each_channel_as_it_is_now(
         reader = snapshot_engine(engine)
         event.listen(reader, "before_cursor_execute", seen)
         try:
-            with snapshot_session(engine) as session:
-                assert names(session) == ({name}, {name})
+            with snapshot_connection(engine) as connection:
+                assert names(connection) == ({name}, {name})
         finally:
             event.remove(reader, "before_cursor_execute", seen)
         assert not [s for s in looked_up if "sales_channels" in s]  # named by the first
@@ -313,16 +313,16 @@ def test_reports_by_channel_name_each_channel_as_it_is_now(
             for n in range(report_repository.LISTED_CHANNELS)
         )
         session.flush()  # seen by this session's own reads, never committed
-        pending = report_repository.pending_since(session, CONSUMER, 0, channels=True)
+        pending = report_repository.pending_since(session.connection(), CONSUMER, 0, channels=True)
         assert pending is not None and pending.channels is None
-        assert names(session) == ({"Market 'two' \"quoted\" ünï"},) * 2
+        assert names(session.connection()) == ({"Market 'two' \"quoted\" ünï"},) * 2
         session.rollback()
-    with snapshot_session(engine) as session:
-        pending = report_repository.pending_since(session, CONSUMER, 0, channels=True)
+    with snapshot_connection(engine) as connection:
+        pending = report_repository.pending_since(connection, CONSUMER, 0, channels=True)
         assert pending is not None and pending.channels is not None
         assert pending.channels[channel] == "Market 'two' \"quoted\" ünï"
         # a report that names no channel reads none
-        plain = report_repository.pending_since(session, CONSUMER, 0)
+        plain = report_repository.pending_since(connection, CONSUMER, 0)
         assert plain is not None and plain.channels is None and plain.state == pending.state
 
 
@@ -355,16 +355,16 @@ def test_raw_sums_read_as_one_string_or_row_by_row_agree(engine: Engine, catalog
     reader = snapshot_engine(engine)
     event.listen(reader, "before_cursor_execute", seen)
     try:
-        with snapshot_session(engine) as session:
-            packed = breakdown(session, day)
-            raw = breakdown(session, day, use_rollups=False)
+        with snapshot_connection(engine) as connection:
+            packed = breakdown(connection, day)
+            raw = breakdown(connection, day, use_rollups=False)
         assert any("group_concat(concat_ws" in s for s in statements)  # one string came back
-        with snapshot_session(engine) as session:
-            session.execute(text("SET SESSION group_concat_max_len = 8"))
+        with snapshot_connection(engine) as connection:
+            connection.execute(text("SET SESSION group_concat_max_len = 8"))
             try:
-                cut = breakdown(session, day)
+                cut = breakdown(connection, day)
             finally:
-                session.execute(text("SET SESSION group_concat_max_len = 1073741824"))
+                connection.execute(text("SET SESSION group_concat_max_len = 1073741824"))
     finally:
         event.remove(reader, "before_cursor_execute", seen)
     assert packed["groups"] and packed == cut
@@ -419,7 +419,7 @@ def test_the_edge_hours_held_give_what_the_raw_rows_give(engine: Engine, catalog
                 found.append(statement)
         return found
 
-    def reports(session: Session, use_rollups: bool) -> list[Any]:
+    def reports(connection: Connection, use_rollups: bool) -> list[Any]:
         found: list[Any] = []
         for day in (winter, summer):
             for weeks in (0, 7):
@@ -430,7 +430,7 @@ def test_the_edge_hours_held_give_what_the_raw_rows_give(engine: Engine, catalog
                     Grouping(Dimension.CATEGORY),
                 ):
                     answer = service.breakdown(
-                        session=session,
+                        connection=connection,
                         rng=rng,
                         grouping=grouping,
                         filters=Filters(),
@@ -444,7 +444,7 @@ def test_the_edge_hours_held_give_what_the_raw_rows_give(engine: Engine, catalog
                     Filters(category_ids=(catalog.categories["home"],)),
                 ):
                     series = service.revenue_series(
-                        session=session,
+                        connection=connection,
                         rng=rng,
                         period=Period.DAY,
                         week_start=Weekday.MONDAY,
@@ -453,7 +453,7 @@ def test_the_edge_hours_held_give_what_the_raw_rows_give(engine: Engine, catalog
                     )
                     found.append(series.model_dump(mode="json", include={"buckets", "totals"}))
                 insight = service.inventory_insight(
-                    session=session,
+                    connection=connection,
                     as_of=day,
                     zone=BERLIN,
                     window_days=weeks + 1,
@@ -468,13 +468,13 @@ def test_the_edge_hours_held_give_what_the_raw_rows_give(engine: Engine, catalog
     def compared() -> list[tuple[str, Any]]:
         """The reports from the copy against the raw rows'; the statements the copy's sent."""
         reader = snapshot_engine(engine)
-        with snapshot_session(engine) as session:
-            raw = reports(session, use_rollups=False)
+        with snapshot_connection(engine) as connection:
+            raw = reports(connection, use_rollups=False)
         statements.clear()
         event.listen(reader, "before_cursor_execute", seen)
         try:
-            with snapshot_session(engine) as session:
-                assert reports(session, use_rollups=True) == raw
+            with snapshot_connection(engine) as connection:
+                assert reports(connection, use_rollups=True) == raw
         finally:
             event.remove(reader, "before_cursor_execute", seen)
         return list(statements)
@@ -539,11 +539,11 @@ def test_a_products_sums_from_the_copy_count_only_its_rows_inside_the_range(
     rng = DateRange(date(2025, 1, 20), date(2025, 3, 10), BERLIN)
     filters = Filters(product_ids=(catalog.products[1],))
 
-    def answers(session: Session, use_rollups: bool) -> list[Any]:
+    def answers(connection: Connection, use_rollups: bool) -> list[Any]:
         found: list[Any] = []
         for period in (Period.DAY, Period.WEEK, Period.MONTH):
             series = service.revenue_series(
-                session=session,
+                connection=connection,
                 rng=rng,
                 period=period,
                 week_start=Weekday.MONDAY,
@@ -551,15 +551,17 @@ def test_a_products_sums_from_the_copy_count_only_its_rows_inside_the_range(
                 use_rollups=use_rollups,
             )
             found.append(series.model_dump(mode="json", include={"buckets", "totals"}))
-        total = service.summary(session=session, rng=rng, filters=filters, use_rollups=use_rollups)
+        total = service.summary(
+            connection=connection, rng=rng, filters=filters, use_rollups=use_rollups
+        )
         found.append(total.model_dump(mode="json", include={"kpis"}))
         return found
 
-    with snapshot_session(engine) as session:
-        from_copy, raw = answers(session, True), answers(session, False)
+    with snapshot_connection(engine) as connection:
+        from_copy, raw = answers(connection, True), answers(connection, False)
         assert (
             "report_product_totals"
-            in service.summary(session=session, rng=rng, filters=filters).sources
+            in service.summary(connection=connection, rng=rng, filters=filters).sources
         )
     assert from_copy == raw
     assert raw[-1]["kpis"]["units"]["current"] > 0

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from common import migrate, outbox
@@ -87,12 +87,12 @@ def record_mix(engine: Engine, catalog: Catalog, count: int = 60, *, consume: bo
 
 
 def series_both_ways(
-    session: Session, rng: DateRange, period: Period, filters: Filters
+    connection: Connection, rng: DateRange, period: Period, filters: Filters
 ) -> tuple[RevenueSeries, RevenueSeries]:
     """The revenue series read as the route reads it (rollups where exact) and from raw rows."""
     fast, raw = (
         service.revenue_series(
-            session=session,
+            connection=connection,
             rng=rng,
             period=period,
             week_start=Weekday.MONDAY,
@@ -105,11 +105,11 @@ def series_both_ways(
 
 
 def same_both_ways(
-    session: Session, rng: DateRange, period: Period, filters: Filters
+    connection: Connection, rng: DateRange, period: Period, filters: Filters
 ) -> RevenueSeries:
     """The series as the route reads it, checked to equal the raw rows' one, buckets and
     totals, and to hold some sales."""
-    fast, raw = series_both_ways(session, rng, period, filters)
+    fast, raw = series_both_ways(connection, rng, period, filters)
     assert fast.buckets == raw.buckets
     assert fast.totals == raw.totals and raw.totals.orders > 0
     return fast
@@ -172,16 +172,16 @@ def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
         Filters(channel_ids=(catalog.channels[1],)),
     ]
     used: set[str] = set()
-    with Session(engine) as session:
+    with engine.connect() as connection:
         for filters in filter_sets:
             for period in Period:
-                fast, raw = series_both_ways(session, rng, period, filters)
+                fast, raw = series_both_ways(connection, rng, period, filters)
                 used.update(fast.sources)
                 assert fast.buckets == raw.buckets
             for grouping in groupings:
                 answers = [
                     service.breakdown(
-                        session=session,
+                        connection=connection,
                         rng=rng,
                         grouping=grouping,
                         filters=filters,
@@ -196,7 +196,7 @@ def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
                 assert answers[0].totals == answers[1].totals
         insights = [
             service.inventory_insight(
-                session=session,
+                connection=connection,
                 as_of=date(2025, 5, 2),
                 zone=rng.zone,
                 window_days=28,
@@ -211,7 +211,7 @@ def test_every_report_reads_the_same_from_rollups_as_from_raw_rows(
         assert any(item.units_sold for item in insights[0])
         pages = [
             service.inventory_insight(
-                session=session,
+                connection=connection,
                 as_of=date(2025, 5, 2),
                 zone=rng.zone,
                 window_days=28,
@@ -241,28 +241,27 @@ def test_reports_are_exact_while_the_consumer_lags(
             assert consume_batch(held, batch=applied) == applied
         position, _ = outbox.lock_position(held, CONSUMER)
         assert outbox.read_after(held, outbox.SALES_OUTBOX, position), "events are pending"
-        with Session(bind=held) as session:
-            for filters in (Filters(), Filters(product_ids=(catalog.products[2],))):
-                for period in (Period.DAY, Period.MONTH):
-                    fast, raw = series_both_ways(session, rng, period, filters)
-                    assert fast.buckets == raw.buckets
-                    assert fast.totals == raw.totals
-                    # a product's rollups are per UTC day: New York's days are read raw
-                    if applied and (period is Period.MONTH or not filters.product_ids):
-                        assert any(name.startswith("report_") for name in fast.sources)
-            by_category = [
-                service.breakdown(
-                    session=session,
-                    rng=rng,
-                    grouping=Grouping(Dimension.CATEGORY, CategoryRollup.TOP_LEVEL),
-                    filters=Filters(channel_ids=(catalog.channels[0],)),
-                    sort=SortKey.REVENUE,
-                    limit=10,
-                    use_rollups=use,
-                )
-                for use in (True, False)
-            ]
-            assert by_category[0].groups == by_category[1].groups
+        for filters in (Filters(), Filters(product_ids=(catalog.products[2],))):
+            for period in (Period.DAY, Period.MONTH):
+                fast, raw = series_both_ways(held, rng, period, filters)
+                assert fast.buckets == raw.buckets
+                assert fast.totals == raw.totals
+                # a product's rollups are per UTC day: New York's days are read raw
+                if applied and (period is Period.MONTH or not filters.product_ids):
+                    assert any(name.startswith("report_") for name in fast.sources)
+        by_category = [
+            service.breakdown(
+                connection=held,
+                rng=rng,
+                grouping=Grouping(Dimension.CATEGORY, CategoryRollup.TOP_LEVEL),
+                filters=Filters(channel_ids=(catalog.channels[0],)),
+                sort=SortKey.REVENUE,
+                limit=10,
+                use_rollups=use,
+            )
+            for use in (True, False)
+        ]
+        assert by_category[0].groups == by_category[1].groups
         held.rollback()
 
 
@@ -331,9 +330,9 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
     kitchen, garden = catalog.categories["kitchen"], catalog.categories["garden"]
     knives = catalog.categories["knives"]
 
-    def garden_tree(session: Session) -> Breakdown:
+    def garden_tree(connection: Connection) -> Breakdown:
         return service.breakdown(
-            session=session,
+            connection=connection,
             rng=rng,
             grouping=Grouping(Dimension.CATEGORY, CategoryRollup.TOP_LEVEL),
             filters=Filters(),
@@ -341,25 +340,25 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
             limit=10,
         )
 
-    with Session(engine) as session:
-        before = garden_tree(session)
+    with engine.connect() as connection:
+        before = garden_tree(connection)
         assert "report_category_rollups" in before.sources
         # kitchen (with knives below it) moves under garden
-        session.execute(
+        connection.execute(
             update(Category)
             .where(Category.id == kitchen)
             .values(parent_id=garden, path=f"/{garden}/{kitchen}/")
         )
-        session.execute(
+        connection.execute(
             update(Category)
             .where(Category.id == knives)
             .values(path=f"/{garden}/{kitchen}/{knives}/")
         )
-        session.commit()
-        moved = garden_tree(session)
+        connection.commit()
+        moved = garden_tree(connection)
         assert "report_category_rollups" not in moved.sources
         raw = service.breakdown(
-            session=session,
+            connection=connection,
             rng=rng,
             grouping=Grouping(Dimension.CATEGORY, CategoryRollup.TOP_LEVEL),
             filters=Filters(),
@@ -382,8 +381,8 @@ def test_a_moved_category_makes_reports_read_raw_rows_until_rebuilt(
     )
     assert rebuilt_by_cli.returncode == 0, rebuilt_by_cli.stderr
     assert "report rollups rebuilt" in rebuilt_by_cli.stdout
-    with Session(engine) as session:
-        rebuilt = garden_tree(session)
+    with engine.connect() as connection:
+        rebuilt = garden_tree(connection)
         assert "report_category_rollups" in rebuilt.sources
         assert rebuilt.groups == raw.groups
 
@@ -412,11 +411,11 @@ def test_embedded_sqlite_keeps_the_same_rollups_and_answers(tmp_path: Path) -> N
         with engine.connect() as connection:
             assert rollup_rows(connection) == kept
         rng = DateRange(date(2025, 3, 20), date(2025, 4, 30), ZoneInfo("Asia/Kolkata"))
-        with Session(engine) as session:
+        with engine.connect() as connection:
             for period in (Period.DAY, Period.WEEK):
                 fast, raw = (
                     service.revenue_series(
-                        session=session,
+                        connection=connection,
                         rng=rng,
                         period=period,
                         week_start=Weekday.SUNDAY,
@@ -435,7 +434,7 @@ def test_embedded_sqlite_keeps_the_same_rollups_and_answers(tmp_path: Path) -> N
                 Filters(product_ids=(catalog.products[2],)),
                 Filters(category_ids=(catalog.categories["home"],)),
             ):
-                fast, raw = series_both_ways(session, berlin, Period.DAY, filters)
+                fast, raw = series_both_ways(connection, berlin, Period.DAY, filters)
                 assert fast.buckets == raw.buckets and fast.totals.orders > 0
                 assert len(fast.sources) == 2
         # and through HTTP, as `make run` serves it
@@ -483,9 +482,9 @@ def test_the_lean_rollups_migration_keeps_every_report_exact(tmp_path: Path) -> 
             assert not any(rollup_rows(connection).values())
         rng = DateRange(date(2025, 3, 1), date(2025, 5, 31), ZoneInfo("Europe/Berlin"))
         product = Filters(product_ids=(catalog.products[1],))
-        with Session(engine) as session:
+        with engine.connect() as connection:
             before = [
-                series_both_ways(session, rng, period, filters)
+                series_both_ways(connection, rng, period, filters)
                 for filters in (Filters(), product)
                 for period in (Period.DAY, Period.MONTH)
             ]
@@ -493,9 +492,9 @@ def test_the_lean_rollups_migration_keeps_every_report_exact(tmp_path: Path) -> 
             assert fast.sources == [Source.RAW.value]  # no rollup to go by yet
             assert fast.buckets == raw.buckets and raw.totals.orders > 0
         catch_up(engine)
-        with Session(engine) as session:
+        with engine.connect() as connection:
             after = [
-                series_both_ways(session, rng, period, filters)
+                series_both_ways(connection, rng, period, filters)
                 for filters in (Filters(), product)
                 for period in (Period.DAY, Period.MONTH)
             ]
@@ -528,13 +527,13 @@ def test_a_day_a_zone_cuts_is_read_as_the_rollup_block_less_the_rest(
     )
     assert raw_hours + out_hours <= timedelta(hours=12)  # not the 24 hours of raw rows
     record_mix(engine, catalog)
-    with Session(engine) as session:
+    with engine.connect() as connection:
         for filters in (
             Filters(product_ids=(catalog.products[2],)),
             Filters(category_ids=(catalog.categories["home"],)),
         ):
             for period in (Period.DAY, Period.WEEK):
-                fast = same_both_ways(session, rng, period, filters)
+                fast = same_both_ways(connection, rng, period, filters)
                 assert len(fast.sources) == 2 and fast.sources[-1] == Source.RAW.value
 
 
@@ -574,14 +573,14 @@ def test_months_a_zone_cuts_add_up_from_the_rollups_as_from_raw_rows(
     for lagging in (False, True):
         if lagging:  # the consumer has not applied these: their months are read otherwise
             record(months[1:2])
-        with Session(engine) as session:
+        with engine.connect() as connection:
             for filters in (
                 Filters(),
                 Filters(channel_ids=(catalog.channels[1],)),
                 Filters(category_ids=(catalog.categories["home"],)),
             ):
                 for period in (Period.MONTH, Period.QUARTER):
-                    fast = same_both_ways(session, rng, period, filters)
+                    fast = same_both_ways(connection, rng, period, filters)
                     assert fast.sources[0].startswith("report_")
 
 
@@ -599,10 +598,10 @@ def test_a_long_daily_series_buckets_each_day_as_two_shorter_series_do(
         DateRange(first, first + timedelta(days=99), berlin),
         DateRange(first + timedelta(days=100), first + timedelta(days=199), berlin),
     ]
-    with Session(engine) as session:
+    with engine.connect() as connection:
         for filters in (Filters(), Filters(product_ids=(catalog.products[1],))):
-            whole = series_both_ways(session, long, Period.DAY, filters)
-            parts = [series_both_ways(session, half, Period.DAY, filters) for half in halves]
+            whole = series_both_ways(connection, long, Period.DAY, filters)
+            parts = [series_both_ways(connection, half, Period.DAY, filters) for half in halves]
             for way in (0, 1):  # from the rollups, from raw rows
                 assert whole[way].buckets == parts[0][way].buckets + parts[1][way].buckets
                 assert whole[way].totals.orders > 0
@@ -627,10 +626,10 @@ def test_a_group_with_no_line_in_the_range_is_not_listed(
         session.commit()
     catch_up(engine)
     rng = DateRange(date(2025, 3, 30), date(2025, 3, 30), berlin)
-    with Session(engine) as session:
+    with engine.connect() as connection:
         fast, raw = (
             service.breakdown(
-                session=session,
+                connection=connection,
                 rng=rng,
                 grouping=Grouping(dimension),
                 filters=Filters(),
@@ -655,5 +654,5 @@ def test_reports_are_exact_before_the_consumer_has_a_position(
             text("DELETE FROM outbox_positions WHERE consumer = :c").bindparams(c=CONSUMER)
         )
     rng = DateRange(date(2025, 3, 1), date(2025, 5, 31), ZoneInfo("Europe/Berlin"))
-    with Session(engine) as session:
-        same_both_ways(session, rng, Period.MONTH, Filters())
+    with engine.connect() as connection:
+        same_both_ways(connection, rng, Period.MONTH, Filters())
