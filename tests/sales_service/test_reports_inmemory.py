@@ -228,26 +228,31 @@ def test_the_service_loads_its_copy_and_follows_the_consumer(
 def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalog: Catalog) -> None:
     """The stock per product, all warehouses together, comes as one string where the
     connection allows it, else (cut at group_concat_max_len) row by row: the same either
-    way."""
+    way, wherever the cut falls (inside the last number too: "...,14" cut to "...,1")."""
     with Session(engine) as session:
         second = Warehouse(code="SECOND", name="Second")
         session.add(second)
         session.flush()
         session.add(
             StockLevel(
-                product_id=catalog.products[2], warehouse_id=second.id, on_hand=7, reserved=3
+                product_id=catalog.products[2], warehouse_id=second.id, on_hand=17, reserved=3
             )
         )
         session.commit()
     with snapshot_connection(engine) as connection:
         at_once = report_repository.available_units(connection)
-    assert at_once[0][catalog.products[2]] == 20 - 2 + 7 - 3  # 20 on hand, 2 reserved in MAIN
-    with Session(engine) as session:
-        session.execute(text("SET SESSION group_concat_max_len = 4"))
-        cut = report_repository.available_units(session.connection())
-        session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
-    assert len(at_once[0]) >= 2  # so the 4 characters cut the string short
-    assert at_once == cut
+        whole = connection.execute(
+            text("SELECT GROUP_CONCAT(product_id, ',', on_hand - reserved) FROM stock_levels")
+        ).scalar_one()
+    assert at_once[0][catalog.products[2]] == 20 - 2 + 17 - 3  # 20 on hand, 2 reserved in MAIN
+    assert len(at_once[0]) >= 2
+    assert whole.endswith(f"{catalog.products[2]},14")  # the level added last: cut inside 14
+    for length in (4, len(whole) - 4, len(whole) - 1):
+        with Session(engine) as session:
+            session.execute(text(f"SET SESSION group_concat_max_len = {length}"))
+            cut = report_repository.available_units(session.connection())
+            session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
+        assert cut == at_once, length
 
 
 def test_reports_by_channel_name_each_channel_as_it_is_now(
