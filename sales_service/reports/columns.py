@@ -50,14 +50,15 @@ class ColumnSums:
             place = (buckets - first_bucket) * width + groups
             found = np.flatnonzero(np.bincount(place, minlength=span))
             summed = np.zeros((4, span), dtype=np.int64)
-            for row in np.flatnonzero(totals.any(axis=1)).tolist():  # units only: one row
-                np.add.at(summed[row], place, totals[row])
+            for row in range(len(totals)):
+                if totals[row].any():  # units only: one row (any along axis 1: 6x slower)
+                    np.add.at(summed[row], place, totals[row])
             found_keys = ((found // width + first_bucket) << GROUP_BITS) | (found % width)
-            return cls(found_keys, summed[:, found], bucketed, grouped)
+            return cls(found_keys, np.take(summed, found, axis=1), bucketed, grouped)
         order = np.argsort(keys, kind="stable")
         keys = keys[order]
         firsts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        summed = np.add.reduceat(totals[:, order], firsts, axis=1)
+        summed = np.add.reduceat(np.take(totals, order, axis=1), firsts, axis=1)
         return cls(keys[firsts], summed, bucketed, grouped)
 
     @classmethod
@@ -101,7 +102,8 @@ class ColumnSums:
 
     def without(self, groups: Iterable[int]) -> "ColumnSums":
         keep = ~np.isin(self.groups(), list(groups))
-        return ColumnSums(self.keys[keep], self.totals[:, keep], self.bucketed, self.grouped)
+        kept = np.compress(keep, self.totals, axis=1)
+        return ColumnSums(self.keys[keep], kept, self.bucketed, self.grouped)
 
     def top(self, figure: str, descending: bool, limit: int) -> "ColumnSums":
         """The first ``limit`` columns by the figure, ties by group id (as the database
@@ -109,7 +111,8 @@ class ColumnSums:
         _, units, revenue, cost = self.totals
         value = {"units": units, "margin": revenue - cost}.get(figure, revenue)
         order = np.lexsort((self.groups(), -value if descending else value))[:limit]
-        return ColumnSums(self.keys[order], self.totals[:, order], self.bucketed, self.grouped)
+        ranked = np.take(self.totals, order, axis=1)
+        return ColumnSums(self.keys[order], ranked, self.bucketed, self.grouped)
 
     def per_bucket(self, count: int) -> tuple[list[int], list[int], list[int], list[int]]:
         """Orders, units, revenue and cost (cents) of each of ``count`` buckets, all groups

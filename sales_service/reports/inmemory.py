@@ -283,7 +283,9 @@ class EdgeLines:
         if query.group_by is GroupBy.CATEGORY_TREE:
             keep = _among(self.columns[4, index], list(nodes))
             index, use = index[keep], use[keep]
-        _, sale, channel, product, category, units, revenue, cost = self.columns[:, index]
+        _, sale, channel, product, category, units, revenue, cost = np.take(
+            self.columns, index, axis=1
+        )
         group: np.ndarray | None = None
         if query.group_by is GroupBy.PRODUCT:
             group = product
@@ -383,7 +385,7 @@ class RollupCopy:
             measures = np.zeros((4, len(index)), dtype=np.int64)
             measures[1] = rows.measures[1, index]
         else:
-            measures = rows.measures[:, index]
+            measures = np.take(rows.measures, index, axis=1)  # [:, index]: twice as long
         if group is None and boundaries is None:  # one row, as SQL's SUM over no rows gives
             total = measures.sum(axis=1).reshape(4, 1)
             return ColumnSums(np.zeros(1, dtype=np.int64), total, False, False)

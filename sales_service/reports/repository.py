@@ -435,7 +435,7 @@ def _packed_rows(
     table = rows.T
     found: list[Mixed] = []
     for index, columns in enumerate(made):
-        mine = table[:, table[0] == index]
+        mine = np.compress(table[0] == index, table, axis=1)
         bucket, group = mine[1], mine[2]
         grouped = columns.grouped if columns is not None else bool((group != NONE).any())
         keys = (np.where(bucket == NONE, 1, bucket) - 1) << GROUP_BITS  # INTERVAL counts from 1
