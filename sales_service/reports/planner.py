@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 
+import numpy as np
 from sqlalchemy import Connection
 
 from sales_service.reports import inmemory, repository
@@ -595,7 +596,7 @@ class Ask:
         return plan_parts(ctx, query, [(self.start, self.end)], None, has_category_filter)
 
     def recheck_zeros(
-        self, ctx: Context, sums: ColumnSums, listed: set[int] | frozenset[int] = frozenset()
+        self, ctx: Context, sums: ColumnSums, listed: np.ndarray | None = None
     ) -> ColumnSums:
         """The sums with every all-zero group summed again from the raw rows of the range.
 
@@ -604,7 +605,9 @@ class Ask:
         net to zero (all refunded) is listed with zeros too, and must stay. The raw rows tell
         them apart: what they list for those groups replaces the zeros. Few groups net to
         zero, so this is rarely a query. Groups ``listed`` anyway are left as they are."""
-        zeros = [group for group in sums.zero_groups() if group not in listed]
+        zeros = sums.zero_groups()
+        if zeros and listed is not None:
+            zeros = np.asarray(zeros)[~np.isin(zeros, listed)].tolist()
         if not zeros:
             return sums
         query = only_groups(with_subtree(self.query, self.filters), zeros)

@@ -783,7 +783,22 @@ _AVAILABLE_AT_ONCE = text(
 )
 
 
-def available_units(connection: Connection) -> tuple[dict[int, int], datetime | None]:
+@dataclass(frozen=True)
+class PerProduct:
+    """A number per product: ``products`` ascending and distinct, ``values`` alongside."""
+
+    products: np.ndarray  # int64
+    values: np.ndarray  # int64
+
+    def at(self, products: np.ndarray) -> np.ndarray:
+        """The values of these products, 0 for those not listed."""
+        if not len(self.products):
+            return np.zeros(len(products), dtype=np.int64)
+        place = np.minimum(np.searchsorted(self.products, products), len(self.products) - 1)
+        return np.where(self.products[place] == products, self.values[place], 0)
+
+
+def available_units(connection: Connection) -> tuple[PerProduct, datetime | None]:
     """Available units (on hand less reserved, all warehouses) per product with stock rows,
     and when a stock level last changed (MySQL/MariaDB).
 
@@ -793,18 +808,19 @@ def available_units(connection: Connection) -> tuple[dict[int, int], datetime | 
     count, listed, limit, last = connection.execute(_AVAILABLE_AT_ONCE).one()
     pairs = _number_rows(listed, limit, int(count), 2)
     updated = None if last is None else _as_utc(last)
-    if pairs is not None:
-        products, level_of = np.unique(pairs[:, 0], return_inverse=True)
-        units = np.zeros(len(products), dtype=np.int64)
-        np.add.at(units, level_of, pairs[:, 1])
-        return dict(zip(products.tolist(), units.tolist(), strict=True)), updated
-    return {int(product): int(units) for product, units in connection.execute(_AVAILABLE)}, updated
+    if pairs is None:
+        rows = list(connection.execute(_AVAILABLE))  # one a product, ascending
+        pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    products, level_of = np.unique(pairs[:, 0], return_inverse=True)
+    units = np.zeros(len(products), dtype=np.int64)
+    np.add.at(units, level_of, pairs[:, 1])
+    return PerProduct(products, units), updated
 
 
 def insight_ranked(
     connection: Connection,
-    units: dict[int, int],
-    available: dict[int, int],
+    units: PerProduct,
+    available: PerProduct,
     product_ids: Sequence[int] | None,
     *,
     window_days: int,
@@ -813,33 +829,24 @@ def insight_ranked(
 ) -> tuple[list[InsightRow], int]:
     """``insight_page`` ranked here, from the units sold per product (those with lines in
     the window) and the available units: the same order, page and total as the database's."""
-    chosen = set(available) | set(units)
+    products = np.union1d(available.products, units.products)
     if product_ids is not None:
-        chosen &= set(product_ids)
+        products = products[np.isin(products, np.array(product_ids, dtype=np.int64))]
     # As the database ranks: days of cover rounded half up to the cent, none available
     # first (0), nothing sold last (null), then by id.
-    listed = sorted(chosen)
-    products = np.array(listed, dtype=np.int64)
-    stock = np.array([available.get(p, 0) for p in listed], dtype=np.int64)
-    sold = np.array([units.get(p, 0) for p in listed], dtype=np.int64)
+    stock, sold = available.at(products), units.at(products)
     selling = (stock > 0) & (sold > 0)
     safe = np.where(selling, sold, 1)
     cover = np.where(selling, (stock * window_days * 200 + safe) // (2 * safe), 0)
     idle = (stock > 0) & (sold <= 0)
-    ranked = products[np.lexsort((products, cover, idle))]
-    page = ranked[offset : offset + limit].tolist()
+    order = np.lexsort((products, cover, idle))[offset : offset + limit]
+    page = products[order].tolist()
     refs = product_refs(connection, page)
     rows = [
-        InsightRow(
-            product_id=product,
-            sku=refs[product][0],
-            name=refs[product][1],
-            available=available.get(product, 0),
-            units=units.get(product, 0),
-        )
-        for product in page
+        InsightRow(product_id=p, sku=refs[p][0], name=refs[p][1], available=a, units=u)
+        for p, a, u in zip(page, stock[order].tolist(), sold[order].tolist(), strict=True)
     ]
-    return rows, len(chosen)
+    return rows, len(products)
 
 
 def stock_updated_at(connection: Connection) -> datetime | None:

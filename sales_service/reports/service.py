@@ -553,8 +553,8 @@ def inventory_insight(
         stock, stock_mark = repository.available_units(connection)
         columns = repository.run_columns(connection, parts, None)
         # a product with stock is listed whether it has lines in the window or not
-        columns = ask.recheck_zeros(ctx, columns, listed=set(stock))
-        sold = dict(zip(columns.groups().tolist(), columns.totals[1].tolist(), strict=True))
+        columns = ask.recheck_zeros(ctx, columns, listed=stock.products)
+        sold = repository.PerProduct(columns.groups(), columns.totals[1])
         found, total = repository.insight_ranked(connection, sold, stock, chosen, **page)
     else:
         found, total = repository.insight_page(connection, parts, chosen, **page)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sales_service.reports.columns import GROUP_BITS, ColumnSums
+from sales_service.reports.repository import PerProduct
 from sales_service.reports.service import cents_figures
 
 
@@ -66,3 +67,15 @@ def test_figures_from_cents_round_the_average_order_half_away_from_zero() -> Non
             assert made["average_order_value"] == expected, (revenue, orders)
             assert made["margin"] == Decimal(revenue - 7) / 100
     assert cents_figures(0, 0, 150, 0)["average_order_value"] is None
+
+
+def test_a_number_per_product_looked_up_for_many_products_at_once() -> None:
+    """Products not listed read 0, whether before, between or after those listed, or where
+    none is (the insight's stock per product, and the units sold)."""
+    listed = PerProduct(
+        np.array([3, 7, 9], dtype=np.int64), np.array([30, -70, 90], dtype=np.int64)
+    )
+    asked = np.array([1, 3, 5, 7, 9, 12], dtype=np.int64)
+    assert listed.at(asked).tolist() == [0, 30, 0, -70, 90, 0]
+    nothing = PerProduct(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    assert nothing.at(asked).tolist() == [0] * 6

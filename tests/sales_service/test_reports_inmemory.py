@@ -239,8 +239,13 @@ def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalo
             )
         )
         session.commit()
+
+    def available(connection: Connection) -> tuple[dict[int, int], datetime | None]:
+        units, updated = report_repository.available_units(connection)
+        return dict(zip(units.products.tolist(), units.values.tolist(), strict=True)), updated
+
     with snapshot_connection(engine) as connection:
-        at_once = report_repository.available_units(connection)
+        at_once = available(connection)
         whole = connection.execute(
             text("SELECT GROUP_CONCAT(product_id, ',', on_hand - reserved) FROM stock_levels")
         ).scalar_one()
@@ -250,7 +255,7 @@ def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalo
     for length in (4, len(whole) - 4, len(whole) - 1):
         with Session(engine) as session:
             session.execute(text(f"SET SESSION group_concat_max_len = {length}"))
-            cut = report_repository.available_units(session.connection())
+            cut = available(session.connection())
             session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
         assert cut == at_once, length
 
