@@ -299,7 +299,8 @@ def snapshot_connection(engine: Engine) -> Iterator[Connection]:
     the writer). Only read through it; it is rolled back when it goes back to its pool.
 
     A plain connection, not an ORM session on one: a report reads rows, never objects, and
-    a session's transaction bookkeeping took 0.16 ms of a 30-day summary's 1.2."""
+    a session's transaction bookkeeping made a snapshot with one statement 0.27 ms where
+    this takes 0.21."""
     if engine.dialect.name == "sqlite":
         connection = engine.connect().execution_options(**{_READ_ONLY: True})
     else:
