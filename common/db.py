@@ -132,6 +132,12 @@ def make_engine(
     return engine
 
 
+def connection_of(db: Session | Connection) -> Connection:
+    """The connection a request's session runs on (beginning its transaction, as a first
+    statement would), or the connection itself."""
+    return db if isinstance(db, Connection) else db.connection()
+
+
 def number_list(values: Iterable[int]) -> str:
     """Whole numbers as a statement's literal list (``1,5,9``: distinct, ascending), for an
     ``IN (...)`` written into the statement where building and binding one parameter per
@@ -477,7 +483,7 @@ def execute_rows(
     by that next command (a commit at the latest)."""
     if not rows:
         return
-    connection = db if isinstance(db, Connection) else db.connection()
+    connection = connection_of(db)
     plan = _plan_for(connection, statement, rows)
     if plan is None:
         connection.execute(statement, list(rows))
@@ -504,7 +510,7 @@ def insert_ids(
     inserts them its own way (RETURNING, or reading them back by a key)."""
     if not rows:
         return []
-    connection = db if isinstance(db, Connection) else db.connection()
+    connection = connection_of(db)
     plan = _plan_for(connection, statement, rows)
     step = _consecutive_ids_step(connection) if plan is not None and plan[3] else None
     if plan is None or step is None:

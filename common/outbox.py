@@ -28,7 +28,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from common.db import execute_rows, utcnow
+from common.db import connection_of, execute_rows, utcnow
 from common.models import OutboxPosition, ProductsEvent, SalesEvent
 
 PRODUCTS_OUTBOX: Table = ProductsEvent.__table__  # type: ignore[assignment]
@@ -62,8 +62,7 @@ def append(
     """Append events in the caller's transaction (one multi-row INSERT); ``answer_later``:
     see ``common.db.execute_rows``."""
     if events:
-        connection = db if isinstance(db, Connection) else db.connection()
-        execute_rows(connection, _insert(table), events, answer_later=answer_later)
+        execute_rows(connection_of(db), _insert(table), events, answer_later=answer_later)
 
 
 @functools.cache

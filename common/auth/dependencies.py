@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Row, Select, bindparam, outerjoin, select
 from sqlalchemy.orm import Session
 
 from common.auth.security import TokenClaims, decode_access_token, decode_service_token
-from common.db import SessionDep
+from common.db import SessionDep, connection_of
 from common.errors import Forbidden, Unauthorized
 from common.models import RevokedToken, Role, User
 from common.settings import CommonSettings
@@ -81,8 +81,8 @@ _CALLER = caller_query()
 def authenticate(db: Session | Connection, claims: TokenClaims) -> AuthenticatedUser:
     """The token's user, if it is active and the token was not revoked (by logout, or by a
     password change, deactivation or role change since it was signed); else 401."""
-    connection = db.connection() if isinstance(db, Session) else db
-    found = connection.execute(_CALLER, {"jti": claims.jti, "user_id": claims.user_id}).first()
+    parameters = {"jti": claims.jti, "user_id": claims.user_id}
+    found = connection_of(db).execute(_CALLER, parameters).first()
     return check_caller(found, claims)
 
 

@@ -809,7 +809,7 @@ def available_units(connection: Connection) -> tuple[PerProduct, datetime | None
     pairs = _number_rows(listed, limit, int(count), 2)
     updated = None if last is None else _as_utc(last)
     if pairs is None:
-        rows = list(connection.execute(_AVAILABLE))  # one a product, ascending
+        rows = list(connection.execute(_AVAILABLE))  # one a product
         pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
     products, level_of = np.unique(pairs[:, 0], return_inverse=True)
     units = np.zeros(len(products), dtype=np.int64)

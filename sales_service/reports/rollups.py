@@ -64,7 +64,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import Session
 
-from common.db import UTCDateTime
+from common.db import UTCDateTime, connection_of
 from common.models import (
     Category,
     OutboxPosition,
@@ -386,7 +386,7 @@ def _upsert(db: Executor, table: Table, rows: list[tuple[Key, Sums]]) -> None:
     # MariaDB: the rows written out as literals. Every column is a number or a UTC block
     # start this module computed, never text from outside, so there is nothing to escape,
     # and the driver's escaping of each parameter was most of the consumer's CPU.
-    connection = db if isinstance(db, Connection) else db.connection()
+    connection = connection_of(db)
     head, tail = _literal_upsert(table)
     for start in range(0, len(rows), LITERAL_ROWS):
         values = ",".join(_row_literal(*row) for row in rows[start : start + LITERAL_ROWS])
