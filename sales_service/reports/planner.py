@@ -8,7 +8,7 @@ one snapshot is exact however far the consumer lags.
 """
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -74,6 +74,8 @@ class Context:
     _channels: dict[int, str] | None = field(default=None, init=False)  # read with ``dirty``
     # this process's copy of the rollups, when the sums are read from it (see ``dirty``)
     copy: inmemory.RollupCopy | None = field(default=None, init=False)
+    # ``dirty``'s statement, sent while the first sums are planned as if it found nothing
+    _asked: "Callable[[], repository.Pending | None] | None" = field(default=None, init=False)
 
     @cached_property
     def categories(self) -> dict[int, tuple[str, str]]:
@@ -103,12 +105,22 @@ class Context:
         """When the sales sold that events the rollups have not applied yet changed, sorted:
         the rollup blocks holding these moments are stale and are read from raw rows. None
         while the rollups wait for a rebuild (after a migration changed them): all is raw."""
+        copy = inmemory.current(self.connection.engine) if self.use_rollups else None
+        if copy is None:
+            return self._settle(None, None)
+        found = repository.pending_since(
+            self.connection, ROLLUP_CONSUMER, copy.position, channels=self.names_channels
+        )
+        return self._settle(copy, found)
+
+    def _settle(
+        self, copy: inmemory.RollupCopy | None, found: repository.Pending | None
+    ) -> list[datetime] | None:
+        """``dirty`` from what its statement found after the copy's position (``found``;
+        None before the consumer's first pass): the copy is used if the rollups are that
+        copy plus those events, else dropped and the rollups' own state read."""
         engine = self.connection.engine
-        copy = inmemory.current(engine) if self.use_rollups else None
         if copy is not None:  # the rollups as held in memory, and the events after them
-            found = repository.pending_since(
-                self.connection, ROLLUP_CONSUMER, copy.position, channels=self.names_channels
-            )
             if found is not None:
                 state, self._mark, self._channels = found.state, found.mark, found.channels
                 if copy.matches(state.position, state.needs_rebuild, state.generation):
@@ -119,6 +131,35 @@ class Context:
             inmemory.discard(engine, copy)
         times, self._mark = repository.pending_sale_times(self.connection, ROLLUP_CONSUMER)
         return times
+
+    def speculate(self) -> bool:
+        """Before the first sums: send ``dirty``'s statement without waiting for its answer
+        and plan as if it found what it mostly finds (the copy current, no event after it),
+        so that the database answers while this process plans; ``confirm`` then tells
+        whether that holds. False where the sums are planned the ordinary way."""
+        if "dirty" in self.__dict__ or not self.use_rollups:
+            return False
+        copy = inmemory.current(self.connection.engine)
+        if copy is None:
+            return False
+        self._asked = repository.send_pending_since(
+            self.connection, ROLLUP_CONSUMER, copy.position, channels=self.names_channels
+        )
+        if self._asked is None:
+            return False
+        self.copy, self.__dict__["dirty"] = copy, []
+        return True
+
+    def confirm(self) -> bool:
+        """Read what ``dirty``'s statement sent by ``speculate`` found and settle on it;
+        whether the plan made meanwhile holds (else it is made again)."""
+        assert self._asked is not None
+        found, self._asked = self._asked(), None
+        guess, self.copy = self.copy, None
+        for derived in ("dirty", "category_stale"):  # made with the guess
+            self.__dict__.pop(derived, None)
+        self.__dict__["dirty"] = dirty = self._settle(guess, found)
+        return self.copy is guess and dirty == []
 
     def channel_names(self, ids: Iterable[int]) -> dict[int, str]:
         """The channels' names: as read with ``dirty`` where it read them, else a query."""
@@ -398,7 +439,27 @@ def plan_parts(
     boundaries: Sequence[datetime] | None,
     has_category_filter: bool,
 ) -> list[repository.Part]:
-    """The SELECTs whose rows add up to the exact sums: rollup blocks, raw leftovers."""
+    """The SELECTs whose rows add up to the exact sums: rollup blocks, raw leftovers.
+
+    A report's first plan is made while its first statement is on its way (``Context.
+    speculate``), and made again where what that found changes it (an event after the
+    copy, a copy no longer current)."""
+    if ctx.speculate():
+        sources = set(ctx.sources)
+        parts = _plan_parts(ctx, query, intervals, boundaries, has_category_filter)
+        if ctx.confirm():
+            return parts
+        ctx.sources = sources
+    return _plan_parts(ctx, query, intervals, boundaries, has_category_filter)
+
+
+def _plan_parts(
+    ctx: Context,
+    query: Query,
+    intervals: Sequence[Interval],
+    boundaries: Sequence[datetime] | None,
+    has_category_filter: bool,
+) -> list[repository.Part]:
     source = choose_source(ctx, query, has_category_filter)
     grains = grains_of(source, query)
     if ctx.copy is not None and boundaries is not None:

@@ -3,7 +3,7 @@
 import bisect
 import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import TextClause
 
-from common.db import number_list
+from common.db import number_list, send_read
 from common.models import (
     Category,
     OutboxPosition,
@@ -977,9 +977,23 @@ def pending_since(
     cursor = connection.connection.cursor()
     try:
         cursor.execute(sql, {**fixed, "consumer": consumer, "since": since})
-        rows = [_PendingRow(*row) for row in cursor.fetchall()]
+        return _pending(cursor.fetchall())
     finally:
         cursor.close()
+
+
+def send_pending_since(
+    connection: Connection, consumer: str, since: int, *, channels: bool = False
+) -> Callable[[], Pending | None] | None:
+    """``pending_since``'s statement sent without waiting for its answer (``send_read``):
+    its answer, read when the function returned is called. None where the driver cannot."""
+    sql, fixed = _pending_sql(connection.dialect, channels)
+    rows = send_read(connection, sql, {**fixed, "consumer": consumer, "since": since})
+    return None if rows is None else lambda: _pending(rows())
+
+
+def _pending(found: Iterable[tuple[Any, ...]]) -> Pending | None:
+    rows = [_PendingRow(*row) for row in found]
     if not rows:
         return None
     first = rows[0]

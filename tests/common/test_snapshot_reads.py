@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from common import migrate
 from common.db import (
     make_engine,
     make_sessionmaker,
+    send_read,
     snapshot_connection,
     snapshot_engine,
     snapshot_session,
@@ -103,3 +105,52 @@ def test_a_snapshot_read_only_through_the_drivers_cursor_ends_as_well(engine: En
             cursor = reader.connection.cursor()
             cursor.execute("SELECT slug FROM categories WHERE slug LIKE %s", (f"{run}%",))
             assert len(cursor.fetchall()) == step + 1
+
+
+def test_a_read_sent_early_is_one_of_the_snapshots_reads(engine: Engine) -> None:
+    """A report's first statement is sent without waiting for its answer (``send_read``)
+    while the report plans: its rows are read when asked for, kept where another statement
+    went out first, and part of the one snapshot whatever commits meanwhile; a read that
+    fails raises when its rows are asked for; a snapshot ended before its rows were read
+    leaves the connection clean for the next."""
+    run = f"snap-{uuid.uuid4().hex[:8]}-"
+    snapshot_engine(engine).dispose()  # from here on, the pool holds one connection
+    add_category(engine, f"{run}a")
+    query = "SELECT slug FROM categories WHERE slug LIKE %(run)s ORDER BY slug"
+
+    def early(reader: Connection) -> Callable[[], Any]:
+        rows = send_read(reader, query, {"run": f"{run}%"})
+        assert rows is not None
+        return lambda: [slug.removeprefix(run) for (slug,) in rows()]
+
+    with snapshot_connection(engine) as reader:
+        first = early(reader)
+        add_category(engine, f"{run}b")  # committed while the read may be on its way
+        later = slugs(reader, run)  # sent before the early rows were read: they are kept
+        assert first() == later  # one snapshot, whichever side of the commit it began
+        assert first() == later  # asked for again: the same rows
+        assert "a" in later
+    with snapshot_connection(engine) as reader:
+        assert early(reader)() == ["a", "b"]
+    with snapshot_connection(engine) as reader:
+        failing = send_read(reader, "SELECT no_such_column FROM categories", {})
+        assert failing is not None
+        with pytest.raises(pymysql.err.OperationalError, match="no_such_column"):
+            failing()
+    with snapshot_connection(engine) as reader:
+        early(reader)  # never read: the snapshot ends with its answer on the way
+        failing = send_read(reader, "SELECT no_such_column FROM categories", {})
+    add_category(engine, f"{run}c")
+    with snapshot_connection(engine) as reader:
+        assert early(reader)() == ["a", "b", "c"] == slugs(reader, run)
+
+
+def test_a_read_is_not_sent_early_where_the_driver_cannot(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        with snapshot_connection(engine) as reader:
+            assert send_read(reader, "SELECT 1", {}) is None
+    finally:
+        engine.dispose()

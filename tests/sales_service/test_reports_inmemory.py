@@ -225,6 +225,43 @@ def test_the_service_loads_its_copy_and_follows_the_consumer(
     assert revenue() == "15.00"  # from the copy brought forward
 
 
+def test_a_report_plans_while_its_first_statement_runs_and_again_where_that_finds_changes(
+    engine: Engine, catalog: Catalog
+) -> None:
+    """Summed from the copy, a report plans its first sums while its first statement is on
+    its way, as if the copy were current with no event after it; where the statement finds
+    otherwise the sums are planned again. A sale not in the copy yet counts, consumed or
+    not; with the rollups waiting for a rebuild the copy is not read at all (the raw rows
+    are), and the answer names only what it read; the watermark is the statement's."""
+    clear(engine)
+    day = date(2025, 3, 4)
+    rng = DateRange(day, day, BERLIN)
+    sell(engine, catalog, datetime(2025, 3, 4, 10, tzinfo=UTC), [line(catalog, 0, 1, "5")])
+    catch_up(engine)
+    assert inmemory.load_now(engine) is not None
+
+    def summary() -> tuple[str, list[str], int | None]:
+        with snapshot_connection(engine) as connection:
+            found = service.summary(connection=connection, rng=rng, filters=Filters())
+        kpis = found.model_dump(mode="json")["kpis"]
+        return kpis["revenue"]["current"], found.sources, found.watermark.latest_sale_id
+
+    first = summary()
+    assert first[:2] == ("5.00", ["report_sales_rollups"])  # from the copy, as planned
+    later = sell(engine, catalog, datetime(2025, 3, 4, 11, tzinfo=UTC), [line(catalog, 1, 1, "7")])
+    assert summary() == ("12.00", ["report_sales_rollups", "sales+sale_lines"], later.id)
+    catch_up(engine)  # consumed: the copy is behind the rollups
+    assert summary() == ("12.00", ["report_sales_rollups", "sales+sale_lines"], later.id)
+    with Session(engine) as session:
+        session.execute(
+            update(OutboxPosition)
+            .where(OutboxPosition.consumer == CONSUMER)
+            .values(needs_rebuild=True)
+        )
+        session.commit()
+    assert summary() == ("12.00", ["sales+sale_lines"], later.id)
+
+
 def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalog: Catalog) -> None:
     """The stock per product, all warehouses together, comes as one string where the
     connection allows it, else (cut at group_concat_max_len) row by row: the same either
