@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import Connection
@@ -59,6 +60,9 @@ def subtree(paths: dict[int, str], roots: Iterable[int]) -> set[int]:
         found |= {cid for cid, path in paths.items() if path.startswith(prefix)}
         found.add(root)
     return found
+
+
+_Planned = TypeVar("_Planned")
 
 
 @dataclass
@@ -149,6 +153,18 @@ class Context:
             return False
         self.copy, self.__dict__["dirty"] = copy, []
         return True
+
+    def planned(self, plan: Callable[[], _Planned]) -> _Planned:
+        """``plan()``: where it is a report's first (``speculate``), made while the first
+        statement is on its way, and made again where what that found changes it (an event
+        after the copy, a copy no longer current)."""
+        if self.speculate():
+            sources = set(self.sources)
+            found = plan()
+            if self.confirm():
+                return found
+            self.sources = sources
+        return plan()
 
     def confirm(self) -> bool:
         """Read what ``dirty``'s statement sent by ``speculate`` found and settle on it;
@@ -439,18 +455,9 @@ def plan_parts(
     boundaries: Sequence[datetime] | None,
     has_category_filter: bool,
 ) -> list[repository.Part]:
-    """The SELECTs whose rows add up to the exact sums: rollup blocks, raw leftovers.
-
-    A report's first plan is made while its first statement is on its way (``Context.
-    speculate``), and made again where what that found changes it (an event after the
-    copy, a copy no longer current)."""
-    if ctx.speculate():
-        sources = set(ctx.sources)
-        parts = _plan_parts(ctx, query, intervals, boundaries, has_category_filter)
-        if ctx.confirm():
-            return parts
-        ctx.sources = sources
-    return _plan_parts(ctx, query, intervals, boundaries, has_category_filter)
+    """The SELECTs whose rows add up to the exact sums: rollup blocks, raw leftovers
+    (``Context.planned``)."""
+    return ctx.planned(lambda: _plan_parts(ctx, query, intervals, boundaries, has_category_filter))
 
 
 def _plan_parts(
@@ -704,7 +711,9 @@ def range_totals(
 
 def range_totals_many(ctx: Context, asks: Sequence[Ask]) -> list[dict[int | None, Measures]]:
     """``range_totals`` of each ask (without ranking), in one round trip."""
-    found = repository.run_mixed(ctx.connection, [ask.parts(ctx) for ask in asks], None)
+    # every ask planned while the first statement is on its way: a comparison's two periods
+    parts = ctx.planned(lambda: [ask.parts(ctx) for ask in asks])
+    found = repository.run_mixed(ctx.connection, parts, None)
     return [
         _by_group(sums if columns is None else ask.recheck_zeros(ctx, columns.plus(sums)).to_sums())
         for ask, (columns, sums) in zip(asks, found, strict=True)
