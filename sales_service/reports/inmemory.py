@@ -616,6 +616,8 @@ class _Slot:
         self.busy = False
         self.retry_at = 0.0
         self.lock = threading.Lock()
+        # a copy a report found events after (they stay after it while it is held)
+        self.overtaken: RollupCopy | None = None
 
 
 _SLOTS: dict[str, _Slot] = {}  # by database URL (without its password)
@@ -633,16 +635,25 @@ def _slot(engine: Engine) -> _Slot:
         return slot
 
 
-def current(engine: Engine) -> RollupCopy | None:
+def current(engine: Engine, *, unless_overtaken: bool = False) -> RollupCopy | None:
     """This process's copy of the database's rollups, if one is loaded (one is then loaded
-    in the background)."""
+    in the background); with ``unless_overtaken``, not one a report found events after
+    (``overtaken``)."""
     if not ENABLED or engine.dialect.name not in ("mysql", "mariadb"):
         return None
     slot = _slot(engine)
     copy = slot.copy
     if copy is None:
         _start(engine, slot, None)
+    if unless_overtaken and copy is slot.overtaken:
+        return None
     return copy
+
+
+def overtaken(engine: Engine, copy: RollupCopy) -> None:
+    """A report found events after the copy: until a newer copy replaces it, every report
+    will (a report plans before its first statement's answer only where that finds none)."""
+    _slot(engine).overtaken = copy
 
 
 def behind(engine: Engine, copy: RollupCopy) -> None:

@@ -143,7 +143,7 @@ class Context:
         whether that holds. False where the sums are planned the ordinary way."""
         if "dirty" in self.__dict__ or not self.use_rollups:
             return False
-        copy = inmemory.current(self.connection.engine)
+        copy = inmemory.current(self.connection.engine, unless_overtaken=True)
         if copy is None:
             return False
         self._asked = repository.send_pending_since(
@@ -175,7 +175,11 @@ class Context:
         for derived in ("dirty", "category_stale"):  # made with the guess
             self.__dict__.pop(derived, None)
         self.__dict__["dirty"] = dirty = self._settle(guess, found)
-        return self.copy is guess and dirty == []
+        if guess is None or self.copy is not guess:
+            return False
+        if dirty:  # and so will every report's on this copy: they plan after the answer
+            inmemory.overtaken(self.connection.engine, guess)
+        return not dirty
 
     def channel_names(self, ids: Iterable[int]) -> dict[int, str]:
         """The channels' names: as read with ``dirty`` where it read them, else a query."""

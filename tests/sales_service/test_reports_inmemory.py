@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from common.db import snapshot_connection, snapshot_engine
 from common.models import OutboxPosition, SalesChannel, StockLevel, Warehouse
-from sales_service.reports import inmemory, service
+from sales_service.reports import inmemory, planner, service
 from sales_service.reports import repository as report_repository
 from sales_service.reports.calendar import DateRange, Period, Weekday
 from sales_service.reports.consumer import CONSUMER, catch_up, rebuild
@@ -226,13 +226,23 @@ def test_the_service_loads_its_copy_and_follows_the_consumer(
 
 
 def test_a_report_plans_while_its_first_statement_runs_and_again_where_that_finds_changes(
-    engine: Engine, catalog: Catalog
+    engine: Engine, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Summed from the copy, a report plans its first sums while its first statement is on
     its way, as if the copy were current with no event after it; where the statement finds
     otherwise the sums are planned again. A sale not in the copy yet counts, consumed or
     not; with the rollups waiting for a rebuild the copy is not read at all (the raw rows
-    are), and the answer names only what it read; the watermark is the statement's."""
+    are), and the answer names only what it read; the watermark is the statement's. Once a
+    report has found events after the copy, the next ones plan after the answer (once),
+    until a newer copy replaces it."""
+    plans: list[int] = []
+    plan_parts = planner._plan_parts
+
+    def counted(*args: Any) -> Any:
+        plans.append(1)
+        return plan_parts(*args)
+
+    monkeypatch.setattr(planner, "_plan_parts", counted)
     clear(engine)
     day = date(2025, 3, 4)
     rng = DateRange(day, day, BERLIN)
@@ -240,18 +250,25 @@ def test_a_report_plans_while_its_first_statement_runs_and_again_where_that_find
     catch_up(engine)
     assert inmemory.load_now(engine) is not None
 
-    def summary() -> tuple[str, list[str], int | None]:
+    def summary(planned: int) -> tuple[str, list[str], int | None]:
+        """The summary (two periods: planned together) and how many times they were."""
+        plans.clear()
         with snapshot_connection(engine) as connection:
             found = service.summary(connection=connection, rng=rng, filters=Filters())
+        assert len(plans) == 2 * planned
         kpis = found.model_dump(mode="json")["kpis"]
         return kpis["revenue"]["current"], found.sources, found.watermark.latest_sale_id
 
-    first = summary()
+    first = summary(planned=1)
     assert first[:2] == ("5.00", ["report_sales_rollups"])  # from the copy, as planned
     later = sell(engine, catalog, datetime(2025, 3, 4, 11, tzinfo=UTC), [line(catalog, 1, 1, "7")])
-    assert summary() == ("12.00", ["report_sales_rollups", "sales+sale_lines"], later.id)
+    both = ["report_sales_rollups", "sales+sale_lines"]
+    assert summary(planned=2) == ("12.00", both, later.id)
+    assert summary(planned=1) == ("12.00", both, later.id)  # planned after the answer
     catch_up(engine)  # consumed: the copy is behind the rollups
-    assert summary() == ("12.00", ["report_sales_rollups", "sales+sale_lines"], later.id)
+    assert summary(planned=1) == ("12.00", both, later.id)
+    assert inmemory.load_now(engine) is not None  # a newer copy: planned before the answer
+    assert summary(planned=1) == ("12.00", ["report_sales_rollups"], later.id)
     with Session(engine) as session:
         session.execute(
             update(OutboxPosition)
@@ -259,7 +276,7 @@ def test_a_report_plans_while_its_first_statement_runs_and_again_where_that_find
             .values(needs_rebuild=True)
         )
         session.commit()
-    assert summary() == ("12.00", ["sales+sale_lines"], later.id)
+    assert summary(planned=2) == ("12.00", ["sales+sale_lines"], later.id)
 
 
 def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalog: Catalog) -> None:
