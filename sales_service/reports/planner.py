@@ -10,7 +10,7 @@ one snapshot is exact however far the consumer lags.
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TypeVar
 
@@ -330,6 +330,11 @@ def decompose(
     listed, a group whose lines all lie in the part taken off would be listed with zeros.
     """
     plan = plan if plan is not None else Plan()
+    length = FIXED_LENGTH.get(grains[0]) if len(grains) == 1 else None
+    if length is not None and _decompose_fixed(
+        start, end, grains[0], length, dirty, plan, bucket, trim
+    ):
+        return plan
     finest = grains[0] if grains and trim else None
 
     def leftover(a: datetime, b: datetime) -> None:
@@ -382,6 +387,70 @@ def decompose(
 
     cut(start, end, len(grains) - 1)
     return plan
+
+
+def _decompose_fixed(
+    start: datetime,
+    end: datetime,
+    grain: int,
+    length: int,
+    dirty: Sequence[datetime],
+    plan: Plan,
+    bucket: tuple[datetime, datetime | None] | None,
+    trim: bool,
+) -> bool:
+    """``decompose`` into blocks of one fixed-length grain (hours or days: a series summed
+    from the copy), in whole seconds since the epoch, as the general path cuts it: that took
+    ~57 us a bucket, most of a 3-year weekly series of one product. False, with nothing
+    done, where the general path must: an end, or the bucket's, not a whole second, or a
+    ``dirty`` moment in a block the interval touches."""
+    ends = (start, end) if bucket is None else (start, end, bucket[0], bucket[1] or end)
+    if any(moment.microsecond for moment in ends):
+        return False
+    a, b = int(start.timestamp()), int(end.timestamp())
+    if a >= b:
+        return True
+    if dirty:
+        touched = (_utc(a - a % length), _utc(b + (-b) % length))
+        if bisect_left(dirty, touched[0]) != bisect_left(dirty, touched[1]):
+            return False
+    inner_a, inner_b = a + (-a) % length, b - b % length
+    moments = {a: start, b: end}  # the ends as given; the rest made as needed
+
+    def at(seconds: int) -> datetime:
+        found = moments.get(seconds)
+        if found is None:
+            found = moments[seconds] = _utc(seconds)
+        return found
+
+    if inner_a < inner_b:
+        plan.blocks.setdefault(grain, []).append((at(inner_a), at(inner_b)))
+        leftovers = [(x, y) for x, y in ((a, inner_a), (inner_b, b)) if x < y]
+    else:  # inside one block, or across one boundary: then each side on its own (trim)
+        g1 = a - a % length + length
+        leftovers = [(a, g1), (g1, b)] if trim and b > g1 else [(a, b)]
+    if not trim:
+        plan.raw.extend((at(x), at(y)) for x, y in leftovers)
+        return True
+    first = None if bucket is None else int(bucket[0].timestamp())
+    last = None if bucket is None or bucket[1] is None else int(bucket[1].timestamp())
+    for x, y in leftovers:
+        g0 = x - x % length
+        g1 = g0 + length
+        anchor_start = first is None or g0 >= first
+        anchor_end = first is not None and (last is None or g1 <= last)
+        if not ((anchor_start or anchor_end) and (x - g0) + (g1 - y) < y - x):
+            plan.raw.append((at(x), at(y)))
+            continue
+        key = (grain, anchor_start)
+        plan.trimmed.setdefault(key, []).append((at(g0), at(g1)))
+        pieces = [(at(p), at(q)) for p, q in ((g0, x), (y, g1)) if p < q]
+        plan.trimmed_out.setdefault(key, []).extend(pieces)
+    return True
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def merge(intervals: Iterable[Interval]) -> list[Interval]:
