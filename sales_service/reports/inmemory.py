@@ -26,6 +26,7 @@ import functools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -626,12 +627,19 @@ _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-rollups-c
 ENABLED = True  # sales_service's setting SHOP_REPORTS_IN_MEMORY
 
 
+_SLOT_OF: "weakref.WeakKeyDictionary[Engine, _Slot]" = weakref.WeakKeyDictionary()
+
+
 def _slot(engine: Engine) -> _Slot:
+    found = _SLOT_OF.get(engine)  # the URL rendered took 35 us of every report
+    if found is not None:
+        return found
     url = engine.url.render_as_string(hide_password=True)  # any engine on the database
     with _SLOTS_LOCK:
         slot = _SLOTS.get(url)
         if slot is None:
             slot = _SLOTS[url] = _Slot()
+        _SLOT_OF[engine] = slot
         return slot
 
 
