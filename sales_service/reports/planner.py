@@ -157,7 +157,8 @@ class Context:
     def planned(self, plan: Callable[[], _Planned]) -> _Planned:
         """``plan()``: where it is a report's first (``speculate``), made while the first
         statement is on its way, and made again where what that found changes it (an event
-        after the copy, a copy no longer current)."""
+        after the copy, a copy no longer current). It may read and sum, but must change
+        nothing in the context but the sources it names."""
         if self.speculate():
             sources = set(self.sources)
             found = plan()
@@ -516,9 +517,13 @@ def sum_series(
     """Exact sums over the intervals per bucket (``boundaries`` are the buckets' starts;
     each interval lies inside one bucket), as columns: a series over three years has a
     thousand buckets, each a few numbers, and a ``Measures`` apiece cost more than the sums."""
-    parts = plan_parts(ctx, query, intervals, boundaries, has_category_filter)
-    columns, sums = repository.run_mixed(ctx.connection, [parts], boundaries)[0]
-    return (columns or ColumnSums.empty(bucketed=True, grouped=False)).plus(sums)
+
+    def summed() -> ColumnSums:
+        parts = plan_parts(ctx, query, intervals, boundaries, has_category_filter)
+        columns, sums = repository.run_mixed(ctx.connection, [parts], boundaries)[0]
+        return (columns or ColumnSums.empty(bucketed=True, grouped=False)).plus(sums)
+
+    return ctx.planned(summed)
 
 
 def plan_parts(
@@ -769,8 +774,15 @@ def range_totals(
     query: Query,
     top: repository.Top | None = None,
 ) -> tuple[dict[int | None, Measures], int | None]:
-    """Sums over one range per group (key None without grouping), and how many groups."""
+    """Sums over one range per group (key None without grouping), and how many groups:
+    planned and summed while the first statement is on its way (``Context.planned``)."""
     ask = Ask(filters, rng_start, rng_end, query)
+    return ctx.planned(lambda: _range_totals(ctx, ask, top))
+
+
+def _range_totals(
+    ctx: Context, ask: Ask, top: repository.Top | None
+) -> tuple[dict[int | None, Measures], int | None]:
     parts = ask.parts(ctx)
     if not summed_here(parts):
         found, groups = repository.run_sums(ctx.connection, parts, None, top)
@@ -783,14 +795,19 @@ def range_totals(
 
 
 def range_totals_many(ctx: Context, asks: Sequence[Ask]) -> list[dict[int | None, Measures]]:
-    """``range_totals`` of each ask (without ranking), in one round trip."""
-    # every ask planned while the first statement is on its way: a comparison's two periods
-    parts = ctx.planned(lambda: [ask.parts(ctx) for ask in asks])
-    found = repository.run_mixed(ctx.connection, parts, None)
-    return [
-        _by_group(sums if columns is None else ask.recheck_zeros(ctx, columns.plus(sums)).to_sums())
-        for ask, (columns, sums) in zip(asks, found, strict=True)
-    ]
+    """``range_totals`` of each ask (without ranking), in one round trip: every ask (a
+    comparison's two periods) planned and summed while the first statement is on its way."""
+
+    def summed() -> list[dict[int | None, Measures]]:
+        found = repository.run_mixed(ctx.connection, [ask.parts(ctx) for ask in asks], None)
+        return [
+            _by_group(
+                sums if columns is None else ask.recheck_zeros(ctx, columns.plus(sums)).to_sums()
+            )
+            for ask, (columns, sums) in zip(asks, found, strict=True)
+        ]
+
+    return ctx.planned(summed)
 
 
 def summed_here(parts: Sequence[repository.Part]) -> bool:
