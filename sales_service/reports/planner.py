@@ -161,9 +161,14 @@ class Context:
         nothing in the context but the sources it names."""
         if self.speculate():
             sources = set(self.sources)
-            found = plan()
-            if self.confirm():
-                return found
+            try:
+                found = plan()
+            except Exception:
+                if self.confirm():  # not the guess's doing
+                    raise
+            else:
+                if self.confirm():
+                    return found
             self.sources = sources
         return plan()
 
@@ -533,18 +538,7 @@ def plan_parts(
     boundaries: Sequence[datetime] | None,
     has_category_filter: bool,
 ) -> list[repository.Part]:
-    """The SELECTs whose rows add up to the exact sums: rollup blocks, raw leftovers
-    (``Context.planned``)."""
-    return ctx.planned(lambda: _plan_parts(ctx, query, intervals, boundaries, has_category_filter))
-
-
-def _plan_parts(
-    ctx: Context,
-    query: Query,
-    intervals: Sequence[Interval],
-    boundaries: Sequence[datetime] | None,
-    has_category_filter: bool,
-) -> list[repository.Part]:
+    """The SELECTs whose rows add up to the exact sums: rollup blocks, raw leftovers."""
     source = choose_source(ctx, query, has_category_filter)
     grains = grains_of(source, query)
     if ctx.copy is not None and boundaries is not None:
@@ -739,7 +733,9 @@ class Ask:
     def parts(self, ctx: Context) -> list[repository.Part]:
         query = with_subtree(self.query, self.filters)
         has_category_filter = bool(self.filters.category_ids)
-        return plan_parts(ctx, query, [(self.start, self.end)], None, has_category_filter)
+        return ctx.planned(
+            lambda: plan_parts(ctx, query, [(self.start, self.end)], None, has_category_filter)
+        )
 
     def recheck_zeros(
         self, ctx: Context, sums: ColumnSums, listed: np.ndarray | None = None

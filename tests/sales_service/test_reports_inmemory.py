@@ -236,13 +236,13 @@ def test_a_report_plans_while_its_first_statement_runs_and_again_where_that_find
     report has found events after the copy, the next ones plan after the answer (once),
     until a newer copy replaces it."""
     plans: list[int] = []
-    plan_parts = planner._plan_parts
+    plan_parts = planner.plan_parts
 
     def counted(*args: Any) -> Any:
         plans.append(1)
         return plan_parts(*args)
 
-    monkeypatch.setattr(planner, "_plan_parts", counted)
+    monkeypatch.setattr(planner, "plan_parts", counted)
     clear(engine)
     day = date(2025, 3, 4)
     rng = DateRange(day, day, BERLIN)
@@ -277,6 +277,32 @@ def test_a_report_plans_while_its_first_statement_runs_and_again_where_that_find
         )
         session.commit()
     assert summary(planned=2) == ("12.00", ["sales+sale_lines"], later.id)
+
+
+def test_a_plan_that_fails_on_the_guess_is_made_again_and_one_that_fails_anyway_raises(
+    engine: Engine, catalog: Catalog
+) -> None:
+    """What a plan made before the first statement's answer raises is raised only where the
+    answer confirms the guess; otherwise the plan is made again with what it found."""
+    clear(engine)
+    noon = datetime(2025, 3, 4, 11, tzinfo=UTC)
+    sell(engine, catalog, noon, [line(catalog, 0, 1, "5")])
+    catch_up(engine)
+    assert inmemory.load_now(engine) is not None
+
+    def plan(ctx: planner.Context) -> list[datetime] | None:
+        if ctx.dirty == []:
+            raise ValueError("planned on the guess")
+        return ctx.dirty
+
+    with snapshot_connection(engine) as connection:
+        ctx = planner.Context(connection)
+        with pytest.raises(ValueError, match="on the guess"):  # the guess held
+            ctx.planned(lambda: plan(ctx))
+    sell(engine, catalog, noon + timedelta(hours=1), [line(catalog, 1, 1, "7")])
+    with snapshot_connection(engine) as connection:
+        ctx = planner.Context(connection)
+        assert ctx.planned(lambda: plan(ctx)) == [noon + timedelta(hours=1)]
 
 
 def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalog: Catalog) -> None:
