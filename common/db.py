@@ -227,8 +227,8 @@ class _PyMySQLConnection(pymysql.connections.Connection):
         super()._execute_command(command, sql)
 
     def rollback(self) -> None:
-        if self._rollback_sent:
-            return
+        if self._rollback_sent or not self.open:
+            return  # (closed: the server ended the transaction with the connection)
         if self._answer_pending:
             with suppress(pymysql.err.DatabaseError):  # undone by the rollback
                 self.read_answer()
@@ -332,6 +332,8 @@ def _ping_when_idle(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkout")
     def _alive(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if not getattr(dbapi_connection, "open", True):  # lost under a read past SQLAlchemy
+            raise DisconnectionError("a pooled connection was closed by a lost connection")
         idle_since = record.info.get("idle_since")
         if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
             return

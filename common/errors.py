@@ -9,6 +9,7 @@ import re
 import traceback
 from typing import Any, Literal
 
+import pymysql
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -262,15 +263,25 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _database_error(_request: Request, exc: OperationalError) -> JSONResponse:
         code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+        return _database_failed(code, exc)
+
+    # The driver's own, where a read goes past SQLAlchemy (a report's first statement, sent
+    # before its answer is wanted): the connection lost or closed under it.
+    @app.exception_handler(pymysql.err.OperationalError)
+    @app.exception_handler(pymysql.err.InterfaceError)
+    async def _driver_error(_request: Request, exc: Exception) -> JSONResponse:
+        return _database_failed(exc.args[0] if exc.args else None, exc)
+
+    def _database_failed(code: Any, error: Exception) -> JSONResponse:
         if code in LOCK_CONFLICT_CODES:
             # The transaction was rolled back whole; the same request may simply be retried.
-            logger.warning("lock conflict (%s): %s", code, exc.orig)
+            logger.warning("lock conflict (%s): %s", code, error)
             return JSONResponse(
                 {"error": "database_busy", "detail": "The database was busy; retry the request"},
                 status_code=503,
                 headers={"Retry-After": "1"},
             )
-        logger.error("database error: %s", exc)
+        logger.error("database error: %s", error)
         return JSONResponse(
             {"error": "database_unavailable", "detail": "The database is unavailable; retry later"},
             status_code=503,

@@ -305,6 +305,44 @@ def test_a_plan_that_fails_on_the_guess_is_made_again_and_one_that_fails_anyway_
         assert ctx.planned(lambda: plan(ctx)) == [noon + timedelta(hours=1)]
 
 
+def test_a_connection_lost_at_a_reports_first_statement_answers_503(
+    engine: Engine,
+    catalog: Catalog,
+    sales_client: TestClient,
+    viewer_headers: dict,
+    sales_app: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A report's first statement goes to the driver past SQLAlchemy (sent before its answer
+    is wanted): the connection lost there answers 503 naming the database, as it does
+    anywhere else, and the next report is answered."""
+    inmemory.ENABLED = True
+    clear(engine)
+    sell(engine, catalog, datetime(2025, 3, 4, 10, tzinfo=UTC), [line(catalog, 0, 1, "5")])
+    catch_up(engine)
+    assert inmemory.load_now(sales_app.state.engine) is not None
+    send = report_repository.send_pending_since
+
+    def dropped(connection: Connection, *args: Any, **kwargs: Any) -> Any:
+        own = connection.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one()
+        with engine.connect() as other:  # the server drops it (a restart, a crash)
+            other.execute(text(f"KILL {int(own)}"))
+        return send(connection, *args, **kwargs)
+
+    def summary() -> Any:
+        day = {"from": "2025-03-04", "to": "2025-03-04", "timezone": "Europe/Berlin"}
+        return sales_client.get("/api/v1/reports/summary", headers=viewer_headers, params=day)
+
+    monkeypatch.setattr(report_repository, "send_pending_since", dropped)
+    response = summary()
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "database_unavailable"
+    monkeypatch.setattr(report_repository, "send_pending_since", send)
+    response = summary()
+    assert response.status_code == 200, response.text
+    assert response.json()["kpis"]["revenue"]["current"] == "5.00"
+
+
 def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalog: Catalog) -> None:
     """The stock per product, all warehouses together, comes as one string where the
     connection allows it, else (cut at group_concat_max_len) row by row: the same either
