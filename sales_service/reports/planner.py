@@ -336,10 +336,7 @@ def decompose(
     listed, a group whose lines all lie in the part taken off would be listed with zeros.
     """
     plan = plan if plan is not None else Plan()
-    length = FIXED_LENGTH.get(grains[0]) if len(grains) == 1 else None
-    if length is not None and _decompose_fixed(
-        start, end, grains[0], length, dirty, plan, bucket, trim
-    ):
+    if len(grains) == 1 and _decompose_fixed(start, end, grains[0], dirty, plan, bucket, trim):
         return plan
     finest = grains[0] if grains and trim else None
 
@@ -399,7 +396,6 @@ def _decompose_fixed(
     start: datetime,
     end: datetime,
     grain: int,
-    length: int,
     dirty: Sequence[datetime],
     plan: Plan,
     bucket: tuple[datetime, datetime | None] | None,
@@ -408,8 +404,12 @@ def _decompose_fixed(
     """``decompose`` into blocks of one fixed-length grain (hours or days: a series summed
     from the copy), in whole seconds since the epoch, as the general path cuts it: that took
     ~57 us a bucket, most of a 3-year weekly series of one product. False, with nothing
-    done, where the general path must: an end, or the bucket's, not a whole second, or a
-    ``dirty`` moment in a block the interval touches."""
+    done, where the general path must: a grain of varying length (months, years), an end,
+    or the bucket's, not a whole second, or a ``dirty`` moment in a block the interval
+    touches."""
+    length = FIXED_LENGTH.get(grain)
+    if length is None:
+        return False
     ends = (start, end) if bucket is None else (start, end, bucket[0], bucket[1] or end)
     if any(moment.microsecond for moment in ends):
         return False

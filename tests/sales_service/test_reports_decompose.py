@@ -52,9 +52,7 @@ def test_the_quick_cut_for_one_fixed_grain_is_the_general_one(grain: int, trim: 
             args = (start, end, (grain,), dirty)
             found = decompose(*args, bucket=bucket, trim=trim)
             same(found, general(*args, bucket=bucket, trim=trim))
-            quick_taken += planner._decompose_fixed(
-                start, end, grain, planner.FIXED_LENGTH[grain], dirty, Plan(), bucket, trim
-            )
+            quick_taken += planner._decompose_fixed(start, end, grain, dirty, Plan(), bucket, trim)
     assert quick_taken > 10_000  # the quick path was taken, not only the general one
 
 
@@ -66,8 +64,6 @@ def test_the_quick_cut_takes_a_week_in_a_zone_west_or_east_of_utc(grain: int) ->
         end = start + timedelta(days=7)
         for trim in (True, False):
             quick = Plan()
-            assert planner._decompose_fixed(
-                start, end, grain, planner.FIXED_LENGTH[grain], [], quick, (start, end), trim
-            )
+            assert planner._decompose_fixed(start, end, grain, [], quick, (start, end), trim)
             same(quick, general(start, end, (grain,), bucket=(start, end), trim=trim))
             assert quick.blocks[grain]  # the whole days or hours inside
