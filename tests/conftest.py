@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, delete, select, text, update
 from sqlalchemy.exc import OperationalError
 
@@ -31,6 +33,14 @@ from common.models import Base, OutboxPosition, Role, User, Warehouse
 from common.settings import ProductsSettings, SalesSettings
 
 T = TypeVar("T")
+
+# How long one generated example takes on a shared 2-core machine, beside the suite's other
+# worker and MariaDB, is not behaviour: no deadline and no slowness check (a pure
+# conversion test failed once under load on Hypothesis's default 200 ms).
+hypothesis_settings.register_profile(
+    "shop", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+hypothesis_settings.load_profile("shop")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # A key of this run only: none published in the repository is accepted (see settings).
 TEST_JWT_SECRET = secrets.token_urlsafe(32)
