@@ -6,8 +6,9 @@ import ssl
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -175,8 +176,9 @@ class _PyMySQLConnection(pymysql.connections.Connection):
             return s.replace("'", "''")  # as PyMySQL does in that mode
         return escape_string(s)
 
-    _answer_pending = False
-    _pending_read: "_SentRead | None" = None  # the read whose answer is on its way
+    # The answers on their way, oldest first: statements sent without waiting, read before
+    # the connection's next command that waits (or, for a read, when its rows are asked).
+    _unread: "deque[_SentRead] | None" = None
     # Set on the snapshot pool's connections (snapshot_engine): the ROLLBACK that ends a
     # read-only transaction is sent and its answer read before the connection's next
     # command, so a report does not wait a round trip for it after its last read.
@@ -200,40 +202,66 @@ class _PyMySQLConnection(pymysql.connections.Connection):
         """Send a statement and go on without waiting for the server's answer: it is read
         before this connection's next command, and its error, if any, raised there (a
         rollback reads it and lets it go: the statement is undone with the rest). A bulk
-        write's last statement overlaps the caller's next work this way."""
-        self._execute_command(COMMAND.COM_QUERY, sql)
-        self._answer_pending = True
+        write's last statement overlaps the caller's next work this way. Any answer still
+        on its way is read first: writes go one at a time."""
+        self._drain()
+        self._send(sql, _SentRead(self, wanted=False))
 
     def send_read(self, sql: str) -> "_SentRead":
-        """``send_query`` for a read whose rows are wanted: they are read when asked for
-        (``_SentRead.rows``), or kept when the next command reads them first."""
-        self.send_query(sql)
-        self._pending_read = sent = _SentRead(self)
+        """Send a read whose rows are wanted, without waiting: behind any answers still on
+        their way (the server answers in order), its rows read when asked for
+        (``_SentRead.rows``), or kept when a command sent later reads them first. Reads
+        sent one after another are answered back to back, each round trip overlapping the
+        others and the caller's work."""
+        sent = _SentRead(self, wanted=True)
+        self._send(sql, sent)
         return sent
 
+    def _send(self, sql: str, sent: "_SentRead") -> None:
+        self._rollback_sent = False
+        super()._execute_command(COMMAND.COM_QUERY, sql)
+        # the number its answer's first packet carries (1, unless the statement took more
+        # than one packet): PyMySQL checks each packet's against what it expects next
+        sent.sequence = self._next_seq_id
+        if self._unread is None:
+            self._unread = deque()
+        self._unread.append(sent)
+
     def read_answer(self) -> None:
-        """Read the answer to the statement sent last without waiting (its error raised
-        here); the rows of a ``send_read`` are kept for it."""
-        self._answer_pending = False
-        sent, self._pending_read = self._pending_read, None
-        self._read_query_result()
-        if sent is not None:
-            sent.kept = self._result.rows or ()
+        """Read the oldest answer still on its way: a read's rows (or its error) are kept
+        for it; a statement's error is raised here, unless a rollback let it go."""
+        assert self._unread
+        sent = self._unread.popleft()
+        self._next_seq_id = sent.sequence
+        try:
+            self._read_query_result()
+        except pymysql.err.Error as exc:
+            if not self.open:  # lost: so are the answers after it
+                for later in self._unread:
+                    later.error = exc
+                self._unread.clear()
+            sent.error = exc
+            if sent.wanted or sent.let_go:
+                return  # raised when its rows are asked for, or undone by a rollback
+            raise
+        sent.kept = self._result.rows or ()
+
+    def _drain(self) -> None:
+        while self._unread:
+            self.read_answer()
 
     def _execute_command(self, command: int, sql: Any) -> None:
-        if self._answer_pending:
-            self.read_answer()
+        self._drain()
         self._rollback_sent = False
         super()._execute_command(command, sql)
 
     def rollback(self) -> None:
         if self._rollback_sent or not self.open:
             return  # (closed: the server ended the transaction with the connection)
-        if self._answer_pending:
-            with suppress(pymysql.err.DatabaseError):  # undone by the rollback
-                self.read_answer()
+        for sent in self._unread or ():
+            sent.let_go = True  # undone by the rollback, whatever its answer
         if self.defer_rollback:
-            self.send_query("ROLLBACK")
+            self._send("ROLLBACK", _SentRead(self, wanted=False))
             self._rollback_sent = True
             return
         super().rollback()
@@ -251,17 +279,24 @@ class _PyMySQLConnection(pymysql.connections.Connection):
 
 
 class _SentRead:
-    """A read sent without waiting for its answer (``_PyMySQLConnection.send_read``)."""
+    """A statement sent without waiting for its answer (``_PyMySQLConnection.send_query``,
+    ``send_read``)."""
 
-    def __init__(self, connection: _PyMySQLConnection) -> None:
+    def __init__(self, connection: _PyMySQLConnection, *, wanted: bool) -> None:
         self.connection = connection
+        self.wanted = wanted  # a read whose rows are asked for: its error raised then
+        self.let_go = False  # a rollback undid it: its error is raised nowhere
+        self.sequence = 1
         self.kept: tuple[tuple[Any, ...], ...] | None = None
+        self.error: pymysql.err.Error | None = None
 
     def rows(self) -> tuple[tuple[Any, ...], ...]:
-        if self.kept is None:
-            if self.connection._pending_read is not self:
+        while self.kept is None and self.error is None:
+            if self not in (self.connection._unread or ()):
                 raise pymysql.err.InterfaceError("the answer to a read sent early was lost")
-            self.connection.read_answer()
+            self.connection.read_answer()  # the oldest first, up to this one
+        if self.error is not None:
+            raise self.error
         assert self.kept is not None
         return self.kept
 

@@ -154,3 +154,60 @@ def test_a_read_is_not_sent_early_where_the_driver_cannot(tmp_path: Path) -> Non
             assert send_read(reader, "SELECT 1", {}) is None
     finally:
         engine.dispose()
+
+
+def test_reads_sent_back_to_back_each_get_their_own_answer(engine: Engine) -> None:
+    """Several reads on their way at once (a report sends the statements it needs before it
+    plans): each gets its own rows or its own error, in whatever order they are asked for,
+    all from the one snapshot; a command that waits reads them all first."""
+    run = f"snap-{uuid.uuid4().hex[:8]}-"
+    snapshot_engine(engine).dispose()  # from here on, the pool holds one connection
+    add_category(engine, f"{run}a")
+    like = {"run": f"{run}%"}
+    listed = "SELECT slug FROM categories WHERE slug LIKE %(run)s ORDER BY slug"
+    counted = "SELECT count(*) FROM categories WHERE slug LIKE %(run)s"
+    with snapshot_connection(engine) as reader:
+        first = send_read(reader, listed, like)
+        failing = send_read(reader, "SELECT no_such_column FROM categories", {})
+        count = send_read(reader, counted, like)
+        assert first is not None and failing is not None and count is not None
+        add_category(engine, f"{run}b")  # committed while they are on their way
+        assert count() == ((1,),)  # the last asked first: the others' answers are kept
+        with pytest.raises(pymysql.err.OperationalError, match="no_such_column"):
+            failing()
+        assert [slug for (slug,) in first()] == [f"{run}a"]
+        again = send_read(reader, counted, like)
+        assert again is not None
+        assert slugs(reader, run) == ["a"]  # waits for the read before it, keeps its rows
+        assert again() == ((1,),)
+    with snapshot_connection(engine) as reader:
+        for _ in range(3):  # ended with all three on their way
+            send_read(reader, listed, like)
+            send_read(reader, "SELECT no_such_column FROM categories", {})
+    with snapshot_connection(engine) as reader:
+        count = send_read(reader, counted, like)
+        assert count is not None
+        assert count() == ((2,),)  # a new snapshot, the errors before it let go
+
+
+def test_reads_on_their_way_when_the_connection_is_lost_raise_and_leave_no_answer(
+    engine: Engine,
+) -> None:
+    """The server drops the connection while two reads are on their way: asking for either
+    raises a lost connection (never the other's rows), and the pool then hands out a
+    working connection."""
+    snapshot_engine(engine).dispose()
+    with snapshot_connection(engine) as reader:
+        raw = reader.connection.dbapi_connection
+        assert raw is not None
+        own_id = reader.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one()
+        with engine.connect() as killer:
+            first = send_read(reader, "SELECT SLEEP(0.5), 1", {})
+            second = send_read(reader, "SELECT 2", {})
+            assert first is not None and second is not None
+            killer.exec_driver_sql(f"KILL {int(own_id)}")
+        for asked in (second, first):
+            with pytest.raises(pymysql.err.OperationalError):
+                asked()
+    with snapshot_connection(engine) as reader:
+        assert reader.exec_driver_sql("SELECT 3").scalar_one() == 3
