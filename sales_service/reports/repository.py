@@ -805,7 +805,24 @@ def available_units(connection: Connection) -> tuple[PerProduct, datetime | None
     As one string of numbers, parsed by numpy: a row per product took 6.5 ms for 1,000
     products, this 0.6. A string cut at ``group_concat_max_len`` (a connection not set as
     snapshot_connection's are): then read row by row."""
-    count, listed, limit, last = connection.execute(_AVAILABLE_AT_ONCE).one()
+    return _available(connection, connection.execute(_AVAILABLE_AT_ONCE).one())
+
+
+def send_available_units(
+    connection: Connection,
+) -> Callable[[], tuple[PerProduct, datetime | None]]:
+    """``available_units``, its statement sent now without waiting (``send_read``) and its
+    answer read when the function returned is called: sent with a report's first
+    statement, it is answered while the report plans and sums (a round trip of 0.7-1.0 ms
+    at 1,000 products). Where the driver cannot send early, the statement is run then."""
+    rows = send_read(connection, _AVAILABLE_AT_ONCE.text, {})
+    if rows is None:
+        return functools.partial(available_units, connection)
+    return lambda: _available(connection, rows()[0])
+
+
+def _available(connection: Connection, found: Sequence[Any]) -> tuple[PerProduct, datetime | None]:
+    count, listed, limit, last = found
     pairs = _number_rows(listed, limit, int(count), 2)
     updated = None if last is None else _as_utc(last)
     if pairs is None:

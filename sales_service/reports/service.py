@@ -535,6 +535,7 @@ def inventory_insight(
     chosen: list[int] | None = None  # by their current category, all their sales count
     if filters.product_ids or keys is not None:
         chosen = repository.product_ids(connection, filters.product_ids, keys)
+    stock_later = repository.send_available_units(connection)  # answered while this plans
     parts: list[repository.Part] = []
     ask: Ask | None = None
     if chosen is None or chosen:
@@ -550,7 +551,7 @@ def inventory_insight(
     page: dict[str, int] = {"window_days": window_days, "limit": limit, "offset": offset}
     total: int | None  # None: every row came back (SQLite), ranked and paged below
     if ask is not None and summed_here(parts):  # from the rollups' copy: ranked here
-        stock, stock_mark = repository.available_units(connection)
+        stock, stock_mark = stock_later()
         columns = repository.run_columns(connection, parts, None)
         # a product with stock is listed whether it has lines in the window or not
         columns = ask.recheck_zeros(ctx, columns, listed=stock.products)
