@@ -69,6 +69,18 @@ def test_figures_from_cents_round_the_average_order_half_away_from_zero() -> Non
     assert cents_figures(0, 0, 150, 0)["average_order_value"] is None
 
 
+def test_money_from_cents_is_exact_and_written_with_two_decimals_at_any_size() -> None:
+    """Exact to the cent and shown as such ("12.30", never "12.3" or "1.23E+3") from 0 to
+    the largest sums a 64-bit column holds, either sign."""
+    for amount in (0, 1, -1, 99, -100, 123_400, 10**15 + 7, 2**62, -(2**62)):
+        made = cents_figures(3, 1, amount, -amount)
+        assert made["revenue"] == Decimal(amount) / 100
+        assert made["margin"] == Decimal(2 * amount) / 100
+        for name in ("revenue", "cost", "margin", "average_order_value"):
+            assert made[name].as_tuple().exponent == -2, (name, amount)
+            assert f"{made[name]:f}" == str(made[name])
+
+
 def test_a_number_per_product_looked_up_for_many_products_at_once() -> None:
     """Products not listed read 0, whether before, between or after those listed, or where
     none is (the insight's stock per product, and the units sold)."""
