@@ -551,12 +551,18 @@ def inventory_insight(
     page: dict[str, int] = {"window_days": window_days, "limit": limit, "offset": offset}
     total: int | None  # None: every row came back (SQLite), ranked and paged below
     if ask is not None and summed_here(parts):  # from the rollups' copy: ranked here
-        stock, stock_mark = stock_later()
         columns = repository.run_columns(connection, parts, None)
+        # the page's names asked for before the stock is read, ranked with the last stock
+        guessed = repository.send_page_refs(
+            connection, repository.PerProduct(columns.groups(), columns.totals[1]), chosen, **page
+        )
+        stock, stock_mark = stock_later()
         # a product with stock is listed whether it has lines in the window or not
         columns = ask.recheck_zeros(ctx, columns, listed=stock.products)
         sold = repository.PerProduct(columns.groups(), columns.totals[1])
-        found, total = repository.insight_ranked(connection, sold, stock, chosen, **page)
+        found, total = repository.insight_ranked(
+            connection, sold, stock, chosen, guessed=guessed, **page
+        )
     else:
         found, total = repository.insight_page(connection, parts, chosen, **page)
         stock_mark = repository.stock_updated_at(connection)

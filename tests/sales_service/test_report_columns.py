@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sales_service.reports.columns import GROUP_BITS, ColumnSums
-from sales_service.reports.repository import PerProduct
+from sales_service.reports.repository import PerProduct, _side_by_side
 from sales_service.reports.service import cents_figures
 
 
@@ -91,3 +91,24 @@ def test_a_number_per_product_looked_up_for_many_products_at_once() -> None:
     assert listed.at(asked).tolist() == [0, 30, 0, -70, 90, 0]
     nothing = PerProduct(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     assert nothing.at(asked).tolist() == [0] * 6
+
+
+@pytest.mark.parametrize("highest", [40, 10**9])  # ids numbered closely, or far apart
+def test_two_numbers_per_product_side_by_side_list_every_product_once(highest: int) -> None:
+    """The insight ranks every product with stock or sales: each listed once, ascending,
+    with its stock and its units (0 where one side does not list it)."""
+    rng = np.random.default_rng(highest)
+    for _ in range(200):
+        sides = []
+        for _side in range(2):
+            ids = np.unique(rng.integers(1, highest, int(rng.integers(0, 30))))
+            sides.append(PerProduct(ids.astype(np.int64), rng.integers(-5, 50, len(ids))))
+        products, first, second = _side_by_side(*sides)
+        expected: dict[int, list[int]] = {}
+        for k, side in enumerate(sides):
+            for p, v in zip(side.products.tolist(), side.values.tolist(), strict=True):
+                expected.setdefault(p, [0, 0])[k] = v
+        assert products.tolist() == sorted(expected)
+        assert [[a, b] for a, b in zip(first.tolist(), second.tolist(), strict=True)] == [
+            expected[p] for p in sorted(expected)
+        ]

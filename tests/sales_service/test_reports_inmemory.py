@@ -378,6 +378,87 @@ def test_available_units_read_at_once_or_row_by_row_agree(engine: Engine, catalo
         assert cut == at_once, length
 
 
+def test_the_insight_names_each_row_its_own_product_whatever_the_last_stock_was(
+    engine: Engine, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Summed from the copy, the insight asks for its page's names before its stock is
+    read, ranked with the stock the insight before read. Where the stock changed since and
+    the page holds other products, and where a product was renamed, each row still carries
+    its own product's sku and name, ranked as the database ranks them; where the guess held,
+    no other statement asks for names."""
+    clear(engine)
+    day = date(2025, 3, 10)
+    for n in range(1, 5):  # 3 units each of products 1-4 in the week (product 0: none)
+        sell(engine, catalog, datetime(2025, 3, 4 + n, 10, tzinfo=UTC), [line(catalog, n, 3, "5")])
+    catch_up(engine)
+    assert inmemory.load_now(engine) is not None
+    ours = Filters(product_ids=tuple(catalog.products))  # (the database holds other tests')
+    guesses: list[Any] = []
+    looked_up: list[list[int]] = []
+    send_page_refs, product_refs = report_repository.send_page_refs, report_repository.product_refs
+
+    def guessing(*args: Any, **kwargs: Any) -> Any:
+        guesses.append(found := send_page_refs(*args, **kwargs))
+        return found
+
+    def looking_up(connection: Connection, ids: Any) -> Any:
+        looked_up.append(list(ids))
+        return product_refs(connection, ids)
+
+    monkeypatch.setattr(report_repository, "send_page_refs", guessing)
+    monkeypatch.setattr(report_repository, "product_refs", looking_up)
+
+    def page(use_rollups: bool) -> list[tuple[int, str, str, int]]:
+        with snapshot_connection(engine) as connection:
+            insight = service.inventory_insight(
+                connection=connection,
+                as_of=day,
+                zone=BERLIN,
+                window_days=7,
+                filters=ours,
+                limit=2,
+                offset=0,
+                use_rollups=use_rollups,
+            )
+        return [(i.product_id, i.sku, i.name, i.available) for i in insight.items]
+
+    p = catalog.products  # available 9 x n of product n: covers 0, 21, 42, 63, 84 days
+    assert (
+        page(True)
+        == page(False)
+        == [
+            (p[0], "RP-1", "Report product 1", 0),
+            (p[1], "RP-2", "Report product 2", 9),
+        ]
+    )
+    with Session(engine) as session:  # now products 3 and 4 run out first
+        for n, on_hand in ((0, 1000), (1, 1000), (3, 3), (4, 5)):
+            session.execute(
+                update(StockLevel).where(StockLevel.product_id == p[n]).values(on_hand=on_hand)
+            )
+        session.execute(
+            text("UPDATE products SET sku = 'RP-5B', name = 'Renamed' WHERE id = :id"),
+            {"id": p[4]},
+        )
+        session.commit()
+    guesses.clear()
+    looked_up.clear()
+    assert (
+        page(True)
+        == page(False)
+        == [
+            (p[3], "RP-4", "Report product 4", 0),
+            (p[4], "RP-5B", "Renamed", 1),
+        ]
+    )
+    assert guesses[0] is not None  # guessed (products 0 and 1), and missed both
+    assert sorted(looked_up[0]) == [p[3], p[4]]
+    guesses.clear()
+    looked_up.clear()
+    assert page(True) == [(p[3], "RP-4", "Report product 4", 0), (p[4], "RP-5B", "Renamed", 1)]
+    assert guesses[0] is not None and looked_up == []  # the same stock: the guess held
+
+
 def test_reports_by_channel_name_each_channel_as_it_is_now(
     engine: Engine, catalog: Catalog
 ) -> None:
