@@ -1,6 +1,7 @@
 """Engine, sessions and column types shared by both services."""
 
 import functools
+import hashlib
 import re
 import ssl
 import threading
@@ -179,6 +180,7 @@ class _PyMySQLConnection(pymysql.connections.Connection):
     # The answers on their way, oldest first: statements sent without waiting, read before
     # the connection's next command that waits (or, for a read, when its rows are asked).
     _unread: "deque[_SentRead] | None" = None
+    _prepared: set[str] | None = None  # the statements PREPAREd on this connection, by name
     # Set on the snapshot pool's connections (snapshot_engine): the ROLLBACK that ends a
     # read-only transaction is sent and its answer read before the connection's next
     # command, so a report does not wait a round trip for it after its last read.
@@ -217,6 +219,21 @@ class _PyMySQLConnection(pymysql.connections.Connection):
         self._send(sql, sent)
         return sent
 
+    def send_prepared(self, name: str, text: str, values: Sequence[Any]) -> "_SentRead":
+        """``send_read`` of a statement PREPAREd on this connection the first time (``text``
+        with a ? per value, sent just before, without waiting either), then EXECUTEd with
+        ``values``: the server parses and plans it once per connection."""
+        if self._prepared is None:
+            self._prepared = set()
+        if name not in self._prepared:
+            prepare = _SentRead(self, wanted=False, prepares=name)
+            self._send(f"PREPARE {name} FROM {self.escape(text)}", prepare)
+            self._prepared.add(name)
+        using = ", ".join(self.escape(value) for value in values)
+        sent = _SentRead(self, wanted=True)
+        self._send(f"EXECUTE {name} USING {using}" if using else f"EXECUTE {name}", sent)
+        return sent
+
     def _send(self, sql: str, sent: "_SentRead") -> None:
         self._rollback_sent = False
         super()._execute_command(COMMAND.COM_QUERY, sql)
@@ -236,6 +253,8 @@ class _PyMySQLConnection(pymysql.connections.Connection):
         try:
             self._read_query_result()
         except pymysql.err.Error as exc:
+            if sent.prepares is not None and self._prepared is not None:
+                self._prepared.discard(sent.prepares)  # prepared again the next time
             if not self.open:  # lost: so are the answers after it
                 for later in self._unread:
                     later.error = exc
@@ -282,9 +301,12 @@ class _SentRead:
     """A statement sent without waiting for its answer (``_PyMySQLConnection.send_query``,
     ``send_read``)."""
 
-    def __init__(self, connection: _PyMySQLConnection, *, wanted: bool) -> None:
+    def __init__(
+        self, connection: _PyMySQLConnection, *, wanted: bool, prepares: str | None = None
+    ) -> None:
         self.connection = connection
         self.wanted = wanted  # a read whose rows are asked for: its error raised then
+        self.prepares = prepares  # the name of the statement it PREPAREs, if it does
         self.let_go = False  # a rollback undid it: its error is raised nowhere
         self.sequence = 1
         self.kept: tuple[tuple[Any, ...], ...] | None = None
@@ -319,6 +341,33 @@ def send_read(
     finally:
         cursor.close()
     return raw.send_read(text).rows
+
+
+def send_prepared_read(
+    connection: Connection, sql: str, parameters: Mapping[str, Any]
+) -> Callable[[], Sequence[tuple[Any, ...]]] | None:
+    """``send_read`` of a statement the server parses and plans once per connection: the
+    first time PREPAREd (named after its text), then EXECUTEd with the parameters' values.
+    For a statement sent with every report: parsing and planning a report's first
+    statement took 0.1-0.2 ms of the 0.4-0.6 its server spends on it. None where the driver
+    cannot send early."""
+    raw = connection.connection.dbapi_connection
+    if not isinstance(raw, _PyMySQLConnection):
+        return None
+    name, text, order = _as_prepared(sql)
+    return raw.send_prepared(name, text, [parameters[key] for key in order]).rows
+
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+@functools.lru_cache(maxsize=64)
+def _as_prepared(sql: str) -> tuple[str, str, tuple[str, ...]]:
+    """A statement in the driver's pyformat as PREPARE takes it: a name made from its text,
+    the text with a ? for each parameter, and the parameters' names in their order."""
+    order = tuple(_PLACEHOLDER.findall(sql))
+    text = sql % dict.fromkeys(order, "?")  # (and each %% back to %)
+    return f"shop_{hashlib.sha256(sql.encode()).hexdigest()[:16]}", text, order
 
 
 def _datetime_literal(value: datetime, mapping: Any = None) -> str:

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.sql.elements import TextClause
 
-from common.db import number_list, send_read
+from common.db import number_list, send_prepared_read, send_read
 from common.models import (
     Category,
     OutboxPosition,
@@ -1082,10 +1082,11 @@ def pending_since(
 def send_pending_since(
     connection: Connection, consumer: str, since: int, *, channels: bool = False
 ) -> Callable[[], Pending | None] | None:
-    """``pending_since``'s statement sent without waiting for its answer (``send_read``):
-    its answer, read when the function returned is called. None where the driver cannot."""
+    """``pending_since``'s statement sent without waiting for its answer, and prepared once
+    per connection (``send_prepared_read``): its answer, read when the function returned is
+    called. None where the driver cannot."""
     sql, fixed = _pending_sql(connection.dialect, channels)
-    rows = send_read(connection, sql, {**fixed, "consumer": consumer, "since": since})
+    rows = send_prepared_read(connection, sql, {**fixed, "consumer": consumer, "since": since})
     return None if rows is None else lambda: _pending(rows())
 
 

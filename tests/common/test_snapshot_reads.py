@@ -17,6 +17,7 @@ from common import migrate
 from common.db import (
     make_engine,
     make_sessionmaker,
+    send_prepared_read,
     send_read,
     snapshot_connection,
     snapshot_engine,
@@ -211,3 +212,43 @@ def test_reads_on_their_way_when_the_connection_is_lost_raise_and_leave_no_answe
                 asked()
     with snapshot_connection(engine) as reader:
         assert reader.exec_driver_sql("SELECT 3").scalar_one() == 3
+
+
+def test_a_statement_prepared_once_per_connection_answers_as_one_sent_plainly(
+    engine: Engine,
+) -> None:
+    """A report's first statement is PREPAREd on a connection the first time it is sent and
+    only EXECUTEd after (``send_prepared_read``): the rows of the plain statement, for any
+    values (quotes and % included), prepared once per connection and again on a new one. A
+    statement the server cannot prepare raises the server's error where its rows are asked
+    for, each time, not a missing prepared statement."""
+    run = f"snap-{uuid.uuid4().hex[:8]}-"
+    snapshot_engine(engine).dispose()  # from here on, the pool holds one connection
+    for slug in ("a", "b", "c'd", "50%"):
+        add_category(engine, f"{run}{slug}")
+    query = (
+        "SELECT slug FROM categories WHERE slug LIKE %(run)s AND slug <> %(other)s"
+        " AND slug LIKE 'snap-%%' ORDER BY slug LIMIT %(limit)s"
+    )
+
+    def prepared(reader: Connection) -> int:
+        return int(reader.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_prepare_sql'").one()[1])
+
+    for _connection in range(2):
+        with snapshot_connection(engine) as reader:
+            before = prepared(reader)
+            for other, limit in ((f"{run}a", 5), (f"{run}c'd", 2), ("x' OR '1'='1", 9)):
+                values = {"run": f"{run}%", "other": other, "limit": limit}
+                sent = send_prepared_read(reader, query, values)
+                plain = send_read(reader, query, values)
+                assert sent is not None and plain is not None
+                assert sent() == plain()
+                assert len(sent()) == min(limit, 4 - (other != "x' OR '1'='1"))
+            assert prepared(reader) - before == 1
+        snapshot_engine(engine).dispose()  # the next pass on a new connection
+    with snapshot_connection(engine) as reader:
+        for _ in range(2):
+            failing = send_prepared_read(reader, "SELECT no_such_column FROM categories", {})
+            assert failing is not None
+            with pytest.raises(pymysql.err.OperationalError, match="no_such_column"):
+                failing()
