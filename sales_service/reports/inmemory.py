@@ -102,6 +102,12 @@ class Columns:
     def __len__(self) -> int:
         return len(self.key)
 
+    @functools.cached_property
+    def by_channel(self) -> "ChannelRuns":
+        """The sales rollups' rows by channel, with running sums (``ChannelRuns``): made on
+        the first report that needs them, once per copy."""
+        return ChannelRuns.of(self)
+
     def replaced(self, blocks: np.ndarray, rows: "Columns") -> "Columns":
         """These rows instead of every row of the blocks (sort keys) given."""
         keep = ~np.isin(self.key, blocks)
@@ -116,6 +122,94 @@ class Columns:
             },
             measures=np.concatenate([self.measures[:, keep], rows.measures], axis=1)[:, order],
         )
+
+
+_CHANNEL_SHIFT = 44  # a row's place among ChannelRuns: its channel's << 44 | its sort key
+# Sales rollups spanning more rows than this are summed from running sums (ChannelRuns):
+# fewer are gathered and added up sooner than an interval is cut into pieces per bucket.
+RUNNING_FROM = 4096
+
+
+@dataclass(frozen=True)
+class ChannelRuns:
+    """The sales rollups' rows ordered by channel, then sort key, with the measures summed
+    up to each: whatever lies between two positions sums to the difference of two columns,
+    so a range of blocks sums in two lookups however many rows it spans (three years of
+    hourly blocks: 130,000 rows a channel)."""
+
+    channels: np.ndarray  # the channel ids, ascending (ALL_CHANNELS among them)
+    key: np.ndarray  # place of the row's channel in ``channels`` << _CHANNEL_SHIFT | sort key
+    running: np.ndarray  # shape (4, rows + 1): the measures of the rows before each position
+
+    @classmethod
+    def of(cls, rows: Columns) -> "ChannelRuns":
+        channels, place = np.unique(rows.groups["channel_id"], return_inverse=True)
+        key = (place.astype(np.int64) << _CHANNEL_SHIFT) | rows.key
+        order = np.argsort(key, kind="stable")
+        running = np.zeros((4, len(key) + 1), dtype=np.int64)
+        np.cumsum(rows.measures[:, order], axis=1, out=running[:, 1:])
+        return cls(channels, key[order], running)
+
+    def sums(
+        self,
+        wanted: np.ndarray,
+        grouped: bool,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        shifts: np.ndarray,
+        boundaries: np.ndarray | None,
+    ) -> ColumnSums:
+        """What ``RollupCopy.sums`` adds up from the rows of the ``wanted`` channels whose
+        sort keys lie in [starts, ends), per bucket (of the block's start + its shift) and
+        channel if ``grouped``: each interval cut at the buckets' starts (less its shift)
+        into pieces of one bucket each, each piece of each channel summed by two lookups.
+        Only pieces with rows count, as only rows do there."""
+        bucket = np.zeros(len(starts), dtype=np.int64)
+        if boundaries is not None:
+            starts, ends, bucket = _pieces(starts, ends, shifts, boundaries)
+        places = np.searchsorted(self.channels, wanted)  # (np.isin: ten times as long)
+        places = places[self.channels[np.minimum(places, len(self.channels) - 1)] == wanted]
+        lo = np.searchsorted(self.key, (places[:, None] << _CHANNEL_SHIFT) | starts).ravel()
+        hi = np.searchsorted(self.key, (places[:, None] << _CHANNEL_SHIFT) | ends).ravel()
+        if not grouped and boundaries is None:  # one row, as SQL's SUM over no rows gives
+            total = (self.running[:, hi] - self.running[:, lo]).sum(axis=1).reshape(4, 1)
+            return ColumnSums(np.zeros(1, dtype=np.int64), total, False, False)
+        keys = np.tile(bucket << GROUP_BITS, len(places))
+        if grouped:
+            keys |= np.repeat(self.channels[places], len(starts))
+        found = hi > lo
+        totals = self.running[:, hi[found]] - self.running[:, lo[found]]
+        return ColumnSums.reduce(
+            keys[found], totals, bucketed=boundaries is not None, grouped=grouped
+        )
+
+
+_START_MASK = (1 << GRAIN_SHIFT) - 1
+
+
+def _pieces(
+    starts: np.ndarray, ends: np.ndarray, shifts: np.ndarray, boundaries: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intervals of sort keys (a grain's blocks starting in [start, end)) cut where their
+    blocks' bucket changes, as ``RollupCopy.sums`` buckets a block (by its start + the
+    interval's shift, among the buckets' starts): each piece's start, end and bucket."""
+    seconds = starts & _START_MASK
+    first = np.searchsorted(boundaries, seconds + shifts, side="right")  # the first cut's
+    cuts = np.maximum(np.searchsorted(boundaries, (ends & _START_MASK) + shifts) - first, 0)
+    count = cuts + 1  # pieces of each interval
+    of = np.repeat(np.arange(len(starts)), count)
+    nth = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    base, shift = first[of], shifts[of]
+    limit = len(boundaries) - 1
+    grain = starts[of] & ~_START_MASK
+    # a piece after the first starts at a cut, one before the last ends at one
+    begin = np.where(
+        nth > 0, grain | (boundaries[np.clip(base + nth - 1, 0, limit)] - shift), starts[of]
+    )
+    end = np.where(
+        nth < cuts[of], grain | (boundaries[np.clip(base + nth, 0, limit)] - shift), ends[of]
+    )
+    return begin, end, base - 1 + nth
 
 
 def _seconds(moment: datetime) -> int:
@@ -356,6 +450,8 @@ class RollupCopy:
         ends = grains + _epochs((y for b in blocks for _, y in b.intervals), count)
         lo = np.searchsorted(rows.key, starts)
         hi = np.searchsorted(rows.key, ends)
+        if source is Source.SALES_ROLLUPS and int((hi - lo).sum()) > RUNNING_FROM:
+            return self._by_channel(rows, query, blocks, starts, ends, boundaries)
         by_start = np.argsort(starts)
         if (
             query.product_ids
@@ -400,6 +496,32 @@ class RollupCopy:
         return ColumnSums.reduce(
             keys, measures, bucketed=boundaries is not None, grouped=group is not None
         )
+
+    @staticmethod
+    def _by_channel(
+        rows: Columns,
+        query: Query,
+        blocks: Sequence[Blocks],
+        starts: np.ndarray,
+        ends: np.ndarray,
+        boundaries: Sequence[datetime] | None,
+    ) -> ColumnSums:
+        """``sums`` of the sales rollups: the rows of the channels asked for (those of the
+        filter, else every channel's when grouped by channel, else those for all channels
+        together), as ``_keep`` lets through."""
+        runs = rows.by_channel
+        grouped = query.group_by is GroupBy.CHANNEL
+        if query.channel_ids:
+            wanted = np.unique(np.array(query.channel_ids, dtype=np.int64))
+        elif grouped:
+            wanted = runs.channels[runs.channels != ALL_CHANNELS]
+        else:
+            wanted = np.array([ALL_CHANNELS], dtype=np.int64)
+        shifts = np.repeat(
+            np.array([b.shift for b in blocks], dtype=np.int64), [len(b.intervals) for b in blocks]
+        )
+        seconds = None if boundaries is None else _epochs(boundaries, len(boundaries))
+        return runs.sums(wanted, grouped, starts, ends, shifts, seconds)
 
     @staticmethod
     def _keep(source: Source, query: Query, rows: Columns, index: np.ndarray) -> np.ndarray:

@@ -22,9 +22,12 @@ from common.models import OutboxPosition, SalesChannel, StockLevel, Warehouse
 from sales_service.reports import inmemory, planner, service
 from sales_service.reports import repository as report_repository
 from sales_service.reports.calendar import DateRange, Period, Weekday
+from sales_service.reports.columns import GROUP_BITS
 from sales_service.reports.consumer import CONSUMER, catch_up, rebuild
 from sales_service.reports.parameters import Against, CategoryRollup, Dimension, SortKey
 from sales_service.reports.planner import Filters
+from sales_service.reports.repository import GroupBy, Query, Source
+from sales_service.reports.rollups import ALL_CHANNELS, DAY, HOUR
 from sales_service.reports.service import Grouping
 from tests.sales_service.report_factories import (
     Catalog,
@@ -36,6 +39,7 @@ from tests.sales_service.report_factories import (
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
+EMPTY_LINES = inmemory.EdgeLines(frozenset(), np.zeros((8, 0), dtype=np.int64))
 
 
 @pytest.fixture
@@ -781,3 +785,78 @@ def test_among_is_isin_for_few_and_many_values() -> None:
     for count in (0, 1, 2, 8, 9, 30):
         wanted = list(range(0, 3 * count, 3))
         assert np.array_equal(inmemory._among(values, wanted), np.isin(values, wanted)), count
+
+
+@pytest.mark.parametrize("running_from", [0, 10**9])  # from running sums, or row by row
+def test_sales_rollups_sum_by_channel_as_their_rows_add_up(
+    running_from: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sales rollups held in memory, summed from running sums by channel
+    (``inmemory.ChannelRuns``, where a range spans many rows) or row by row: for blocks of
+    any grain over intervals that span many buckets or none, with or without a shift, per
+    channel or not, with or without a channel filter, each bucket's and channel's sums are
+    what the rows starting in them add up to, and only buckets and channels with rows are
+    listed."""
+    monkeypatch.setattr(inmemory, "RUNNING_FROM", running_from)
+    rng = np.random.default_rng(7)
+    hour, day = 3600, 86400
+    first = 1_700_000_000 - 1_700_000_000 % day
+    for _trial in range(300):
+        rows = []
+        for grain, length in ((HOUR, hour), (DAY, day)):
+            for _row in range(int(rng.integers(0, 60))):
+                start = first + length * int(rng.integers(0, 20 * day // length))
+                channel = int(rng.choice([ALL_CHANNELS, 3, 5, 8]))
+                rows.append((grain, start, channel, *rng.integers(-50, 900, 4).tolist()))
+        if not rows:
+            continue
+        table = ",".join(str(v) for row in rows for v in row)
+        columns = inmemory.Columns.parse(Source.SALES_ROLLUPS, [table])
+        copy = inmemory.RollupCopy(0, 0, {Source.SALES_ROLLUPS: columns}, {}, EMPTY_LINES, 0.0, 0.0)
+        blocks = []
+        for grain, length in ((HOUR, hour), (DAY, day)):
+            edges = sorted(
+                {first + length * int(k) for k in rng.integers(0, 22 * day // length, 6)}
+            )
+            intervals = [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=False) if a < b]
+            if intervals:
+                shift = int(rng.choice([0, length - 1]))
+                moments = [
+                    (datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC))
+                    for a, b in intervals
+                ]
+                blocks.append(inmemory.Blocks(grain, moments, shift))
+        if not blocks:
+            continue
+        bucketed = bool(rng.integers(0, 2))
+        starts = sorted({first + hour * int(k) for k in rng.integers(0, 22 * 24, 12)})
+        boundaries = [datetime.fromtimestamp(t, UTC) for t in starts] if bucketed else None
+        channels = tuple(int(c) for c in rng.choice([3, 5, 9], int(rng.integers(0, 3))))
+        grouped = bool(rng.integers(0, 2))
+        query = Query(channel_ids=channels, group_by=GroupBy.CHANNEL if grouped else GroupBy.NONE)
+
+        expected: dict[tuple[int, int], list[int]] = {}
+        for grain, start, channel, *measures in rows:
+            if channels and channel not in channels:
+                continue
+            if not channels and (channel == ALL_CHANNELS) == grouped:
+                continue
+            for block in blocks:
+                inside = any(a.timestamp() <= start < b.timestamp() for a, b in block.intervals)
+                if block.grain != grain or not inside:
+                    continue
+                bucket = 0
+                if bucketed:
+                    bucket = int(np.searchsorted(starts, start + block.shift, side="right")) - 1
+                key = (bucket, channel if grouped else 0)
+                sums = expected.setdefault(key, [0, 0, 0, 0])
+                for k in range(4):
+                    sums[k] += measures[k]
+        found = copy.sums(Source.SALES_ROLLUPS, query, blocks, boundaries=boundaries)
+        got = {
+            (int(k) >> GROUP_BITS, int(k) & ((1 << GROUP_BITS) - 1)): found.totals[:, n].tolist()
+            for n, k in enumerate(found.keys.tolist())
+        }
+        if not grouped and not bucketed:  # one total, whether rows or none
+            expected = {(0, 0): expected.get((0, 0), [0, 0, 0, 0])}
+        assert got == expected
