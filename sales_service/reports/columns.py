@@ -8,17 +8,16 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
-from sales_service.reports.rollups import Measures
+from sales_service.reports.rollups import CENT, Measures
 
 GROUP_BITS = 32  # a column's key: bucket << 32 | group
 _GROUP_MASK = (1 << GROUP_BITS) - 1
-_CENT = Decimal("0.01")
 _DENSE_SPAN = 1 << 16  # keys within a span this wide are added up in place, not sorted
 Key = tuple[int | None, int | None]  # (bucket index, group), as in repository.Sums
 
 
 def _money(cents: int) -> Decimal:
-    return Decimal(cents) * _CENT  # exact (far inside the context's 28 digits), as scaleb(-2)
+    return Decimal(cents) * CENT  # exact (far inside the context's 28 digits), as scaleb(-2)
 
 
 def cents(amount: Decimal) -> int:

@@ -60,7 +60,7 @@ from sales_service.reports.planner import (
     within_subtree,
 )
 from sales_service.reports.repository import GroupBy, Query
-from sales_service.reports.rollups import UNCATEGORIZED, Measures
+from sales_service.reports.rollups import CENT, UNCATEGORIZED, Measures
 from sales_service.reports.schemas import (
     Breakdown,
     Comparison,
@@ -68,9 +68,6 @@ from sales_service.reports.schemas import (
     RevenueSeries,
     Summary,
 )
-
-CENT = Decimal("0.01")
-
 
 # --- filters --------------------------------------------------------------------------------
 
