@@ -29,8 +29,10 @@ Exit status 1 if any pair of answers differs.
    line is filtered or grouped on (series, channels, summary, compare; both periods of a
    comparison in one pass), the filtered lines first where one is, and local time as one
    addition per row with the zone's offset of each DST segment (worked out in Python for
-   the range, inside the timing), not a time zone lookup per row. The table shows the
-   median of repeated runs, and every pair of answers is checked equal.
+   the range, inside the timing), not a time zone lookup per row. Every pair of answers is
+   checked equal; then each question is timed ``--rounds`` times a side, each call on a
+   new range, the two sides taking turns question after question: the table shows each
+   side's median.
 """
 
 import argparse
@@ -40,7 +42,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -736,23 +738,20 @@ def cases(
     return found
 
 
-WARMUP = 3  # untimed calls first: the answer compared, and the machine's cores awake
+WARM_SECONDS = 0.005  # untimed work before each timed call (see ``timed``)
 
 
-def median_time(calls: Sequence[Callable[[], Any]]) -> tuple[float, Any]:
-    """Call the first ``WARMUP`` (the first one's answer is compared) and time the others:
-    the median. On this VM a core left idle for a moment runs the next few milliseconds of
-    work up to twice as slowly, so the side timed first, right after a pause, would pay for
-    waking it: each side wakes it itself."""
-    result = calls[0]()
-    for call in calls[1:WARMUP]:
-        call()
-    times = []
-    for call in calls[WARMUP:]:
-        began = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times), result
+def timed(warm: Callable[[], Any], call: Callable[[], Any]) -> float:
+    """The time of ``call``, after ``warm`` (the question on its first range, untimed) until
+    5 ms of work is done: on this VM a core left idle for a moment runs the next few
+    milliseconds of work up to twice as slowly, and each side, idle while the other runs,
+    wakes it itself."""
+    began = time.perf_counter()
+    while time.perf_counter() - began < WARM_SECONDS:
+        warm()
+    began = time.perf_counter()
+    call()
+    return time.perf_counter() - began
 
 
 def variants_of(db: Any, count: int, *, same_range: bool) -> list[list[Case]]:
@@ -769,34 +768,52 @@ def variants_of(db: Any, count: int, *, same_range: bool) -> list[list[Case]]:
     return found
 
 
-def duck_process(pipe: Pipe, workdir: Path, duck_repeat: int, same_range: bool) -> None:
-    """DuckDB in a process of its own: it loads the files, then times each case asked for
-    (by index) and sends back the median and the answer. In the process that times our
-    reports, DuckDB's memory and threads slowed them (a 30-day summary 1.17 ms alone, 1.6-1.85
-    once DuckDB had answered its queries there); a service runs no DuckDB."""
+def duck_process(pipe: Pipe, workdir: Path, rounds: int, same_range: bool) -> None:
+    """DuckDB in a process of its own: it loads the files, then for each question asked for
+    (by index and range) sends back its answer on the first range (range 0) or one call's
+    time (``timed``). In the process that times our reports, DuckDB's memory and threads
+    slowed them (a 30-day summary 1.17 ms alone, 1.6-1.85 once DuckDB had answered its
+    queries there); a service runs no DuckDB."""
     began = time.perf_counter()
     db = duck(workdir)
     pipe.send(time.perf_counter() - began)
-    variants = variants_of(db, duck_repeat + WARMUP, same_range=same_range)
-    while (index := pipe.recv()) is not None:
-        pipe.send(median_time([variant[index].theirs for variant in variants]))
+    variants = variants_of(db, rounds + 1, same_range=same_range)
+    while (asked := pipe.recv()) is not None:
+        index, k = asked
+        first = variants[0][index].theirs
+        pipe.send(first() if k == 0 else timed(first, variants[k][index].theirs))
 
 
-def run(engine: Engine, duckdb_side: Pipe, repeat: int, *, same_range: bool) -> bool:
-    """Time every case, ours here and DuckDB's in its process, one after the other."""
-    variants = variants_of(None, repeat + WARMUP, same_range=same_range)
+def run(engine: Engine, duckdb_side: Pipe, rounds: int, *, same_range: bool) -> bool:
+    """Both answers to every question on its first range, compared; then each question
+    timed ``rounds`` times on each side, each time on a new range, ours here and DuckDB's
+    in its process taking turns, question after question, round after round: each side's
+    median is taken over the same stretch of time, as the machine speeds up and slows down
+    (its phases last from a fraction of a second to seconds), not over a few milliseconds
+    of its own."""
+    variants = variants_of(None, rounds + 1, same_range=same_range)
+
+    def ours(case: Case) -> str:
+        with snapshot_connection(engine) as connection:  # as the report routes read
+            return case.ours(connection)
+
+    count = len(variants[0])
+    answers = []
+    for index in range(count):
+        duckdb_side.send((index, 0))
+        answers.append((json.loads(ours(variants[0][index])), duckdb_side.recv()))
+    our_times: list[list[float]] = [[] for _ in range(count)]
+    duck_times: list[list[float]] = [[] for _ in range(count)]
+    for k in range(1, rounds + 1):
+        for index in range(count):
+            first = partial(ours, variants[0][index])
+            our_times[index].append(timed(first, partial(ours, variants[k][index])))
+            duckdb_side.send((index, k))
+            duck_times[index].append(duckdb_side.recv())
     print(f"\n{'report':<52} {'ours ms':>10} {'duckdb ms':>10} {'ratio':>7}  equal")
     all_equal, all_fast = True, True
     for index, case in enumerate(variants[0]):
-
-        def ours(case: Case) -> Any:
-            with snapshot_connection(engine) as connection:  # as the report routes read
-                return case.ours(connection)
-
-        our_time, our_body = median_time([partial(ours, variant[index]) for variant in variants])
-        our_answer = json.loads(our_body)
-        duckdb_side.send(index)
-        duck_time, duck_answer = duckdb_side.recv()
+        our_answer, duck_answer = answers[index]
         equal = case.ours_shape(our_answer) == duck_answer
         if not equal:
             print(
@@ -804,6 +821,8 @@ def run(engine: Engine, duckdb_side: Pipe, repeat: int, *, same_range: bool) -> 
             )
             print(f"    duckdb: {str(duck_answer)[:400]}")
         all_equal &= equal
+        our_time = statistics.median(our_times[index])
+        duck_time = statistics.median(duck_times[index])
         ratio = our_time / duck_time
         all_fast &= ratio <= 0.5
         sources = "+".join(
@@ -827,8 +846,9 @@ def main() -> int:
     )
     parser.add_argument("--database", default="shop_bench")
     parser.add_argument("--workdir", type=Path, default=Path("var/bench"))
-    parser.add_argument("--repeat", type=int, default=7, help="timed runs of each of ours")
-    parser.add_argument("--duck-repeat", type=int, default=3, help="timed runs of each DuckDB")
+    parser.add_argument(
+        "--rounds", type=int, default=7, help="timed calls of each question, on each side"
+    )
     parser.add_argument("--skip-load", action="store_true", help="reuse database and files")
     parser.add_argument(
         "--same-range",
@@ -880,7 +900,7 @@ def main() -> int:
     duckdb_side, child_end = spawn.Pipe()
     child = spawn.Process(
         target=duck_process,
-        args=(child_end, args.workdir, args.duck_repeat, args.same_range),
+        args=(child_end, args.workdir, args.rounds, args.same_range),
         daemon=True,
     )
     child.start()
@@ -902,7 +922,7 @@ def main() -> int:
             f"({copy.lines.columns.nbytes / 2**20:.0f} MiB), loaded in "
             f"{time.perf_counter() - began:.1f}s"
         )
-    ok = run(engine, duckdb_side, args.repeat, same_range=args.same_range)
+    ok = run(engine, duckdb_side, args.rounds, same_range=args.same_range)
     duckdb_side.send(None)
     child.join()
     engine.dispose()
