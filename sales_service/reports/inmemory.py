@@ -157,17 +157,17 @@ class ChannelRuns:
         grouped: bool,
         starts: np.ndarray,
         ends: np.ndarray,
-        shifts: np.ndarray,
-        boundaries: np.ndarray | None,
+        buckets: tuple[np.ndarray, np.ndarray] | None,
     ) -> ColumnSums:
         """What ``RollupCopy.sums`` adds up from the rows of the ``wanted`` channels whose
-        sort keys lie in [starts, ends), per bucket (of the block's start + its shift) and
-        channel if ``grouped``: each interval cut at the buckets' starts (less its shift)
-        into pieces of one bucket each, each piece of each channel summed by two lookups.
-        Only pieces with rows count, as only rows do there."""
-        bucket = np.zeros(len(starts), dtype=np.int64)
-        if boundaries is not None:
-            starts, ends, bucket = _pieces(starts, ends, shifts, boundaries)
+        sort keys lie in [starts, ends), per channel if ``grouped``, and with ``buckets``
+        (each interval's shift, the buckets' starts in seconds) per bucket of the block's
+        start + its shift: each interval cut at the buckets' starts (less its shift) into
+        pieces of one bucket each, each piece of each channel summed by two lookups. Only
+        pieces with rows count, as only rows do there."""
+        bucket = None
+        if buckets is not None:
+            starts, ends, bucket = _pieces(starts, ends, *buckets)
         places = np.searchsorted(self.channels, wanted)  # (np.isin: ten times as long)
         if len(self.channels):
             places = places[self.channels[np.minimum(places, len(self.channels) - 1)] == wanted]
@@ -175,7 +175,7 @@ class ChannelRuns:
             places = places[:0]
         lo = np.searchsorted(self.key, (places[:, None] << _CHANNEL_SHIFT) | starts).ravel()
         hi = np.searchsorted(self.key, (places[:, None] << _CHANNEL_SHIFT) | ends).ravel()
-        if boundaries is None:  # no buckets: each channel's intervals (laid out channel by
+        if bucket is None:  # no buckets: each channel's intervals (laid out channel by
             # channel) added up in one pass, where sorting keys cost most of a 30-day report
             per = self.running[:, hi] - self.running[:, lo]
             per = per.reshape(4, len(places), len(starts)).sum(axis=2)
@@ -190,9 +190,7 @@ class ChannelRuns:
             keys |= np.repeat(self.channels[places], len(starts))
         found = hi > lo
         totals = self.running[:, hi[found]] - self.running[:, lo[found]]
-        return ColumnSums.reduce(
-            keys[found], totals, bucketed=boundaries is not None, grouped=grouped
-        )
+        return ColumnSums.reduce(keys[found], totals, bucketed=True, grouped=grouped)
 
 
 _START_MASK = (1 << GRAIN_SHIFT) - 1
@@ -459,11 +457,11 @@ class RollupCopy:
         grains = np.repeat(tags, [len(b.intervals) for b in blocks])
         starts = grains + _epochs((x for b in blocks for x, _ in b.intervals), count)
         ends = grains + _epochs((y for b in blocks for _, y in b.intervals), count)
+        if source is Source.SALES_ROLLUPS and boundaries is None:  # (see RUNNING_FROM)
+            return self._by_channel(rows, query, blocks, starts, ends, None)
         lo = np.searchsorted(rows.key, starts)
         hi = np.searchsorted(rows.key, ends)
-        if source is Source.SALES_ROLLUPS and (
-            boundaries is None or int((hi - lo).sum()) > RUNNING_FROM
-        ):
+        if source is Source.SALES_ROLLUPS and int((hi - lo).sum()) > RUNNING_FROM:
             return self._by_channel(rows, query, blocks, starts, ends, boundaries)
         by_start = np.argsort(starts)
         if (
@@ -530,9 +528,11 @@ class RollupCopy:
             wanted = runs.channels[runs.channels != ALL_CHANNELS]
         else:
             wanted = np.array([ALL_CHANNELS], dtype=np.int64)
-        shifts = np.array([b.shift for b in blocks for _ in b.intervals], dtype=np.int64)
-        seconds = None if boundaries is None else _epochs(boundaries, len(boundaries))
-        return runs.sums(wanted, grouped, starts, ends, shifts, seconds)
+        buckets = None
+        if boundaries is not None:
+            shifts = np.array([b.shift for b in blocks for _ in b.intervals], dtype=np.int64)
+            buckets = (shifts, _epochs(boundaries, len(boundaries)))
+        return runs.sums(wanted, grouped, starts, ends, buckets)
 
     @staticmethod
     def _keep(source: Source, query: Query, rows: Columns, index: np.ndarray) -> np.ndarray:

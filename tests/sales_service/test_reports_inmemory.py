@@ -795,11 +795,11 @@ def test_sales_rollups_sum_by_channel_as_their_rows_add_up(
 ) -> None:
     """The sales rollups held in memory, summed from running sums by channel
     (``inmemory.ChannelRuns``: without buckets, and for a series whose range spans many
-    rows) or row by row (a short series): for blocks of
-    any grain over intervals that span many buckets or none, with or without a shift, per
-    channel or not, with or without a channel filter, each bucket's and channel's sums are
-    what the rows starting in them add up to, and only buckets and channels with rows are
-    listed (none from a table with no rows)."""
+    rows) or row by row (a short series): for blocks of any grain over intervals that span
+    many buckets or none, with or without a shift, per channel or not, with or without a
+    channel filter, each bucket's and channel's sums are what the rows starting in them add
+    up to, and only buckets and channels with rows are listed (none from a table with no
+    rows)."""
     monkeypatch.setattr(inmemory, "RUNNING_FROM", running_from)
     rng = np.random.default_rng(7)
     hour, day = 3600, 86400
